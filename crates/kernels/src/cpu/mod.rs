@@ -1,0 +1,11 @@
+//! The CPU reference of every kernel, with the same call shapes as the GPU wrappers: shapes
+//! in, slices in and out. The kernel tests hold the GPU to these, and the graph's CPU executor
+//! runs on them, so each op has exactly one CPU implementation. Clear before clever; f64
+//! accumulation where sums are long.
+
+pub mod activation;
+pub mod elementwise;
+pub mod matmul;
+
+pub use elementwise::{binary, unary, unary_backward};
+pub use matmul::matmul;

@@ -1,0 +1,21 @@
+//! The GPU layer of dlcli: a wgpu context ([`Gpu`]) and one module per WGSL kernel family,
+//! each exposing typed calls that take shapes and [`GpuTensor`]s and return a prepared
+//! [`Dispatch`]. Every kernel has a CPU reference in [`cpu`] with the same call shape; the
+//! tests hold one to the other.
+//!
+//! Prepared dispatches are the design's centre: pipelines, bind groups and parameter blocks
+//! are built once, so an executor records a whole training step as a list of dispatches into
+//! one command encoder and reads back only what it needs.
+
+pub mod cpu;
+pub mod elementwise;
+mod error;
+mod gpu;
+pub mod matmul;
+mod tensor;
+
+pub use elementwise::{Binary, Broadcast, Unary};
+pub use error::{KernelError, Result};
+pub use gpu::{Access, AdapterClass, AdapterSummary, Dispatch, Gpu, Kernel, Shader, linear_grid, list_adapters};
+pub use matmul::{Bias, Matmul, MatrixView};
+pub use tensor::{GpuTensor, PoolStats};

@@ -1,0 +1,114 @@
+//! Shared test machinery: one GPU for the whole binary, seeded random inputs, NaN-poisoned
+//! outputs, and a comparison that reports the first mismatches.
+
+use std::sync::OnceLock;
+
+use kernels::{Dispatch, Gpu, GpuTensor};
+
+/// The GPU every test uses. With no adapter the tests skip loudly, unless
+/// `DLCLI_REQUIRE_ADAPTER=1`, which turns "no adapter" into a failure (CI sets it).
+pub fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    let gpu = GPU.get_or_init(|| match Gpu::open() {
+        Ok(gpu) => {
+            eprintln!("kernel tests run on {}", gpu.summary());
+            Some(gpu)
+        }
+        Err(e) => {
+            if std::env::var("DLCLI_REQUIRE_ADAPTER").is_ok_and(|v| v == "1") {
+                panic!("DLCLI_REQUIRE_ADAPTER=1 but no GPU adapter could be opened: {e}");
+            }
+            eprintln!("SKIPPED: no GPU adapter ({e}); set DLCLI_REQUIRE_ADAPTER=1 to fail instead");
+            None
+        }
+    });
+    gpu.as_ref()
+}
+
+/// `#[test]`s that need the GPU: the body gets `gpu: &Gpu`.
+macro_rules! gpu_test {
+    ($name:ident, |$gpu:ident| $body:block) => {
+        #[test]
+        fn $name() {
+            let Some($gpu) = crate::common::gpu() else { return };
+            $body
+        }
+    };
+}
+pub(crate) use gpu_test;
+
+/// SplitMix64: small, seeded, good enough for test inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * u
+    }
+
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// A tensor of `len` elements filled with NaN, so an element no invocation writes fails.
+pub fn poisoned(gpu: &Gpu, len: usize) -> GpuTensor {
+    gpu.upload(&vec![f32::NAN; len]).unwrap()
+}
+
+pub fn upload(gpu: &Gpu, data: &[f32]) -> GpuTensor {
+    gpu.upload(data).unwrap()
+}
+
+pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) {
+    gpu.run(dispatches).unwrap();
+}
+
+pub fn read(gpu: &Gpu, t: &GpuTensor) -> Vec<f32> {
+    gpu.read(t).unwrap()
+}
+
+/// The default tolerance: elementwise |got - want| <= RTOL * (|want| + scale), where scale is
+/// 1e-2 of the largest |want|, so values that cancel to near zero are judged against the size
+/// of the data rather than against themselves.
+pub const RTOL: f32 = 1e-4;
+
+pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_close_tol(what, got, want, RTOL);
+}
+
+pub fn assert_close_tol(what: &str, got: &[f32], want: &[f32], rtol: f32) {
+    assert!(got.len() >= want.len(), "{what}: got {} values, want {}", got.len(), want.len());
+    let scale = 1e-2 * want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let bad: Vec<usize> = (0..want.len())
+        .filter(|&i| {
+            let (g, w) = (got[i], want[i]);
+            !((g - w).abs() <= rtol * (w.abs() + scale)) // NaN fails
+        })
+        .collect();
+    if !bad.is_empty() {
+        let first: Vec<String> =
+            bad.iter().take(8).map(|&i| format!("[{i}] got {} want {}", got[i], want[i])).collect();
+        panic!("{what}: {} of {} elements differ (rtol {rtol}): {}", bad.len(), want.len(), first.join(", "));
+    }
+}
+
+/// Sizes that are not multiples of any tile or workgroup.
+pub const ODD_SIZES: [usize; 6] = [1, 3, 7, 33, 127, 257];

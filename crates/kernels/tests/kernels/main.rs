@@ -1,0 +1,7 @@
+//! Every kernel against its CPU reference on seeded random inputs, at sizes that are not
+//! multiples of any tile, with outputs poisoned before dispatch; backward kernels also against
+//! finite differences of the forward reference.
+
+mod common;
+mod elementwise;
+mod matmul;

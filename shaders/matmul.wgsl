@@ -1,0 +1,141 @@
+// Batched strided matrix product with a fused epilogue:
+//   C[z] = act(alpha * op(A)[z] . op(B)[z] + bias) + beta * C[z]
+// Operands are addressed through (offset, batch stride, row stride, column stride), so
+// transposes, sub-matrices (a time step of a [B, T, F] tensor) and broadcast batches (stride 0)
+// need no copies. beta = 0 never reads C, so an uninitialised C is fine.
+//
+// Two tilings of the same product, chosen per adapter class in `kernels::matmul`:
+// - matmul_registers: each invocation accumulates a TM x TN block in registers straight from
+//   memory, no workgroup memory and no barriers (what a CPU rasteriser like lavapipe wants).
+// - matmul_shared: a workgroup stages BK-deep slices of A and B in workgroup memory and each
+//   invocation accumulates TM x TN outputs spread across the block (what a GPU wants).
+// Every output element is written by exactly one invocation; edges are bounds-checked.
+
+override WG_X: u32 = 16u;
+override WG_Y: u32 = 16u;
+override TM: u32 = 4u;        // rows per invocation, <= MAX_T
+override TN: u32 = 4u;        // columns per invocation, <= MAX_T
+override BK: u32 = 8u;        // depth of one staged slice (matmul_shared)
+override A_TILE: u32 = 512u;  // BK * WG_Y * TM
+override B_TILE: u32 = 512u;  // BK * WG_X * TN
+override ACT: u32 = 0u;       // unary op code of the epilogue (activation.wgsl)
+
+const MAX_T: u32 = 16u;
+const BIAS_NONE: u32 = 0u;
+const BIAS_PER_COLUMN: u32 = 1u;
+const BIAS_PER_ROW: u32 = 2u;
+
+struct Params {
+    batch: u32, m: u32, n: u32, k: u32,
+    a_off: u32, a_bs: u32, a_rs: u32, a_cs: u32,
+    b_off: u32, b_bs: u32, b_rs: u32, b_cs: u32,
+    c_off: u32, c_bs: u32, c_rs: u32, bias_mode: u32,
+    alpha: f32, beta: f32, act_alpha: f32, _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+fn store(z: u32, row: u32, col: u32, acc: f32) {
+    if row >= p.m || col >= p.n { return; }
+    var v = p.alpha * acc;
+    if p.bias_mode == BIAS_PER_COLUMN { v += bias[col]; }
+    if p.bias_mode == BIAS_PER_ROW { v += bias[row]; }
+    v = unary(ACT, v, p.act_alpha);
+    let at = p.c_off + z * p.c_bs + row * p.c_rs + col;
+    if p.beta != 0.0 { v += p.beta * c[at]; }
+    c[at] = v;
+}
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn matmul_registers(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * TM;
+    let col0 = gid.x * TN;
+    let z = gid.z;
+    if row0 >= p.m || col0 >= p.n { return; }
+    // Clamp edge rows/columns onto the last valid one: loads stay branch-free and in bounds,
+    // and `store` drops the duplicates.
+    var a_at: array<u32, MAX_T>;
+    var b_at: array<u32, MAX_T>;
+    for (var i = 0u; i < TM; i++) { a_at[i] = p.a_off + z * p.a_bs + min(row0 + i, p.m - 1u) * p.a_rs; }
+    for (var j = 0u; j < TN; j++) { b_at[j] = p.b_off + z * p.b_bs + min(col0 + j, p.n - 1u) * p.b_cs; }
+    var acc: array<f32, 256>; // MAX_T * MAX_T
+    var av: array<f32, MAX_T>;
+    var bv: array<f32, MAX_T>;
+    for (var kk = 0u; kk < p.k; kk++) {
+        for (var i = 0u; i < TM; i++) { av[i] = a[a_at[i] + kk * p.a_cs]; }
+        for (var j = 0u; j < TN; j++) { bv[j] = b[b_at[j] + kk * p.b_rs]; }
+        for (var i = 0u; i < TM; i++) {
+            for (var j = 0u; j < TN; j++) {
+                acc[i * MAX_T + j] = fma(av[i], bv[j], acc[i * MAX_T + j]);
+            }
+        }
+    }
+    for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+            store(z, row0 + i, col0 + j, acc[i * MAX_T + j]);
+        }
+    }
+}
+
+var<workgroup> a_tile: array<f32, A_TILE>; // [BK][BM], BM = WG_Y * TM
+var<workgroup> b_tile: array<f32, B_TILE>; // [BK][BN], BN = WG_X * TN
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn matmul_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let bm = WG_Y * TM;
+    let bn = WG_X * TN;
+    let threads = WG_X * WG_Y;
+    let row_base = wid.y * bm;
+    let col_base = wid.x * bn;
+    let z = wid.z;
+    let a_base = p.a_off + z * p.a_bs;
+    let b_base = p.b_off + z * p.b_bs;
+    var acc: array<f32, 256>;
+    var av: array<f32, MAX_T>;
+    var bv: array<f32, MAX_T>;
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        // Consecutive invocations read consecutive k of A and consecutive columns of B, which
+        // is contiguous memory for the common row-major layouts.
+        for (var e = li; e < BK * bm; e += threads) {
+            let kk = e % BK;
+            let r = e / BK;
+            var v = 0.0;
+            if row_base + r < p.m && k0 + kk < p.k {
+                v = a[a_base + (row_base + r) * p.a_rs + (k0 + kk) * p.a_cs];
+            }
+            a_tile[kk * bm + r] = v;
+        }
+        for (var e = li; e < BK * bn; e += threads) {
+            let col = e % bn;
+            let kk = e / bn;
+            var v = 0.0;
+            if col_base + col < p.n && k0 + kk < p.k {
+                v = b[b_base + (k0 + kk) * p.b_rs + (col_base + col) * p.b_cs];
+            }
+            b_tile[kk * bn + col] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            // Invocation (x, y) owns rows y + i * WG_Y and columns x + j * WG_X: neighbouring
+            // invocations read neighbouring words, so workgroup memory has no bank conflicts.
+            for (var i = 0u; i < TM; i++) { av[i] = a_tile[kk * bm + lid.y + i * WG_Y]; }
+            for (var j = 0u; j < TN; j++) { bv[j] = b_tile[kk * bn + lid.x + j * WG_X]; }
+            for (var i = 0u; i < TM; i++) {
+                for (var j = 0u; j < TN; j++) {
+                    acc[i * MAX_T + j] = fma(av[i], bv[j], acc[i * MAX_T + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+            store(z, row_base + lid.y + i * WG_Y, col_base + lid.x + j * WG_X, acc[i * MAX_T + j]);
+        }
+    }
+}

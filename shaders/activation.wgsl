@@ -89,8 +89,3 @@ fn unary_grad(op: u32, x: f32, alpha: f32) -> f32 {
         default: { return 1.0; }
     }
 }
-
-// Linear invocation index for kernels dispatched with `kernels::linear_grid`.
-fn linear_id(gid: vec3<u32>, groups: vec3<u32>, wg: u32) -> u32 {
-    return gid.x + gid.y * groups.x * wg;
-}

@@ -54,11 +54,6 @@ fn unary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @group(0) @binding(2) var<storage, read> b_b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> b_out: array<f32>;
 
-fn axis_of(v_lo: vec4<u32>, v_hi: vec4<u32>, axis: u32) -> u32 {
-    if axis < 4u { return v_lo[axis]; }
-    return v_hi[axis - 4u];
-}
-
 @compute @workgroup_size(WG)
 fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = linear_id(gid, groups, WG);

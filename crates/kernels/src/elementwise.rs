@@ -2,18 +2,10 @@
 //! Shader: `shaders/elementwise.wgsl` (with `shaders/activation.wgsl`).
 
 use crate::error::{Result, check_len, shape_error};
-use crate::gpu::{Access, Dispatch, Gpu, Kernel, Shader, linear_grid};
+use crate::gpu::{Access, Dispatch, Gpu, Kernel, Shader};
 use crate::tensor::GpuTensor;
 
-pub(crate) static SHADER: Shader = Shader {
-    name: "elementwise",
-    source: concat!(
-        include_str!("../../../shaders/activation.wgsl"),
-        include_str!("../../../shaders/elementwise.wgsl")
-    ),
-};
-
-const WG: u32 = 256;
+pub(crate) static SHADER: Shader = crate::shader!("elementwise", "activation.wgsl", "elementwise.wgsl");
 
 /// A unary function. Codes match `shaders/activation.wgsl`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,15 +166,15 @@ static UNARY_BACKWARD: Kernel =
 static BINARY: Kernel =
     Kernel { shader: &SHADER, entry: "binary", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
 
-fn constants(op: u32) -> [(&'static str, f64); 2] {
-    [("OP", op as f64), ("WG", WG as f64)]
+fn constants(op: u32) -> [(&'static str, f64); 1] {
+    [("OP", op as f64)]
 }
 
 /// y[i] = op(x[i]) for i < n.
 pub fn unary(gpu: &Gpu, op: Unary, x: &GpuTensor, y: &GpuTensor, n: usize) -> Result<Dispatch> {
     check_len("unary", "x", x.len(), n)?;
     check_len("unary", "y", y.len(), n)?;
-    gpu.dispatch(&UNARY, &constants(op.code()), &Params::flat(n, op.alpha()), &[x, y], linear_grid(n, WG))
+    gpu.dispatch_linear(&UNARY, &constants(op.code()), &Params::flat(n, op.alpha()), &[x, y], n)
 }
 
 /// dx[i] = dy[i] * op'(x[i]) for i < n.
@@ -197,7 +189,7 @@ pub fn unary_backward(
     for (name, t) in [("x", x), ("dy", dy), ("dx", dx)] {
         check_len("unary_backward", name, t.len(), n)?;
     }
-    gpu.dispatch(&UNARY_BACKWARD, &constants(op.code()), &Params::flat(n, op.alpha()), &[x, dy, dx], linear_grid(n, WG))
+    gpu.dispatch_linear(&UNARY_BACKWARD, &constants(op.code()), &Params::flat(n, op.alpha()), &[x, dy, dx], n)
 }
 
 /// out = a (op) b, broadcast as `shape` says; `out` is contiguous with shape `shape.out`.
@@ -221,7 +213,7 @@ pub fn binary(
         a_strides: vec8(&shape.a_strides),
         b_strides: vec8(&shape.b_strides),
     };
-    gpu.dispatch(&BINARY, &constants(op.code()), &params, &[a, b, out], linear_grid(shape.len(), WG))
+    gpu.dispatch_linear(&BINARY, &constants(op.code()), &params, &[a, b, out], shape.len())
 }
 
 #[cfg(test)]

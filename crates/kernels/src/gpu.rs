@@ -72,7 +72,22 @@ pub enum Access {
     ReadWrite,
 }
 
-/// One WGSL source file (a kernel family), possibly with shared helpers prepended.
+/// Builds a [`Shader`] from `shaders/common.wgsl` followed by the named files of `shaders/`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! shader {
+    ($name:literal, $($file:literal),+) => {
+        $crate::Shader {
+            name: $name,
+            source: concat!(
+                include_str!("../../../shaders/common.wgsl"),
+                $(include_str!(concat!("../../../shaders/", $file))),+
+            ),
+        }
+    };
+}
+
+/// One WGSL source file (a kernel family), with the shared helpers prepended.
 #[derive(Debug)]
 pub struct Shader {
     pub name: &'static str,
@@ -528,6 +543,21 @@ impl Gpu {
         })
     }
 
+    /// Prepares a kernel that runs one invocation per element of a flat index space of `n`
+    /// (workgroup size [`LINEAR_WG`], given to the shader as override `WG`).
+    pub fn dispatch_linear<P: Pod>(
+        &self,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+        params: &P,
+        tensors: &[&GpuTensor],
+        n: usize,
+    ) -> Result<Dispatch> {
+        let mut all = constants.to_vec();
+        all.push(("WG", LINEAR_WG as f64));
+        self.dispatch(kernel, &all, params, tensors, linear_grid(n, LINEAR_WG))
+    }
+
     /// Records `dispatches` in order into one compute pass of `encoder`. wgpu inserts the
     /// barriers between dependent dispatches.
     pub fn record(
@@ -576,6 +606,9 @@ fn padded<P: Pod>(params: &P) -> Vec<u8> {
     bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
     bytes
 }
+
+/// Workgroup size of the kernels that index a flat range.
+pub const LINEAR_WG: u32 = 256;
 
 /// A 2-D grid of workgroups covering `n` invocations of `wg` threads each, for kernels that
 /// index linearly: x stays within the 65,535 limit, y takes the rest. Shaders rebuild the

@@ -7,15 +7,23 @@
 //! are built once, so an executor records a whole training step as a list of dispatches into
 //! one command encoder and reads back only what it needs.
 
+pub mod conv;
 pub mod cpu;
 pub mod elementwise;
 mod error;
 mod gpu;
+pub mod layout;
 pub mod matmul;
+pub mod reduce;
 mod tensor;
 
+pub use conv::Conv2d;
 pub use elementwise::{Binary, Broadcast, Unary};
 pub use error::{KernelError, Result};
-pub use gpu::{Access, AdapterClass, AdapterSummary, Dispatch, Gpu, Kernel, Shader, linear_grid, list_adapters};
+pub use gpu::{
+    Access, AdapterClass, AdapterSummary, Dispatch, Gpu, Kernel, LINEAR_WG, Shader, linear_grid, list_adapters,
+};
+pub use layout::StridedCopy;
 pub use matmul::{Bias, Matmul, MatrixView};
+pub use reduce::{ReduceOp, Reduction};
 pub use tensor::{GpuTensor, PoolStats};

@@ -6,10 +6,7 @@ use crate::error::{Result, check_len, shape_error};
 use crate::gpu::{Access, AdapterClass, Dispatch, Gpu, Kernel, Shader};
 use crate::tensor::GpuTensor;
 
-pub(crate) static SHADER: Shader = Shader {
-    name: "matmul",
-    source: concat!(include_str!("../../../shaders/activation.wgsl"), include_str!("../../../shaders/matmul.wgsl")),
-};
+pub(crate) static SHADER: Shader = crate::shader!("matmul", "activation.wgsl", "matmul.wgsl");
 
 /// How one operand is laid out in its buffer: element (z, row, col) lives at
 /// `offset + z * batch_stride + row * row_stride + col * col_stride`.

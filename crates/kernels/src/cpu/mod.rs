@@ -5,7 +5,11 @@
 
 pub mod activation;
 pub mod elementwise;
+pub mod layout;
 pub mod matmul;
 
 pub use elementwise::{binary, unary, unary_backward};
+pub use layout::{
+    argmax, col2im, conv2d_backward_input, conv2d_backward_weight, conv2d_forward, im2col, reduce, strided_copy,
+};
 pub use matmul::matmul;

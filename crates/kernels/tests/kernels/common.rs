@@ -97,12 +97,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
 pub fn assert_close_tol(what: &str, got: &[f32], want: &[f32], rtol: f32) {
     assert!(got.len() >= want.len(), "{what}: got {} values, want {}", got.len(), want.len());
     let scale = 1e-2 * want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let bad: Vec<usize> = (0..want.len())
-        .filter(|&i| {
-            let (g, w) = (got[i], want[i]);
-            !((g - w).abs() <= rtol * (w.abs() + scale)) // NaN fails
-        })
-        .collect();
+    let bad: Vec<usize> =
+        (0..want.len()).filter(|&i| !within(got[i], want[i], rtol * (want[i].abs() + scale))).collect();
     if !bad.is_empty() {
         let first: Vec<String> =
             bad.iter().take(8).map(|&i| format!("[{i}] got {} want {}", got[i], want[i])).collect();
@@ -110,5 +106,46 @@ pub fn assert_close_tol(what: &str, got: &[f32], want: &[f32], rtol: f32) {
     }
 }
 
+/// |got - want| <= tol, false for NaN.
+fn within(got: f32, want: f32, tol: f32) -> bool {
+    (got - want).abs() <= tol
+}
+
 /// Sizes that are not multiples of any tile or workgroup.
 pub const ODD_SIZES: [usize; 6] = [1, 3, 7, 33, 127, 257];
+
+/// Checks `grad` = d f / d x at up to `samples` coordinates by central differences with step
+/// `h`. `f` is a scalar function of the CPU reference (typically sum(r * forward(x)) for a
+/// random r), evaluated in f64 from f32 outputs.
+pub fn check_gradient(
+    what: &str,
+    x: &[f32],
+    grad: &[f32],
+    h: f32,
+    tol: f64,
+    samples: usize,
+    f: impl Fn(&[f32]) -> f64,
+) {
+    let mut rng = Rng::new(99);
+    let mut x = x.to_vec();
+    let scale = grad.iter().fold(0f64, |m, g| m.max(g.abs() as f64)).max(1e-3);
+    for _ in 0..samples.min(x.len()) {
+        let i = rng.below(x.len());
+        let orig = x[i];
+        x[i] = orig + h;
+        let up = f(&x);
+        x[i] = orig - h;
+        let down = f(&x);
+        x[i] = orig;
+        let fd = (up - down) / (2.0 * h as f64);
+        let g = grad[i] as f64;
+        assert!(
+            (fd - g).abs() <= tol * (g.abs() + 0.1 * scale),
+            "{what}: d/dx[{i}] analytic {g}, finite difference {fd}"
+        );
+    }
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}

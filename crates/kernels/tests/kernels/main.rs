@@ -3,5 +3,7 @@
 //! finite differences of the forward reference.
 
 mod common;
+mod conv;
 mod elementwise;
+mod layout;
 mod matmul;

@@ -64,7 +64,7 @@ impl Conv2d {
     pub fn validate(&self) -> Result<()> {
         let (kh, kw) = self.kernel;
         let (dh, dw) = self.dilation;
-        let fits = |size: usize, k: usize, pad: usize, d: usize| size + 2 * pad >= d * (k - 1) + 1;
+        let fits = |size: usize, k: usize, pad: usize, d: usize| size + 2 * pad > d * (k - 1);
         if kh == 0 || kw == 0 || self.stride.0 == 0 || self.stride.1 == 0 || dh == 0 || dw == 0 {
             return Err(shape_error(
                 "conv2d",
@@ -87,13 +87,13 @@ impl Conv2d {
     }
 
     /// The output [OC, N*OH*OW] of W . col, permuted to NCHW.
-    pub(crate) fn to_nchw(&self) -> StridedCopy {
+    pub(crate) fn output_to_nchw(&self) -> StridedCopy {
         StridedCopy::permute(&[self.out_channels, self.batch, self.out_height() * self.out_width()], &[1, 0, 2])
             .unwrap()
     }
 
     /// dY [N, OC, OH*OW] permuted to [OC, N*OH*OW].
-    pub(crate) fn from_nchw(&self) -> StridedCopy {
+    pub(crate) fn grad_from_nchw(&self) -> StridedCopy {
         StridedCopy::permute(&[self.batch, self.out_channels, self.out_height() * self.out_width()], &[1, 0, 2])
             .unwrap()
     }
@@ -166,7 +166,7 @@ pub fn forward(
     Ok(vec![
         im2col(gpu, conv, x, col)?,
         matmul(gpu, &product, w, col, bias, tmp)?,
-        strided_copy(gpu, &conv.to_nchw(), tmp, y)?,
+        strided_copy(gpu, &conv.output_to_nchw(), tmp, y)?,
     ])
 }
 
@@ -182,7 +182,7 @@ pub fn backward_weight(
     dbias: Option<&GpuTensor>,
 ) -> Result<Vec<Dispatch>> {
     let product = Matmul::new(conv.out_channels, conv.col_rows(), conv.col_cols()).transpose_b();
-    let mut out = vec![strided_copy(gpu, &conv.from_nchw(), dy, dyt)?, matmul(gpu, &product, dyt, col, None, dw)?];
+    let mut out = vec![strided_copy(gpu, &conv.grad_from_nchw(), dy, dyt)?, matmul(gpu, &product, dyt, col, None, dw)?];
     if let Some(dbias) = dbias {
         let rows = Reduction { outer: conv.out_channels, axis: conv.col_cols(), inner: 1 };
         out.push(reduce(gpu, ReduceOp::Sum, &rows, dyt, dbias)?);

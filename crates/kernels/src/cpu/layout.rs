@@ -115,7 +115,7 @@ pub fn conv2d_forward(conv: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>,
     product.bias = if bias.is_some() { Bias::PerRow } else { Bias::None };
     let mut tmp = vec![0.0; conv.output_len()];
     super::matmul(&product, w, &col, bias, &mut tmp);
-    strided_copy(&conv.to_nchw(), &tmp, y);
+    strided_copy(&conv.output_to_nchw(), &tmp, y);
 }
 
 /// dw and dbias of a convolution from its input x and output gradient dy.
@@ -123,7 +123,7 @@ pub fn conv2d_backward_weight(conv: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f3
     let mut col = vec![0.0; conv.col_rows() * conv.col_cols()];
     im2col(conv, x, &mut col);
     let mut dyt = vec![0.0; conv.output_len()];
-    strided_copy(&conv.from_nchw(), dy, &mut dyt);
+    strided_copy(&conv.grad_from_nchw(), dy, &mut dyt);
     let product = Matmul::new(conv.out_channels, conv.col_rows(), conv.col_cols()).transpose_b();
     super::matmul(&product, &dyt, &col, None, dw);
     if let Some(dbias) = dbias {
@@ -134,7 +134,7 @@ pub fn conv2d_backward_weight(conv: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f3
 /// dx of a convolution from its weight and output gradient dy.
 pub fn conv2d_backward_input(conv: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let mut dyt = vec![0.0; conv.output_len()];
-    strided_copy(&conv.from_nchw(), dy, &mut dyt);
+    strided_copy(&conv.grad_from_nchw(), dy, &mut dyt);
     let mut product = Matmul::new(conv.col_rows(), conv.col_cols(), conv.out_channels);
     product.a = MatrixView::transposed(conv.col_rows(), conv.out_channels);
     let mut dcol = vec![0.0; conv.col_rows() * conv.col_cols()];

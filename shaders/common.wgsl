@@ -11,3 +11,21 @@ fn axis_of(v_lo: vec4<u32>, v_hi: vec4<u32>, axis: u32) -> u32 {
     if axis < 4u { return v_lo[axis]; }
     return v_hi[axis - 4u];
 }
+
+// Deterministic tree sum across a workgroup of REDUCE_WG invocations (kernels that reduce a
+// whole channel or tensor in one workgroup use @workgroup_size(REDUCE_WG)). Call from uniform
+// control flow; every invocation gets the total.
+const REDUCE_WG: u32 = 256u;
+var<workgroup> reduce_scratch: array<f32, REDUCE_WG>;
+
+fn workgroup_sum(li: u32, v: f32) -> f32 {
+    reduce_scratch[li] = v;
+    workgroupBarrier();
+    for (var s = REDUCE_WG / 2u; s > 0u; s >>= 1u) {
+        if li < s { reduce_scratch[li] += reduce_scratch[li + s]; }
+        workgroupBarrier();
+    }
+    let total = reduce_scratch[0];
+    workgroupBarrier();
+    return total;
+}

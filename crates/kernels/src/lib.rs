@@ -14,7 +14,10 @@ mod error;
 mod gpu;
 pub mod layout;
 pub mod matmul;
+pub mod norm;
+pub mod pool;
 pub mod reduce;
+pub mod softmax;
 mod tensor;
 
 pub use conv::Conv2d;
@@ -25,5 +28,8 @@ pub use gpu::{
 };
 pub use layout::StridedCopy;
 pub use matmul::{Bias, Matmul, MatrixView};
+pub use norm::{BatchNorm, LayerNorm};
+pub use pool::Pool2d;
 pub use reduce::{ReduceOp, Reduction};
+pub use softmax::CrossEntropy;
 pub use tensor::{GpuTensor, PoolStats};

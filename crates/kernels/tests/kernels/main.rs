@@ -7,3 +7,6 @@ mod conv;
 mod elementwise;
 mod layout;
 mod matmul;
+mod norm;
+mod pool;
+mod softmax;

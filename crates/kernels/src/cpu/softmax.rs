@@ -1,0 +1,79 @@
+//! Reference softmax, log-softmax and cross-entropy (f64 inside).
+
+use crate::softmax::CrossEntropy;
+
+fn logsumexp(row: &[f32]) -> f64 {
+    let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+}
+
+pub fn softmax(log: bool, rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    for r in 0..rows {
+        let row = &x[r * cols..][..cols];
+        let lse = logsumexp(row);
+        for c in 0..cols {
+            let z = row[c] as f64 - lse;
+            y[r * cols + c] = if log { z } else { z.exp() } as f32;
+        }
+    }
+}
+
+pub fn softmax_backward(log: bool, rows: usize, cols: usize, y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for r in 0..rows {
+        let (y, dy) = (&y[r * cols..][..cols], &dy[r * cols..][..cols]);
+        let s: f64 = if log {
+            dy.iter().map(|&d| d as f64).sum()
+        } else {
+            y.iter().zip(dy).map(|(&y, &d)| y as f64 * d as f64).sum()
+        };
+        for c in 0..cols {
+            let (yv, d) = (y[c] as f64, dy[c] as f64);
+            dx[r * cols + c] = if log { d - yv.exp() * s } else { yv * (d - s) } as f32;
+        }
+    }
+}
+
+fn ignored(ce: &CrossEntropy, t: u32) -> bool {
+    Some(t) == ce.ignore_index || t as usize >= ce.classes
+}
+
+/// Fills `row_stats` [rows, 2] with (loss, logsumexp) and `loss` [2] with (mean, counted rows).
+pub fn cross_entropy(ce: &CrossEntropy, logits: &[f32], targets: &[u32], row_stats: &mut [f32], loss: &mut [f32]) {
+    let (mut total, mut counted) = (0f64, 0usize);
+    for r in 0..ce.rows {
+        let row = &logits[r * ce.classes..][..ce.classes];
+        let lse = logsumexp(row);
+        let t = targets[r];
+        let mut l = 0.0;
+        if !ignored(ce, t) {
+            let eps = ce.label_smoothing as f64;
+            let sum: f64 = row.iter().map(|&v| v as f64).sum();
+            l = lse - (1.0 - eps) * row[t as usize] as f64 - eps / ce.classes as f64 * sum;
+            counted += 1;
+        }
+        total += l;
+        row_stats[2 * r] = l as f32;
+        row_stats[2 * r + 1] = lse as f32;
+    }
+    loss[0] = if counted == 0 { 0.0 } else { (total / counted as f64) as f32 };
+    loss[1] = counted as f32;
+}
+
+pub fn cross_entropy_backward(ce: &CrossEntropy, logits: &[f32], targets: &[u32], dloss: f32, dlogits: &mut [f32]) {
+    let counted = targets[..ce.rows].iter().filter(|&&t| !ignored(ce, t)).count();
+    let eps = ce.label_smoothing as f64;
+    for r in 0..ce.rows {
+        let row = &logits[r * ce.classes..][..ce.classes];
+        let lse = logsumexp(row);
+        let t = targets[r];
+        for c in 0..ce.classes {
+            let g = if ignored(ce, t) || counted == 0 {
+                0.0
+            } else {
+                let target = if c == t as usize { 1.0 - eps } else { 0.0 } + eps / ce.classes as f64;
+                ((row[c] as f64 - lse).exp() - target) * dloss as f64 / counted as f64
+            };
+            dlogits[r * ce.classes + c] = g as f32;
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Softmax and log-softmax over the last axis, and fused softmax-cross-entropy.
+//! Shader: `shaders/softmax.wgsl`.
+
+use crate::error::{Result, check_len};
+use crate::gpu::{Access, Dispatch, Gpu, Kernel, Shader};
+use crate::tensor::GpuTensor;
+
+pub(crate) static SHADER: Shader = crate::shader!("softmax", "softmax.wgsl");
+
+use Access::{Read, ReadWrite};
+
+/// Cross-entropy options, as in `torch.nn.CrossEntropyLoss` (mean reduction).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrossEntropy {
+    pub rows: usize,
+    pub classes: usize,
+    pub label_smoothing: f32,
+    /// Rows with this target count for nothing, in the loss or in the mean.
+    pub ignore_index: Option<u32>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    smoothing: f32,
+    ignore_index: u32,
+}
+
+fn plain(rows: usize, cols: usize) -> Params {
+    Params { rows: rows as u32, cols: cols as u32, smoothing: 0.0, ignore_index: u32::MAX }
+}
+
+static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_forward", bindings: &[Read, ReadWrite] };
+static BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_backward", bindings: &[Read, Read, ReadWrite] };
+static CE_ROWS: Kernel = Kernel { shader: &SHADER, entry: "cross_entropy_rows", bindings: &[Read, Read, ReadWrite] };
+static CE_MEAN: Kernel = Kernel { shader: &SHADER, entry: "cross_entropy_mean", bindings: &[Read, Read, ReadWrite] };
+static CE_BACKWARD: Kernel =
+    Kernel { shader: &SHADER, entry: "cross_entropy_backward", bindings: &[Read, Read, Read, Read, Read, ReadWrite] };
+
+/// y = softmax(x) (or log-softmax with `log`) over rows of `cols`.
+pub fn softmax(gpu: &Gpu, log: bool, rows: usize, cols: usize, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
+    check_len("softmax", "x", x.len(), rows * cols)?;
+    check_len("softmax", "y", y.len(), rows * cols)?;
+    gpu.dispatch_linear(&FORWARD, &[("LOG", log as u32 as f64)], &plain(rows, cols), &[x, y], rows)
+}
+
+/// dx from the forward output y and dy.
+pub fn softmax_backward(
+    gpu: &Gpu,
+    log: bool,
+    rows: usize,
+    cols: usize,
+    y: &GpuTensor,
+    dy: &GpuTensor,
+    dx: &GpuTensor,
+) -> Result<Dispatch> {
+    for (name, t) in [("y", y), ("dy", dy), ("dx", dx)] {
+        check_len("softmax_backward", name, t.len(), rows * cols)?;
+    }
+    gpu.dispatch_linear(&BACKWARD, &[("LOG", log as u32 as f64)], &plain(rows, cols), &[y, dy, dx], rows)
+}
+
+impl CrossEntropy {
+    fn params(&self) -> Params {
+        Params {
+            rows: self.rows as u32,
+            cols: self.classes as u32,
+            smoothing: self.label_smoothing,
+            ignore_index: self.ignore_index.unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Loss forward: `row_stats` [rows, 2] gets each row's loss and log-sum-exp, `loss` [2] the
+/// mean loss and the number of rows counted. `targets` are u32 class indices.
+pub fn cross_entropy(
+    gpu: &Gpu,
+    ce: &CrossEntropy,
+    logits: &GpuTensor,
+    targets: &GpuTensor,
+    row_stats: &GpuTensor,
+    loss: &GpuTensor,
+) -> Result<[Dispatch; 2]> {
+    const OP: &str = "cross_entropy";
+    check_len(OP, "logits", logits.len(), ce.rows * ce.classes)?;
+    check_len(OP, "targets", targets.len(), ce.rows)?;
+    check_len(OP, "row_stats", row_stats.len(), ce.rows * 2)?;
+    check_len(OP, "loss", loss.len(), 2)?;
+    Ok([
+        gpu.dispatch_linear(&CE_ROWS, &[], &ce.params(), &[logits, targets, row_stats], ce.rows)?,
+        gpu.dispatch(&CE_MEAN, &[], &ce.params(), &[row_stats, targets, loss], [1, 1, 1])?,
+    ])
+}
+
+/// dlogits = d(loss)/d(logits) * dloss[0], from the forward's `row_stats` and `loss`.
+#[allow(clippy::too_many_arguments)]
+pub fn cross_entropy_backward(
+    gpu: &Gpu,
+    ce: &CrossEntropy,
+    logits: &GpuTensor,
+    targets: &GpuTensor,
+    row_stats: &GpuTensor,
+    loss: &GpuTensor,
+    dloss: &GpuTensor,
+    dlogits: &GpuTensor,
+) -> Result<Dispatch> {
+    check_len("cross_entropy_backward", "dlogits", dlogits.len(), ce.rows * ce.classes)?;
+    check_len("cross_entropy_backward", "dloss", dloss.len(), 1)?;
+    let tensors = [logits, targets, row_stats, loss, dloss, dlogits];
+    gpu.dispatch_linear(&CE_BACKWARD, &[], &ce.params(), &tensors, ce.rows * ce.classes)
+}

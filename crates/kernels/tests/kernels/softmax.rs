@@ -1,0 +1,114 @@
+use crate::common::*;
+use kernels::softmax::{cross_entropy, cross_entropy_backward, softmax, softmax_backward};
+use kernels::{CrossEntropy, cpu};
+
+gpu_test!(softmax_and_log_softmax_match_reference, |gpu| {
+    let mut rng = Rng::new(40);
+    for log in [false, true] {
+        for (rows, cols) in [(1, 1), (3, 7), (33, 257), (257, 3), (2, 1000)] {
+            let x = rng.vec(rows * cols, -20.0, 20.0);
+            let dy = rng.vec(rows * cols, -1.0, 1.0);
+            let (mut y, mut dx) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+            cpu::softmax(log, rows, cols, &x, &mut y);
+            cpu::softmax_backward(log, rows, cols, &y, &dy, &mut dx);
+            let (xg, yg, dyg, dxg) =
+                (upload(gpu, &x), poisoned(gpu, rows * cols), upload(gpu, &dy), poisoned(gpu, rows * cols));
+            run(
+                gpu,
+                &[
+                    &softmax(gpu, log, rows, cols, &xg, &yg).unwrap(),
+                    &softmax_backward(gpu, log, rows, cols, &yg, &dyg, &dxg).unwrap(),
+                ],
+            );
+            assert_close(&format!("softmax log={log} {rows}x{cols}"), &read(gpu, &yg), &y);
+            // dy - sum(y dy) cancels when one probability nears 1 (logits span 40 here).
+            assert_close_to_max(&format!("softmax' log={log} {rows}x{cols}"), &read(gpu, &dxg), &dx, 1e-5);
+        }
+    }
+});
+
+#[test]
+fn softmax_backward_matches_finite_differences() {
+    let mut rng = Rng::new(41);
+    let (rows, cols) = (3, 7);
+    for log in [false, true] {
+        let x = rng.vec(rows * cols, -3.0, 3.0);
+        let r = rng.vec(rows * cols, -1.0, 1.0);
+        let f = |x: &[f32]| {
+            let mut y = vec![0.0; rows * cols];
+            cpu::softmax(log, rows, cols, x, &mut y);
+            dot(&y, &r)
+        };
+        let (mut y, mut dx) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+        cpu::softmax(log, rows, cols, &x, &mut y);
+        cpu::softmax_backward(log, rows, cols, &y, &r, &mut dx);
+        check_gradient(&format!("softmax log={log}"), &x, &dx, 1e-2, 1e-3, 21, f);
+    }
+}
+
+fn ce_cases() -> Vec<CrossEntropy> {
+    vec![
+        CrossEntropy { rows: 1, classes: 1, label_smoothing: 0.0, ignore_index: None },
+        CrossEntropy { rows: 33, classes: 10, label_smoothing: 0.0, ignore_index: None },
+        CrossEntropy { rows: 257, classes: 7, label_smoothing: 0.1, ignore_index: Some(3) },
+        CrossEntropy { rows: 300, classes: 65, label_smoothing: 0.0, ignore_index: Some(0) },
+        // Every target ignored: loss 0 and zero gradient, not NaN.
+        CrossEntropy { rows: 5, classes: 4, label_smoothing: 0.0, ignore_index: Some(2) },
+    ]
+}
+
+fn targets(rng: &mut Rng, ce: &CrossEntropy, all_ignored: bool) -> Vec<u32> {
+    (0..ce.rows).map(|_| if all_ignored { ce.ignore_index.unwrap() } else { rng.below(ce.classes) as u32 }).collect()
+}
+
+gpu_test!(cross_entropy_matches_reference, |gpu| {
+    let mut rng = Rng::new(42);
+    for (i, ce) in ce_cases().into_iter().enumerate() {
+        let logits = rng.vec(ce.rows * ce.classes, -8.0, 8.0);
+        let t = targets(&mut rng, &ce, i == 4);
+        let (mut rows, mut loss, mut dl) = (vec![0.0; 2 * ce.rows], vec![0.0; 2], vec![0.0; ce.rows * ce.classes]);
+        cpu::cross_entropy(&ce, &logits, &t, &mut rows, &mut loss);
+        cpu::cross_entropy_backward(&ce, &logits, &t, 0.5, &mut dl);
+        let (lg, tg) = (upload(gpu, &logits), gpu.upload(&t).unwrap());
+        let (rg, lossg, dlossg, dlg) =
+            (poisoned(gpu, 2 * ce.rows), poisoned(gpu, 2), upload(gpu, &[0.5]), poisoned(gpu, ce.rows * ce.classes));
+        let [a, b] = cross_entropy(gpu, &ce, &lg, &tg, &rg, &lossg).unwrap();
+        let c = cross_entropy_backward(gpu, &ce, &lg, &tg, &rg, &lossg, &dlossg, &dlg).unwrap();
+        run(gpu, &[&a, &b, &c]);
+        assert_close(&format!("ce loss {ce:?}"), &read(gpu, &lossg), &loss);
+        assert_close(&format!("ce dlogits {ce:?}"), &read(gpu, &dlg), &dl);
+        if i == 4 {
+            assert_eq!(loss, [0.0, 0.0]);
+        }
+    }
+});
+
+#[test]
+fn cross_entropy_gradient_matches_finite_differences() {
+    let mut rng = Rng::new(43);
+    for ce in ce_cases().into_iter().take(4) {
+        let logits = rng.vec(ce.rows * ce.classes, -3.0, 3.0);
+        let t = targets(&mut rng, &ce, false);
+        let f = |x: &[f32]| {
+            let (mut rows, mut loss) = (vec![0.0; 2 * ce.rows], vec![0.0; 2]);
+            cpu::cross_entropy(&ce, x, &t, &mut rows, &mut loss);
+            // The mean of f32 row losses summed in f64: the f32 mean itself rounds too coarsely.
+            rows.iter().step_by(2).map(|&l| l as f64).sum::<f64>() / loss[1] as f64
+        };
+        let mut dl = vec![0.0; ce.rows * ce.classes];
+        cpu::cross_entropy_backward(&ce, &logits, &t, 1.0, &mut dl);
+        check_gradient(&format!("{ce:?}"), &logits, &dl, 1e-2, 2e-2, 30, f);
+    }
+}
+
+#[test]
+fn cross_entropy_equals_minus_log_softmax_at_the_target() {
+    let ce = CrossEntropy { rows: 2, classes: 3, label_smoothing: 0.0, ignore_index: None };
+    let logits = [1.0, 2.0, 3.0, 0.5, 0.5, -1.0];
+    let (mut rows, mut loss) = (vec![0.0; 4], vec![0.0; 2]);
+    cpu::cross_entropy(&ce, &logits, &[2, 0], &mut rows, &mut loss);
+    let lse1 = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+    let lse2 = (2.0 * 0.5f64.exp() + (-1f64).exp()).ln();
+    let want = ((lse1 - 3.0) + (lse2 - 0.5)) / 2.0;
+    assert!((loss[0] as f64 - want).abs() < 1e-6, "{} vs {want}", loss[0]);
+}

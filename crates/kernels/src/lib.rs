@@ -9,19 +9,24 @@
 
 pub mod conv;
 pub mod cpu;
+pub mod dropout;
 pub mod elementwise;
+pub mod embedding;
 mod error;
 mod gpu;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
+pub mod optimizer;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;
 mod tensor;
 
 pub use conv::Conv2d;
+pub use dropout::Dropout;
 pub use elementwise::{Binary, Broadcast, Unary};
+pub use embedding::Embedding;
 pub use error::{KernelError, Result};
 pub use gpu::{
     Access, AdapterClass, AdapterSummary, Dispatch, Gpu, Kernel, LINEAR_WG, Shader, linear_grid, list_adapters,
@@ -29,6 +34,7 @@ pub use gpu::{
 pub use layout::StridedCopy;
 pub use matmul::{Bias, Matmul, MatrixView};
 pub use norm::{BatchNorm, LayerNorm};
+pub use optimizer::{Adam, Optimizer, Sgd};
 pub use pool::Pool2d;
 pub use reduce::{ReduceOp, Reduction};
 pub use softmax::CrossEntropy;

@@ -4,18 +4,24 @@
 //! accumulation where sums are long.
 
 pub mod activation;
+pub mod dropout;
 pub mod elementwise;
+pub mod embedding;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
+pub mod optimizer;
 pub mod pool;
 pub mod softmax;
 
+pub use dropout::dropout;
 pub use elementwise::{binary, unary, unary_backward};
+pub use embedding::{embedding, embedding_backward};
 pub use layout::{
     argmax, col2im, conv2d_backward_input, conv2d_backward_weight, conv2d_forward, im2col, reduce, strided_copy,
 };
 pub use matmul::matmul;
 pub use norm::{batch_norm, batch_norm_backward, layer_norm, layer_norm_backward};
+pub use optimizer::{adam, clip_grad_norm, sgd};
 pub use pool::{avg_pool, avg_pool_backward, max_pool, max_pool_backward};
 pub use softmax::{cross_entropy, cross_entropy_backward, softmax, softmax_backward};

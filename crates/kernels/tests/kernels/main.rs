@@ -4,9 +4,12 @@
 
 mod common;
 mod conv;
+mod dropout;
 mod elementwise;
+mod embedding;
 mod layout;
 mod matmul;
 mod norm;
+mod optimizer;
 mod pool;
 mod softmax;

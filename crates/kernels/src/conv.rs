@@ -163,11 +163,10 @@ pub fn forward(
 ) -> Result<Vec<Dispatch>> {
     let mut product = Matmul::new(conv.out_channels, conv.col_cols(), conv.col_rows());
     product.bias = if bias.is_some() { Bias::PerRow } else { Bias::None };
-    Ok(vec![
-        im2col(gpu, conv, x, col)?,
-        matmul(gpu, &product, w, col, bias, tmp)?,
-        strided_copy(gpu, &conv.output_to_nchw(), tmp, y)?,
-    ])
+    let mut out = vec![im2col(gpu, conv, x, col)?];
+    out.extend(matmul(gpu, &product, w, col, bias, tmp)?);
+    out.push(strided_copy(gpu, &conv.output_to_nchw(), tmp, y)?);
+    Ok(out)
 }
 
 /// dw = dY' . colᵀ and dbias = row sums of dY', where dY' [OC, N*OH*OW] is dy permuted into
@@ -182,7 +181,8 @@ pub fn backward_weight(
     dbias: Option<&GpuTensor>,
 ) -> Result<Vec<Dispatch>> {
     let product = Matmul::new(conv.out_channels, conv.col_rows(), conv.col_cols()).transpose_b();
-    let mut out = vec![strided_copy(gpu, &conv.grad_from_nchw(), dy, dyt)?, matmul(gpu, &product, dyt, col, None, dw)?];
+    let mut out = vec![strided_copy(gpu, &conv.grad_from_nchw(), dy, dyt)?];
+    out.extend(matmul(gpu, &product, dyt, col, None, dw)?);
     if let Some(dbias) = dbias {
         let rows = Reduction { outer: conv.out_channels, axis: conv.col_cols(), inner: 1 };
         out.push(reduce(gpu, ReduceOp::Sum, &rows, dyt, dbias)?);
@@ -201,5 +201,7 @@ pub fn backward_input(
 ) -> Result<Vec<Dispatch>> {
     let mut product = Matmul::new(conv.col_rows(), conv.col_cols(), conv.out_channels);
     product.a = MatrixView::transposed(conv.col_rows(), conv.out_channels);
-    Ok(vec![matmul(gpu, &product, w, dyt, None, dcol)?, col2im(gpu, conv, dcol, dx)?])
+    let mut out = matmul(gpu, &product, w, dyt, None, dcol)?;
+    out.push(col2im(gpu, conv, dcol, dx)?);
+    Ok(out)
 }

@@ -74,6 +74,8 @@ pub fn embedding_backward(
     dweight: &GpuTensor,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "embedding_backward";
+    // One token's run can be every token (a padding id), plus the binary search.
+    gpu.check_loop_budget(OP, e.tokens as u64 + 64, || format!("{} tokens", e.tokens))?;
     check_len(OP, "ids", ids.len(), e.tokens)?;
     check_len(OP, "dy", dy.len(), e.tokens * e.dim)?;
     check_len(OP, "keys", keys.len(), e.sort_len())?;

@@ -32,6 +32,13 @@ pub enum KernelError {
     #[error("{op}: {bytes} bytes exceed the adapter's limit of {limit} bytes for one {what}")]
     TooLarge { op: &'static str, what: &'static str, bytes: u64, limit: u64 },
 
+    #[error(
+        "{op}: {what} needs {iterations} loop iterations per shader invocation, but this CPU \
+         rasteriser (llvmpipe/lavapipe) silently truncates loops past {budget}; use smaller \
+         sizes, the CPU executor (--device cpu) or a GPU adapter"
+    )]
+    LoopBudget { op: &'static str, iterations: u64, budget: u64, what: String },
+
     #[error("reading back {op}: {detail}")]
     Readback { op: &'static str, detail: String },
 }

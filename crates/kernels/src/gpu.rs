@@ -286,6 +286,33 @@ impl Gpu {
         &self.queue
     }
 
+    /// Loop iterations one invocation may run in total, where the driver caps them. llvmpipe's
+    /// shader compiler (lavapipe) cuts every loop short once an invocation has run 65,535
+    /// iterations across all its loops (measured on Mesa 22.3: a second loop then runs once),
+    /// silently. Loops the compiler fully unrolls do not count.
+    pub fn loop_budget(&self) -> Option<u64> {
+        match self.class() {
+            AdapterClass::Cpu => Some(65_535),
+            AdapterClass::Gpu => None,
+        }
+    }
+
+    /// Fails with a clear error when `iterations` loop iterations per invocation exceed the
+    /// adapter's [`loop budget`](Self::loop_budget), instead of computing garbage.
+    pub(crate) fn check_loop_budget(
+        &self,
+        op: &'static str,
+        iterations: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        match self.loop_budget() {
+            Some(budget) if iterations > budget => {
+                Err(KernelError::LoopBudget { op, iterations, budget, what: what() })
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
     }

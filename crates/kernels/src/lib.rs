@@ -7,6 +7,7 @@
 //! are built once, so an executor records a whole training step as a list of dispatches into
 //! one command encoder and reads back only what it needs.
 
+pub mod attention;
 pub mod conv;
 pub mod cpu;
 pub mod dropout;
@@ -22,7 +23,9 @@ pub mod pool;
 pub mod reduce;
 pub mod softmax;
 mod tensor;
+pub mod timing;
 
+pub use attention::Attention;
 pub use conv::Conv2d;
 pub use dropout::Dropout;
 pub use elementwise::{Binary, Broadcast, Unary};

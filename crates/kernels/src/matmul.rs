@@ -169,6 +169,20 @@ impl Tiling {
     fn block(&self) -> (u32, u32) {
         (self.wg_y * self.tm, self.wg_x * self.tn)
     }
+
+    /// Largest K one dispatch may cover under a loop budget. Counted conservatively, as if no
+    /// loop unrolled: per k, the loads of TM and TN values and the TM x TN update (whose
+    /// outer loop runs TM times); the shared kernel adds its two staging loops per BK slice.
+    /// Half the budget, for margin.
+    fn k_per_dispatch(&self, budget: u64) -> usize {
+        let (bm, bn) = self.block();
+        let threads = self.wg_x * self.wg_y;
+        let per_k = (1 + 2 * self.tm + self.tn) as u64;
+        let staging =
+            if self.shared { ((self.bk * bm).div_ceil(threads) + (self.bk * bn).div_ceil(threads)) as u64 } else { 0 };
+        let per_slice = self.bk as u64 * per_k + staging + 1;
+        (budget / 2 / per_slice) as usize * self.bk as usize
+    }
 }
 
 static REGISTERS: Kernel = Kernel {
@@ -190,11 +204,13 @@ pub fn matmul(
     b: &GpuTensor,
     bias: Option<&GpuTensor>,
     c: &GpuTensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     matmul_tiled(gpu, mm, Tiling::for_class(gpu.class()), a, b, bias, c)
 }
 
-/// As [`matmul`] with an explicit tiling (tests run both tilings on every adapter).
+/// As [`matmul`] with an explicit tiling (tests run both tilings on every adapter). Where the
+/// adapter caps loop iterations ([`Gpu::loop_budget`]), a long K is split into chunks that
+/// accumulate into C with beta = 1: one dispatch per chunk.
 pub fn matmul_tiled(
     gpu: &Gpu,
     mm: &Matmul,
@@ -203,8 +219,47 @@ pub fn matmul_tiled(
     b: &GpuTensor,
     bias: Option<&GpuTensor>,
     c: &GpuTensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     mm.validate(a.len(), b.len(), bias.map(GpuTensor::len), c.len())?;
+    let chunk = match gpu.loop_budget() {
+        Some(budget) => (tiling.k_per_dispatch(budget)).max(1),
+        None => mm.k.max(1),
+    };
+    if chunk >= mm.k {
+        return Ok(vec![dispatch_one(gpu, mm, tiling, a, b, bias, c)?]);
+    }
+    if mm.activation != Unary::Identity {
+        return Err(shape_error(
+            "matmul",
+            format!(
+                "k = {} is longer than this adapter runs in one dispatch ({chunk}) and an activation cannot be split",
+                mm.k
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for k0 in (0..mm.k).step_by(chunk) {
+        let first = k0 == 0;
+        let mut part = *mm;
+        part.k = chunk.min(mm.k - k0);
+        part.a.offset += k0 * mm.a.col_stride;
+        part.b.offset += k0 * mm.b.row_stride;
+        part.beta = if first { mm.beta } else { 1.0 };
+        part.bias = if first { mm.bias } else { Bias::None };
+        out.push(dispatch_one(gpu, &part, tiling, a, b, if first { bias } else { None }, c)?);
+    }
+    Ok(out)
+}
+
+fn dispatch_one(
+    gpu: &Gpu,
+    mm: &Matmul,
+    tiling: Tiling,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    c: &GpuTensor,
+) -> Result<Dispatch> {
     assert!(tiling.tm <= 16 && tiling.tn <= 16, "tiles are at most 16x16 per invocation");
     let bias_mode = match mm.bias {
         Bias::None => 0,

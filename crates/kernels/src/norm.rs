@@ -170,6 +170,7 @@ pub fn layer_norm(
     saved: &GpuTensor,
 ) -> Result<Dispatch> {
     const OP: &str = "layer_norm";
+    gpu.check_loop_budget(OP, 4 * ln.features as u64, || format!("rows of {}", ln.features))?;
     let n = ln.rows * ln.features;
     for (name, t, len) in [
         ("x", x, n),
@@ -197,6 +198,8 @@ pub fn layer_norm_backward(
     dx: &GpuTensor,
 ) -> Result<[Dispatch; 2]> {
     const OP: &str = "layer_norm_backward";
+    let loops = (3 * ln.features).max(ln.rows) as u64;
+    gpu.check_loop_budget(OP, loops, || format!("{} rows of {}", ln.rows, ln.features))?;
     let n = ln.rows * ln.features;
     for (name, t, len) in [("dy", dy, n), ("dx", dx, n), ("dgamma", dgamma, ln.features), ("dbeta", dbeta, ln.features)]
     {

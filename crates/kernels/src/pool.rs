@@ -104,15 +104,17 @@ static MAX_BACKWARD: Kernel =
 static AVG_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "avg_pool_forward", bindings: &[Read, ReadWrite] };
 static AVG_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "avg_pool_backward", bindings: &[Read, ReadWrite] };
 
-fn check(op: &'static str, p: &Pool2d, input: &GpuTensor, output: &GpuTensor) -> Result<()> {
+fn check(gpu: &Gpu, op: &'static str, p: &Pool2d, input: &GpuTensor, output: &GpuTensor) -> Result<()> {
     p.validate()?;
+    let window = (p.kernel.0 * (p.kernel.1 + 1)) as u64;
+    gpu.check_loop_budget(op, window, || format!("a {}x{} window", p.kernel.0, p.kernel.1))?;
     check_len(op, "input", input.len(), p.input_len())?;
     check_len(op, "output", output.len(), p.output_len())
 }
 
 /// y = max over each window; `argmax` (u32) keeps the winner's index within its plane.
 pub fn max_pool(gpu: &Gpu, p: &Pool2d, x: &GpuTensor, y: &GpuTensor, argmax: &GpuTensor) -> Result<Dispatch> {
-    check("max_pool", p, x, y)?;
+    check(gpu, "max_pool", p, x, y)?;
     check_len("max_pool", "argmax", argmax.len(), p.output_len())?;
     gpu.dispatch_linear(&MAX_FORWARD, &[], &params(p), &[x, y, argmax], p.output_len())
 }
@@ -124,17 +126,17 @@ pub fn max_pool_backward(
     argmax: &GpuTensor,
     dx: &GpuTensor,
 ) -> Result<Dispatch> {
-    check("max_pool_backward", p, dx, dy)?;
+    check(gpu, "max_pool_backward", p, dx, dy)?;
     check_len("max_pool_backward", "argmax", argmax.len(), p.output_len())?;
     gpu.dispatch_linear(&MAX_BACKWARD, &[], &params(p), &[dy, argmax, dx], p.input_len())
 }
 
 pub fn avg_pool(gpu: &Gpu, p: &Pool2d, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
-    check("avg_pool", p, x, y)?;
+    check(gpu, "avg_pool", p, x, y)?;
     gpu.dispatch_linear(&AVG_FORWARD, &[], &params(p), &[x, y], p.output_len())
 }
 
 pub fn avg_pool_backward(gpu: &Gpu, p: &Pool2d, dy: &GpuTensor, dx: &GpuTensor) -> Result<Dispatch> {
-    check("avg_pool_backward", p, dx, dy)?;
+    check(gpu, "avg_pool_backward", p, dx, dy)?;
     gpu.dispatch_linear(&AVG_BACKWARD, &[], &params(p), &[dy, dx], p.input_len())
 }

@@ -56,19 +56,20 @@ fn params(r: &Reduction) -> Params {
     Params { outer: r.outer as u32, axis: r.axis as u32, inner: r.inner as u32, _pad: 0 }
 }
 
-fn check(r: &Reduction, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
+fn check(gpu: &Gpu, r: &Reduction, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
+    gpu.check_loop_budget("reduce", r.axis as u64, || format!("an axis of {}", r.axis))?;
     check_len("reduce", "x", x.len(), r.input_len())?;
     check_len("reduce", "y", y.len(), r.output_len())
 }
 
 /// y = op over the axis of x (Max of an empty axis is undefined; callers never reduce one).
 pub fn reduce(gpu: &Gpu, op: ReduceOp, r: &Reduction, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
-    check(r, x, y)?;
+    check(gpu, r, x, y)?;
     gpu.dispatch_linear(&REDUCE, &[("OP", op as u32 as f64)], &params(r), &[x, y], r.output_len())
 }
 
 /// y (u32) = index of the first maximum along the axis of x.
 pub fn argmax(gpu: &Gpu, r: &Reduction, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
-    check(r, x, y)?;
+    check(gpu, r, x, y)?;
     gpu.dispatch_linear(&ARGMAX, &[], &params(r), &[x, y], r.output_len())
 }

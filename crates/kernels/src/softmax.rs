@@ -40,7 +40,13 @@ static CE_BACKWARD: Kernel =
     Kernel { shader: &SHADER, entry: "cross_entropy_backward", bindings: &[Read, Read, Read, Read, Read, ReadWrite] };
 
 /// y = softmax(x) (or log-softmax with `log`) over rows of `cols`.
+/// Loop iterations per row: three passes (max, sum, write) plus margin.
+fn row_loops(gpu: &Gpu, op: &'static str, cols: usize) -> Result<()> {
+    gpu.check_loop_budget(op, 4 * cols as u64, || format!("rows of {cols}"))
+}
+
 pub fn softmax(gpu: &Gpu, log: bool, rows: usize, cols: usize, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
+    row_loops(gpu, "softmax", cols)?;
     check_len("softmax", "x", x.len(), rows * cols)?;
     check_len("softmax", "y", y.len(), rows * cols)?;
     gpu.dispatch_linear(&FORWARD, &[("LOG", log as u32 as f64)], &plain(rows, cols), &[x, y], rows)
@@ -56,6 +62,7 @@ pub fn softmax_backward(
     dy: &GpuTensor,
     dx: &GpuTensor,
 ) -> Result<Dispatch> {
+    row_loops(gpu, "softmax_backward", cols)?;
     for (name, t) in [("y", y), ("dy", dy), ("dx", dx)] {
         check_len("softmax_backward", name, t.len(), rows * cols)?;
     }
@@ -84,6 +91,7 @@ pub fn cross_entropy(
     loss: &GpuTensor,
 ) -> Result<[Dispatch; 2]> {
     const OP: &str = "cross_entropy";
+    row_loops(gpu, OP, ce.classes)?;
     check_len(OP, "logits", logits.len(), ce.rows * ce.classes)?;
     check_len(OP, "targets", targets.len(), ce.rows)?;
     check_len(OP, "row_stats", row_stats.len(), ce.rows * 2)?;

@@ -4,6 +4,7 @@
 //! accumulation where sums are long.
 
 pub mod activation;
+pub mod attention;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
@@ -14,6 +15,7 @@ pub mod optimizer;
 pub mod pool;
 pub mod softmax;
 
+pub use attention::{attention, attention_backward};
 pub use dropout::dropout;
 pub use elementwise::{binary, unary, unary_backward};
 pub use embedding::{embedding, embedding_backward};

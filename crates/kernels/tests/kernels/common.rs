@@ -81,6 +81,11 @@ pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) {
     gpu.run(dispatches).unwrap();
 }
 
+/// Runs a list of prepared dispatches, as the composite kernels return them.
+pub fn run_all(gpu: &Gpu, dispatches: &[Dispatch]) {
+    gpu.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
+}
+
 pub fn read(gpu: &Gpu, t: &GpuTensor) -> Vec<f32> {
     gpu.read(t).unwrap()
 }

@@ -2,6 +2,7 @@
 //! multiples of any tile, with outputs poisoned before dispatch; backward kernels also against
 //! finite differences of the forward reference.
 
+mod attention;
 mod common;
 mod conv;
 mod dropout;

@@ -28,8 +28,7 @@ fn check(gpu: &kernels::Gpu, mm: &Matmul, tiling: Tiling, rng: &mut Rng, what: &
     cpu::matmul(mm, &a, &b, (bias_len > 0).then_some(&bias[..]), &mut want);
     let (ag, bg, cg) = (upload(gpu, &a), upload(gpu, &b), upload(gpu, &c0));
     let biasg = (bias_len > 0).then(|| upload(gpu, &bias));
-    let d = matmul_tiled(gpu, mm, tiling, &ag, &bg, biasg.as_ref(), &cg).unwrap();
-    run(gpu, &[&d]);
+    run_all(gpu, &matmul_tiled(gpu, mm, tiling, &ag, &bg, biasg.as_ref(), &cg).unwrap());
     let got = read(gpu, &cg);
     // Only the elements the view covers are outputs (C may be a strided sub-view).
     let idx: Vec<usize> = (0..mm.batch)
@@ -92,7 +91,7 @@ gpu_test!(matmul_default_tiling_runs_large_k, |gpu| {
     let mut want = vec![0.0; 65 * 130];
     cpu::matmul(&mm, &a, &b, None, &mut want);
     let (ag, bg, cg) = (upload(gpu, &a), upload(gpu, &b), poisoned(gpu, 65 * 130));
-    run(gpu, &[&matmul(gpu, &mm, &ag, &bg, None, &cg).unwrap()]);
+    run_all(gpu, &matmul(gpu, &mm, &ag, &bg, None, &cg).unwrap());
     assert_close("k = 1000", &read(gpu, &cg), &want);
 });
 
@@ -101,4 +100,25 @@ gpu_test!(matmul_names_the_short_operand, |gpu| {
     let (a, b, c) = (upload(gpu, &[0.0; 24]), upload(gpu, &[0.0; 29]), poisoned(gpu, 20));
     let err = matmul(gpu, &mm, &a, &b, None, &c).err().unwrap().to_string();
     assert!(err.contains("B (1 x 6 x 5) holds 29 elements but the shape needs 30"), "{err}");
+});
+
+gpu_test!(matmul_splits_a_k_longer_than_the_loop_budget, |gpu| {
+    // k = 70,000 exceeds lavapipe's 65,535 loop iterations per invocation: the product must be
+    // split into chunks accumulated in C (a conv weight gradient at batch 64 on 32x32 images
+    // has k = 65,536). On GPUs it is one dispatch.
+    let mut rng = Rng::new(14);
+    let (m, n, k) = (3, 5, 70_000);
+    let mut mm = Matmul::new(m, n, k).transpose_b();
+    mm.bias = Bias::PerColumn;
+    let (a, b, bias) = (rng.vec(m * k, -1.0, 1.0), rng.vec(n * k, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+    let mut want = vec![0.0; m * n];
+    cpu::matmul(&mm, &a, &b, Some(&bias), &mut want);
+    let (ag, bg, biasg, cg) = (upload(gpu, &a), upload(gpu, &b), upload(gpu, &bias), poisoned(gpu, m * n));
+    let dispatches = matmul(gpu, &mm, &ag, &bg, Some(&biasg), &cg).unwrap();
+    if gpu.loop_budget().is_some() {
+        assert!(dispatches.len() > 1, "expected a split on a loop-capped adapter");
+    }
+    run_all(gpu, &dispatches);
+    // Summing 70,000 products in chunks: the error grows with sqrt(k).
+    assert_close_tol("k = 70000", &read(gpu, &cg), &want, 1e-3);
 });

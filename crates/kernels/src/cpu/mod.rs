@@ -13,6 +13,7 @@ pub mod matmul;
 pub mod norm;
 pub mod optimizer;
 pub mod pool;
+pub mod recurrent;
 pub mod softmax;
 
 pub use attention::{attention, attention_backward};
@@ -26,4 +27,5 @@ pub use matmul::matmul;
 pub use norm::{batch_norm, batch_norm_backward, layer_norm, layer_norm_backward};
 pub use optimizer::{adam, clip_grad_norm, sgd};
 pub use pool::{avg_pool, avg_pool_backward, max_pool, max_pool_backward};
+pub use recurrent::{gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward};
 pub use softmax::{cross_entropy, cross_entropy_backward, softmax, softmax_backward};

@@ -13,4 +13,5 @@ mod matmul;
 mod norm;
 mod optimizer;
 mod pool;
+mod recurrent;
 mod softmax;

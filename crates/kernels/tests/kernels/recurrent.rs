@@ -136,18 +136,25 @@ fn cell_backward_matches_finite_differences() {
 }
 
 /// torch.nn.LSTM / GRU (one layer, batch_first) written out step by step, in f64.
+/// Sizes of a test sequence: batch, steps, input features, hidden units.
+#[derive(Clone, Copy)]
+struct Dims {
+    batch: usize,
+    steps: usize,
+    input: usize,
+    hidden: usize,
+}
+
 fn reference_sequence(
     gru: bool,
+    dims: &Dims,
     x: &[f32],
     w_ih: &[f32],
     w_hh: &[f32],
     b_ih: &[f32],
     b_hh: &[f32],
-    batch: usize,
-    steps: usize,
-    input: usize,
-    hidden: usize,
 ) -> Vec<f32> {
+    let Dims { batch, steps, input, hidden } = *dims;
     let gates = if gru { 3 } else { 4 };
     let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
     let mut out = vec![0f32; batch * steps * hidden];
@@ -192,7 +199,7 @@ gpu_test!(recurrent_sequences_match_a_step_by_step_reference, |gpu| {
         let x = rng.vec(batch * steps * input, -1.0, 1.0);
         let (w_ih, w_hh) = (rng.vec(gates * input, -0.5, 0.5), rng.vec(gates * hidden, -0.5, 0.5));
         let (b_ih, b_hh) = (rng.vec(gates, -0.5, 0.5), rng.vec(gates, -0.5, 0.5));
-        let want = reference_sequence(gru, &x, &w_ih, &w_hh, &b_ih, &b_hh, batch, steps, input, hidden);
+        let want = reference_sequence(gru, &Dims { batch, steps, input, hidden }, &x, &w_ih, &w_hh, &b_ih, &b_hh);
 
         let (xg, wig, whg, big, bhg) =
             (upload(gpu, &x), upload(gpu, &w_ih), upload(gpu, &w_hh), upload(gpu, &b_ih), upload(gpu, &b_hh));

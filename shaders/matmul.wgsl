@@ -5,7 +5,7 @@
 // need no copies. beta = 0 never reads C, so an uninitialised C is fine.
 //
 // Two tilings of the same product, chosen per adapter class in `kernels::matmul`:
-// - matmul_registers: each invocation accumulates a TM x TN block in registers straight from
+// - matmul_registers: each invocation accumulates an 8 x 8 block in registers straight from
 //   memory, no workgroup memory and no barriers (what a CPU rasteriser like lavapipe wants).
 // - matmul_shared: a workgroup stages BK-deep slices of A and B in workgroup memory and each
 //   invocation accumulates TM x TN outputs spread across the block (what a GPU wants).
@@ -13,8 +13,8 @@
 
 override WG_X: u32 = 16u;
 override WG_Y: u32 = 16u;
-override TM: u32 = 4u;        // rows per invocation, <= MAX_T
-override TN: u32 = 4u;        // columns per invocation, <= MAX_T
+override TM: u32 = 4u;        // rows per invocation (matmul_shared), <= MAX_T
+override TN: u32 = 4u;        // columns per invocation (matmul_shared), <= MAX_T
 override BK: u32 = 8u;        // depth of one staged slice (matmul_shared)
 override A_TILE: u32 = 512u;  // BK * WG_Y * TM
 override B_TILE: u32 = 512u;  // BK * WG_X * TN
@@ -50,33 +50,57 @@ fn store(z: u32, row: u32, col: u32, acc: f32) {
     c[at] = v;
 }
 
+// Outer product a bᵀ as a column-major matrix: column j is a * b[j].
+fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(a * b.x, a * b.y, a * b.z, a * b.w);
+}
+
+// 8 x 8 outputs per invocation in four mat4x4 accumulators: named values, not an indexed
+// array, so the compiler keeps them in registers (an indexed private array lands in scratch
+// memory on lavapipe and runs ~20x slower).
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul_registers(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * TM;
-    let col0 = gid.x * TN;
+    let row0 = gid.y * 8u;
+    let col0 = gid.x * 8u;
     let z = gid.z;
     if row0 >= p.m || col0 >= p.n { return; }
     // Clamp edge rows/columns onto the last valid one: loads stay branch-free and in bounds,
     // and `store` drops the duplicates.
-    var a_at: array<u32, MAX_T>;
-    var b_at: array<u32, MAX_T>;
-    for (var i = 0u; i < TM; i++) { a_at[i] = p.a_off + z * p.a_bs + min(row0 + i, p.m - 1u) * p.a_rs; }
-    for (var j = 0u; j < TN; j++) { b_at[j] = p.b_off + z * p.b_bs + min(col0 + j, p.n - 1u) * p.b_cs; }
-    var acc: array<f32, 256>; // MAX_T * MAX_T
-    var av: array<f32, MAX_T>;
-    var bv: array<f32, MAX_T>;
+    let a_base = p.a_off + z * p.a_bs;
+    let b_base = p.b_off + z * p.b_bs;
+    let last_row = p.m - 1u;
+    let last_col = p.n - 1u;
+    let ra = vec4<u32>(min(row0, last_row), min(row0 + 1u, last_row), min(row0 + 2u, last_row), min(row0 + 3u, last_row)) * p.a_rs + a_base;
+    let rb = vec4<u32>(min(row0 + 4u, last_row), min(row0 + 5u, last_row), min(row0 + 6u, last_row), min(row0 + 7u, last_row)) * p.a_rs + a_base;
+    let ca = vec4<u32>(min(col0, last_col), min(col0 + 1u, last_col), min(col0 + 2u, last_col), min(col0 + 3u, last_col)) * p.b_cs + b_base;
+    let cb = vec4<u32>(min(col0 + 4u, last_col), min(col0 + 5u, last_col), min(col0 + 6u, last_col), min(col0 + 7u, last_col)) * p.b_cs + b_base;
+    var acc00 = mat4x4<f32>();
+    var acc01 = mat4x4<f32>();
+    var acc10 = mat4x4<f32>();
+    var acc11 = mat4x4<f32>();
     for (var kk = 0u; kk < p.k; kk++) {
-        for (var i = 0u; i < TM; i++) { av[i] = a[a_at[i] + kk * p.a_cs]; }
-        for (var j = 0u; j < TN; j++) { bv[j] = b[b_at[j] + kk * p.b_rs]; }
-        for (var i = 0u; i < TM; i++) {
-            for (var j = 0u; j < TN; j++) {
-                acc[i * MAX_T + j] = fma(av[i], bv[j], acc[i * MAX_T + j]);
-            }
-        }
+        let ak = kk * p.a_cs;
+        let bk = kk * p.b_rs;
+        let a0 = vec4<f32>(a[ra.x + ak], a[ra.y + ak], a[ra.z + ak], a[ra.w + ak]);
+        let a1 = vec4<f32>(a[rb.x + ak], a[rb.y + ak], a[rb.z + ak], a[rb.w + ak]);
+        let b0 = vec4<f32>(b[ca.x + bk], b[ca.y + bk], b[ca.z + bk], b[ca.w + bk]);
+        let b1 = vec4<f32>(b[cb.x + bk], b[cb.y + bk], b[cb.z + bk], b[cb.w + bk]);
+        acc00 += outer(a0, b0);
+        acc01 += outer(a0, b1);
+        acc10 += outer(a1, b0);
+        acc11 += outer(a1, b1);
     }
-    for (var i = 0u; i < TM; i++) {
-        for (var j = 0u; j < TN; j++) {
-            store(z, row0 + i, col0 + j, acc[i * MAX_T + j]);
+    store_block(z, row0, col0, acc00);
+    store_block(z, row0, col0 + 4u, acc01);
+    store_block(z, row0 + 4u, col0, acc10);
+    store_block(z, row0 + 4u, col0 + 4u, acc11);
+}
+
+// Stores a 4 x 4 block held column-major (column j, row i at acc[j][i]).
+fn store_block(z: u32, row: u32, col: u32, acc: mat4x4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        for (var i = 0u; i < 4u; i++) {
+            store(z, row + i, col + j, acc[j][i]);
         }
     }
 }

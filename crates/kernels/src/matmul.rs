@@ -145,7 +145,8 @@ fn view(v: &MatrixView) -> [u32; 4] {
     [v.offset as u32, v.batch_stride as u32, v.row_stride as u32, v.col_stride as u32]
 }
 
-/// Which of the two tilings and with what sizes.
+/// Which of the two kernels and with what sizes. The register kernel always computes 8x8
+/// blocks per invocation (its accumulators are named matrices); its workgroup size varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tiling {
     pub shared: bool,
@@ -157,8 +158,9 @@ pub struct Tiling {
 }
 
 impl Tiling {
-    /// The tiling for an adapter class: register blocks on CPU rasterisers (16x16 measured
-    /// fastest on lavapipe), shared-memory tiles on GPUs.
+    /// The tiling for an adapter class: 8x8 register blocks on CPU rasterisers (barriers are
+    /// expensive there; `bench --tune` measured it 3x faster than the shared kernel on
+    /// lavapipe), shared-memory tiles on GPUs.
     pub fn for_class(class: AdapterClass) -> Tiling {
         match class {
             AdapterClass::Cpu => Tiling { shared: false, wg_x: 8, wg_y: 8, tm: 8, tn: 8, bk: 1 },
@@ -261,6 +263,7 @@ fn dispatch_one(
     c: &GpuTensor,
 ) -> Result<Dispatch> {
     assert!(tiling.tm <= 16 && tiling.tn <= 16, "tiles are at most 16x16 per invocation");
+    assert!(tiling.shared || (tiling.tm, tiling.tn) == (8, 8), "the register kernel computes 8x8 blocks");
     let bias_mode = match mm.bias {
         Bias::None => 0,
         Bias::PerColumn => 1,

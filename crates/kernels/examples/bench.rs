@@ -137,9 +137,7 @@ impl Bench<'_> {
 fn tilings() -> Vec<Tiling> {
     let mut out = Vec::new();
     for (wg_x, wg_y) in [(8, 8), (16, 16), (4, 8)] {
-        for (tm, tn) in [(8, 8)] {
-            out.push(Tiling { shared: false, wg_x, wg_y, tm, tn, bk: 1 });
-        }
+        out.push(Tiling { shared: false, wg_x, wg_y, tm: 8, tn: 8, bk: 1 });
     }
     for (tm, tn, bk) in [(4, 4, 16), (8, 8, 8), (8, 4, 16)] {
         out.push(Tiling { shared: true, wg_x: 16, wg_y: 16, tm, tn, bk });

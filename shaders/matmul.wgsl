@@ -5,7 +5,7 @@
 // need no copies. beta = 0 never reads C, so an uninitialised C is fine.
 //
 // Two tilings of the same product, chosen per adapter class in `kernels::matmul`:
-// - matmul_registers: each invocation accumulates an 8 x 8 block in registers straight from
+// - matmul_registers: each invocation accumulates a 16 x 16 block in registers straight from
 //   memory, no workgroup memory and no barriers (what a CPU rasteriser like lavapipe wants).
 // - matmul_shared: a workgroup stages BK-deep slices of A and B in workgroup memory and each
 //   invocation accumulates TM x TN outputs spread across the block (what a GPU wants).
@@ -55,13 +55,14 @@ fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
     return mat4x4<f32>(a * b.x, a * b.y, a * b.z, a * b.w);
 }
 
-// 8 x 8 outputs per invocation in four mat4x4 accumulators: named values, not an indexed
+// 16 x 16 outputs per invocation in sixteen mat4x4 accumulators: named values, not an indexed
 // array, so the compiler keeps them in registers (an indexed private array lands in scratch
-// memory on lavapipe and runs ~20x slower).
+// memory on lavapipe and runs ~20x slower). On lavapipe every storage load costs about as much
+// as 100 FMAs, so the block is as large as registers allow: 32 loads feed 256 FMAs per k.
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul_registers(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * 8u;
-    let col0 = gid.x * 8u;
+    let row0 = gid.y * 16u;
+    let col0 = gid.x * 16u;
     let z = gid.z;
     if row0 >= p.m || col0 >= p.n { return; }
     // Clamp edge rows/columns onto the last valid one: loads stay branch-free and in bounds,
@@ -70,30 +71,62 @@ fn matmul_registers(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b_base = p.b_off + z * p.b_bs;
     let last_row = p.m - 1u;
     let last_col = p.n - 1u;
-    let ra = vec4<u32>(min(row0, last_row), min(row0 + 1u, last_row), min(row0 + 2u, last_row), min(row0 + 3u, last_row)) * p.a_rs + a_base;
-    let rb = vec4<u32>(min(row0 + 4u, last_row), min(row0 + 5u, last_row), min(row0 + 6u, last_row), min(row0 + 7u, last_row)) * p.a_rs + a_base;
-    let ca = vec4<u32>(min(col0, last_col), min(col0 + 1u, last_col), min(col0 + 2u, last_col), min(col0 + 3u, last_col)) * p.b_cs + b_base;
-    let cb = vec4<u32>(min(col0 + 4u, last_col), min(col0 + 5u, last_col), min(col0 + 6u, last_col), min(col0 + 7u, last_col)) * p.b_cs + b_base;
-    var acc00 = mat4x4<f32>();
-    var acc01 = mat4x4<f32>();
-    var acc10 = mat4x4<f32>();
-    var acc11 = mat4x4<f32>();
+    let ra0 = vec4<u32>(min(row0, last_row), min(row0 + 1u, last_row), min(row0 + 2u, last_row), min(row0 + 3u, last_row)) * p.a_rs + a_base;
+    let ra1 = vec4<u32>(min(row0 + 4u, last_row), min(row0 + 5u, last_row), min(row0 + 6u, last_row), min(row0 + 7u, last_row)) * p.a_rs + a_base;
+    let ra2 = vec4<u32>(min(row0 + 8u, last_row), min(row0 + 9u, last_row), min(row0 + 10u, last_row), min(row0 + 11u, last_row)) * p.a_rs + a_base;
+    let ra3 = vec4<u32>(min(row0 + 12u, last_row), min(row0 + 13u, last_row), min(row0 + 14u, last_row), min(row0 + 15u, last_row)) * p.a_rs + a_base;
+    let cb0 = vec4<u32>(min(col0, last_col), min(col0 + 1u, last_col), min(col0 + 2u, last_col), min(col0 + 3u, last_col)) * p.b_cs + b_base;
+    let cb1 = vec4<u32>(min(col0 + 4u, last_col), min(col0 + 5u, last_col), min(col0 + 6u, last_col), min(col0 + 7u, last_col)) * p.b_cs + b_base;
+    let cb2 = vec4<u32>(min(col0 + 8u, last_col), min(col0 + 9u, last_col), min(col0 + 10u, last_col), min(col0 + 11u, last_col)) * p.b_cs + b_base;
+    let cb3 = vec4<u32>(min(col0 + 12u, last_col), min(col0 + 13u, last_col), min(col0 + 14u, last_col), min(col0 + 15u, last_col)) * p.b_cs + b_base;
+    var c00 = mat4x4<f32>();
+    var c01 = mat4x4<f32>();
+    var c02 = mat4x4<f32>();
+    var c03 = mat4x4<f32>();
+    var c10 = mat4x4<f32>();
+    var c11 = mat4x4<f32>();
+    var c12 = mat4x4<f32>();
+    var c13 = mat4x4<f32>();
+    var c20 = mat4x4<f32>();
+    var c21 = mat4x4<f32>();
+    var c22 = mat4x4<f32>();
+    var c23 = mat4x4<f32>();
+    var c30 = mat4x4<f32>();
+    var c31 = mat4x4<f32>();
+    var c32 = mat4x4<f32>();
+    var c33 = mat4x4<f32>();
     for (var kk = 0u; kk < p.k; kk++) {
         let ak = kk * p.a_cs;
         let bk = kk * p.b_rs;
-        let a0 = vec4<f32>(a[ra.x + ak], a[ra.y + ak], a[ra.z + ak], a[ra.w + ak]);
-        let a1 = vec4<f32>(a[rb.x + ak], a[rb.y + ak], a[rb.z + ak], a[rb.w + ak]);
-        let b0 = vec4<f32>(b[ca.x + bk], b[ca.y + bk], b[ca.z + bk], b[ca.w + bk]);
-        let b1 = vec4<f32>(b[cb.x + bk], b[cb.y + bk], b[cb.z + bk], b[cb.w + bk]);
-        acc00 += outer(a0, b0);
-        acc01 += outer(a0, b1);
-        acc10 += outer(a1, b0);
-        acc11 += outer(a1, b1);
+        let a0 = vec4<f32>(a[ra0.x + ak], a[ra0.y + ak], a[ra0.z + ak], a[ra0.w + ak]);
+        let a1 = vec4<f32>(a[ra1.x + ak], a[ra1.y + ak], a[ra1.z + ak], a[ra1.w + ak]);
+        let a2 = vec4<f32>(a[ra2.x + ak], a[ra2.y + ak], a[ra2.z + ak], a[ra2.w + ak]);
+        let a3 = vec4<f32>(a[ra3.x + ak], a[ra3.y + ak], a[ra3.z + ak], a[ra3.w + ak]);
+        let b0 = vec4<f32>(b[cb0.x + bk], b[cb0.y + bk], b[cb0.z + bk], b[cb0.w + bk]);
+        let b1 = vec4<f32>(b[cb1.x + bk], b[cb1.y + bk], b[cb1.z + bk], b[cb1.w + bk]);
+        let b2 = vec4<f32>(b[cb2.x + bk], b[cb2.y + bk], b[cb2.z + bk], b[cb2.w + bk]);
+        let b3 = vec4<f32>(b[cb3.x + bk], b[cb3.y + bk], b[cb3.z + bk], b[cb3.w + bk]);
+        c00 += outer(a0, b0); c01 += outer(a0, b1); c02 += outer(a0, b2); c03 += outer(a0, b3);
+        c10 += outer(a1, b0); c11 += outer(a1, b1); c12 += outer(a1, b2); c13 += outer(a1, b3);
+        c20 += outer(a2, b0); c21 += outer(a2, b1); c22 += outer(a2, b2); c23 += outer(a2, b3);
+        c30 += outer(a3, b0); c31 += outer(a3, b1); c32 += outer(a3, b2); c33 += outer(a3, b3);
     }
-    store_block(z, row0, col0, acc00);
-    store_block(z, row0, col0 + 4u, acc01);
-    store_block(z, row0 + 4u, col0, acc10);
-    store_block(z, row0 + 4u, col0 + 4u, acc11);
+    store_block(z, row0 + 0u, col0 + 0u, c00);
+    store_block(z, row0 + 0u, col0 + 4u, c01);
+    store_block(z, row0 + 0u, col0 + 8u, c02);
+    store_block(z, row0 + 0u, col0 + 12u, c03);
+    store_block(z, row0 + 4u, col0 + 0u, c10);
+    store_block(z, row0 + 4u, col0 + 4u, c11);
+    store_block(z, row0 + 4u, col0 + 8u, c12);
+    store_block(z, row0 + 4u, col0 + 12u, c13);
+    store_block(z, row0 + 8u, col0 + 0u, c20);
+    store_block(z, row0 + 8u, col0 + 4u, c21);
+    store_block(z, row0 + 8u, col0 + 8u, c22);
+    store_block(z, row0 + 8u, col0 + 12u, c23);
+    store_block(z, row0 + 12u, col0 + 0u, c30);
+    store_block(z, row0 + 12u, col0 + 4u, c31);
+    store_block(z, row0 + 12u, col0 + 8u, c32);
+    store_block(z, row0 + 12u, col0 + 12u, c33);
 }
 
 // Stores a 4 x 4 block held column-major (column j, row i at acc[j][i]).

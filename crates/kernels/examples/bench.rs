@@ -127,6 +127,35 @@ impl Bench<'_> {
         self.report("gelu (erf)", &format!("{n}"), &[d], Work::Bytes(8.0 * n as f64));
     }
 
+    /// The CPU reference gemm (matrixmultiply, both cores), which the CPU executor will use.
+    fn cpu_matmul(&self, n: usize) {
+        let mm = Matmul::new(n, n, n);
+        let a: Vec<f32> = (0..n * n).map(|i| (i % 97) as f32 * 1e-2).collect();
+        let mut c = vec![0.0; n * n];
+        kernels::cpu::matmul(&mm, &a, &a, None, &mut c);
+        let mut times: Vec<f64> = (0..self.reps)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                kernels::cpu::matmul(&mm, &a, &a, None, &mut c);
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let rate = mm.flops() / median / 1e9;
+        println!(
+            "{:<22} {:<34} {:>10.3} ms {rate:>10.1} GFLOP/s",
+            "cpu::matmul (host)",
+            format!("{n}x{n}x{n}"),
+            median * 1e3
+        );
+        println!(
+            "{{\"kernel\":\"cpu::matmul\",\"shape\":\"{n}x{n}x{n}\",\"median_ms\":{:.4},\"rate\":{rate:.2},\"unit\":\"GFLOP/s\",\"reps\":{},\"clock\":\"host\"}}",
+            median * 1e3,
+            self.reps
+        );
+    }
+
     fn softmax(&self, rows: usize, cols: usize) {
         let (x, y) = (self.tensor(rows * cols), self.gpu.tensor(rows * cols).unwrap());
         let d = softmax(self.gpu, false, rows, cols, &x, &y).unwrap();
@@ -137,7 +166,7 @@ impl Bench<'_> {
 fn tilings() -> Vec<Tiling> {
     let mut out = Vec::new();
     for (wg_x, wg_y) in [(8, 8), (16, 16), (4, 8)] {
-        out.push(Tiling { shared: false, wg_x, wg_y, tm: 8, tn: 8, bk: 1 });
+        out.push(Tiling { shared: false, wg_x, wg_y, tm: 16, tn: 16, bk: 1 });
     }
     for (tm, tn, bk) in [(4, 4, 16), (8, 8, 8), (8, 4, 16)] {
         out.push(Tiling { shared: true, wg_x: 16, wg_y: 16, tm, tn, bk });
@@ -175,4 +204,5 @@ fn main() {
         .attention(Attention { batch: 64, heads: 4, tq: 50, tk: 50, head_dim: 16, scale: 0.25, causal: false }, "sdpa");
     bench.elementwise(1 << 22);
     bench.softmax(4096, 1000);
+    bench.cpu_matmul(1024);
 }

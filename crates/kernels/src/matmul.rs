@@ -145,7 +145,7 @@ fn view(v: &MatrixView) -> [u32; 4] {
     [v.offset as u32, v.batch_stride as u32, v.row_stride as u32, v.col_stride as u32]
 }
 
-/// Which of the two kernels and with what sizes. The register kernel always computes 8x8
+/// Which of the two kernels and with what sizes. The register kernel always computes 16x16
 /// blocks per invocation (its accumulators are named matrices); its workgroup size varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tiling {
@@ -158,12 +158,11 @@ pub struct Tiling {
 }
 
 impl Tiling {
-    /// The tiling for an adapter class: 8x8 register blocks on CPU rasterisers (barriers are
-    /// expensive there; `bench --tune` measured it 3x faster than the shared kernel on
-    /// lavapipe), shared-memory tiles on GPUs.
+    /// The tiling for an adapter class: 16x16 register blocks on CPU rasterisers (loads and
+    /// barriers are expensive there; see BENCHMARKS.md), shared-memory tiles on GPUs.
     pub fn for_class(class: AdapterClass) -> Tiling {
         match class {
-            AdapterClass::Cpu => Tiling { shared: false, wg_x: 8, wg_y: 8, tm: 8, tn: 8, bk: 1 },
+            AdapterClass::Cpu => Tiling { shared: false, wg_x: 8, wg_y: 8, tm: 16, tn: 16, bk: 1 },
             AdapterClass::Gpu => Tiling { shared: true, wg_x: 16, wg_y: 16, tm: 4, tn: 4, bk: 16 },
         }
     }
@@ -172,17 +171,18 @@ impl Tiling {
         (self.wg_y * self.tm, self.wg_x * self.tn)
     }
 
-    /// Largest K one dispatch may cover under a loop budget. Counted conservatively, as if no
-    /// loop unrolled: per k, the loads of TM and TN values and the TM x TN update (whose
-    /// outer loop runs TM times); the shared kernel adds its two staging loops per BK slice.
-    /// Half the budget, for margin.
+    /// Largest K one dispatch may cover under a loop budget: the register kernel's k loop has
+    /// no inner loops (one iteration per k, then 16 block stores of 20 iterations); the shared
+    /// kernel counts, per BK slice, its two staging loops and, conservatively, its TM and TN
+    /// loops as if they did not unroll. Half the budget, for margin.
     fn k_per_dispatch(&self, budget: u64) -> usize {
+        if !self.shared {
+            return (budget / 2 - 16 * 20) as usize;
+        }
         let (bm, bn) = self.block();
         let threads = self.wg_x * self.wg_y;
-        let per_k = (1 + 2 * self.tm + self.tn) as u64;
-        let staging =
-            if self.shared { ((self.bk * bm).div_ceil(threads) + (self.bk * bn).div_ceil(threads)) as u64 } else { 0 };
-        let per_slice = self.bk as u64 * per_k + staging + 1;
+        let staging = ((self.bk * bm).div_ceil(threads) + (self.bk * bn).div_ceil(threads)) as u64;
+        let per_slice = self.bk as u64 * (1 + 2 * self.tm + self.tn) as u64 + staging + 1;
         (budget / 2 / per_slice) as usize * self.bk as usize
     }
 }
@@ -263,7 +263,7 @@ fn dispatch_one(
     c: &GpuTensor,
 ) -> Result<Dispatch> {
     assert!(tiling.tm <= 16 && tiling.tn <= 16, "tiles are at most 16x16 per invocation");
-    assert!(tiling.shared || (tiling.tm, tiling.tn) == (8, 8), "the register kernel computes 8x8 blocks");
+    assert!(tiling.shared || (tiling.tm, tiling.tn) == (16, 16), "the register kernel computes 16x16 blocks");
     let bias_mode = match mm.bias {
         Bias::None => 0,
         Bias::PerColumn => 1,

@@ -5,8 +5,8 @@ use kernels::{Bias, Matmul, MatrixView, Unary, cpu};
 /// Both tilings, with tile shapes that differ from the defaults, run on every adapter.
 fn tilings() -> [Tiling; 4] {
     [
-        Tiling { shared: false, wg_x: 8, wg_y: 8, tm: 8, tn: 8, bk: 1 },
-        Tiling { shared: false, wg_x: 4, wg_y: 2, tm: 8, tn: 8, bk: 1 },
+        Tiling { shared: false, wg_x: 8, wg_y: 8, tm: 16, tn: 16, bk: 1 },
+        Tiling { shared: false, wg_x: 4, wg_y: 2, tm: 16, tn: 16, bk: 1 },
         Tiling { shared: true, wg_x: 16, wg_y: 16, tm: 4, tn: 4, bk: 16 },
         Tiling { shared: true, wg_x: 8, wg_y: 4, tm: 2, tn: 3, bk: 5 },
     ]

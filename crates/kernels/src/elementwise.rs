@@ -3,6 +3,7 @@
 
 use crate::error::{Result, check_len, shape_error};
 use crate::gpu::{Access, Dispatch, Gpu, Kernel, Shader};
+use crate::shape::{contiguous_strides, vec8};
 use crate::tensor::GpuTensor;
 
 pub(crate) static SHADER: Shader = crate::shader!("elementwise", "activation.wgsl", "elementwise.wgsl");
@@ -114,24 +115,6 @@ impl Broadcast {
         }
         1 + self.out.iter().zip(strides).map(|(&d, &s)| (d - 1) * s).sum::<usize>()
     }
-}
-
-/// Row-major strides of `shape`.
-pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1];
-    }
-    strides
-}
-
-/// Splits up to 8 values into two vec4s for a uniform block.
-pub(crate) fn vec8(values: &[usize]) -> [[u32; 4]; 2] {
-    let mut out = [[0u32; 4]; 2];
-    for (i, &v) in values.iter().enumerate() {
-        out[i / 4][i % 4] = v as u32;
-    }
-    out
 }
 
 #[repr(C)]

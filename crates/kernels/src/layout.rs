@@ -1,9 +1,9 @@
 //! Layout changes as one strided copy: permute/transpose, slice, concat, broadcast-expand.
 //! Shader: `shaders/layout.wgsl`.
 
-use crate::elementwise::{contiguous_strides, vec8};
 use crate::error::{Result, check_len, shape_error};
 use crate::gpu::{Access, Dispatch, Gpu, Kernel, Shader};
+use crate::shape::{contiguous_strides, vec8};
 use crate::tensor::GpuTensor;
 
 pub(crate) static SHADER: Shader = crate::shader!("layout", "layout.wgsl");

@@ -22,6 +22,7 @@ pub mod optimizer;
 pub mod pool;
 pub mod recurrent;
 pub mod reduce;
+pub mod shape;
 pub mod softmax;
 mod tensor;
 pub mod timing;

@@ -161,6 +161,7 @@ pub fn forward(
     tmp: &GpuTensor,
     y: &GpuTensor,
 ) -> Result<Vec<Dispatch>> {
+    conv.validate()?;
     let mut product = Matmul::new(conv.out_channels, conv.col_cols(), conv.col_rows());
     product.bias = if bias.is_some() { Bias::PerRow } else { Bias::None };
     let mut out = vec![im2col(gpu, conv, x, col)?];
@@ -180,6 +181,7 @@ pub fn backward_weight(
     dw: &GpuTensor,
     dbias: Option<&GpuTensor>,
 ) -> Result<Vec<Dispatch>> {
+    conv.validate()?;
     let product = Matmul::new(conv.out_channels, conv.col_rows(), conv.col_cols()).transpose_b();
     let mut out = vec![strided_copy(gpu, &conv.grad_from_nchw(), dy, dyt)?];
     out.extend(matmul(gpu, &product, dyt, col, None, dw)?);
@@ -199,6 +201,7 @@ pub fn backward_input(
     dcol: &GpuTensor,
     dx: &GpuTensor,
 ) -> Result<Vec<Dispatch>> {
+    conv.validate()?;
     let mut product = Matmul::new(conv.col_rows(), conv.col_cols(), conv.out_channels);
     product.a = MatrixView::transposed(conv.col_rows(), conv.out_channels);
     let mut out = matmul(gpu, &product, w, dyt, None, dcol)?;

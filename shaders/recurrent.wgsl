@@ -34,6 +34,27 @@ fn tanh_safe(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }
 @group(0) @binding(6) var<storage, read_write> t6: array<f32>;
 @group(0) @binding(7) var<storage, read_write> t7: array<f32>;
 
+// LSTM gates (i, f, g, o) of unit j of row b, activated, from t1 at view 0.
+fn lstm_gates(b: u32, j: u32) -> vec4<f32> {
+    let h = p.hidden;
+    return vec4<f32>(
+        sigmoid(t1[at(0u, b, j)]),
+        sigmoid(t1[at(0u, b, h + j)]),
+        tanh_safe(t1[at(0u, b, 2u * h + j)]),
+        sigmoid(t1[at(0u, b, 3u * h + j)]),
+    );
+}
+
+// GRU gates (r, z, n) and the hidden part hₙ of n, from t1 (view 0) and t2 (view 1).
+fn gru_gates(b: u32, j: u32) -> vec4<f32> {
+    let h = p.hidden;
+    let hn = t2[at(1u, b, 2u * h + j)];
+    let r = sigmoid(t1[at(0u, b, j)] + t2[at(1u, b, j)]);
+    let z = sigmoid(t1[at(0u, b, h + j)] + t2[at(1u, b, h + j)]);
+    let n = tanh_safe(t1[at(0u, b, 2u * h + j)] + r * hn);
+    return vec4<f32>(r, z, n, hn);
+}
+
 // LSTM forward. t1 gates [B, 4H] (view 0), t2 c_prev (1), t3 h (2), t4 c (3).
 @compute @workgroup_size(WG)
 fn lstm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -41,13 +62,9 @@ fn lstm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if e >= p.batch * p.hidden { return; }
     let b = e / p.hidden;
     let j = e % p.hidden;
-    let h = p.hidden;
-    let i = sigmoid(t1[at(0u, b, j)]);
-    let f = sigmoid(t1[at(0u, b, h + j)]);
-    let g = tanh_safe(t1[at(0u, b, 2u * h + j)]);
-    let o = sigmoid(t1[at(0u, b, 3u * h + j)]);
-    let c = f * t2[at(1u, b, j)] + i * g;
-    t3[at(2u, b, j)] = o * tanh_safe(c);
+    let gate = lstm_gates(b, j);
+    let c = gate.y * t2[at(1u, b, j)] + gate.x * gate.z;
+    t3[at(2u, b, j)] = gate.w * tanh_safe(c);
     t4[at(3u, b, j)] = c;
 }
 
@@ -60,10 +77,11 @@ fn lstm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let b = e / p.hidden;
     let j = e % p.hidden;
     let h = p.hidden;
-    let i = sigmoid(t1[at(0u, b, j)]);
-    let f = sigmoid(t1[at(0u, b, h + j)]);
-    let g = tanh_safe(t1[at(0u, b, 2u * h + j)]);
-    let o = sigmoid(t1[at(0u, b, 3u * h + j)]);
+    let gate = lstm_gates(b, j);
+    let i = gate.x;
+    let f = gate.y;
+    let g = gate.z;
+    let o = gate.w;
     let c_prev = t2[at(1u, b, j)];
     let tc = tanh_safe(f * c_prev + i * g);
     let dh = t3[at(2u, b, j)];
@@ -83,11 +101,8 @@ fn gru_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if e >= p.batch * p.hidden { return; }
     let b = e / p.hidden;
     let j = e % p.hidden;
-    let h = p.hidden;
-    let r = sigmoid(t1[at(0u, b, j)] + t2[at(1u, b, j)]);
-    let z = sigmoid(t1[at(0u, b, h + j)] + t2[at(1u, b, h + j)]);
-    let n = tanh_safe(t1[at(0u, b, 2u * h + j)] + r * t2[at(1u, b, 2u * h + j)]);
-    t4[at(3u, b, j)] = (1.0 - z) * n + z * t3[at(2u, b, j)];
+    let gate = gru_gates(b, j);
+    t4[at(3u, b, j)] = (1.0 - gate.y) * gate.z + gate.y * t3[at(2u, b, j)];
 }
 
 // GRU backward. t1 input gates (view 0), t2 hidden gates (1), t3 h_prev (2), t4 dh (3);
@@ -100,10 +115,11 @@ fn gru_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let b = e / p.hidden;
     let j = e % p.hidden;
     let h = p.hidden;
-    let hn = t2[at(1u, b, 2u * h + j)];
-    let r = sigmoid(t1[at(0u, b, j)] + t2[at(1u, b, j)]);
-    let z = sigmoid(t1[at(0u, b, h + j)] + t2[at(1u, b, h + j)]);
-    let n = tanh_safe(t1[at(0u, b, 2u * h + j)] + r * hn);
+    let gate = gru_gates(b, j);
+    let r = gate.x;
+    let z = gate.y;
+    let n = gate.z;
+    let hn = gate.w;
     let h_prev = t3[at(2u, b, j)];
     let dh = t4[at(3u, b, j)];
     let dn = dh * (1.0 - z) * (1.0 - n * n);

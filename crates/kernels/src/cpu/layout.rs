@@ -50,56 +50,40 @@ pub fn argmax(r: &Reduction, x: &[f32], y: &mut [u32]) {
     }
 }
 
-pub fn im2col(conv: &Conv2d, x: &[f32], col: &mut [f32]) {
+/// Every (column-matrix index, input index) pair of im2col; the input index is None where
+/// the receptive field falls on padding.
+fn receptive_fields(conv: &Conv2d) -> impl Iterator<Item = (usize, Option<usize>)> + '_ {
     let (oh, ow) = (conv.out_height(), conv.out_width());
-    let cols = conv.col_cols();
-    for c in 0..conv.in_channels {
-        for i in 0..conv.kernel.0 {
-            for j in 0..conv.kernel.1 {
-                let row = (c * conv.kernel.0 + i) * conv.kernel.1 + j;
-                for n in 0..conv.batch {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let y = (oy * conv.stride.0 + i * conv.dilation.0) as isize - conv.padding.0 as isize;
-                            let xx = (ox * conv.stride.1 + j * conv.dilation.1) as isize - conv.padding.1 as isize;
-                            let inside = y >= 0 && y < conv.height as isize && xx >= 0 && xx < conv.width as isize;
-                            let v = if inside {
-                                x[((n * conv.in_channels + c) * conv.height + y as usize) * conv.width + xx as usize]
-                            } else {
-                                0.0
-                            };
-                            col[row * cols + (n * oh + oy) * ow + ox] = v;
-                        }
-                    }
+    let (kh, kw) = conv.kernel;
+    (0..conv.col_rows()).flat_map(move |row| {
+        let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
+        (0..conv.col_cols()).map(move |col| {
+            let (n, oy, ox) = (col / (oh * ow), (col / ow) % oh, col % ow);
+            let y = (oy * conv.stride.0 + i * conv.dilation.0).checked_sub(conv.padding.0);
+            let x = (ox * conv.stride.1 + j * conv.dilation.1).checked_sub(conv.padding.1);
+            let at = match (y, x) {
+                (Some(y), Some(x)) if y < conv.height && x < conv.width => {
+                    Some(((n * conv.in_channels + c) * conv.height + y) * conv.width + x)
                 }
-            }
-        }
+                _ => None,
+            };
+            (row * conv.col_cols() + col, at)
+        })
+    })
+}
+
+pub fn im2col(conv: &Conv2d, x: &[f32], col: &mut [f32]) {
+    for (e, at) in receptive_fields(conv) {
+        col[e] = at.map_or(0.0, |i| x[i]);
     }
 }
 
 /// The adjoint of [`im2col`]: scatter-add the columns back onto the image.
 pub fn col2im(conv: &Conv2d, col: &[f32], dx: &mut [f32]) {
-    let (oh, ow) = (conv.out_height(), conv.out_width());
-    let cols = conv.col_cols();
     let mut acc = vec![0f64; conv.input_len()];
-    for c in 0..conv.in_channels {
-        for i in 0..conv.kernel.0 {
-            for j in 0..conv.kernel.1 {
-                let row = (c * conv.kernel.0 + i) * conv.kernel.1 + j;
-                for n in 0..conv.batch {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let y = (oy * conv.stride.0 + i * conv.dilation.0) as isize - conv.padding.0 as isize;
-                            let xx = (ox * conv.stride.1 + j * conv.dilation.1) as isize - conv.padding.1 as isize;
-                            if y >= 0 && y < conv.height as isize && xx >= 0 && xx < conv.width as isize {
-                                let at =
-                                    ((n * conv.in_channels + c) * conv.height + y as usize) * conv.width + xx as usize;
-                                acc[at] += col[row * cols + (n * oh + oy) * ow + ox] as f64;
-                            }
-                        }
-                    }
-                }
-            }
+    for (e, at) in receptive_fields(conv) {
+        if let Some(i) = at {
+            acc[i] += col[e] as f64;
         }
     }
     for (d, a) in dx.iter_mut().zip(acc) {

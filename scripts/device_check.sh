@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every GPU check and benchmark in one call on a lent GPU machine (which has no Rust toolchain).
+#
+# Here, once:   echo /.gl/ >> .git/info/exclude   and download the Vulkan loader .debs into .gl/
+#               (see the device tool's README), then build what travels:
+#                 cargo build --release -p kernels --example bench
+#                 cargo test --release -p kernels --no-run   (prints the test binary's path)
+#                 mkdir -p .bin && cp target/release/examples/bench <that test binary> .bin/
+#               (echo /.bin/ >> .git/info/exclude)
+# There:        bash scripts/device_check.sh      with carry = [".gl", ".bin"]
+# It writes its logs under $OUT and prints a summary table last.
+set -uo pipefail
+out="${OUT:-/tmp/device_check}"
+mkdir -p "$out"
+
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+export XDG_RUNTIME_DIR=/tmp DLCLI_REQUIRE_ADAPTER=1
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+
+tests=$(ls .bin/kernels-* 2>/dev/null | head -n 1)
+echo "== kernel tests on the GPU ($tests)"
+"$tests" 2>&1 | tee "$out/tests.txt" | tail -n 3
+
+echo "== our kernels"
+.bin/bench --large 2>&1 | tee "$out/bench.txt" | grep -v '^{'
+
+echo "== torch.matmul, TF32 off"
+python3 scripts/torch_matmul.py 2>&1 | tee "$out/torch.txt"
+
+echo "== summary"
+grep -h '"kernel":"matmul"\|"kernel": "torch.matmul"' "$out/bench.txt" "$out/torch.txt"

@@ -12,17 +12,16 @@
 // with one invocation per query row and dK, dV with one invocation per key row, so every
 // output row has one owner and no atomics are needed.
 //
-// Rows are handled as D4 = ceil(D / 4) vec4 chunks (zero-padded past D): HEAD_DIM loops are
-// short and unrolled. That matters beyond speed on llvmpipe/lavapipe, whose loop limiter
-// cuts a shader's loops short after ~65k iterations per invocation: only the key loop may be
-// long. Accumulator rows live in workgroup memory (ACC_TILE = BQ * D4 chunks).
+// Rows are handled as D4 = ceil(D / 4) vec4 chunks (zero-padded past D), so the loops over the
+// head dimension are short and unroll, and the per-row accumulators stay in registers. On
+// llvmpipe/lavapipe that also matters for correctness: its loop limiter cuts a shader's loops
+// short after 65,535 iterations per invocation, so only the key loop may be long.
 
 override D: u32 = 64u;          // head dimension
 override D4: u32 = 16u;         // ceil(D / 4)
 override BQ: u32 = 64u;         // query (or key) rows per workgroup
 override BKV: u32 = 16u;        // rows per staged tile
 override TILE: u32 = 256u;      // BKV * D4
-override ACC_TILE: u32 = 1024u; // BQ * D4
 override WRITE_PROBS: bool = false;
 override WG: u32 = 256u;
 
@@ -38,8 +37,6 @@ var<workgroup> tile_a: array<vec4<f32>, TILE>; // K rows (forward, dQ) or scale 
 var<workgroup> tile_b: array<vec4<f32>, TILE>; // V rows (forward, dQ) or dO rows (dK/dV)
 var<workgroup> tile_lse: array<f32, BKV>;
 var<workgroup> tile_delta: array<f32, BKV>;
-var<workgroup> acc_a: array<vec4<f32>, ACC_TILE>; // O (forward), dQ, or dK: one row per invocation
-var<workgroup> acc_b: array<vec4<f32>, ACC_TILE>; // dV
 
 // Helpers read the bindings of whichever entry point calls them: every entry point binds its
 // inputs in the same order (1 Q, 2 K, 3 V, 4 mask, 5 dO, 6 lse, 7 delta).
@@ -99,12 +96,9 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     let i = q0 + li;
     let in_range = i < p.tq;
     let row = bh * p.tq + min(i, p.tq - 1u); // idle invocations still help stage tiles
-    let acc = li * D4;
     var q: array<vec4<f32>, MAX_D4>;
-    for (var c = 0u; c < D4; c++) {
-        q[c] = chunk_q(row, c) * p.scale;
-        acc_a[acc + c] = vec4<f32>(0.0);
-    }
+    var acc: array<vec4<f32>, MAX_D4>;
+    for (var c = 0u; c < D4; c++) { q[c] = chunk_q(row, c) * p.scale; }
     var m = NEG;
     var l = 0.0;
     let end = key_end(q0);
@@ -126,12 +120,12 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
             let m_new = max(m, tile_max);
             let correction = exp(m - m_new);
             l *= correction;
-            for (var c = 0u; c < D4; c++) { acc_a[acc + c] *= correction; }
+            for (var c = 0u; c < D4; c++) { acc[c] *= correction; }
             for (var jj = 0u; jj < BKV; jj++) {
                 if scores[jj] == NEG { continue; }
                 let w = exp(scores[jj] - m_new);
                 l += w;
-                for (var c = 0u; c < D4; c++) { acc_a[acc + c] += w * tile_b[jj * D4 + c]; }
+                for (var c = 0u; c < D4; c++) { acc[c] += w * tile_b[jj * D4 + c]; }
             }
             m = m_new;
         }
@@ -139,7 +133,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     }
     if !in_range { return; }
     let inv = select(0.0, 1.0 / l, l > 0.0);
-    for (var d = 0u; d < D; d++) { f_o[row * D + d] = acc_a[acc + d / 4u][d % 4u] * inv; }
+    for (var d = 0u; d < D; d++) { f_o[row * D + d] = acc[d / 4u][d % 4u] * inv; }
     let lse = select(NEG, m + log(l), l > 0.0);
     f_lse[row] = lse;
     if WRITE_PROBS {
@@ -187,13 +181,12 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     let i = q0 + li;
     let in_range = i < p.tq;
     let row = bh * p.tq + min(i, p.tq - 1u);
-    let acc = li * D4;
     var q: array<vec4<f32>, MAX_D4>;
     var g: array<vec4<f32>, MAX_D4>;
+    var dq: array<vec4<f32>, MAX_D4>;
     for (var c = 0u; c < D4; c++) {
         q[c] = chunk_q(row, c) * p.scale;
         g[c] = chunk_do(row, c);
-        acc_a[acc + c] = vec4<f32>(0.0);
     }
     let lse = g_lse[row];
     let delta = g_delta[row];
@@ -210,12 +203,12 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
                 dp += dot(g[c], tile_b[jj * D4 + c]);
             }
             let ds = exp(s - lse) * (dp - delta);
-            for (var c = 0u; c < D4; c++) { acc_a[acc + c] += ds * tile_a[jj * D4 + c]; }
+            for (var c = 0u; c < D4; c++) { dq[c] += ds * tile_a[jj * D4 + c]; }
         }
         workgroupBarrier();
     }
     if !in_range { return; }
-    for (var d = 0u; d < D; d++) { q_dq[row * D + d] = acc_a[acc + d / 4u][d % 4u] * p.scale; }
+    for (var d = 0u; d < D; d++) { q_dq[row * D + d] = dq[d / 4u][d % 4u] * p.scale; }
 }
 
 // ---- backward: dV_j = sum_i P_ij dO_i, dK_j = scale * sum_i P_ij (dO_i . V_j - delta_i) Q_i ----
@@ -230,14 +223,13 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     let jc = min(j, p.tk - 1u);
     let row = bh * p.tk + jc;
     let hidden = p.has_mask != 0u && in_mask[(bh / p.heads) * p.tk + jc] == 0u;
-    let acc = li * D4;
     var k: array<vec4<f32>, MAX_D4>;
     var v: array<vec4<f32>, MAX_D4>;
+    var dk: array<vec4<f32>, MAX_D4>;
+    var dv: array<vec4<f32>, MAX_D4>;
     for (var c = 0u; c < D4; c++) {
         k[c] = chunk_k(row, c);
         v[c] = chunk_v(row, c);
-        acc_a[acc + c] = vec4<f32>(0.0);
-        acc_b[acc + c] = vec4<f32>(0.0);
     }
     // Causal: queries before the workgroup's first key see none of its keys.
     let start = select(0u, (wid.x * BQ / BKV) * BKV, p.causal != 0u);
@@ -264,15 +256,15 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
             let prob = exp(s - tile_lse[ii]);
             let ds = prob * (dp - tile_delta[ii]);
             for (var c = 0u; c < D4; c++) {
-                acc_b[acc + c] += prob * tile_b[ii * D4 + c];
-                acc_a[acc + c] += ds * tile_a[ii * D4 + c]; // tile_a holds scale * Q
+                dv[c] += prob * tile_b[ii * D4 + c];
+                dk[c] += ds * tile_a[ii * D4 + c]; // tile_a holds scale * Q
             }
         }
         workgroupBarrier();
     }
     if !in_range { return; }
     for (var d = 0u; d < D; d++) {
-        k_dk[row * D + d] = acc_a[acc + d / 4u][d % 4u];
-        k_dv[row * D + d] = acc_b[acc + d / 4u][d % 4u];
+        k_dk[row * D + d] = dk[d / 4u][d % 4u];
+        k_dv[row * D + d] = dv[d / 4u][d % 4u];
     }
 }

@@ -74,20 +74,20 @@ impl Attention {
     }
 
     /// Query rows per workgroup and keys per tile, halved until the workgroup memory (two K/V
-    /// tiles, two accumulator tiles and two per-row vectors) fits the adapter.
+    /// tiles and two per-row vectors) fits the adapter.
     fn tiles(&self, gpu: &Gpu) -> (u32, u32) {
-        let mut bq = match gpu.class() {
+        let bq = match gpu.class() {
             AdapterClass::Gpu => 64,
             AdapterClass::Cpu => 32,
         };
-        let mut bkv = 32;
         let budget = gpu.limits().max_compute_workgroup_storage_size as usize;
         let d4 = self.head_dim.div_ceil(4);
-        let bytes = |bq: usize, bkv: usize| 16 * (2 * bkv * d4 + 2 * bq * d4) + 8 * bkv;
-        while bytes(bq, bkv) > budget && bq > 1 {
-            if bkv > 1 && bkv * 2 > bq { bkv /= 2 } else { bq /= 2 }
+        let bytes = |bkv: usize| 16 * 2 * bkv * d4 + 8 * bkv;
+        let mut bkv = 32;
+        while bytes(bkv) > budget && bkv > 1 {
+            bkv /= 2;
         }
-        (bq as u32, bkv as u32)
+        (bq, bkv as u32)
     }
 
     /// Loop iterations one invocation runs (the key loop, or the query loop in backward). With
@@ -113,7 +113,6 @@ impl Attention {
             ("BQ", bq as f64),
             ("BKV", bkv as f64),
             ("TILE", (bkv as usize * d4) as f64),
-            ("ACC_TILE", (bq as usize * d4) as f64),
             ("WRITE_PROBS", write_probs as u32 as f64),
         ]
     }

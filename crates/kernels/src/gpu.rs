@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use bytemuck::Pod;
 
 use crate::error::{KernelError, Result};
-use crate::tensor::{BufferPool, GpuTensor, PoolStats, size_class};
+use crate::tensor::{BufferPool, GpuTensor, PoolStats, Pooled, size_class};
 
 /// What kind of processor runs the kernels; tile sizes are chosen per class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub struct Dispatch {
     label: &'static str,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
-    params: wgpu::Buffer,
+    params: Pooled,
     workgroups: [u32; 3],
     _tensors: Vec<GpuTensor>,
 }
@@ -122,7 +122,7 @@ impl Dispatch {
     /// Replaces the parameter block (a learning rate, a step counter, an RNG seed); takes effect
     /// at the next [`Gpu::run`].
     pub fn set_params<P: Pod>(&self, gpu: &Gpu, params: &P) {
-        gpu.queue.write_buffer(&self.params, 0, &padded(params));
+        gpu.queue.write_buffer(self.params.buffer(), 0, &padded(params));
     }
 }
 
@@ -539,17 +539,11 @@ impl Gpu {
         let pipeline = self.pipeline(kernel, constants)?;
         let layout = self.layout(kernel);
         let bytes = padded(params);
-        let params = self.scoped(kernel.entry, || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(kernel.entry),
-                size: bytes.len() as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
-        self.queue.write_buffer(&params, 0, &bytes);
+        let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+        let params = Pooled::new(self.raw_buffer(kernel.entry, bytes.len() as u64, uniform)?, self.pool.clone());
+        self.queue.write_buffer(params.buffer(), 0, &bytes);
         let bind_group = self.scoped(kernel.entry, || {
-            let entries: Vec<_> = std::iter::once(params.as_entire_binding())
+            let entries: Vec<_> = std::iter::once(params.buffer().as_entire_binding())
                 .chain(tensors.iter().map(|t| t.buffer().as_entire_binding()))
                 .enumerate()
                 .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })

@@ -42,10 +42,21 @@ impl std::fmt::Debug for GpuTensor {
     }
 }
 
+/// A buffer on loan from the pool; dropping it gives the buffer back.
 pub(crate) struct Pooled {
     buffer: wgpu::Buffer,
     len: usize,
     pool: Arc<BufferPool>,
+}
+
+impl Pooled {
+    pub(crate) fn new(buffer: wgpu::Buffer, pool: Arc<BufferPool>) -> Self {
+        Pooled { buffer, len: 0, pool }
+    }
+
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
 }
 
 impl Drop for Pooled {

@@ -4,6 +4,7 @@
 
 mod attention;
 mod common;
+mod context;
 mod conv;
 mod dropout;
 mod elementwise;

@@ -1,0 +1,96 @@
+//! Reverse-mode autodiff as a graph transformation: [`backward`] appends, for every node the
+//! loss depends on, the nodes that compute its gradient. Gradients of inputs and intermediate
+//! nodes are available as well as those of parameters (explain methods need them).
+
+use std::collections::HashMap;
+
+use kernels::{Binary, Unary};
+
+use crate::error::{GraphError, Result};
+use crate::ir::{Graph, NodeId, Op};
+
+/// The gradient node of each node the loss depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Gradients {
+    of: HashMap<NodeId, NodeId>,
+}
+
+impl Gradients {
+    /// The node holding d(loss)/d(node), if the loss depends on `node`.
+    pub fn of(&self, node: NodeId) -> Option<NodeId> {
+        self.of.get(&node).copied()
+    }
+}
+
+/// Appends the gradient of the scalar `loss` with respect to every node it depends on.
+pub fn backward(g: &mut Graph, loss: NodeId) -> Result<Gradients> {
+    if !g.shape(loss).is_empty() {
+        return Err(GraphError::Shape {
+            node: g.node(loss).label.clone(),
+            detail: format!("backward needs a scalar loss, not shape {:?}", g.shape(loss)),
+        });
+    }
+    let mut grads = Gradients::default();
+    let seed = g.fill(1.0, &[]);
+    grads.of.insert(loss, seed);
+    // Node ids are a topological order: visit from the loss back to the first node.
+    for i in (0..=loss.0).rev() {
+        let node = NodeId(i);
+        let Some(dy) = grads.of(node) else { continue };
+        for (input, contribution) in input_gradients(g, node, dy)? {
+            let total = match grads.of(input) {
+                Some(earlier) => g.binary(Binary::Add, earlier, contribution)?,
+                None => contribution,
+            };
+            grads.of.insert(input, total);
+        }
+    }
+    Ok(grads)
+}
+
+/// The gradient contribution of `node` (whose gradient is `dy`) to each of its inputs: the
+/// whole table of gradient rules, one arm per op.
+fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeId, NodeId)>> {
+    let n = g.node(node).clone();
+    let x = |k: usize| n.inputs[k];
+    Ok(match n.op {
+        Op::Input { .. } | Op::Labels { .. } | Op::Param { .. } | Op::Fill(_) => vec![],
+        // C = op(A) op(B): d op(A) = dC op(B)ᵀ, d op(B) = op(A)ᵀ dC, transposed back as stored.
+        Op::MatMul { transpose_a: ta, transpose_b: tb } => {
+            let (a, b) = (x(0), x(1));
+            let da = if ta { g.matmul(b, dy, tb, true)? } else { g.matmul(dy, b, false, !tb)? };
+            let db = if tb { g.matmul(dy, a, true, ta)? } else { g.matmul(a, dy, !ta, false)? };
+            vec![(a, da), (b, db)]
+        }
+        Op::Binary(op) => {
+            let (a, b) = (x(0), x(1));
+            let (sa, sb) = (g.shape(a).to_vec(), g.shape(b).to_vec());
+            let (da, db) = match op {
+                Binary::Add => (dy, dy),
+                Binary::Sub => (dy, g.unary(Unary::Scale(-1.0), dy)),
+                Binary::Mul => (g.binary(Binary::Mul, dy, b)?, g.binary(Binary::Mul, dy, a)?),
+                // d(a/b)/db = -a/b² = -(a/b)/b
+                Binary::Div => {
+                    let quotient = g.binary(Binary::Div, a, b)?;
+                    let t = g.binary(Binary::Mul, dy, quotient)?;
+                    let t = g.binary(Binary::Div, t, b)?;
+                    (g.binary(Binary::Div, dy, b)?, g.unary(Unary::Scale(-1.0), t))
+                }
+            };
+            vec![(a, g.sum_to(da, &sa)), (b, g.sum_to(db, &sb))]
+        }
+        Op::Unary(op) => vec![(x(0), g.unary_grad(op, x(0), dy))],
+        // Broadcasting dy back up: dy + zeros of the input's shape.
+        Op::SumTo => {
+            let shape = g.shape(x(0)).to_vec();
+            let zeros = g.fill(0.0, &shape);
+            vec![(x(0), g.binary(Binary::Add, zeros, dy)?)]
+        }
+        Op::CrossEntropy { label_smoothing } => {
+            vec![(x(0), g.cross_entropy_grad(x(0), x(1), dy, label_smoothing))]
+        }
+        Op::UnaryGrad(_) | Op::CrossEntropyGrad { .. } => {
+            return Err(GraphError::Shape { node: n.label, detail: "second derivatives are not supported".into() });
+        }
+    })
+}

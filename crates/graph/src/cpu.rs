@@ -1,0 +1,169 @@
+//! The reference executor: evaluates every node in order on the kernels crate's CPU
+//! implementations (`kernels::cpu`), the same code the kernel tests hold the GPU to. Clear
+//! before clever: it allocates each node's output.
+
+use std::collections::HashMap;
+
+use kernels::{Broadcast, CrossEntropy, Matmul, cpu};
+
+use crate::error::{GraphError, Result};
+use crate::ir::{Graph, Node, NodeId, Op};
+
+/// Runs a graph on the CPU.
+pub struct CpuExecutor<'g> {
+    graph: &'g Graph,
+}
+
+/// A node's value: f32 data, or u32 class labels.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    F32(Vec<f32>),
+    U32(Vec<u32>),
+}
+
+/// The values of every node after a run.
+#[derive(Debug, Clone)]
+pub struct Values {
+    values: Vec<Value>,
+}
+
+impl Values {
+    /// The f32 value of `node` (labels are read with [`Values::labels`]).
+    pub fn get(&self, node: NodeId) -> &[f32] {
+        match &self.values[node.0] {
+            Value::F32(v) => v,
+            Value::U32(_) => panic!("node {node:?} holds labels, not f32 data"),
+        }
+    }
+
+    /// A scalar node's value.
+    pub fn scalar(&self, node: NodeId) -> f32 {
+        self.get(node)[0]
+    }
+}
+
+/// What a run is fed: f32 inputs and u32 labels by name.
+#[derive(Debug, Clone, Default)]
+pub struct Feed {
+    pub inputs: HashMap<String, Vec<f32>>,
+    pub labels: HashMap<String, Vec<u32>>,
+}
+
+impl<'g> CpuExecutor<'g> {
+    pub fn new(graph: &'g Graph) -> Self {
+        CpuExecutor { graph }
+    }
+
+    /// Evaluates every node, with `params` by state_dict name.
+    pub fn run(&self, params: &HashMap<String, Vec<f32>>, feed: &Feed) -> Result<Values> {
+        let mut values: Vec<Value> = Vec::new();
+        for (_, node) in self.graph.nodes() {
+            let value = self.eval(node, &values, params, feed)?;
+            values.push(value);
+        }
+        Ok(Values { values })
+    }
+
+    fn eval(&self, node: &Node, values: &[Value], params: &HashMap<String, Vec<f32>>, feed: &Feed) -> Result<Value> {
+        let f = |k: usize| match &values[node.inputs[k].0] {
+            Value::F32(v) => v.as_slice(),
+            Value::U32(_) => unreachable!("shape inference keeps labels out of f32 ops"),
+        };
+        let shape_of = |k: usize| self.graph.shape(node.inputs[k]);
+        let mut out = vec![0f32; node.len()];
+        match &node.op {
+            Op::Input { name } => return fed(node, name, feed.inputs.get(name)).map(Value::F32),
+            Op::Param { name } => return fed(node, name, params.get(name)).map(Value::F32),
+            Op::Labels { name, classes } => {
+                let labels = fed(node, name, feed.labels.get(name))?;
+                if let Some(&bad) = labels.iter().find(|&&t| t as usize >= *classes) {
+                    return Err(GraphError::Target { node: node.label.clone(), target: bad, classes: *classes });
+                }
+                return Ok(Value::U32(labels));
+            }
+            Op::Fill(v) => out.fill(*v),
+            Op::MatMul { transpose_a, transpose_b } => {
+                let (sa, sb) = (shape_of(0), shape_of(1));
+                let (m, k) = if *transpose_a { (sa[1], sa[0]) } else { (sa[0], sa[1]) };
+                let n = if *transpose_b { sb[0] } else { sb[1] };
+                let mut mm = Matmul::new(m, n, k);
+                if *transpose_a {
+                    mm = mm.transpose_a();
+                }
+                if *transpose_b {
+                    mm = mm.transpose_b();
+                }
+                cpu::matmul(&mm, f(0), f(1), None, &mut out);
+            }
+            Op::Binary(op) => {
+                let broadcast = Broadcast::new(shape_of(0), shape_of(1)).expect("checked when built");
+                cpu::binary(*op, &broadcast, f(0), f(1), &mut out);
+            }
+            Op::Unary(op) => cpu::unary(*op, f(0), &mut out),
+            Op::UnaryGrad(op) => cpu::unary_backward(*op, f(0), f(1), &mut out),
+            Op::SumTo => sum_to(&node.shape, shape_of(0), f(0), &mut out),
+            Op::CrossEntropy { label_smoothing } => {
+                let ce = cross_entropy(shape_of(0), *label_smoothing);
+                let mut rows = vec![0.0; 2 * ce.rows];
+                let mut loss = [0.0; 2];
+                cpu::cross_entropy(&ce, f(0), labels(values, node.inputs[1]), &mut rows, &mut loss);
+                out[0] = loss[0];
+            }
+            Op::CrossEntropyGrad { label_smoothing } => {
+                let ce = cross_entropy(shape_of(0), *label_smoothing);
+                cpu::cross_entropy_backward(&ce, f(0), labels(values, node.inputs[1]), f(2)[0], &mut out);
+            }
+        }
+        Ok(Value::F32(out))
+    }
+}
+
+fn fed<T: Clone>(node: &Node, name: &str, value: Option<&Vec<T>>) -> Result<Vec<T>> {
+    let value = value.ok_or_else(|| GraphError::MissingInput {
+        node: node.label.clone(),
+        name: name.into(),
+        shape: node.shape.clone(),
+    })?;
+    if value.len() != node.len() {
+        return Err(GraphError::FeedLength {
+            node: node.label.clone(),
+            shape: node.shape.clone(),
+            got: value.len(),
+            want: node.len(),
+        });
+    }
+    Ok(value.clone())
+}
+
+fn labels(values: &[Value], id: NodeId) -> &[u32] {
+    match &values[id.0] {
+        Value::U32(v) => v,
+        Value::F32(_) => unreachable!("shape inference checks the labels input"),
+    }
+}
+
+fn cross_entropy(logits: &[usize], label_smoothing: f32) -> CrossEntropy {
+    CrossEntropy { rows: logits[0], classes: logits[1], label_smoothing, ignore_index: None }
+}
+
+/// out (shape `to`) = x (shape `from`) summed over the axes `to` broadcasts along.
+fn sum_to(to: &[usize], from: &[usize], x: &[f32], out: &mut [f32]) {
+    let broadcast = Broadcast::new(to, from).expect("checked when built");
+    let mut acc = vec![0f64; out.len()];
+    let rank = broadcast.out.len();
+    let mut index = vec![0usize; rank];
+    for &v in x {
+        let at: usize = index.iter().zip(&broadcast.a_strides).map(|(i, s)| i * s).sum();
+        acc[at] += v as f64;
+        for axis in (0..rank).rev() {
+            index[axis] += 1;
+            if index[axis] < broadcast.out[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = a as f32;
+    }
+}

@@ -1,0 +1,217 @@
+//! The IR: nodes of typed ops over statically shaped f32 tensors (class labels are u32), in
+//! the order they were built, which is a topological order. Each builder method infers the
+//! output shape and rejects inputs that do not fit, naming the node and every shape.
+
+use kernels::{Binary, Broadcast, Unary};
+
+use crate::error::{GraphError, Result};
+
+/// A node of one [`Graph`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) usize);
+
+/// What a node computes. Gradient ops (`UnaryGrad`, `SumTo`, `CrossEntropyGrad`) are added by
+/// [`crate::backward`] but are ordinary nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// f32 data fed per run.
+    Input {
+        name: String,
+    },
+    /// u32 class indices fed per run, below `classes`.
+    Labels {
+        name: String,
+        classes: usize,
+    },
+    /// A trainable tensor, named as the PyTorch `state_dict` key.
+    Param {
+        name: String,
+    },
+    /// Every element equal to the value.
+    Fill(f32),
+    /// [m, k] . [k, n], either operand possibly stored transposed.
+    MatMul {
+        transpose_a: bool,
+        transpose_b: bool,
+    },
+    /// Broadcasting elementwise op of two inputs.
+    Binary(Binary),
+    Unary(Unary),
+    /// Inputs [x, dy]: dy * f'(x).
+    UnaryGrad(Unary),
+    /// Sums the input down to this node's shape, undoing a broadcast.
+    SumTo,
+    /// Inputs [logits [rows, classes], labels [rows]]: the mean cross-entropy, a scalar.
+    CrossEntropy {
+        label_smoothing: f32,
+    },
+    /// Inputs [logits, labels, dloss]: d(mean cross-entropy)/d(logits) * dloss.
+    CrossEntropyGrad {
+        label_smoothing: f32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    pub shape: Vec<usize>,
+    /// How errors name this node: the op and its index, or the layer that built it.
+    pub label: String,
+}
+
+impl Node {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A graph under construction or ready to run.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    nodes: Vec<Node>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.0]
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
+        self.nodes.iter().enumerate().map(|(i, n)| (NodeId(i), n))
+    }
+
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        &self.nodes[id.0].shape
+    }
+
+    /// Renames how errors and summaries refer to a node (layers name what they build).
+    pub fn set_label(&mut self, id: NodeId, label: impl Into<String>) {
+        self.nodes[id.0].label = label.into();
+    }
+
+    fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
+        let label = format!("{}#{}", op_name(&op), self.nodes.len());
+        self.nodes.push(Node { op, inputs, shape, label });
+        NodeId(self.nodes.len() - 1)
+    }
+
+    fn error(&self, op: &Op, detail: String) -> GraphError {
+        GraphError::Shape { node: format!("{}#{}", op_name(op), self.nodes.len()), detail }
+    }
+
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> NodeId {
+        self.push(Op::Input { name: name.into() }, vec![], shape.to_vec())
+    }
+
+    pub fn labels(&mut self, name: &str, rows: usize, classes: usize) -> NodeId {
+        self.push(Op::Labels { name: name.into(), classes }, vec![], vec![rows])
+    }
+
+    pub fn param(&mut self, name: &str, shape: &[usize]) -> NodeId {
+        self.push(Op::Param { name: name.into() }, vec![], shape.to_vec())
+    }
+
+    pub fn fill(&mut self, value: f32, shape: &[usize]) -> NodeId {
+        self.push(Op::Fill(value), vec![], shape.to_vec())
+    }
+
+    /// op(a) . op(b) for 2-D operands, op = transpose where asked.
+    pub fn matmul(&mut self, a: NodeId, b: NodeId, transpose_a: bool, transpose_b: bool) -> Result<NodeId> {
+        let op = Op::MatMul { transpose_a, transpose_b };
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        let as_matrix = |s: &[usize], t: bool| match *s {
+            [r, c] => Some(if t { (c, r) } else { (r, c) }),
+            _ => None,
+        };
+        match (as_matrix(&sa, transpose_a), as_matrix(&sb, transpose_b)) {
+            (Some((m, k1)), Some((k2, n))) if k1 == k2 => Ok(self.push(op, vec![a, b], vec![m, n])),
+            _ => Err(self.error(
+                &op,
+                format!(
+                    "cannot multiply {sa:?}{} by {sb:?}{}",
+                    if transpose_a { "ᵀ" } else { "" },
+                    if transpose_b { "ᵀ" } else { "" }
+                ),
+            )),
+        }
+    }
+
+    pub fn binary(&mut self, op: Binary, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let node_op = Op::Binary(op);
+        let broadcast = Broadcast::new(self.shape(a), self.shape(b)).map_err(|_| {
+            self.error(&node_op, format!("shapes {:?} and {:?} do not broadcast", self.shape(a), self.shape(b)))
+        })?;
+        Ok(self.push(node_op, vec![a, b], broadcast.out))
+    }
+
+    pub fn unary(&mut self, op: Unary, x: NodeId) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        self.push(Op::Unary(op), vec![x], shape)
+    }
+
+    /// Mean cross-entropy of `logits` [rows, classes] against `labels` [rows].
+    pub fn cross_entropy(&mut self, logits: NodeId, labels: NodeId, label_smoothing: f32) -> Result<NodeId> {
+        let op = Op::CrossEntropy { label_smoothing };
+        let (sl, st) = (self.shape(logits).to_vec(), self.shape(labels).to_vec());
+        let fits = matches!((&sl[..], &st[..]), ([rows, _], [n]) if rows == n)
+            && matches!(&self.node(labels).op, Op::Labels { classes, .. } if *classes == sl[1]);
+        if !fits {
+            return Err(self.error(
+                &op,
+                format!("logits {sl:?} and labels {st:?} must be [rows, classes] and [rows] of those classes"),
+            ));
+        }
+        Ok(self.push(op, vec![logits, labels], vec![]))
+    }
+
+    // Gradient ops, built by autodiff.
+
+    pub(crate) fn unary_grad(&mut self, op: Unary, x: NodeId, dy: NodeId) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        self.push(Op::UnaryGrad(op), vec![x, dy], shape)
+    }
+
+    /// Sums `x` down to `shape`, which must broadcast to x's shape.
+    pub(crate) fn sum_to(&mut self, x: NodeId, shape: &[usize]) -> NodeId {
+        if self.shape(x) == shape {
+            return x;
+        }
+        self.push(Op::SumTo, vec![x], shape.to_vec())
+    }
+
+    pub(crate) fn cross_entropy_grad(
+        &mut self,
+        logits: NodeId,
+        labels: NodeId,
+        dloss: NodeId,
+        label_smoothing: f32,
+    ) -> NodeId {
+        let shape = self.shape(logits).to_vec();
+        self.push(Op::CrossEntropyGrad { label_smoothing }, vec![logits, labels, dloss], shape)
+    }
+}
+
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Input { .. } => "input",
+        Op::Labels { .. } => "labels",
+        Op::Param { .. } => "param",
+        Op::Fill(_) => "fill",
+        Op::MatMul { .. } => "matmul",
+        Op::Binary(_) => "binary",
+        Op::Unary(_) => "unary",
+        Op::UnaryGrad(_) => "unary_grad",
+        Op::SumTo => "sum_to",
+        Op::CrossEntropy { .. } => "cross_entropy",
+        Op::CrossEntropyGrad { .. } => "cross_entropy_grad",
+    }
+}

@@ -86,10 +86,33 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
             let zeros = g.fill(0.0, &shape);
             vec![(x(0), g.binary(Binary::Add, zeros, dy)?)]
         }
+        Op::Conv2d(geo) => {
+            let (x_shape, w_shape) = (g.shape(x(0)).to_vec(), g.shape(x(1)).to_vec());
+            let dx = g.gradient(Op::Conv2dGradInput(geo), vec![x(1), dy], &x_shape);
+            let dw = g.gradient(Op::Conv2dGradWeight(geo), vec![x(0), dy], &w_shape);
+            vec![(x(0), dx), (x(1), dw)]
+        }
+        Op::MaxPool2d(geo) => {
+            let shape = g.shape(x(0)).to_vec();
+            vec![(x(0), g.gradient(Op::MaxPool2dGrad(geo), vec![x(0), dy], &shape))]
+        }
+        Op::AvgPool2d(geo) => {
+            let shape = g.shape(x(0)).to_vec();
+            vec![(x(0), g.gradient(Op::AvgPool2dGrad(geo), vec![dy], &shape))]
+        }
+        Op::Reshape => {
+            let shape = g.shape(x(0)).to_vec();
+            vec![(x(0), g.reshape(dy, &shape)?)]
+        }
         Op::CrossEntropy { label_smoothing } => {
             vec![(x(0), g.cross_entropy_grad(x(0), x(1), dy, label_smoothing))]
         }
-        Op::UnaryGrad(_) | Op::CrossEntropyGrad { .. } => {
+        Op::UnaryGrad(_)
+        | Op::CrossEntropyGrad { .. }
+        | Op::Conv2dGradInput(_)
+        | Op::Conv2dGradWeight(_)
+        | Op::MaxPool2dGrad(_)
+        | Op::AvgPool2dGrad(_) => {
             return Err(GraphError::Shape { node: n.label, detail: "second derivatives are not supported".into() });
         }
     })

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use kernels::{Broadcast, CrossEntropy, Matmul, cpu};
 
 use crate::error::{GraphError, Result};
-use crate::ir::{Graph, Node, NodeId, Op};
+use crate::ir::{Graph, Node, NodeId, Op, conv_shape, pool_shape};
 
 /// Runs a graph on the CPU.
 pub struct CpuExecutor<'g> {
@@ -102,6 +102,31 @@ impl<'g> CpuExecutor<'g> {
             Op::Unary(op) => cpu::unary(*op, f(0), &mut out),
             Op::UnaryGrad(op) => cpu::unary_backward(*op, f(0), f(1), &mut out),
             Op::SumTo => sum_to(&node.shape, shape_of(0), f(0), &mut out),
+            Op::Conv2d(geo) => {
+                cpu::conv2d_forward(&conv_shape(shape_of(0), shape_of(1), geo), f(0), f(1), None, &mut out)
+            }
+            Op::Conv2dGradInput(geo) => {
+                let conv = conv_shape(&node.shape, shape_of(0), geo);
+                cpu::conv2d_backward_input(&conv, f(0), f(1), &mut out);
+            }
+            Op::Conv2dGradWeight(geo) => {
+                let conv = conv_shape(shape_of(0), &node.shape, geo);
+                cpu::conv2d_backward_weight(&conv, f(0), f(1), &mut out, None);
+            }
+            Op::MaxPool2d(geo) => {
+                let pool = pool_shape(shape_of(0), geo);
+                cpu::max_pool(&pool, f(0), &mut out, &mut vec![0; pool.output_len()]);
+            }
+            Op::MaxPool2dGrad(geo) => {
+                // The CPU recomputes each window's winner from x rather than keeping it.
+                let pool = pool_shape(shape_of(0), geo);
+                let (mut y, mut argmax) = (vec![0.0; pool.output_len()], vec![0; pool.output_len()]);
+                cpu::max_pool(&pool, f(0), &mut y, &mut argmax);
+                cpu::max_pool_backward(&pool, f(1), &argmax, &mut out);
+            }
+            Op::AvgPool2d(geo) => cpu::avg_pool(&pool_shape(shape_of(0), geo), f(0), &mut out),
+            Op::AvgPool2dGrad(geo) => cpu::avg_pool_backward(&pool_shape(&node.shape, geo), f(0), &mut out),
+            Op::Reshape => out.copy_from_slice(f(0)),
             Op::CrossEntropy { label_smoothing } => {
                 let ce = cross_entropy(shape_of(0), *label_smoothing);
                 let mut rows = vec![0.0; 2 * ce.rows];

@@ -2,7 +2,7 @@
 //! the order they were built, which is a topological order. Each builder method infers the
 //! output shape and rejects inputs that do not fit, naming the node and every shape.
 
-use kernels::{Binary, Broadcast, Unary};
+use kernels::{Binary, Broadcast, Conv2d, Pool2d, Unary};
 
 use crate::error::{GraphError, Result};
 
@@ -41,6 +41,21 @@ pub enum Op {
     UnaryGrad(Unary),
     /// Sums the input down to this node's shape, undoing a broadcast.
     SumTo,
+    /// Inputs [x [N, C, H, W], weight [OC, C, KH, KW]]: a convolution (bias is a broadcast add).
+    Conv2d(ConvGeometry),
+    /// Inputs [weight, dy]: the gradient of a convolution's input (this node's shape).
+    Conv2dGradInput(ConvGeometry),
+    /// Inputs [x, dy]: the gradient of a convolution's weight (this node's shape).
+    Conv2dGradWeight(ConvGeometry),
+    /// Input [x [N, C, H, W]].
+    MaxPool2d(PoolGeometry),
+    /// Inputs [x, dy]: the gradient reaches the maximum of each window.
+    MaxPool2dGrad(PoolGeometry),
+    AvgPool2d(PoolGeometry),
+    /// Input [dy]: the gradient of average pooling (this node's shape is the input's).
+    AvgPool2dGrad(PoolGeometry),
+    /// The same values under another shape of the same size.
+    Reshape,
     /// Inputs [logits [rows, classes], labels [rows]]: the mean cross-entropy, a scalar.
     CrossEntropy {
         label_smoothing: f32,
@@ -49,6 +64,53 @@ pub enum Op {
     CrossEntropyGrad {
         label_smoothing: f32,
     },
+}
+
+/// Stride, padding and dilation of a convolution, (height, width) each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+}
+
+/// Window, stride and padding of a pooling, (height, width) each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    /// Average pooling divides by the whole window, padding included (PyTorch's default).
+    pub count_include_pad: bool,
+}
+
+/// The kernels crate's description of a convolution of input `x` [N, C, H, W] by `w`
+/// [OC, C, KH, KW].
+pub(crate) fn conv_shape(x: &[usize], w: &[usize], geo: &ConvGeometry) -> Conv2d {
+    Conv2d {
+        batch: x[0],
+        in_channels: x[1],
+        height: x[2],
+        width: x[3],
+        out_channels: w[0],
+        kernel: (w[2], w[3]),
+        stride: geo.stride,
+        padding: geo.padding,
+        dilation: geo.dilation,
+    }
+}
+
+/// The kernels crate's description of pooling `x` [N, C, H, W].
+pub(crate) fn pool_shape(x: &[usize], geo: &PoolGeometry) -> Pool2d {
+    Pool2d {
+        planes: x[0] * x[1],
+        height: x[2],
+        width: x[3],
+        kernel: geo.kernel,
+        stride: geo.stride,
+        padding: geo.padding,
+        count_include_pad: geo.count_include_pad,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +220,47 @@ impl Graph {
         self.push(Op::Unary(op), vec![x], shape)
     }
 
+    /// Convolution of `x` [N, C, H, W] by `weight` [OC, C, KH, KW].
+    pub fn conv2d(&mut self, x: NodeId, weight: NodeId, geo: ConvGeometry) -> Result<NodeId> {
+        let op = Op::Conv2d(geo);
+        let (sx, sw) = (self.shape(x).to_vec(), self.shape(weight).to_vec());
+        if sx.len() != 4 || sw.len() != 4 || sx[1] != sw[1] {
+            return Err(
+                self.error(&op, format!("input {sx:?} and weight {sw:?} must be [N, C, H, W] and [OC, C, KH, KW]"))
+            );
+        }
+        let conv = conv_shape(&sx, &sw, &geo);
+        conv.validate().map_err(|e| self.error(&op, e.to_string()))?;
+        Ok(self.push(op, vec![x, weight], vec![sx[0], sw[0], conv.out_height(), conv.out_width()]))
+    }
+
+    pub fn max_pool2d(&mut self, x: NodeId, geo: PoolGeometry) -> Result<NodeId> {
+        self.pool(Op::MaxPool2d(geo), x, geo)
+    }
+
+    pub fn avg_pool2d(&mut self, x: NodeId, geo: PoolGeometry) -> Result<NodeId> {
+        self.pool(Op::AvgPool2d(geo), x, geo)
+    }
+
+    fn pool(&mut self, op: Op, x: NodeId, geo: PoolGeometry) -> Result<NodeId> {
+        let sx = self.shape(x).to_vec();
+        if sx.len() != 4 {
+            return Err(self.error(&op, format!("input {sx:?} must be [N, C, H, W]")));
+        }
+        let pool = pool_shape(&sx, &geo);
+        pool.validate().map_err(|e| self.error(&op, e.to_string()))?;
+        Ok(self.push(op, vec![x], vec![sx[0], sx[1], pool.out_height(), pool.out_width()]))
+    }
+
+    /// The same values as `shape`, which must hold as many elements.
+    pub fn reshape(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
+        let from = self.shape(x).to_vec();
+        if from.iter().product::<usize>() != shape.iter().product::<usize>() {
+            return Err(self.error(&Op::Reshape, format!("cannot reshape {from:?} to {shape:?}")));
+        }
+        Ok(self.push(Op::Reshape, vec![x], shape.to_vec()))
+    }
+
     /// Mean cross-entropy of `logits` [rows, classes] against `labels` [rows].
     pub fn cross_entropy(&mut self, logits: NodeId, labels: NodeId, label_smoothing: f32) -> Result<NodeId> {
         let op = Op::CrossEntropy { label_smoothing };
@@ -188,6 +291,11 @@ impl Graph {
         self.push(Op::SumTo, vec![x], shape.to_vec())
     }
 
+    /// A gradient node of `op` with the given inputs and shape (autodiff's constructor).
+    pub(crate) fn gradient(&mut self, op: Op, inputs: Vec<NodeId>, shape: &[usize]) -> NodeId {
+        self.push(op, inputs, shape.to_vec())
+    }
+
     pub(crate) fn cross_entropy_grad(
         &mut self,
         logits: NodeId,
@@ -211,6 +319,14 @@ fn op_name(op: &Op) -> &'static str {
         Op::Unary(_) => "unary",
         Op::UnaryGrad(_) => "unary_grad",
         Op::SumTo => "sum_to",
+        Op::Conv2d(_) => "conv2d",
+        Op::Conv2dGradInput(_) => "conv2d_grad_input",
+        Op::Conv2dGradWeight(_) => "conv2d_grad_weight",
+        Op::MaxPool2d(_) => "max_pool2d",
+        Op::MaxPool2dGrad(_) => "max_pool2d_grad",
+        Op::AvgPool2d(_) => "avg_pool2d",
+        Op::AvgPool2dGrad(_) => "avg_pool2d_grad",
+        Op::Reshape => "reshape",
         Op::CrossEntropy { .. } => "cross_entropy",
         Op::CrossEntropyGrad { .. } => "cross_entropy_grad",
     }

@@ -15,4 +15,4 @@ mod ir;
 pub use autodiff::{Gradients, backward};
 pub use cpu::{CpuExecutor, Feed, Values};
 pub use error::{GraphError, Result};
-pub use ir::{Graph, Node, NodeId, Op};
+pub use ir::{ConvGeometry, Graph, Node, NodeId, Op, PoolGeometry};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use graph::{CpuExecutor, Feed, Graph, GraphError, NodeId, backward};
+use graph::{ConvGeometry, CpuExecutor, Feed, Graph, GraphError, NodeId, PoolGeometry, backward};
 use kernels::{Binary, Unary};
 
 /// A small deterministic generator for test data.
@@ -82,8 +82,11 @@ fn initial_params(net: &Net) -> HashMap<String, Vec<f32>> {
 }
 
 /// Central differences of the loss in f64, against the analytic gradient.
-fn check(what: &str, analytic: &[f32], mut loss_at: impl FnMut(usize, f32) -> f64) {
-    let h = 1e-2f32;
+fn check(what: &str, analytic: &[f32], loss_at: impl FnMut(usize, f32) -> f64) {
+    check_with_step(what, analytic, 1e-2, loss_at);
+}
+
+fn check_with_step(what: &str, analytic: &[f32], h: f32, mut loss_at: impl FnMut(usize, f32) -> f64) {
     for (i, &g) in analytic.iter().enumerate() {
         let fd = (loss_at(i, h) - loss_at(i, -h)) / (2.0 * h as f64);
         let g = g as f64;
@@ -150,4 +153,61 @@ fn missing_feeds_and_bad_labels_are_errors() {
     short.labels.insert("y".into(), vec![1, 0, 1, 1]);
     let err = exec.run(&params, &short).unwrap_err().to_string();
     assert!(err.contains("fed 19 values"), "{err}");
+}
+
+/// x [2, 1, 7, 7] -> conv 3x3 pad 1 (+ bias [3] reshaped to [3, 1, 1]) -> tanh -> max pool 2
+/// -> conv 2x2 dilation 2 -> avg pool 2 pad 1 -> reshape [2, 4] -> linear -> cross-entropy.
+#[test]
+fn cnn_gradients_match_finite_differences() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 1, 7, 7]);
+    let labels = g.labels("y", 2, 3);
+    let w1 = g.param("conv1.weight", &[3, 1, 3, 3]);
+    let b1 = g.param("conv1.bias", &[3]);
+    let w2 = g.param("conv2.weight", &[4, 3, 2, 2]);
+    let w3 = g.param("fc.weight", &[3, 4]);
+    let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
+    let c1 = g.conv2d(x, w1, same).unwrap();
+    let bias = g.reshape(b1, &[3, 1, 1]).unwrap();
+    let c1 = g.binary(Binary::Add, c1, bias).unwrap();
+    let h = g.unary(Unary::Tanh, c1);
+    let halve = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (0, 0), count_include_pad: true };
+    let p1 = g.max_pool2d(h, halve).unwrap(); // [2, 3, 3, 3]
+    let dilated = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (2, 2) };
+    let c2 = g.conv2d(p1, w2, dilated).unwrap(); // [2, 4, 3, 3]
+    let p2 = g.avg_pool2d(c2, PoolGeometry { padding: (1, 1), count_include_pad: false, ..halve }).unwrap(); // [2, 4, 2, 2]
+    let p2 = g.avg_pool2d(p2, halve).unwrap(); // [2, 4, 1, 1]
+    let flat = g.reshape(p2, &[2, 4]).unwrap();
+    let logits = g.matmul(flat, w3, false, true).unwrap();
+    let loss = g.cross_entropy(logits, labels, 0.0).unwrap();
+    let grads = backward(&mut g, loss).unwrap();
+
+    let names = [("conv1.weight", w1, 27), ("conv1.bias", b1, 3), ("conv2.weight", w2, 48), ("fc.weight", w3, 12)];
+    let params: HashMap<String, Vec<f32>> =
+        names.iter().enumerate().map(|(i, (n, _, len))| (n.to_string(), values(20 + i as u64, *len, 1.0))).collect();
+    let x_value = values(7, 98, 1.0);
+    let feed_x = |x: &[f32]| {
+        let mut feed = Feed::default();
+        feed.inputs.insert("x".into(), x.to_vec());
+        feed.labels.insert("y".into(), vec![2, 0]);
+        feed
+    };
+    let exec = CpuExecutor::new(&g);
+    let run = exec.run(&params, &feed_x(&x_value)).unwrap();
+    let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
+    // A small step keeps max pooling's winners in place.
+    for (name, id, _) in names {
+        check_with_step(name, run.get(grads.of(id).unwrap()), 1e-3, |i, h| {
+            let mut p = params.clone();
+            p.get_mut(name).unwrap()[i] += h;
+            loss_with(&p, &x_value)
+        });
+    }
+    check_with_step("x", run.get(grads.of(x).unwrap()), 1e-3, |i, h| {
+        let mut x = x_value.clone();
+        x[i] += h;
+        loss_with(&params, &x)
+    });
+    assert!(g.conv2d(x, w2, same).unwrap_err().to_string().contains("input [2, 1, 7, 7] and weight [4, 3, 2, 2]"));
+    assert!(g.reshape(x, &[5, 20]).unwrap_err().to_string().contains("cannot reshape [2, 1, 7, 7] to [5, 20]"));
 }

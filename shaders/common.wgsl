@@ -12,6 +12,22 @@ fn axis_of(v_lo: vec4<u32>, v_hi: vec4<u32>, axis: u32) -> u32 {
     return v_hi[axis - 4u];
 }
 
+// The offsets of flat index i of a shape (rank <= 8, axis 0 first) under two stride lists:
+// how broadcasting binaries read their inputs and strided copies map source to destination.
+fn strided_offsets(i: u32, rank: u32, shape_lo: vec4<u32>, shape_hi: vec4<u32>,
+                   a_lo: vec4<u32>, a_hi: vec4<u32>, b_lo: vec4<u32>, b_hi: vec4<u32>) -> vec2<u32> {
+    var rest = i;
+    var offsets = vec2<u32>(0u, 0u);
+    for (var k = rank; k > 0u; k--) {
+        let axis = k - 1u;
+        let dim = axis_of(shape_lo, shape_hi, axis);
+        let idx = rest % dim;
+        rest = rest / dim;
+        offsets += idx * vec2<u32>(axis_of(a_lo, a_hi, axis), axis_of(b_lo, b_hi, axis));
+    }
+    return offsets;
+}
+
 // Deterministic tree sum across a workgroup of REDUCE_WG invocations (kernels that reduce a
 // whole channel or tensor in one workgroup use @workgroup_size(REDUCE_WG)). Call from uniform
 // control flow; every invocation gets the total.

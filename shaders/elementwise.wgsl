@@ -58,19 +58,9 @@ fn unary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = linear_id(gid, groups, WG);
     if i >= p.n { return; }
-    var rest = i;
-    var ia = 0u;
-    var ib = 0u;
-    for (var k = p.rank; k > 0u; k--) {
-        let axis = k - 1u;
-        let dim = axis_of(p.shape_lo, p.shape_hi, axis);
-        let idx = rest % dim;
-        rest = rest / dim;
-        ia += idx * axis_of(p.a_lo, p.a_hi, axis);
-        ib += idx * axis_of(p.b_lo, p.b_hi, axis);
-    }
-    let a = b_a[ia];
-    let b = b_b[ib];
+    let at = strided_offsets(i, p.rank, p.shape_lo, p.shape_hi, p.a_lo, p.a_hi, p.b_lo, p.b_hi);
+    let a = b_a[at.x];
+    let b = b_b[at.y];
     var r: f32;
     switch OP {
         case B_SUB: { r = a - b; }

@@ -21,16 +21,6 @@ struct Params {
 fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = linear_id(gid, groups, WG);
     if i >= p.n { return; }
-    var rest = i;
-    var s = p.src_off;
-    var d = p.dst_off;
-    for (var k = p.rank; k > 0u; k--) {
-        let axis = k - 1u;
-        let dim = axis_of(p.shape_lo, p.shape_hi, axis);
-        let idx = rest % dim;
-        rest = rest / dim;
-        s += idx * axis_of(p.src_lo, p.src_hi, axis);
-        d += idx * axis_of(p.dst_lo, p.dst_hi, axis);
-    }
-    dst[d] = src[s];
+    let at = strided_offsets(i, p.rank, p.shape_lo, p.shape_hi, p.src_lo, p.src_hi, p.dst_lo, p.dst_hi);
+    dst[p.dst_off + at.y] = src[p.src_off + at.x];
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use kernels::shape::{contiguous_strides, strided_offsets};
 use kernels::{Broadcast, CrossEntropy, Matmul, cpu};
 
 use crate::error::{GraphError, Result};
@@ -175,18 +176,8 @@ fn cross_entropy(logits: &[usize], label_smoothing: f32) -> CrossEntropy {
 fn sum_to(to: &[usize], from: &[usize], x: &[f32], out: &mut [f32]) {
     let broadcast = Broadcast::new(to, from).expect("checked when built");
     let mut acc = vec![0f64; out.len()];
-    let rank = broadcast.out.len();
-    let mut index = vec![0usize; rank];
-    for &v in x {
-        let at: usize = index.iter().zip(&broadcast.a_strides).map(|(i, s)| i * s).sum();
-        acc[at] += v as f64;
-        for axis in (0..rank).rev() {
-            index[axis] += 1;
-            if index[axis] < broadcast.out[axis] {
-                break;
-            }
-            index[axis] = 0;
-        }
+    for (at, i) in strided_offsets(&broadcast.out, &broadcast.a_strides, &contiguous_strides(&broadcast.out)) {
+        acc[at] += x[i] as f64;
     }
     for (o, a) in out.iter_mut().zip(acc) {
         *o = a as f32;

@@ -17,3 +17,26 @@ pub(crate) fn vec8(values: &[usize]) -> [[u32; 4]; 2] {
     }
     out
 }
+
+/// For every index of `shape` in row-major order, its offsets under strides `a` and `b`.
+pub fn strided_offsets<'a>(
+    shape: &'a [usize],
+    a: &'a [usize],
+    b: &'a [usize],
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let len: usize = shape.iter().product();
+    let mut index = vec![0usize; shape.len()];
+    (0..len).map(move |_| {
+        let offsets =
+            index.iter().zip(a.iter().zip(b)).fold((0, 0), |(oa, ob), (&i, (&sa, &sb))| (oa + i * sa, ob + i * sb));
+        // Advance the multi-index, last axis fastest.
+        for axis in (0..shape.len()).rev() {
+            index[axis] += 1;
+            if index[axis] < shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+        offsets
+    })
+}

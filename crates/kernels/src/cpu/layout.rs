@@ -4,21 +4,11 @@ use crate::conv::Conv2d;
 use crate::layout::StridedCopy;
 use crate::matmul::{Bias, Matmul, MatrixView};
 use crate::reduce::{ReduceOp, Reduction};
+use crate::shape::strided_offsets;
 
 pub fn strided_copy(copy: &StridedCopy, src: &[f32], dst: &mut [f32]) {
-    let rank = copy.shape.len();
-    let mut index = vec![0usize; rank];
-    for _ in 0..copy.len() {
-        let s: usize = copy.src_offset + index.iter().zip(&copy.src_strides).map(|(i, s)| i * s).sum::<usize>();
-        let d: usize = copy.dst_offset + index.iter().zip(&copy.dst_strides).map(|(i, s)| i * s).sum::<usize>();
-        dst[d] = src[s];
-        for axis in (0..rank).rev() {
-            index[axis] += 1;
-            if index[axis] < copy.shape[axis] {
-                break;
-            }
-            index[axis] = 0;
-        }
+    for (s, d) in strided_offsets(&copy.shape, &copy.src_strides, &copy.dst_strides) {
+        dst[copy.dst_offset + d] = src[copy.src_offset + s];
     }
 }
 

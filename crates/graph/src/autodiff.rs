@@ -104,10 +104,45 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
             let shape = g.shape(x(0)).to_vec();
             vec![(x(0), g.reshape(dy, &shape)?)]
         }
+        Op::Softmax { log } => {
+            let shape = g.shape(node).to_vec();
+            vec![(x(0), g.gradient(Op::SoftmaxGrad { log }, vec![node, dy], &shape))]
+        }
+        // Each part's gradient is its slice of dy.
+        Op::Concat { axis } => {
+            let mut start = 0;
+            let mut out = Vec::new();
+            for &part in &n.inputs {
+                let len = g.shape(part)[axis];
+                out.push((part, g.slice(dy, axis, start, len)?));
+                start += len;
+            }
+            out
+        }
+        // dy back in place, zeros around it.
+        Op::Slice { axis, start } => {
+            let full = g.shape(x(0)).to_vec();
+            let mut parts = Vec::new();
+            let zeros = |g: &mut Graph, len: usize| {
+                let mut shape = full.clone();
+                shape[axis] = len;
+                g.fill(0.0, &shape)
+            };
+            if start > 0 {
+                parts.push(zeros(g, start));
+            }
+            parts.push(dy);
+            let after = full[axis] - start - n.shape[axis];
+            if after > 0 {
+                parts.push(zeros(g, after));
+            }
+            vec![(x(0), g.concat(&parts, axis)?)]
+        }
         Op::CrossEntropy { label_smoothing } => {
             vec![(x(0), g.cross_entropy_grad(x(0), x(1), dy, label_smoothing))]
         }
         Op::UnaryGrad(_)
+        | Op::SoftmaxGrad { .. }
         | Op::CrossEntropyGrad { .. }
         | Op::Conv2dGradInput(_)
         | Op::Conv2dGradWeight(_)

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use kernels::shape::{contiguous_strides, strided_offsets};
-use kernels::{Broadcast, CrossEntropy, Matmul, cpu};
+use kernels::{Broadcast, CrossEntropy, Matmul, StridedCopy, cpu};
 
 use crate::error::{GraphError, Result};
 use crate::ir::{Graph, Node, NodeId, Op, conv_shape, pool_shape};
@@ -128,6 +128,27 @@ impl<'g> CpuExecutor<'g> {
             Op::AvgPool2d(geo) => cpu::avg_pool(&pool_shape(shape_of(0), geo), f(0), &mut out),
             Op::AvgPool2dGrad(geo) => cpu::avg_pool_backward(&pool_shape(&node.shape, geo), f(0), &mut out),
             Op::Reshape => out.copy_from_slice(f(0)),
+            Op::Softmax { log } => {
+                let cols = *node.shape.last().unwrap();
+                cpu::softmax(*log, node.len() / cols, cols, f(0), &mut out);
+            }
+            Op::SoftmaxGrad { log } => {
+                let cols = *node.shape.last().unwrap();
+                cpu::softmax_backward(*log, node.len() / cols, cols, f(0), f(1), &mut out);
+            }
+            Op::Concat { axis } => {
+                let mut start = 0;
+                for k in 0..node.inputs.len() {
+                    let place = StridedCopy::place(shape_of(k), &node.shape, *axis, start).expect("checked when built");
+                    cpu::strided_copy(&place, f(k), &mut out);
+                    start += shape_of(k)[*axis];
+                }
+            }
+            Op::Slice { axis, start } => {
+                let slice =
+                    StridedCopy::slice(shape_of(0), *axis, *start, node.shape[*axis]).expect("checked when built");
+                cpu::strided_copy(&slice, f(0), &mut out);
+            }
             Op::CrossEntropy { label_smoothing } => {
                 let ce = cross_entropy(shape_of(0), *label_smoothing);
                 let mut rows = vec![0.0; 2 * ce.rows];

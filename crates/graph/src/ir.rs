@@ -56,6 +56,23 @@ pub enum Op {
     AvgPool2dGrad(PoolGeometry),
     /// The same values under another shape of the same size.
     Reshape,
+    /// Softmax (or log-softmax) over the last axis.
+    Softmax {
+        log: bool,
+    },
+    /// Inputs [y, dy], y the softmax's output.
+    SoftmaxGrad {
+        log: bool,
+    },
+    /// The inputs joined along an axis.
+    Concat {
+        axis: usize,
+    },
+    /// Input [x]: `len` = this node's extent along `axis`, starting at `start`.
+    Slice {
+        axis: usize,
+        start: usize,
+    },
     /// Inputs [logits [rows, classes], labels [rows]]: the mean cross-entropy, a scalar.
     CrossEntropy {
         label_smoothing: f32,
@@ -261,6 +278,46 @@ impl Graph {
         Ok(self.push(Op::Reshape, vec![x], shape.to_vec()))
     }
 
+    /// Softmax, or log-softmax with `log`, over the last axis.
+    pub fn softmax(&mut self, x: NodeId, log: bool) -> Result<NodeId> {
+        let shape = self.shape(x).to_vec();
+        if shape.is_empty() {
+            return Err(self.error(&Op::Softmax { log }, "softmax of a scalar".into()));
+        }
+        Ok(self.push(Op::Softmax { log }, vec![x], shape))
+    }
+
+    /// Joins `parts` along `axis`; every other axis must agree.
+    pub fn concat(&mut self, parts: &[NodeId], axis: usize) -> Result<NodeId> {
+        let op = Op::Concat { axis };
+        let shapes: Vec<Vec<usize>> = parts.iter().map(|&p| self.shape(p).to_vec()).collect();
+        let Some(first) = shapes.first() else {
+            return Err(self.error(&op, "nothing to concatenate".into()));
+        };
+        let agree = |s: &Vec<usize>| {
+            s.len() == first.len()
+                && axis < s.len()
+                && s.iter().zip(first).enumerate().all(|(a, (x, y))| a == axis || x == y)
+        };
+        if !shapes.iter().all(agree) {
+            return Err(self.error(&op, format!("shapes {shapes:?} differ off axis {axis}")));
+        }
+        let mut shape = first.clone();
+        shape[axis] = shapes.iter().map(|s| s[axis]).sum();
+        Ok(self.push(op, parts.to_vec(), shape))
+    }
+
+    /// `len` entries of `x` along `axis` from `start`.
+    pub fn slice(&mut self, x: NodeId, axis: usize, start: usize, len: usize) -> Result<NodeId> {
+        let op = Op::Slice { axis, start };
+        let mut shape = self.shape(x).to_vec();
+        if axis >= shape.len() || start + len > shape[axis] {
+            return Err(self.error(&op, format!("{start}..{} of axis {axis} of {shape:?}", start + len)));
+        }
+        shape[axis] = len;
+        Ok(self.push(op, vec![x], shape))
+    }
+
     /// Mean cross-entropy of `logits` [rows, classes] against `labels` [rows].
     pub fn cross_entropy(&mut self, logits: NodeId, labels: NodeId, label_smoothing: f32) -> Result<NodeId> {
         let op = Op::CrossEntropy { label_smoothing };
@@ -327,6 +384,10 @@ fn op_name(op: &Op) -> &'static str {
         Op::AvgPool2d(_) => "avg_pool2d",
         Op::AvgPool2dGrad(_) => "avg_pool2d_grad",
         Op::Reshape => "reshape",
+        Op::Softmax { .. } => "softmax",
+        Op::SoftmaxGrad { .. } => "softmax_grad",
+        Op::Concat { .. } => "concat",
+        Op::Slice { .. } => "slice",
         Op::CrossEntropy { .. } => "cross_entropy",
         Op::CrossEntropyGrad { .. } => "cross_entropy_grad",
     }

@@ -211,3 +211,65 @@ fn cnn_gradients_match_finite_differences() {
     assert!(g.conv2d(x, w2, same).unwrap_err().to_string().contains("input [2, 1, 7, 7] and weight [4, 3, 2, 2]"));
     assert!(g.reshape(x, &[5, 20]).unwrap_err().to_string().contains("cannot reshape [2, 1, 7, 7] to [5, 20]"));
 }
+
+/// Softmax and log-softmax joined with concat, sliced, and a second branch that concatenates
+/// rows of x with a slice of itself; the two cross-entropies are added.
+#[test]
+fn softmax_concat_and_slice_gradients_match_finite_differences() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[3, 6]);
+    let (y1, y2) = (g.labels("y1", 3, 2), g.labels("y2", 5, 2));
+    let w = g.param("w", &[4, 6]);
+    let w2 = g.param("w2", &[2, 5]);
+    let w3 = g.param("w3", &[2, 6]);
+    let a = g.matmul(x, w, false, true).unwrap(); // [3, 4]
+    let s = g.softmax(a, false).unwrap();
+    let l = g.softmax(a, true).unwrap();
+    let joined = g.concat(&[s, l], 1).unwrap(); // [3, 8]
+    let middle = g.slice(joined, 1, 2, 5).unwrap(); // [3, 5]
+    let logits = g.matmul(middle, w2, false, true).unwrap();
+    let first = g.cross_entropy(logits, y1, 0.0).unwrap();
+    let rows = g.slice(x, 0, 1, 2).unwrap(); // [2, 6]
+    let stacked = g.concat(&[x, rows], 0).unwrap(); // [5, 6]
+    let logits2 = g.matmul(stacked, w3, false, true).unwrap();
+    let second = g.cross_entropy(logits2, y2, 0.0).unwrap();
+    let loss = g.binary(Binary::Add, first, second).unwrap();
+    let grads = backward(&mut g, loss).unwrap();
+
+    let params: HashMap<String, Vec<f32>> = [("w", 24), ("w2", 10), ("w3", 12)]
+        .iter()
+        .enumerate()
+        .map(|(i, (n, len))| (n.to_string(), values(40 + i as u64, *len, 1.0)))
+        .collect();
+    let x_value = values(9, 18, 1.0);
+    let feed_x = |x: &[f32]| {
+        let mut feed = Feed::default();
+        feed.inputs.insert("x".into(), x.to_vec());
+        feed.labels.insert("y1".into(), vec![1, 0, 1]);
+        feed.labels.insert("y2".into(), vec![0, 1, 1, 0, 1]);
+        feed
+    };
+    let exec = CpuExecutor::new(&g);
+    let run = exec.run(&params, &feed_x(&x_value)).unwrap();
+    let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
+    for name in ["w", "w2", "w3"] {
+        let id = match name {
+            "w" => w,
+            "w2" => w2,
+            _ => w3,
+        };
+        check(name, run.get(grads.of(id).unwrap()), |i, h| {
+            let mut p = params.clone();
+            p.get_mut(name).unwrap()[i] += h;
+            loss_with(&p, &x_value)
+        });
+    }
+    check("x", run.get(grads.of(x).unwrap()), |i, h| {
+        let mut x = x_value.clone();
+        x[i] += h;
+        loss_with(&params, &x)
+    });
+    let err = g.concat(&[x, w2], 1).unwrap_err().to_string();
+    assert!(err.contains("differ off axis 1"), "{err}");
+    assert!(g.slice(x, 1, 4, 3).unwrap_err().to_string().contains("4..7 of axis 1 of [3, 6]"));
+}

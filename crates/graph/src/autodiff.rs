@@ -104,6 +104,13 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
             let shape = g.shape(x(0)).to_vec();
             vec![(x(0), g.reshape(dy, &shape)?)]
         }
+        Op::LayerNorm { eps } => {
+            let (x_shape, g_shape) = (g.shape(x(0)).to_vec(), g.shape(x(1)).to_vec());
+            let dx = g.gradient(Op::LayerNormGradInput { eps }, vec![x(0), x(1), dy], &x_shape);
+            let dgamma = g.gradient(Op::LayerNormGradGamma { eps }, vec![x(0), dy], &g_shape);
+            let dbeta = g.sum_to(dy, &g_shape);
+            vec![(x(0), dx), (x(1), dgamma), (x(2), dbeta)]
+        }
         Op::Softmax { log } => {
             let shape = g.shape(node).to_vec();
             vec![(x(0), g.gradient(Op::SoftmaxGrad { log }, vec![node, dy], &shape))]
@@ -142,6 +149,8 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
             vec![(x(0), g.cross_entropy_grad(x(0), x(1), dy, label_smoothing))]
         }
         Op::UnaryGrad(_)
+        | Op::LayerNormGradInput { .. }
+        | Op::LayerNormGradGamma { .. }
         | Op::SoftmaxGrad { .. }
         | Op::CrossEntropyGrad { .. }
         | Op::Conv2dGradInput(_)

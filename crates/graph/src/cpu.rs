@@ -8,7 +8,7 @@ use kernels::shape::{contiguous_strides, strided_offsets};
 use kernels::{Broadcast, CrossEntropy, Matmul, StridedCopy, cpu};
 
 use crate::error::{GraphError, Result};
-use crate::ir::{Graph, Node, NodeId, Op, conv_shape, pool_shape};
+use crate::ir::{Graph, Node, NodeId, Op, conv_shape, layer_norm_shape, pool_shape};
 
 /// Runs a graph on the CPU.
 pub struct CpuExecutor<'g> {
@@ -128,6 +128,20 @@ impl<'g> CpuExecutor<'g> {
             Op::AvgPool2d(geo) => cpu::avg_pool(&pool_shape(shape_of(0), geo), f(0), &mut out),
             Op::AvgPool2dGrad(geo) => cpu::avg_pool_backward(&pool_shape(&node.shape, geo), f(0), &mut out),
             Op::Reshape => out.copy_from_slice(f(0)),
+            Op::LayerNorm { eps } => {
+                let ln = layer_norm_shape(&node.shape, *eps);
+                cpu::layer_norm(&ln, f(0), f(1), f(2), &mut out, &mut vec![0.0; 2 * ln.rows]);
+            }
+            Op::LayerNormGradInput { eps } => {
+                let (ln, saved) = layer_norm_stats(&node.shape, *eps, f(0));
+                let (mut dgamma, mut dbeta) = (vec![0.0; ln.features], vec![0.0; ln.features]);
+                cpu::layer_norm_backward(&ln, f(0), f(2), &saved, f(1), &mut dgamma, &mut dbeta, &mut out);
+            }
+            Op::LayerNormGradGamma { eps } => {
+                let (ln, saved) = layer_norm_stats(shape_of(0), *eps, f(0));
+                let (ones, mut dbeta, mut dx) = (vec![1.0; ln.features], vec![0.0; ln.features], vec![0.0; f(0).len()]);
+                cpu::layer_norm_backward(&ln, f(0), f(1), &saved, &ones, &mut out, &mut dbeta, &mut dx);
+            }
             Op::Softmax { log } => {
                 let cols = *node.shape.last().unwrap();
                 cpu::softmax(*log, node.len() / cols, cols, f(0), &mut out);
@@ -187,6 +201,17 @@ fn labels(values: &[Value], id: NodeId) -> &[u32] {
         Value::U32(v) => v,
         Value::F32(_) => unreachable!("shape inference checks the labels input"),
     }
+}
+
+/// A layer norm's shape and the statistics of `x` it normalises with (the CPU recomputes them
+/// rather than keeping them from the forward pass).
+fn layer_norm_stats(x_shape: &[usize], eps: f32, x: &[f32]) -> (kernels::LayerNorm, Vec<f32>) {
+    let ln = layer_norm_shape(x_shape, eps);
+    let ones = vec![1.0; ln.features];
+    let zeros = vec![0.0; ln.features];
+    let (mut y, mut saved) = (vec![0.0; x.len()], vec![0.0; 2 * ln.rows]);
+    cpu::layer_norm(&ln, x, &ones, &zeros, &mut y, &mut saved);
+    (ln, saved)
 }
 
 fn cross_entropy(logits: &[usize], label_smoothing: f32) -> CrossEntropy {

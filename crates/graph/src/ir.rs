@@ -2,7 +2,7 @@
 //! the order they were built, which is a topological order. Each builder method infers the
 //! output shape and rejects inputs that do not fit, naming the node and every shape.
 
-use kernels::{Binary, Broadcast, Conv2d, Pool2d, Unary};
+use kernels::{Binary, Broadcast, Conv2d, LayerNorm, Pool2d, Unary};
 
 use crate::error::{GraphError, Result};
 
@@ -56,6 +56,18 @@ pub enum Op {
     AvgPool2dGrad(PoolGeometry),
     /// The same values under another shape of the same size.
     Reshape,
+    /// Inputs [x, gamma, beta]: layer norm over the last axis, scaled and shifted.
+    LayerNorm {
+        eps: f32,
+    },
+    /// Inputs [x, gamma, dy]: the gradient of the layer norm's input.
+    LayerNormGradInput {
+        eps: f32,
+    },
+    /// Inputs [x, dy]: the gradient of gamma (beta's is dy summed, a `SumTo`).
+    LayerNormGradGamma {
+        eps: f32,
+    },
     /// Softmax (or log-softmax) over the last axis.
     Softmax {
         log: bool,
@@ -115,6 +127,12 @@ pub(crate) fn conv_shape(x: &[usize], w: &[usize], geo: &ConvGeometry) -> Conv2d
         padding: geo.padding,
         dilation: geo.dilation,
     }
+}
+
+/// The kernels crate's description of a layer norm of `x` over its last axis.
+pub(crate) fn layer_norm_shape(x: &[usize], eps: f32) -> LayerNorm {
+    let features = *x.last().unwrap();
+    LayerNorm { rows: x.iter().product::<usize>() / features, features, eps }
 }
 
 /// The kernels crate's description of pooling `x` [N, C, H, W].
@@ -278,6 +296,42 @@ impl Graph {
         Ok(self.push(Op::Reshape, vec![x], shape.to_vec()))
     }
 
+    /// Layer norm of `x` over its last axis with learned `gamma` and `beta` of that length.
+    pub fn layer_norm(&mut self, x: NodeId, gamma: NodeId, beta: NodeId, eps: f32) -> Result<NodeId> {
+        let op = Op::LayerNorm { eps };
+        let (sx, sg, sb) = (self.shape(x).to_vec(), self.shape(gamma).to_vec(), self.shape(beta).to_vec());
+        match sx.last() {
+            Some(&d) if sg == [d] && sb == [d] => Ok(self.push(op, vec![x, gamma, beta], sx)),
+            _ => {
+                Err(self
+                    .error(&op, format!("input {sx:?} needs gamma and beta of its last axis, got {sg:?} and {sb:?}")))
+            }
+        }
+    }
+
+    /// The sum of every element, a scalar.
+    pub fn sum(&mut self, x: NodeId) -> NodeId {
+        self.push(Op::SumTo, vec![x], vec![])
+    }
+
+    /// The mean of every element, a scalar.
+    pub fn mean(&mut self, x: NodeId) -> NodeId {
+        let n = self.node(x).len();
+        let total = self.sum(x);
+        self.unary(Unary::Scale(1.0 / n as f32), total)
+    }
+
+    /// Mean squared error between `prediction` and `target` of one shape (`nn.MSELoss`).
+    pub fn mse(&mut self, prediction: NodeId, target: NodeId) -> Result<NodeId> {
+        if self.shape(prediction) != self.shape(target) {
+            let detail = format!("prediction {:?} and target {:?} differ", self.shape(prediction), self.shape(target));
+            return Err(self.error(&Op::Binary(Binary::Sub), detail));
+        }
+        let diff = self.binary(Binary::Sub, prediction, target)?;
+        let square = self.binary(Binary::Mul, diff, diff)?;
+        Ok(self.mean(square))
+    }
+
     /// Softmax, or log-softmax with `log`, over the last axis.
     pub fn softmax(&mut self, x: NodeId, log: bool) -> Result<NodeId> {
         let shape = self.shape(x).to_vec();
@@ -384,6 +438,9 @@ fn op_name(op: &Op) -> &'static str {
         Op::AvgPool2d(_) => "avg_pool2d",
         Op::AvgPool2dGrad(_) => "avg_pool2d_grad",
         Op::Reshape => "reshape",
+        Op::LayerNorm { .. } => "layer_norm",
+        Op::LayerNormGradInput { .. } => "layer_norm_grad_input",
+        Op::LayerNormGradGamma { .. } => "layer_norm_grad_gamma",
         Op::Softmax { .. } => "softmax",
         Op::SoftmaxGrad { .. } => "softmax_grad",
         Op::Concat { .. } => "concat",

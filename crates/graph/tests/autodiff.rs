@@ -273,3 +273,50 @@ fn softmax_concat_and_slice_gradients_match_finite_differences() {
     assert!(err.contains("differ off axis 1"), "{err}");
     assert!(g.slice(x, 1, 4, 3).unwrap_err().to_string().contains("4..7 of axis 1 of [3, 6]"));
 }
+
+/// layer_norm(x; gamma, beta) -> GELU -> linear -> MSE against a fed target.
+#[test]
+fn layer_norm_and_mse_gradients_match_finite_differences() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[4, 6]);
+    let target = g.input("target", &[4, 3]);
+    let gamma = g.param("norm.weight", &[6]);
+    let beta = g.param("norm.bias", &[6]);
+    let w = g.param("fc.weight", &[3, 6]);
+    let h = g.layer_norm(x, gamma, beta, 1e-5).unwrap();
+    let h = g.unary(Unary::GeluErf, h);
+    let prediction = g.matmul(h, w, false, true).unwrap();
+    let loss = g.mse(prediction, target).unwrap();
+    let grads = backward(&mut g, loss).unwrap();
+
+    let mut params: HashMap<String, Vec<f32>> = HashMap::new();
+    params.insert("norm.weight".into(), values(50, 6, 1.0).iter().map(|v| v + 1.0).collect());
+    params.insert("norm.bias".into(), values(51, 6, 0.5));
+    params.insert("fc.weight".into(), values(52, 18, 1.0));
+    let x_value = values(53, 24, 2.0);
+    let feed_x = |x: &[f32]| {
+        let mut feed = Feed::default();
+        feed.inputs.insert("x".into(), x.to_vec());
+        feed.inputs.insert("target".into(), values(54, 12, 1.0));
+        feed
+    };
+    let exec = CpuExecutor::new(&g);
+    let run = exec.run(&params, &feed_x(&x_value)).unwrap();
+    let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
+    for (name, id) in [("norm.weight", gamma), ("norm.bias", beta), ("fc.weight", w)] {
+        check(name, run.get(grads.of(id).unwrap()), |i, h| {
+            let mut p = params.clone();
+            p.get_mut(name).unwrap()[i] += h;
+            loss_with(&p, &x_value)
+        });
+    }
+    check("x", run.get(grads.of(x).unwrap()), |i, h| {
+        let mut x = x_value.clone();
+        x[i] += h;
+        loss_with(&params, &x)
+    });
+    let err = g.layer_norm(x, w, beta, 1e-5).unwrap_err().to_string();
+    assert!(err.contains("input [4, 6] needs gamma and beta of its last axis, got [3, 6] and [6]"), "{err}");
+    let err = g.mse(prediction, x).unwrap_err().to_string();
+    assert!(err.contains("prediction [4, 3] and target [4, 6] differ"), "{err}");
+}

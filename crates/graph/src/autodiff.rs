@@ -79,7 +79,10 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
             };
             vec![(a, g.sum_to(da, &sa)), (b, g.sum_to(db, &sb))]
         }
-        Op::Unary(op) => vec![(x(0), g.unary_grad(op, x(0), dy))],
+        Op::Unary(op) => {
+            let shape = g.shape(x(0)).to_vec();
+            vec![(x(0), g.gradient(Op::UnaryGrad(op), vec![x(0), dy], &shape))]
+        }
         // Broadcasting dy back up: dy + zeros of the input's shape.
         Op::SumTo => {
             let shape = g.shape(x(0)).to_vec();
@@ -146,7 +149,8 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
             vec![(x(0), g.concat(&parts, axis)?)]
         }
         Op::CrossEntropy { label_smoothing } => {
-            vec![(x(0), g.cross_entropy_grad(x(0), x(1), dy, label_smoothing))]
+            let shape = g.shape(x(0)).to_vec();
+            vec![(x(0), g.gradient(Op::CrossEntropyGrad { label_smoothing }, vec![x(0), x(1), dy], &shape))]
         }
         Op::UnaryGrad(_)
         | Op::LayerNormGradInput { .. }

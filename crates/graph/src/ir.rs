@@ -311,7 +311,7 @@ impl Graph {
 
     /// The sum of every element, a scalar.
     pub fn sum(&mut self, x: NodeId) -> NodeId {
-        self.push(Op::SumTo, vec![x], vec![])
+        self.sum_to(x, &[])
     }
 
     /// The mean of every element, a scalar.
@@ -389,11 +389,6 @@ impl Graph {
 
     // Gradient ops, built by autodiff.
 
-    pub(crate) fn unary_grad(&mut self, op: Unary, x: NodeId, dy: NodeId) -> NodeId {
-        let shape = self.shape(x).to_vec();
-        self.push(Op::UnaryGrad(op), vec![x, dy], shape)
-    }
-
     /// Sums `x` down to `shape`, which must broadcast to x's shape.
     pub(crate) fn sum_to(&mut self, x: NodeId, shape: &[usize]) -> NodeId {
         if self.shape(x) == shape {
@@ -405,17 +400,6 @@ impl Graph {
     /// A gradient node of `op` with the given inputs and shape (autodiff's constructor).
     pub(crate) fn gradient(&mut self, op: Op, inputs: Vec<NodeId>, shape: &[usize]) -> NodeId {
         self.push(op, inputs, shape.to_vec())
-    }
-
-    pub(crate) fn cross_entropy_grad(
-        &mut self,
-        logits: NodeId,
-        labels: NodeId,
-        dloss: NodeId,
-        label_smoothing: f32,
-    ) -> NodeId {
-        let shape = self.shape(logits).to_vec();
-        self.push(Op::CrossEntropyGrad { label_smoothing }, vec![logits, labels, dloss], shape)
     }
 }
 

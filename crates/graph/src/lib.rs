@@ -11,8 +11,10 @@ mod autodiff;
 mod cpu;
 mod error;
 mod ir;
+mod layers;
 
 pub use autodiff::{Gradients, backward};
 pub use cpu::{CpuExecutor, Feed, Values};
 pub use error::{GraphError, Result};
 pub use ir::{ConvGeometry, Graph, Node, NodeId, Op, PoolGeometry};
+pub use layers::Model;

@@ -1,0 +1,92 @@
+//! Layers: builders that add a layer's nodes to a graph and declare its parameters, named as
+//! the equivalent `torch.nn` module's `state_dict` keys and initialised as PyTorch does by
+//! default, from a seed.
+
+use std::collections::HashMap;
+
+use kernels::Binary;
+use kernels::cpu::dropout::philox4x32_10;
+
+use crate::error::Result;
+use crate::ir::{ConvGeometry, Graph, NodeId};
+
+/// A model under construction: its graph, its parameters' initial values by name (in
+/// declaration order, like a `state_dict`), and the seeded stream they are drawn from.
+pub struct Model {
+    pub graph: Graph,
+    pub params: HashMap<String, Vec<f32>>,
+    /// Parameter names in declaration order.
+    pub order: Vec<String>,
+    seed: u64,
+    drawn: u64,
+}
+
+impl Model {
+    pub fn new(seed: u64) -> Self {
+        Model { graph: Graph::new(), params: HashMap::new(), order: Vec::new(), seed, drawn: 0 }
+    }
+
+    /// `n` values uniform in [-bound, bound) from the model's Philox stream: the same seed
+    /// gives the same parameters on every machine. Word 1 of the counter is all ones here and
+    /// zero in dropout's, so the two streams never share a counter.
+    fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
+        let key = [self.seed as u32, (self.seed >> 32) as u32];
+        let values = (0..n)
+            .map(|i| {
+                let counter = self.drawn + i as u64;
+                let words = philox4x32_10([(counter / 4) as u32, u32::MAX, (counter >> 34) as u32, 0], key);
+                let u = (words[(counter % 4) as usize] >> 8) as f32 / 16_777_216.0;
+                (2.0 * u - 1.0) * bound
+            })
+            .collect();
+        self.drawn += n as u64;
+        values
+    }
+
+    /// Declares parameter `name` of `shape`, uniform in ±`bound`.
+    fn param(&mut self, name: String, shape: &[usize], bound: f32) -> NodeId {
+        let values = self.uniform(shape.iter().product(), bound);
+        self.params.insert(name.clone(), values);
+        self.order.push(name.clone());
+        self.graph.param(&name, shape)
+    }
+
+    /// `nn.Linear(inputs, outputs, bias)` named `name`: x [rows, inputs] -> [rows, outputs].
+    /// Weight [outputs, inputs] and bias [outputs] are U(±1/√inputs), PyTorch's default
+    /// (Kaiming-uniform with a = √5 reduces to that bound).
+    pub fn linear(&mut self, name: &str, x: NodeId, inputs: usize, outputs: usize, bias: bool) -> Result<NodeId> {
+        let bound = 1.0 / (inputs as f32).sqrt();
+        let weight = self.param(format!("{name}.weight"), &[outputs, inputs], bound);
+        let mut y = self.graph.matmul(x, weight, false, true)?;
+        if bias {
+            let b = self.param(format!("{name}.bias"), &[outputs], bound);
+            y = self.graph.binary(Binary::Add, y, b)?;
+        }
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+
+    /// `nn.Conv2d(in_channels, out_channels, kernel, ...)` named `name` on x [N, C, H, W].
+    /// Weight [out, in, kh, kw] and bias [out] are U(±1/√(in·kh·kw)), PyTorch's default.
+    pub fn conv2d(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        out_channels: usize,
+        kernel: (usize, usize),
+        geo: ConvGeometry,
+        bias: bool,
+    ) -> Result<NodeId> {
+        let in_channels = self.graph.shape(x).get(1).copied().unwrap_or(0);
+        let bound = 1.0 / ((in_channels * kernel.0 * kernel.1) as f32).sqrt();
+        let weight = self.param(format!("{name}.weight"), &[out_channels, in_channels, kernel.0, kernel.1], bound);
+        let mut y = self.graph.conv2d(x, weight, geo)?;
+        if bias {
+            let b = self.param(format!("{name}.bias"), &[out_channels], bound);
+            let b = self.graph.reshape(b, &[out_channels, 1, 1])?;
+            y = self.graph.binary(Binary::Add, y, b)?;
+        }
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+}

@@ -227,10 +227,7 @@ pub fn matmul_tiled(
         Some(budget) => (tiling.k_per_dispatch(budget)).max(1),
         None => mm.k.max(1),
     };
-    if chunk >= mm.k {
-        return Ok(vec![dispatch_one(gpu, mm, tiling, a, b, bias, c)?]);
-    }
-    if mm.activation != Unary::Identity {
+    if mm.k > chunk && mm.activation != Unary::Identity {
         return Err(shape_error(
             "matmul",
             format!(
@@ -240,7 +237,8 @@ pub fn matmul_tiled(
         ));
     }
     let mut out = Vec::new();
-    for k0 in (0..mm.k).step_by(chunk) {
+    // One chunk when K fits (K = 0 too: C still gets its bias, activation and beta term).
+    for k0 in (0..mm.k.max(1)).step_by(chunk) {
         let first = k0 == 0;
         let mut part = *mm;
         part.k = chunk.min(mm.k - k0);

@@ -122,3 +122,14 @@ gpu_test!(matmul_splits_a_k_longer_than_the_loop_budget, |gpu| {
     // Summing 70,000 products in chunks: the error grows with sqrt(k).
     assert_close_tol("k = 70000", &read(gpu, &cg), &want, 1e-3);
 });
+
+gpu_test!(matmul_with_empty_k_still_writes_the_epilogue, |gpu| {
+    // k = 0: A.B is zero, so C = act(bias) + beta * C must still be written.
+    let mut rng = Rng::new(15);
+    for tiling in tilings() {
+        let mut mm = Matmul::new(3, 5, 0);
+        mm.bias = Bias::PerColumn;
+        mm.activation = Unary::Relu;
+        check(gpu, &mm, tiling, &mut rng, "k = 0");
+    }
+});

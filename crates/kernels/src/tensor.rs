@@ -14,7 +14,7 @@ pub struct GpuTensor(Arc<Pooled>);
 
 impl GpuTensor {
     pub(crate) fn new(buffer: wgpu::Buffer, len: usize, pool: Arc<BufferPool>) -> Self {
-        GpuTensor(Arc::new(Pooled { buffer, len, pool }))
+        GpuTensor(Arc::new(Pooled::new(buffer, len, pool)))
     }
 
     /// Number of 32-bit elements the caller asked for (the buffer may be larger).
@@ -50,8 +50,9 @@ pub(crate) struct Pooled {
 }
 
 impl Pooled {
-    pub(crate) fn new(buffer: wgpu::Buffer, pool: Arc<BufferPool>) -> Self {
-        Pooled { buffer, len: 0, pool }
+    /// `len` counts the caller's 32-bit elements (0 for a parameter block).
+    pub(crate) fn new(buffer: wgpu::Buffer, len: usize, pool: Arc<BufferPool>) -> Self {
+        Pooled { buffer, len, pool }
     }
 
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {

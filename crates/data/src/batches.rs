@@ -1,0 +1,53 @@
+//! Fixed-size batches, because a built graph has a fixed batch size.
+
+use crate::dataset::{Dataset, shuffle};
+
+/// One batch: `batch` samples and labels. When the dataset runs out, the tail is padded
+/// with copies of the first sample and `valid` says how many rows are real.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub samples: Vec<f32>,
+    pub labels: Vec<u32>,
+    pub valid: usize,
+}
+
+/// Batches over a dataset in a seeded order.
+pub struct Batches<'d> {
+    data: &'d Dataset,
+    order: Vec<usize>,
+    batch: usize,
+    next: usize,
+    keep_partial: bool,
+}
+
+impl<'d> Batches<'d> {
+    /// Training order: shuffled by (`seed`, `epoch`), full batches only (the few samples left
+    /// over land in other batches in other epochs).
+    pub fn shuffled(data: &'d Dataset, batch: usize, seed: u64, epoch: u64) -> Self {
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        shuffle(&mut order, seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ epoch);
+        Batches { data, order, batch, next: 0, keep_partial: false }
+    }
+
+    /// Evaluation order: every sample once, in order, the last batch padded.
+    pub fn in_order(data: &'d Dataset, batch: usize) -> Self {
+        Batches { data, order: (0..data.len()).collect(), batch, next: 0, keep_partial: true }
+    }
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let left = self.order.len() - self.next;
+        if left == 0 || (left < self.batch && !self.keep_partial) || self.batch == 0 {
+            return None;
+        }
+        let valid = left.min(self.batch);
+        let mut rows: Vec<usize> = self.order[self.next..self.next + valid].to_vec();
+        rows.resize(self.batch, rows[0]);
+        self.next += valid;
+        let part = self.data.subset(&rows);
+        Some(Batch { samples: part.samples, labels: part.labels, valid })
+    }
+}

@@ -1,0 +1,14 @@
+//! Errors of reading datasets: each names the file, and the line where one is at fault.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source} (the shipped datasets are under datasets/; see datasets/SOURCES.md)")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{path}:{line}: {detail}")]
+    Format { path: PathBuf, line: usize, detail: String },
+}
+
+pub type Result<T, E = DataError> = std::result::Result<T, E>;

@@ -1,0 +1,12 @@
+//! Datasets as plain Rust values: readers for the formats dlcli ships or accepts, a seeded
+//! split, and seeded batching. No device types here; the graph crate uploads batches itself.
+
+mod batches;
+mod dataset;
+mod digits;
+mod error;
+
+pub use batches::{Batch, Batches};
+pub use dataset::Dataset;
+pub use digits::load_digits;
+pub use error::{DataError, Result};

@@ -1,0 +1,64 @@
+use std::path::{Path, PathBuf};
+
+use data::{Batches, load_digits};
+
+fn digits_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz")
+}
+
+#[test]
+fn digits_load_with_the_documented_class_counts() {
+    let digits = load_digits(&digits_path()).unwrap();
+    assert_eq!(digits.len(), 1797);
+    assert_eq!(digits.sample_shape, [1, 8, 8]);
+    let mut counts = [0usize; 10];
+    digits.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    assert_eq!(counts, [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
+    assert!(digits.samples.iter().all(|&p| (0.0..=1.0).contains(&p)));
+}
+
+#[test]
+fn split_is_stratified_disjoint_and_seeded() {
+    let digits = load_digits(&digits_path()).unwrap();
+    let (train, test) = digits.split(0.2, 7);
+    assert_eq!(train.len() + test.len(), digits.len());
+    for class in 0..10 {
+        let n = test.labels.iter().filter(|&&l| l == class).count();
+        assert!((34..=37).contains(&n), "class {class}: {n} test samples");
+    }
+    assert_eq!(digits.split(0.2, 7), (train.clone(), test.clone()));
+    assert_ne!(digits.split(0.2, 8).1, test);
+    // No test image is also a training image at the same position of the original order.
+    let key = |d: &data::Dataset, i: usize| d.sample(i).iter().map(|p| p.to_bits()).collect::<Vec<_>>();
+    let train_keys: std::collections::HashSet<_> = (0..train.len()).map(|i| key(&train, i)).collect();
+    let shared = (0..test.len()).filter(|&i| train_keys.contains(&key(&test, i))).count();
+    assert!(shared < 5, "{shared} test images also in train");
+}
+
+#[test]
+fn batches_cover_every_sample_and_pad_the_last() {
+    let digits = load_digits(&digits_path()).unwrap();
+    let batches: Vec<_> = Batches::in_order(&digits, 100).collect();
+    assert_eq!(batches.len(), 18);
+    assert_eq!(batches.iter().map(|b| b.valid).sum::<usize>(), 1797);
+    assert!(batches.iter().all(|b| b.labels.len() == 100 && b.samples.len() == 6400));
+    let shuffled: Vec<_> = Batches::shuffled(&digits, 100, 1, 0).collect();
+    assert_eq!(shuffled.len(), 17);
+    assert_ne!(shuffled[0].labels, batches[0].labels);
+    assert_eq!(Batches::shuffled(&digits, 100, 1, 0).next(), Some(shuffled[0].clone()));
+    assert_ne!(Batches::shuffled(&digits, 100, 1, 1).next(), Some(shuffled[0].clone()));
+}
+
+#[test]
+fn a_malformed_line_is_named() {
+    let dir = std::env::temp_dir().join(format!("dlcli-digits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.csv.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, format!("{}0\n1,2,3\n", "1,".repeat(64)).as_bytes()).unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let err = load_digits(&path).unwrap_err().to_string();
+    assert!(err.contains("bad.csv.gz:2:") && err.contains("3 values"), "{err}");
+    let missing = load_digits(&dir.join("none.csv.gz")).unwrap_err().to_string();
+    assert!(missing.contains("none.csv.gz") && missing.contains("datasets/SOURCES.md"), "{missing}");
+}

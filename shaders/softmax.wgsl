@@ -126,3 +126,24 @@ fn cross_entropy_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     let goal = select(0.0, 1.0 - p.smoothing, c == t) + p.smoothing / f32(p.cols);
     cb_dlogits[e] = (prob - goal) * cb_dloss[0] / cb_mean[1];
 }
+
+// Top-k accuracy, one invocation per row: hits[r] = 1 when fewer than k logits of the row
+// are >= the label's (the label itself excluded), so a tie counts against the label.
+// p.ignore_index carries k.
+@group(0) @binding(1) var<storage, read> tk_logits: array<f32>;
+@group(0) @binding(2) var<storage, read> tk_targets: array<u32>;
+@group(0) @binding(3) var<storage, read_write> tk_hits: array<f32>;
+
+@compute @workgroup_size(WG)
+fn top_k_hits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let r = linear_id(gid, groups, WG);
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    let t = tk_targets[r];
+    let label_logit = tk_logits[base + min(t, p.cols - 1u)];
+    var above = 0u;
+    for (var c = 0u; c < p.cols; c++) {
+        if c != t && tk_logits[base + c] >= label_logit { above += 1u; }
+    }
+    tk_hits[r] = select(0.0, 1.0, t < p.cols && above < p.ignore_index);
+}

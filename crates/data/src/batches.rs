@@ -2,8 +2,12 @@
 
 use crate::dataset::{Dataset, shuffle};
 
+/// Label of a row that only pads a batch (the graph crate's loss and metrics skip it).
+pub const PADDING_LABEL: u32 = u32::MAX;
+
 /// One batch: `batch` samples and labels. When the dataset runs out, the tail is padded
-/// with copies of the first sample and `valid` says how many rows are real.
+/// with copies of the first sample labelled [`PADDING_LABEL`]; `valid` says how many rows
+/// are real.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub samples: Vec<f32>,
@@ -47,7 +51,8 @@ impl Iterator for Batches<'_> {
         let mut rows: Vec<usize> = self.order[self.next..self.next + valid].to_vec();
         rows.resize(self.batch, rows[0]);
         self.next += valid;
-        let part = self.data.subset(&rows);
+        let mut part = self.data.subset(&rows);
+        part.labels[valid..].fill(PADDING_LABEL);
         Some(Batch { samples: part.samples, labels: part.labels, valid })
     }
 }

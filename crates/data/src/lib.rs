@@ -6,7 +6,7 @@ mod dataset;
 mod digits;
 mod error;
 
-pub use batches::{Batch, Batches};
+pub use batches::{Batch, Batches, PADDING_LABEL};
 pub use dataset::Dataset;
 pub use digits::load_digits;
 pub use error::{DataError, Result};

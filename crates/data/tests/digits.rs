@@ -42,6 +42,9 @@ fn batches_cover_every_sample_and_pad_the_last() {
     assert_eq!(batches.len(), 18);
     assert_eq!(batches.iter().map(|b| b.valid).sum::<usize>(), 1797);
     assert!(batches.iter().all(|b| b.labels.len() == 100 && b.samples.len() == 6400));
+    let last = batches.last().unwrap();
+    assert_eq!(last.valid, 97);
+    assert!(last.labels[97..].iter().all(|&l| l == data::PADDING_LABEL));
     let shuffled: Vec<_> = Batches::shuffled(&digits, 100, 1, 0).collect();
     assert_eq!(shuffled.len(), 17);
     assert_ne!(shuffled[0].labels, batches[0].labels);

@@ -54,7 +54,7 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
     let n = g.node(node).clone();
     let x = |k: usize| n.inputs[k];
     Ok(match n.op {
-        Op::Input { .. } | Op::Labels { .. } | Op::Param { .. } | Op::Fill(_) => vec![],
+        Op::Input { .. } | Op::Labels { .. } | Op::Param { .. } | Op::Fill(_) | Op::Correct { .. } => vec![],
         // C = op(A) op(B): d op(A) = dC op(B)ᵀ, d op(B) = op(A)ᵀ dC, transposed back as stored.
         Op::MatMul { transpose_a: ta, transpose_b: tb } => {
             let (a, b) = (x(0), x(1));

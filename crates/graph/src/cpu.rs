@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use kernels::shape::{contiguous_strides, strided_offsets};
 use kernels::{Broadcast, CrossEntropy, Matmul, StridedCopy, cpu};
 
+use crate::classifier::PADDING_LABEL;
 use crate::error::{GraphError, Result};
 use crate::ir::{Graph, Node, NodeId, Op, conv_shape, layer_norm_shape, pool_shape};
 
@@ -22,18 +23,19 @@ enum Value {
     U32(Vec<u32>),
 }
 
-/// The values of every node after a run.
+/// The values of the nodes a run computed.
 #[derive(Debug, Clone)]
 pub struct Values {
-    values: Vec<Value>,
+    values: Vec<Option<Value>>,
 }
 
 impl Values {
-    /// The f32 value of `node` (labels are read with [`Values::labels`]).
+    /// The f32 value of `node`, which the run computed.
     pub fn get(&self, node: NodeId) -> &[f32] {
         match &self.values[node.0] {
-            Value::F32(v) => v,
-            Value::U32(_) => panic!("node {node:?} holds labels, not f32 data"),
+            Some(Value::F32(v)) => v,
+            Some(Value::U32(_)) => panic!("node {node:?} holds labels, not f32 data"),
+            None => panic!("node {node:?} was not computed by this run"),
         }
     }
 
@@ -57,18 +59,29 @@ impl<'g> CpuExecutor<'g> {
 
     /// Evaluates every node, with `params` by state_dict name.
     pub fn run(&self, params: &HashMap<String, Vec<f32>>, feed: &Feed) -> Result<Values> {
-        let mut values: Vec<Value> = Vec::new();
-        for (_, node) in self.graph.nodes() {
-            let value = self.eval(node, &values, params, feed)?;
-            values.push(value);
+        let all: Vec<NodeId> = self.graph.nodes().map(|(id, _)| id).collect();
+        self.run_for(params, feed, &all)
+    }
+
+    /// Evaluates `outputs` and the nodes they depend on, nothing else.
+    pub fn run_for(&self, params: &HashMap<String, Vec<f32>>, feed: &Feed, outputs: &[NodeId]) -> Result<Values> {
+        let mut values: Vec<Option<Value>> = vec![None; self.graph.nodes().count()];
+        for id in self.graph.ancestors(outputs) {
+            values[id.0] = Some(self.eval(self.graph.node(id), &values, params, feed)?);
         }
         Ok(Values { values })
     }
 
-    fn eval(&self, node: &Node, values: &[Value], params: &HashMap<String, Vec<f32>>, feed: &Feed) -> Result<Value> {
+    fn eval(
+        &self,
+        node: &Node,
+        values: &[Option<Value>],
+        params: &HashMap<String, Vec<f32>>,
+        feed: &Feed,
+    ) -> Result<Value> {
         let f = |k: usize| match &values[node.inputs[k].0] {
-            Value::F32(v) => v.as_slice(),
-            Value::U32(_) => unreachable!("shape inference keeps labels out of f32 ops"),
+            Some(Value::F32(v)) => v.as_slice(),
+            _ => unreachable!("shape inference keeps labels out of f32 ops; inputs come first"),
         };
         let shape_of = |k: usize| self.graph.shape(node.inputs[k]);
         let mut out = vec![0f32; node.len()];
@@ -77,7 +90,7 @@ impl<'g> CpuExecutor<'g> {
             Op::Param { name } => return fed(node, name, params.get(name)).map(Value::F32),
             Op::Labels { name, classes } => {
                 let labels = fed(node, name, feed.labels.get(name))?;
-                if let Some(&bad) = labels.iter().find(|&&t| t as usize >= *classes) {
+                if let Some(&bad) = labels.iter().find(|&&t| t as usize >= *classes && t != PADDING_LABEL) {
                     return Err(GraphError::Target { node: node.label.clone(), target: bad, classes: *classes });
                 }
                 return Ok(Value::U32(labels));
@@ -174,6 +187,12 @@ impl<'g> CpuExecutor<'g> {
                 let ce = cross_entropy(shape_of(0), *label_smoothing);
                 cpu::cross_entropy_backward(&ce, f(0), labels(values, node.inputs[1]), f(2)[0], &mut out);
             }
+            Op::Correct { top_k } => {
+                let [rows, classes] = shape_of(0)[..] else { unreachable!("checked when built") };
+                let mut hits = vec![0.0; rows];
+                cpu::top_k_hits(rows, classes, *top_k, f(0), labels(values, node.inputs[1]), &mut hits);
+                out[0] = hits.iter().sum();
+            }
         }
         Ok(Value::F32(out))
     }
@@ -196,10 +215,10 @@ fn fed<T: Clone>(node: &Node, name: &str, value: Option<&Vec<T>>) -> Result<Vec<
     Ok(value.clone())
 }
 
-fn labels(values: &[Value], id: NodeId) -> &[u32] {
+fn labels(values: &[Option<Value>], id: NodeId) -> &[u32] {
     match &values[id.0] {
-        Value::U32(v) => v,
-        Value::F32(_) => unreachable!("shape inference checks the labels input"),
+        Some(Value::U32(v)) => v,
+        _ => unreachable!("shape inference checks the labels input, which comes first"),
     }
 }
 

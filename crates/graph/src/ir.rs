@@ -93,6 +93,11 @@ pub enum Op {
     CrossEntropyGrad {
         label_smoothing: f32,
     },
+    /// Inputs [logits [rows, classes], labels [rows]]: how many rows rank their label among
+    /// the `top_k` largest logits, a scalar (ties count against the label). Not differentiable.
+    Correct {
+        top_k: usize,
+    },
 }
 
 /// Stride, padding and dilation of a convolution, (height, width) each.
@@ -387,6 +392,51 @@ impl Graph {
         Ok(self.push(op, vec![logits, labels], vec![]))
     }
 
+    /// How many rows of `logits` [rows, classes] have their label among the `top_k` largest.
+    pub fn correct(&mut self, logits: NodeId, labels: NodeId, top_k: usize) -> Result<NodeId> {
+        let op = Op::Correct { top_k };
+        let (sl, st) = (self.shape(logits).to_vec(), self.shape(labels).to_vec());
+        let fits = matches!((&sl[..], &st[..]), ([rows, classes], [n]) if rows == n && (1..=*classes).contains(&top_k))
+            && matches!(&self.node(labels).op, Op::Labels { classes, .. } if *classes == sl[1]);
+        if !fits {
+            return Err(self.error(
+                &op,
+                format!(
+                    "logits {sl:?} and labels {st:?} must be [rows, classes] and [rows], top-{top_k} within classes"
+                ),
+            ));
+        }
+        Ok(self.push(op, vec![logits, labels], vec![]))
+    }
+
+    /// `x` [N, ...] as [N, rest] (`nn.Flatten`).
+    pub fn flatten(&mut self, x: NodeId) -> Result<NodeId> {
+        let shape = self.shape(x).to_vec();
+        let rows = shape.first().copied().unwrap_or(1);
+        self.reshape(x, &[rows, shape.iter().skip(1).product()])
+    }
+
+    /// The parameter node named `name`.
+    pub fn find_param(&self, name: &str) -> Option<NodeId> {
+        self.nodes().find(|(_, n)| matches!(&n.op, Op::Param { name: p } if p == name)).map(|(id, _)| id)
+    }
+
+    /// The nodes `outputs` depend on, `outputs` included, in graph order.
+    pub fn ancestors(&self, outputs: &[NodeId]) -> Vec<NodeId> {
+        let mut needed = vec![false; self.nodes.len()];
+        for &o in outputs {
+            needed[o.0] = true;
+        }
+        for i in (0..self.nodes.len()).rev() {
+            if needed[i] {
+                for input in &self.nodes[i].inputs {
+                    needed[input.0] = true;
+                }
+            }
+        }
+        (0..self.nodes.len()).filter(|&i| needed[i]).map(NodeId).collect()
+    }
+
     // Gradient ops, built by autodiff.
 
     /// Sums `x` down to `shape`, which must broadcast to x's shape.
@@ -431,5 +481,6 @@ fn op_name(op: &Op) -> &'static str {
         Op::Slice { .. } => "slice",
         Op::CrossEntropy { .. } => "cross_entropy",
         Op::CrossEntropyGrad { .. } => "cross_entropy_grad",
+        Op::Correct { .. } => "correct",
     }
 }

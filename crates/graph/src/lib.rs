@@ -5,16 +5,23 @@
 //! mismatch is caught where the layer is built and names both shapes. [`backward`] appends the
 //! gradient nodes of any node (inputs and intermediate feature maps too, not only parameters).
 //! [`CpuExecutor`] runs a graph on the kernels crate's CPU references, one implementation per
-//! op shared with the kernel tests.
+//! op shared with the kernel tests. A [`Classifier`] is a model's complete training graph;
+//! a [`Trainer`] trains it on one executor.
 
 mod autodiff;
+mod classifier;
 mod cpu;
 mod error;
 mod ir;
 mod layers;
+mod optim;
+mod trainer;
 
 pub use autodiff::{Gradients, backward};
+pub use classifier::{Classifier, PADDING_LABEL, Parameter};
 pub use cpu::{CpuExecutor, Feed, Values};
 pub use error::{GraphError, Result};
 pub use ir::{ConvGeometry, Graph, Node, NodeId, Op, PoolGeometry};
 pub use layers::Model;
+pub use optim::{Adam, Optimizer, Schedule, Sgd, Training};
+pub use trainer::{CpuTrainer, StepStats, Trainer};

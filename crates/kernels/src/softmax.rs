@@ -36,6 +36,7 @@ static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_forward", bin
 static BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_backward", bindings: &[Read, Read, ReadWrite] };
 static CE_ROWS: Kernel = Kernel { shader: &SHADER, entry: "cross_entropy_rows", bindings: &[Read, Read, ReadWrite] };
 static CE_MEAN: Kernel = Kernel { shader: &SHADER, entry: "cross_entropy_mean", bindings: &[Read, Read, ReadWrite] };
+static TOP_K_HITS: Kernel = Kernel { shader: &SHADER, entry: "top_k_hits", bindings: &[Read, Read, ReadWrite] };
 static CE_BACKWARD: Kernel =
     Kernel { shader: &SHADER, entry: "cross_entropy_backward", bindings: &[Read, Read, Read, Read, Read, ReadWrite] };
 
@@ -118,4 +119,23 @@ pub fn cross_entropy_backward(
     check_len("cross_entropy_backward", "dloss", dloss.len(), 1)?;
     let tensors = [logits, targets, row_stats, loss, dloss, dlogits];
     gpu.dispatch_linear(&CE_BACKWARD, &[], &ce.params(), &tensors, ce.rows * ce.classes)
+}
+
+/// `hits` [rows] = 1.0 where the row's target is among its `k` largest logits (a tie counts
+/// against the target), else 0.0; their sum is the number of correct rows.
+pub fn top_k_hits(
+    gpu: &Gpu,
+    rows: usize,
+    classes: usize,
+    k: usize,
+    logits: &GpuTensor,
+    targets: &GpuTensor,
+    hits: &GpuTensor,
+) -> Result<Dispatch> {
+    row_loops(gpu, "top_k_hits", classes)?;
+    check_len("top_k_hits", "logits", logits.len(), rows * classes)?;
+    check_len("top_k_hits", "targets", targets.len(), rows)?;
+    check_len("top_k_hits", "hits", hits.len(), rows)?;
+    let params = Params { ignore_index: k as u32, ..plain(rows, classes) };
+    gpu.dispatch_linear(&TOP_K_HITS, &[], &params, &[logits, targets, hits], rows)
 }

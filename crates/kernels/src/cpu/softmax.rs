@@ -77,3 +77,14 @@ pub fn cross_entropy_backward(ce: &CrossEntropy, logits: &[f32], targets: &[u32]
         }
     }
 }
+
+/// `hits` [rows] = 1.0 where the row's target is among its `k` largest logits (a tie counts
+/// against the target), else 0.0.
+pub fn top_k_hits(rows: usize, classes: usize, k: usize, logits: &[f32], targets: &[u32], hits: &mut [f32]) {
+    for r in 0..rows {
+        let row = &logits[r * classes..][..classes];
+        let t = targets[r] as usize;
+        let hit = t < classes && row.iter().enumerate().filter(|&(c, &v)| c != t && v >= row[t]).count() < k;
+        hits[r] = if hit { 1.0 } else { 0.0 };
+    }
+}

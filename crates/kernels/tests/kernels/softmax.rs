@@ -1,5 +1,5 @@
 use crate::common::*;
-use kernels::softmax::{cross_entropy, cross_entropy_backward, softmax, softmax_backward};
+use kernels::softmax::{cross_entropy, cross_entropy_backward, softmax, softmax_backward, top_k_hits};
 use kernels::{CrossEntropy, cpu};
 
 gpu_test!(softmax_and_log_softmax_match_reference, |gpu| {
@@ -112,3 +112,29 @@ fn cross_entropy_equals_minus_log_softmax_at_the_target() {
     let want = ((lse1 - 3.0) + (lse2 - 0.5)) / 2.0;
     assert!((loss[0] as f64 - want).abs() < 1e-6, "{} vs {want}", loss[0]);
 }
+
+#[test]
+fn top_k_hits_rank_the_target_and_count_ties_against_it() {
+    let logits = [1.0, 3.0, 2.0, /* tie */ 5.0, 5.0, 0.0];
+    let mut hits = [0.0; 2];
+    cpu::top_k_hits(2, 3, 1, &logits, &[1, 0], &mut hits);
+    assert_eq!(hits, [1.0, 0.0]);
+    cpu::top_k_hits(2, 3, 2, &logits, &[2, 0], &mut hits);
+    assert_eq!(hits, [1.0, 1.0]);
+    cpu::top_k_hits(2, 3, 1, &logits, &[0, 2], &mut hits);
+    assert_eq!(hits, [0.0, 0.0]);
+}
+
+gpu_test!(top_k_hits_match_reference, |gpu| {
+    let mut rng = Rng::new(44);
+    for (rows, classes, k) in [(1, 1, 1), (33, 10, 1), (257, 7, 3), (300, 65, 5)] {
+        // Logits on a coarse grid so ties happen.
+        let logits: Vec<f32> = rng.vec(rows * classes, -4.0, 4.0).iter().map(|v| v.round()).collect();
+        let t: Vec<u32> = (0..rows).map(|_| rng.below(classes) as u32).collect();
+        let mut hits = vec![0.0; rows];
+        cpu::top_k_hits(rows, classes, k, &logits, &t, &mut hits);
+        let (lg, tg, hg) = (upload(gpu, &logits), gpu.upload(&t).unwrap(), poisoned(gpu, rows));
+        run(gpu, &[&top_k_hits(gpu, rows, classes, k, &lg, &tg, &hg).unwrap()]);
+        assert_eq!(read(gpu, &hg), hits, "top-{k} of {rows}x{classes}");
+    }
+});

@@ -1,0 +1,75 @@
+//! A classifier's training graph: a model's logits, the cross-entropy loss, the number of
+//! correct rows and the gradient of every parameter, in one graph that both executors run.
+
+use std::collections::HashMap;
+
+use crate::autodiff::backward;
+use crate::error::Result;
+use crate::ir::{Graph, NodeId};
+use crate::layers::Model;
+
+/// Label of a row that pads a batch: it counts in neither the loss nor the correct count.
+pub const PADDING_LABEL: u32 = u32::MAX;
+
+/// A parameter and the node holding its gradient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameter {
+    /// The PyTorch `state_dict` key.
+    pub name: String,
+    pub node: NodeId,
+    pub grad: NodeId,
+}
+
+/// The graph of a classifier with its loss, metric and parameter gradients.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    pub graph: Graph,
+    /// The images (or features) fed as input "x".
+    pub input: NodeId,
+    /// The class labels fed as labels "y".
+    pub labels: NodeId,
+    pub logits: NodeId,
+    /// Mean cross-entropy over the rows that are not padding.
+    pub loss: NodeId,
+    /// How many rows have their label as the top logit.
+    pub correct: NodeId,
+    /// Every parameter in declaration order, with its gradient.
+    pub params: Vec<Parameter>,
+    /// Initial parameter values by name.
+    pub initial: HashMap<String, Vec<f32>>,
+}
+
+impl Classifier {
+    /// Completes `model`, whose input node is `input` and output `logits` [rows, classes].
+    pub fn new(model: Model, input: NodeId, logits: NodeId, label_smoothing: f32) -> Result<Self> {
+        let Model { mut graph, params: initial, order, .. } = model;
+        let (rows, classes) = match *graph.shape(logits) {
+            [rows, classes] => (rows, classes),
+            ref other => (other.first().copied().unwrap_or(0), 0),
+        };
+        let labels = graph.labels("y", rows, classes);
+        let loss = graph.cross_entropy(logits, labels, label_smoothing)?;
+        let correct = graph.correct(logits, labels, 1)?;
+        let grads = backward(&mut graph, loss)?;
+        let params = order
+            .into_iter()
+            .map(|name| {
+                let node = graph.find_param(&name).expect("the model declared it");
+                // A parameter the loss does not reach gets a zero gradient.
+                let grad = match grads.of(node) {
+                    Some(grad) => grad,
+                    None => {
+                        let shape = graph.shape(node).to_vec();
+                        graph.fill(0.0, &shape)
+                    }
+                };
+                Parameter { name, node, grad }
+            })
+            .collect();
+        Ok(Classifier { graph, input, labels, logits, loss, correct, params, initial })
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.graph.shape(self.input)[0]
+    }
+}

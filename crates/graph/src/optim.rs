@@ -1,0 +1,89 @@
+//! How parameters are updated: the optimizer (the kernels crate's fused updates, PyTorch
+//! semantics), a learning-rate schedule and optional global-norm gradient clipping.
+
+pub use kernels::{Adam, Optimizer, Sgd};
+
+/// A learning-rate schedule: the factor applied to the optimizer's base rate at each update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    Constant,
+    /// `StepLR`: times `gamma` every `every` updates.
+    Step {
+        every: u64,
+        gamma: f32,
+    },
+    /// Linear warm-up from 1/warmup to 1 over `warmup` updates, then a cosine from 1 down to
+    /// `floor` at update `total`.
+    WarmupCosine {
+        warmup: u64,
+        total: u64,
+        floor: f32,
+    },
+    /// `OneCycleLR` (cosine annealing): from 1/div_factor up to 1 over `pct_start` of `total`,
+    /// then down to 1/(div_factor · final_div_factor).
+    OneCycle {
+        total: u64,
+        pct_start: f32,
+        div_factor: f32,
+        final_div_factor: f32,
+    },
+}
+
+impl Schedule {
+    /// The factor for the update with 0-based index `step`.
+    pub fn factor(&self, step: u64) -> f32 {
+        let cosine = |from: f64, to: f64, t: f64| to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos());
+        let f = match *self {
+            Schedule::Constant => 1.0,
+            Schedule::Step { every, gamma } => (gamma as f64).powi((step / every.max(1)) as i32),
+            Schedule::WarmupCosine { warmup, total, floor } => {
+                if step < warmup {
+                    (step + 1) as f64 / warmup as f64
+                } else {
+                    let t = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
+                    cosine(1.0, floor as f64, t.min(1.0))
+                }
+            }
+            Schedule::OneCycle { total, pct_start, div_factor, final_div_factor } => {
+                let initial = 1.0 / div_factor as f64;
+                let last = initial / final_div_factor as f64;
+                let peak = (pct_start as f64 * total as f64 - 1.0).max(1.0);
+                let end = (total as f64 - 1.0).max(peak + 1.0);
+                let s = step as f64;
+                if s <= peak {
+                    cosine(initial, 1.0, s / peak)
+                } else {
+                    cosine(1.0, last, ((s - peak) / (end - peak)).min(1.0))
+                }
+            }
+        };
+        f as f32
+    }
+}
+
+/// Everything about a parameter update except the parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Training {
+    /// The optimizer with its base learning rate.
+    pub optimizer: Optimizer,
+    pub schedule: Schedule,
+    /// Scale all gradients so their global L2 norm is at most this (`clip_grad_norm_`).
+    pub clip_grad_norm: Option<f32>,
+}
+
+impl Training {
+    /// The optimizer as it applies to update number `step` (1-based): its rate scheduled.
+    pub fn optimizer_at(&self, step: u64) -> Optimizer {
+        let factor = self.schedule.factor(step.saturating_sub(1));
+        match self.optimizer {
+            Optimizer::Sgd(s) => Optimizer::Sgd(Sgd { lr: s.lr * factor, ..s }),
+            Optimizer::Adam(a) => Optimizer::Adam(Adam { lr: a.lr * factor, ..a }),
+        }
+    }
+
+    /// `torch.optim.Adam(lr=lr)` with PyTorch's defaults, no schedule, no clipping.
+    pub fn adam(lr: f32) -> Self {
+        let adam = Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false };
+        Training { optimizer: Optimizer::Adam(adam), schedule: Schedule::Constant, clip_grad_norm: None }
+    }
+}

@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 
-use kernels::{Optimizer, cpu};
+use kernels::{Dispatch, Gpu, GpuTensor, Optimizer, cpu, optimizer};
 
 use crate::classifier::Classifier;
 use crate::cpu::{CpuExecutor, Feed};
 use crate::error::Result;
+use crate::gpu::{GpuExecutor, Memory, SharedBuffers};
 use crate::optim::Training;
 
 /// The scalars one step reads back.
@@ -93,6 +94,94 @@ impl Trainer for CpuTrainer {
 
     fn params(&self) -> Result<HashMap<String, Vec<f32>>> {
         Ok(self.params.clone())
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+}
+
+/// Trains on a GPU: parameters, gradients and optimizer state stay on the device; a step is
+/// one submission (forward, backward, clipping, updates) and reads back two scalars.
+pub struct GpuTrainer<'g> {
+    gpu: &'g Gpu,
+    model: Classifier,
+    training: Training,
+    params: HashMap<String, GpuTensor>,
+    train: GpuExecutor<'g>,
+    eval: GpuExecutor<'g>,
+    /// Global-norm clipping, then one fused update per parameter, after the backward pass.
+    clip: Vec<Dispatch>,
+    updates: Vec<Dispatch>,
+    /// Optimizer state, kept alive for the update dispatches that bind it.
+    _state: Vec<GpuTensor>,
+    steps: u64,
+}
+
+impl<'g> GpuTrainer<'g> {
+    pub fn new(gpu: &'g Gpu, model: Classifier, training: Training) -> Result<Self> {
+        let mut params = HashMap::new();
+        for p in &model.params {
+            params.insert(p.name.clone(), gpu.upload(&model.initial[&p.name])?);
+        }
+        let mut shared = SharedBuffers::default();
+        let mut wanted = vec![model.loss, model.correct];
+        wanted.extend(model.params.iter().map(|p| p.grad));
+        let train = GpuExecutor::new(gpu, &model.graph, &wanted, &params, &mut shared)?;
+        let eval = GpuExecutor::new(gpu, &model.graph, &[model.loss, model.correct], &params, &mut shared)?;
+        let grads: Vec<&GpuTensor> = model.params.iter().map(|p| train.output(p.grad)).collect();
+        let clip = match training.clip_grad_norm {
+            Some(max_norm) => {
+                let lens: Vec<usize> = grads.iter().map(|g| g.len()).collect();
+                let partials = gpu.tensor(optimizer::norm_partials(&lens))?;
+                let norm = gpu.tensor(2)?;
+                optimizer::clip_grad_norm(gpu, &grads, max_norm, &partials, &norm)?
+            }
+            None => Vec::new(),
+        };
+        let (mut updates, mut state) = (Vec::new(), Vec::new());
+        for (p, grad) in model.params.iter().zip(&grads) {
+            let param = &params[&p.name];
+            let buffers: Vec<GpuTensor> = (0..training.optimizer.state_count())
+                .map(|_| gpu.upload(&vec![0f32; param.len()]))
+                .collect::<kernels::Result<_>>()?;
+            let views: Vec<&GpuTensor> = buffers.iter().collect();
+            updates.push(optimizer::update(gpu, &training.optimizer, 1, param, grad, &views)?);
+            state.extend(buffers);
+        }
+        Ok(GpuTrainer { gpu, model, training, params, train, eval, clip, updates, _state: state, steps: 0 })
+    }
+
+    /// Device memory of the training step and of evaluation (which share planned buffers).
+    pub fn memory(&self) -> (Memory, Memory) {
+        (self.train.memory(), self.eval.memory())
+    }
+
+    fn stats(&self, executor: &GpuExecutor) -> Result<StepStats> {
+        Ok(StepStats { loss: executor.read(self.model.loss)?[0], correct: executor.read(self.model.correct)?[0] })
+    }
+}
+
+impl Trainer for GpuTrainer<'_> {
+    fn train_step(&mut self, feed: &Feed) -> Result<StepStats> {
+        let step = self.steps + 1;
+        let optimizer = self.training.optimizer_at(step);
+        for (update, p) in self.updates.iter().zip(&self.model.params) {
+            optimizer::set_step(self.gpu, update, &optimizer, step, self.params[&p.name].len());
+        }
+        let after: Vec<&Dispatch> = self.clip.iter().chain(&self.updates).collect();
+        self.train.run_with(feed, &after)?;
+        self.steps = step;
+        self.stats(&self.train)
+    }
+
+    fn evaluate(&mut self, feed: &Feed) -> Result<StepStats> {
+        self.eval.run(feed)?;
+        self.stats(&self.eval)
+    }
+
+    fn params(&self) -> Result<HashMap<String, Vec<f32>>> {
+        self.params.iter().map(|(name, t)| Ok((name.clone(), self.gpu.read(t)?))).collect()
     }
 
     fn steps(&self) -> u64 {

@@ -1,9 +1,11 @@
 //! Learning works: a small CNN trained on the shipped digits set reaches the accuracy floor.
 
+mod common;
+
 use std::path::Path;
 
 use data::{Batches, Dataset, load_digits};
-use graph::{Classifier, ConvGeometry, CpuTrainer, Feed, Model, PoolGeometry, Trainer, Training};
+use graph::{Classifier, ConvGeometry, CpuTrainer, Feed, GpuTrainer, Model, PoolGeometry, Trainer, Training};
 use kernels::Unary;
 
 const BATCH: usize = 32;
@@ -60,5 +62,14 @@ fn cpu_trainer_learns_digits_to_97_percent() {
     let mut trainer = CpuTrainer::new(digits_cnn(0), Training::adam(3e-3));
     let accuracy = train_and_test(&mut trainer, 15);
     println!("digits CNN, CPU executor: test accuracy {:.2}%", 100.0 * accuracy);
+    assert!(accuracy >= 0.97, "test accuracy {accuracy}");
+}
+
+#[test]
+fn gpu_trainer_learns_digits_to_97_percent() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut trainer = GpuTrainer::new(gpu, digits_cnn(0), Training::adam(3e-3)).unwrap();
+    let accuracy = train_and_test(&mut trainer, 15);
+    println!("digits CNN, GPU executor on {}: test accuracy {:.2}%", gpu.summary(), 100.0 * accuracy);
     assert!(accuracy >= 0.97, "test accuracy {accuracy}");
 }

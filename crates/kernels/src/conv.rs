@@ -87,13 +87,13 @@ impl Conv2d {
     }
 
     /// The output [OC, N*OH*OW] of W . col, permuted to NCHW.
-    pub(crate) fn output_to_nchw(&self) -> StridedCopy {
+    pub fn output_to_nchw(&self) -> StridedCopy {
         StridedCopy::permute(&[self.out_channels, self.batch, self.out_height() * self.out_width()], &[1, 0, 2])
             .unwrap()
     }
 
     /// dY [N, OC, OH*OW] permuted to [OC, N*OH*OW].
-    pub(crate) fn grad_from_nchw(&self) -> StridedCopy {
+    pub fn grad_from_nchw(&self) -> StridedCopy {
         StridedCopy::permute(&[self.batch, self.out_channels, self.out_height() * self.out_width()], &[1, 0, 2])
             .unwrap()
     }

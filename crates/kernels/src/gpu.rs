@@ -540,7 +540,7 @@ impl Gpu {
         let layout = self.layout(kernel);
         let bytes = padded(params);
         let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
-        let params = Pooled::new(self.raw_buffer(kernel.entry, bytes.len() as u64, uniform)?, 0, self.pool.clone());
+        let params = Pooled::new(self.raw_buffer(kernel.entry, bytes.len() as u64, uniform)?, self.pool.clone());
         self.queue.write_buffer(params.buffer(), 0, &bytes);
         let bind_group = self.scoped(kernel.entry, || {
             let entries: Vec<_> = std::iter::once(params.buffer().as_entire_binding())

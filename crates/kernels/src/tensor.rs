@@ -10,49 +10,57 @@ use std::sync::{Arc, Mutex};
 
 /// A pooled storage buffer holding `len` 32-bit elements. Cloning shares the buffer.
 #[derive(Clone)]
-pub struct GpuTensor(Arc<Pooled>);
+pub struct GpuTensor {
+    pooled: Arc<Pooled>,
+    len: usize,
+}
 
 impl GpuTensor {
     pub(crate) fn new(buffer: wgpu::Buffer, len: usize, pool: Arc<BufferPool>) -> Self {
-        GpuTensor(Arc::new(Pooled::new(buffer, len, pool)))
+        GpuTensor { pooled: Arc::new(Pooled::new(buffer, pool)), len }
     }
 
     /// Number of 32-bit elements the caller asked for (the buffer may be larger).
     pub fn len(&self) -> usize {
-        self.0.len
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.len == 0
+        self.len == 0
     }
 
     pub fn buffer(&self) -> &wgpu::Buffer {
-        &self.0.buffer
+        &self.pooled.buffer
     }
 
     /// Bytes the caller's elements occupy.
     pub fn bytes(&self) -> u64 {
-        self.0.len as u64 * 4
+        self.len as u64 * 4
+    }
+
+    /// The first `len` elements, sharing the buffer: how an executor hands one planned buffer
+    /// to tensors of different sizes over a step.
+    pub fn prefix(&self, len: usize) -> GpuTensor {
+        assert!(len <= self.len, "prefix of {len} elements of a tensor of {}", self.len);
+        GpuTensor { pooled: self.pooled.clone(), len }
     }
 }
 
 impl std::fmt::Debug for GpuTensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuTensor({} elements)", self.0.len)
+        write!(f, "GpuTensor({} elements)", self.len)
     }
 }
 
 /// A buffer on loan from the pool; dropping it gives the buffer back.
 pub(crate) struct Pooled {
     buffer: wgpu::Buffer,
-    len: usize,
     pool: Arc<BufferPool>,
 }
 
 impl Pooled {
-    /// `len` counts the caller's 32-bit elements (0 for a parameter block).
-    pub(crate) fn new(buffer: wgpu::Buffer, len: usize, pool: Arc<BufferPool>) -> Self {
-        Pooled { buffer, len, pool }
+    pub(crate) fn new(buffer: wgpu::Buffer, pool: Arc<BufferPool>) -> Self {
+        Pooled { buffer, pool }
     }
 
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {

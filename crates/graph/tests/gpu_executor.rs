@@ -1,0 +1,223 @@
+//! The GPU executor against the CPU executor on whole graphs, forward and backward, and its
+//! buffer plan.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{assert_close, gpu, values};
+use graph::{
+    Classifier, ConvGeometry, CpuExecutor, CpuTrainer, Feed, GpuExecutor, GpuTrainer, Graph, Model, NodeId,
+    PoolGeometry, SharedBuffers, Trainer, Training, backward,
+};
+use kernels::{Binary, Unary};
+
+/// Runs `graph` on both executors and compares every node in `outputs`.
+fn compare(graph: &Graph, outputs: &[(NodeId, &str)], params: &HashMap<String, Vec<f32>>, feed: &Feed) {
+    let Some(gpu) = gpu() else { return };
+    let ids: Vec<NodeId> = outputs.iter().map(|o| o.0).collect();
+    let want = CpuExecutor::new(graph).run_for(params, feed, &ids).unwrap();
+    let device: HashMap<String, kernels::GpuTensor> =
+        params.iter().map(|(k, v)| (k.clone(), gpu.upload(v).unwrap())).collect();
+    let exec = GpuExecutor::new(gpu, graph, &ids, &device, &mut SharedBuffers::default()).unwrap();
+    exec.run(feed).unwrap();
+    for &(id, what) in outputs {
+        assert_close(what, &exec.read(id).unwrap(), want.get(id));
+    }
+    let memory = exec.memory();
+    assert!(memory.planned <= memory.unshared, "{memory:?}");
+}
+
+/// Every op the IR has on small odd shapes: matmul with each transpose, broadcasting binary
+/// ops, activations, layer norm, softmax and log-softmax, concat, slice, MSE and cross-entropy
+/// with label smoothing, with the gradient of every parameter and of the input.
+#[test]
+fn dense_ops_and_their_gradients_match_the_cpu() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[5, 7]);
+    let labels = g.labels("y", 5, 3);
+    let target = g.input("t", &[5, 6]);
+    let w1 = g.param("w1", &[6, 7]);
+    let b1 = g.param("b1", &[6]);
+    let gamma = g.param("gamma", &[6]);
+    let beta = g.param("beta", &[6]);
+    let w2 = g.param("w2", &[6, 3]);
+    let h = g.matmul(x, w1, false, true).unwrap();
+    let h = g.binary(Binary::Add, h, b1).unwrap();
+    let h = g.layer_norm(h, gamma, beta, 1e-5).unwrap();
+    let a = g.unary(Unary::GeluErf, h);
+    let s = g.unary(Unary::Sigmoid, h);
+    let gated = g.binary(Binary::Mul, a, s).unwrap();
+    let mse = g.mse(gated, target).unwrap();
+    let left = g.slice(gated, 1, 0, 2).unwrap();
+    let right = g.slice(gated, 1, 3, 3).unwrap();
+    let right = g.softmax(right, false).unwrap();
+    let joined = g.concat(&[left, right, left], 1).unwrap(); // [5, 7]
+    let gram = g.matmul(joined, x, true, false).unwrap(); // [7, 7]
+    let mixed = g.matmul(x, gram, false, true).unwrap(); // [5, 7]
+    let mixed = g.unary(Unary::Tanh, mixed);
+    let logits = g.matmul(mixed, w1, false, true).unwrap(); // [5, 6]
+    let logits = g.matmul(logits, w2, false, false).unwrap(); // [5, 3]
+    let logits = g.softmax(logits, true).unwrap();
+    let ce = g.cross_entropy(logits, labels, 0.1).unwrap();
+    let ratio = g.binary(Binary::Div, ce, mse).unwrap();
+    let loss = g.binary(Binary::Sub, ce, ratio).unwrap();
+    let grads = backward(&mut g, loss).unwrap();
+
+    let shapes = [("w1", 42), ("b1", 6), ("gamma", 6), ("beta", 6), ("w2", 18)];
+    let params =
+        shapes.iter().enumerate().map(|(i, (n, len))| (n.to_string(), values(30 + i as u64, *len, 1.0))).collect();
+    let mut feed = Feed::default();
+    feed.inputs.insert("x".into(), values(1, 35, 1.0));
+    feed.inputs.insert("t".into(), values(2, 30, 1.0));
+    feed.labels.insert("y".into(), vec![0, 2, 1, 1, 2]);
+    let mut outputs = vec![(loss, "loss"), (grads.of(x).unwrap(), "dx"), (grads.of(h).unwrap(), "dh")];
+    for (id, name) in [(w1, "dw1"), (b1, "db1"), (gamma, "dgamma"), (beta, "dbeta"), (w2, "dw2")] {
+        outputs.push((grads.of(id).unwrap(), name));
+    }
+    compare(&g, &outputs, &params, &feed);
+}
+
+/// A residual CNN block, conv variants (stride, dilation, padding), both poolings and a
+/// global average pool, the gradient of every parameter and of the input image.
+fn residual_cnn(seed: u64, batch: usize) -> (Model, NodeId, NodeId) {
+    let mut m = Model::new(seed);
+    let x = m.graph.input("x", &[batch, 2, 9, 9]);
+    let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
+    let h = m.conv2d("stem", x, 4, (3, 3), ConvGeometry { stride: (2, 2), ..same }, true).unwrap(); // [b, 4, 5, 5]
+    let h = m.graph.unary(Unary::Relu, h);
+    let r = m.conv2d("block.conv1", h, 4, (3, 3), same, false).unwrap();
+    let r = m.graph.unary(Unary::Silu, r);
+    let r = m.conv2d("block.conv2", r, 4, (3, 3), ConvGeometry { padding: (2, 2), dilation: (2, 2), ..same }, true);
+    let h = m.graph.binary(Binary::Add, h, r.unwrap()).unwrap();
+    let pool = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (1, 1), count_include_pad: false };
+    let h = m.graph.max_pool2d(h, pool).unwrap(); // [b, 4, 3, 3]
+    let h = m.graph.avg_pool2d(h, PoolGeometry { kernel: (3, 3), stride: (3, 3), padding: (0, 0), ..pool }).unwrap();
+    let h = m.graph.flatten(h).unwrap();
+    let logits = m.linear("fc", h, 4, 3, true).unwrap();
+    (m, x, logits)
+}
+
+#[test]
+fn residual_cnn_forward_and_every_gradient_match_the_cpu() {
+    let (m, x, logits) = residual_cnn(3, 3);
+    let model = Classifier::new(m, x, logits, 0.0).unwrap();
+    let mut g = model.graph.clone();
+    let grads = backward(&mut g, model.loss).unwrap();
+    let mut feed = Feed::default();
+    feed.inputs.insert("x".into(), values(4, 3 * 2 * 81, 1.0));
+    feed.labels.insert("y".into(), vec![2, 0, 1]);
+    let mut outputs =
+        vec![(model.logits, "logits".to_string()), (model.loss, "loss".into()), (grads.of(x).unwrap(), "dx".into())];
+    outputs.extend(model.params.iter().map(|p| (p.grad, format!("d {}", p.name))));
+    let outputs: Vec<(NodeId, &str)> = outputs.iter().map(|(id, s)| (*id, s.as_str())).collect();
+    compare(&g, &outputs, &model.initial, &feed);
+}
+
+#[test]
+fn three_adam_steps_match_the_cpu_and_rerun_bit_identically() {
+    let Some(gpu) = gpu() else { return };
+    let build = || {
+        let (m, x, logits) = residual_cnn(5, 4);
+        Classifier::new(m, x, logits, 0.0).unwrap()
+    };
+    let batches: Vec<Feed> = (0..3)
+        .map(|i| {
+            let mut feed = Feed::default();
+            feed.inputs.insert("x".into(), values(40 + i, 4 * 2 * 81, 1.0));
+            feed.labels.insert("y".into(), vec![0, 1, 2, (i % 3) as u32]);
+            feed
+        })
+        .collect();
+    let training = Training::adam(1e-2);
+    let mut cpu = CpuTrainer::new(build(), training);
+    let mut first = GpuTrainer::new(gpu, build(), training).unwrap();
+    let mut second = GpuTrainer::new(gpu, build(), training).unwrap();
+    let (mut losses, mut again) = (Vec::new(), Vec::new());
+    for feed in &batches {
+        let want = cpu.train_step(feed).unwrap();
+        let got = first.train_step(feed).unwrap();
+        assert_close("loss", &[got.loss], &[want.loss]);
+        assert_eq!(got.correct, want.correct);
+        losses.push(got.loss.to_bits());
+        again.push(second.train_step(feed).unwrap().loss.to_bits());
+    }
+    assert_eq!(losses, again, "same seed, same device: bit-identical losses");
+    let (want, got) = (cpu.params().unwrap(), first.params().unwrap());
+    for (name, w) in &want {
+        assert_close(&format!("{name} after 3 Adam steps"), &got[name], w);
+    }
+}
+
+#[test]
+fn steps_after_the_first_allocate_nothing() {
+    let Some(gpu) = gpu() else { return };
+    let (m, x, logits) = residual_cnn(6, 2);
+    let mut trainer = GpuTrainer::new(gpu, Classifier::new(m, x, logits, 0.0).unwrap(), Training::adam(1e-3)).unwrap();
+    let mut feed = Feed::default();
+    feed.inputs.insert("x".into(), values(7, 2 * 2 * 81, 1.0));
+    feed.labels.insert("y".into(), vec![1, 2]);
+    trainer.train_step(&feed).unwrap();
+    trainer.evaluate(&feed).unwrap();
+    let before = gpu.pool_stats();
+    for _ in 0..3 {
+        trainer.train_step(&feed).unwrap();
+        trainer.evaluate(&feed).unwrap();
+    }
+    assert_eq!(gpu.pool_stats(), before, "buffers created after the first step");
+    let (train, eval) = trainer.memory();
+    println!(
+        "residual CNN step: planned {} B vs {} B unshared; eval planned {} B",
+        train.planned, train.unshared, eval.planned
+    );
+    assert!(train.planned * 2 < train.unshared, "{train:?}");
+}
+
+#[test]
+fn bad_feeds_are_errors_on_the_gpu_too() {
+    let Some(gpu) = gpu() else { return };
+    let (m, x, logits) = residual_cnn(8, 2);
+    let mut trainer = GpuTrainer::new(gpu, Classifier::new(m, x, logits, 0.0).unwrap(), Training::adam(1e-3)).unwrap();
+    let mut feed = Feed::default();
+    feed.inputs.insert("x".into(), values(7, 2 * 2 * 81, 1.0));
+    feed.labels.insert("y".into(), vec![1, 3]);
+    let err = trainer.train_step(&feed).unwrap_err().to_string();
+    assert!(err.contains("target 3 is not a class index below 3"), "{err}");
+    feed.inputs.insert("x".into(), values(7, 10, 1.0));
+    let err = trainer.evaluate(&feed).unwrap_err().to_string();
+    assert!(err.contains("fed 10 values"), "{err}");
+    assert_eq!(trainer.steps(), 0);
+}
+
+#[test]
+fn a_chain_of_ops_plans_two_buffers_and_keeps_outputs_apart() {
+    use graph::{Needs, Plan, Storage};
+    let mut g = Graph::new();
+    let x = g.input("x", &[100]);
+    let mut h = x;
+    let mut middle = x;
+    for i in 0..10 {
+        h = g.unary(Unary::Tanh, h);
+        if i == 4 {
+            middle = h;
+        }
+    }
+    let needs = |id: NodeId| match id == x {
+        true => Needs { output: Storage::Persistent, scratch: vec![] },
+        false => Needs { output: Storage::Planned(g.node(id).len()), scratch: vec![] },
+    };
+    let plan = Plan::new(&g, &[h], needs);
+    assert_eq!(plan.buffers, vec![100, 100], "ping-pong between two buffers");
+    assert_eq!(plan.unshared_elements, 1000);
+    // Reading a middle node too keeps its buffer out of later reuse.
+    let plan = Plan::new(&g, &[h, middle], needs);
+    let kept = plan.output[g.nodes().position(|(id, _)| id == middle).unwrap()].unwrap();
+    let later: Vec<usize> = plan
+        .order
+        .iter()
+        .skip(6)
+        .filter_map(|id| plan.output[g.nodes().position(|(n, _)| n == *id).unwrap()])
+        .collect();
+    assert!(!later.contains(&kept), "{later:?} reuse {kept}");
+    assert_eq!(plan.buffers.len(), 3);
+}

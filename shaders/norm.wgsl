@@ -18,8 +18,9 @@ fn bn_at(c: u32, i: u32) -> u32 {
 }
 
 @group(0) @binding(1) var<storage, read> bs_x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> bs_running: array<f32>; // [running_mean C, running_var C]
-@group(0) @binding(3) var<storage, read_write> bs_saved: array<f32>;   // [mean C, invstd C]
+@group(0) @binding(2) var<storage, read_write> bs_running_mean: array<f32>; // [C]
+@group(0) @binding(3) var<storage, read_write> bs_running_var: array<f32>;  // [C]
+@group(0) @binding(4) var<storage, read_write> bs_saved: array<f32>;        // [mean C, invstd C]
 
 // Training: batch statistics, saved for backward, folded into the running ones. Evaluation:
 // the running statistics, saved in the same form.
@@ -29,8 +30,8 @@ fn batch_norm_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let m = p.n * p.s;
     if p.train == 0u {
         if li == 0u {
-            bs_saved[c] = bs_running[c];
-            bs_saved[p.c + c] = inverseSqrt(bs_running[p.c + c] + p.eps);
+            bs_saved[c] = bs_running_mean[c];
+            bs_saved[p.c + c] = inverseSqrt(bs_running_var[c] + p.eps);
         }
         return;
     }
@@ -45,8 +46,8 @@ fn batch_norm_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         let unbiased = var_sum / f32(max(m, 2u) - 1u);
         bs_saved[c] = mean;
         bs_saved[p.c + c] = inverseSqrt(biased + p.eps);
-        bs_running[c] = (1.0 - p.momentum) * bs_running[c] + p.momentum * mean;
-        bs_running[p.c + c] = (1.0 - p.momentum) * bs_running[p.c + c] + p.momentum * unbiased;
+        bs_running_mean[c] = (1.0 - p.momentum) * bs_running_mean[c] + p.momentum * mean;
+        bs_running_var[c] = (1.0 - p.momentum) * bs_running_var[c] + p.momentum * unbiased;
     }
 }
 

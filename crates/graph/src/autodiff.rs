@@ -54,7 +54,14 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
     let n = g.node(node).clone();
     let x = |k: usize| n.inputs[k];
     Ok(match n.op {
-        Op::Input { .. } | Op::Labels { .. } | Op::Param { .. } | Op::Fill(_) | Op::Correct { .. } => vec![],
+        Op::Input { .. }
+        | Op::Labels { .. }
+        | Op::Param { .. }
+        | Op::State { .. }
+        | Op::Fill(_)
+        | Op::Correct { .. } => {
+            vec![]
+        }
         // C = op(A) op(B): d op(A) = dC op(B)ᵀ, d op(B) = op(A)ᵀ dC, transposed back as stored.
         Op::MatMul { transpose_a: ta, transpose_b: tb } => {
             let (a, b) = (x(0), x(1));
@@ -114,6 +121,18 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
             let dbeta = g.sum_to(dy, &g_shape);
             vec![(x(0), dx), (x(1), dgamma), (x(2), dbeta)]
         }
+        // Running statistics get no gradient: in training they are not an input of y.
+        Op::BatchNorm { eps, .. } => {
+            let (x_shape, c) = (g.shape(x(0)).to_vec(), g.shape(x(1)).to_vec());
+            let dx = g.gradient(Op::BatchNormGradInput { eps }, vec![x(0), x(1), x(3), x(4), dy], &x_shape);
+            let dgamma = g.gradient(Op::BatchNormGradGamma { eps }, vec![x(0), x(3), x(4), dy], &c);
+            // dbeta sums dy over every axis but the channels.
+            let per_channel: Vec<usize> = (0..x_shape.len()).map(|a| if a == 1 { x_shape[1] } else { 1 }).collect();
+            let dbeta = g.sum_to(dy, &per_channel);
+            let dbeta = g.reshape(dbeta, &c)?;
+            vec![(x(0), dx), (x(1), dgamma), (x(2), dbeta)]
+        }
+        Op::Dropout { p, seed } => vec![(x(0), g.dropout(dy, p, seed)?)],
         Op::Softmax { log } => {
             let shape = g.shape(node).to_vec();
             vec![(x(0), g.gradient(Op::SoftmaxGrad { log }, vec![node, dy], &shape))]
@@ -155,6 +174,8 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
         Op::UnaryGrad(_)
         | Op::LayerNormGradInput { .. }
         | Op::LayerNormGradGamma { .. }
+        | Op::BatchNormGradInput { .. }
+        | Op::BatchNormGradGamma { .. }
         | Op::SoftmaxGrad { .. }
         | Op::CrossEntropyGrad { .. }
         | Op::Conv2dGradInput(_)

@@ -51,10 +51,12 @@ impl Classifier {
         let loss = graph.cross_entropy(logits, labels, label_smoothing)?;
         let correct = graph.correct(logits, labels, 1)?;
         let grads = backward(&mut graph, loss)?;
-        let params = order
+        // Trained parameters only: state (running statistics) has no gradient.
+        let trained: Vec<(String, NodeId)> =
+            order.into_iter().filter_map(|name| graph.find_param(&name).map(|node| (name, node))).collect();
+        let params = trained
             .into_iter()
-            .map(|name| {
-                let node = graph.find_param(&name).expect("the model declared it");
+            .map(|(name, node)| {
                 // A parameter the loss does not reach gets a zero gradient.
                 let grad = match grads.of(node) {
                     Some(grad) => grad,

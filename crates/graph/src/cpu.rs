@@ -5,15 +5,16 @@
 use std::collections::HashMap;
 
 use kernels::shape::{contiguous_strides, strided_offsets};
-use kernels::{Broadcast, CrossEntropy, Matmul, StridedCopy, cpu};
+use kernels::{BatchNorm, Broadcast, CrossEntropy, Dropout, Matmul, StridedCopy, cpu};
 
 use crate::classifier::PADDING_LABEL;
 use crate::error::{GraphError, Result};
-use crate::ir::{Graph, Node, NodeId, Op, conv_shape, layer_norm_shape, pool_shape};
+use crate::ir::{Graph, Mode, Node, NodeId, Op, batch_norm_shape, conv_shape, layer_norm_shape, pool_shape};
 
 /// Runs a graph on the CPU.
 pub struct CpuExecutor<'g> {
     graph: &'g Graph,
+    mode: Mode,
 }
 
 /// A node's value: f32 data, or u32 class labels.
@@ -27,6 +28,8 @@ enum Value {
 #[derive(Debug, Clone)]
 pub struct Values {
     values: Vec<Option<Value>>,
+    /// New values of the state tensors the run updated (training-mode batch norm), by name.
+    pub updated_state: HashMap<String, Vec<f32>>,
 }
 
 impl Values {
@@ -45,16 +48,18 @@ impl Values {
     }
 }
 
-/// What a run is fed: f32 inputs and u32 labels by name.
+/// What a run is fed: f32 inputs and u32 labels by name, and the step number that picks
+/// this run's dropout masks.
 #[derive(Debug, Clone, Default)]
 pub struct Feed {
     pub inputs: HashMap<String, Vec<f32>>,
     pub labels: HashMap<String, Vec<u32>>,
+    pub step: u64,
 }
 
 impl<'g> CpuExecutor<'g> {
-    pub fn new(graph: &'g Graph) -> Self {
-        CpuExecutor { graph }
+    pub fn new(graph: &'g Graph, mode: Mode) -> Self {
+        CpuExecutor { graph, mode }
     }
 
     /// Evaluates every node, with `params` by state_dict name.
@@ -65,20 +70,16 @@ impl<'g> CpuExecutor<'g> {
 
     /// Evaluates `outputs` and the nodes they depend on, nothing else.
     pub fn run_for(&self, params: &HashMap<String, Vec<f32>>, feed: &Feed, outputs: &[NodeId]) -> Result<Values> {
-        let mut values: Vec<Option<Value>> = vec![None; self.graph.nodes().count()];
+        let mut run = Values { values: vec![None; self.graph.nodes().count()], updated_state: HashMap::new() };
         for id in self.graph.ancestors(outputs) {
-            values[id.0] = Some(self.eval(self.graph.node(id), &values, params, feed)?);
+            let value = self.eval(self.graph.node(id), &mut run, params, feed)?;
+            run.values[id.0] = Some(value);
         }
-        Ok(Values { values })
+        Ok(run)
     }
 
-    fn eval(
-        &self,
-        node: &Node,
-        values: &[Option<Value>],
-        params: &HashMap<String, Vec<f32>>,
-        feed: &Feed,
-    ) -> Result<Value> {
+    fn eval(&self, node: &Node, run: &mut Values, params: &HashMap<String, Vec<f32>>, feed: &Feed) -> Result<Value> {
+        let values = &run.values;
         let f = |k: usize| match &values[node.inputs[k].0] {
             Some(Value::F32(v)) => v.as_slice(),
             _ => unreachable!("shape inference keeps labels out of f32 ops; inputs come first"),
@@ -87,7 +88,7 @@ impl<'g> CpuExecutor<'g> {
         let mut out = vec![0f32; node.len()];
         match &node.op {
             Op::Input { name } => return fed(node, name, feed.inputs.get(name)).map(Value::F32),
-            Op::Param { name } => return fed(node, name, params.get(name)).map(Value::F32),
+            Op::Param { name } | Op::State { name } => return fed(node, name, params.get(name)).map(Value::F32),
             Op::Labels { name, classes } => {
                 let labels = fed(node, name, feed.labels.get(name))?;
                 if let Some(&bad) = labels.iter().find(|&&t| t as usize >= *classes && t != PADDING_LABEL) {
@@ -155,6 +156,33 @@ impl<'g> CpuExecutor<'g> {
                 let (ones, mut dbeta, mut dx) = (vec![1.0; ln.features], vec![0.0; ln.features], vec![0.0; f(0).len()]);
                 cpu::layer_norm_backward(&ln, f(0), f(1), &saved, &ones, &mut out, &mut dbeta, &mut dx);
             }
+            Op::BatchNorm { eps, momentum } => {
+                let bn = batch_norm_shape(&node.shape, *eps, *momentum, self.mode);
+                let (mut mean, mut var) = (f(3).to_vec(), f(4).to_vec());
+                let mut saved = vec![0.0; 2 * bn.channels];
+                cpu::batch_norm(&bn, f(0), f(1), f(2), &mut mean, &mut var, &mut saved, &mut out);
+                if self.mode == Mode::Train {
+                    let [mean_name, var_name] = [3, 4].map(|k| state_name(self.graph, node.inputs[k]));
+                    run.updated_state.insert(mean_name, mean);
+                    run.updated_state.insert(var_name, var);
+                }
+            }
+            Op::BatchNormGradInput { eps } => {
+                let (bn, saved) = self.batch_norm_stats(&node.shape, *eps, f(0), f(2), f(3));
+                let (mut dgamma, mut dbeta) = (vec![0.0; bn.channels], vec![0.0; bn.channels]);
+                cpu::batch_norm_backward(&bn, f(0), f(4), &saved, f(1), &mut dgamma, &mut dbeta, &mut out);
+            }
+            Op::BatchNormGradGamma { eps } => {
+                let (bn, saved) = self.batch_norm_stats(shape_of(0), *eps, f(0), f(1), f(2));
+                let (ones, mut dbeta, mut dx) = (vec![1.0; bn.channels], vec![0.0; bn.channels], vec![0.0; bn.len()]);
+                cpu::batch_norm_backward(&bn, f(0), f(3), &saved, &ones, &mut out, &mut dbeta, &mut dx);
+            }
+            Op::Dropout { p, seed } => match self.mode {
+                Mode::Train => {
+                    cpu::dropout(&Dropout { n: node.len(), p: *p, seed: *seed, stream: feed.step }, f(0), &mut out)
+                }
+                Mode::Eval => out.copy_from_slice(f(0)),
+            },
             Op::Softmax { log } => {
                 let cols = *node.shape.last().unwrap();
                 cpu::softmax(*log, node.len() / cols, cols, f(0), &mut out);
@@ -219,6 +247,33 @@ fn labels(values: &[Option<Value>], id: NodeId) -> &[u32] {
     match &values[id.0] {
         Some(Value::U32(v)) => v,
         _ => unreachable!("shape inference checks the labels input, which comes first"),
+    }
+}
+
+impl CpuExecutor<'_> {
+    /// A batch norm's shape and the statistics it normalises `x` with in this mode, found
+    /// again for the backward pass (momentum 0: the running statistics stay as they are).
+    fn batch_norm_stats(
+        &self,
+        x_shape: &[usize],
+        eps: f32,
+        x: &[f32],
+        mean: &[f32],
+        var: &[f32],
+    ) -> (BatchNorm, Vec<f32>) {
+        let bn = batch_norm_shape(x_shape, eps, 0.0, self.mode);
+        let (ones, zeros) = (vec![1.0; bn.channels], vec![0.0; bn.channels]);
+        let (mut mean, mut var) = (mean.to_vec(), var.to_vec());
+        let (mut y, mut saved) = (vec![0.0; x.len()], vec![0.0; 2 * bn.channels]);
+        cpu::batch_norm(&bn, x, &ones, &zeros, &mut mean, &mut var, &mut saved, &mut y);
+        (bn, saved)
+    }
+}
+
+fn state_name(graph: &Graph, id: NodeId) -> String {
+    match &graph.node(id).op {
+        Op::State { name } => name.clone(),
+        _ => unreachable!("batch norm's running statistics are state nodes"),
     }
 }
 

@@ -7,14 +7,14 @@
 use std::collections::HashMap;
 
 use kernels::{
-    Broadcast, CrossEntropy, Dispatch, Gpu, GpuTensor, Matmul, ReduceOp, Reduction, StridedCopy, conv, elementwise,
-    layout, matmul, norm, pool, reduce, softmax,
+    Broadcast, CrossEntropy, Dispatch, Dropout, Gpu, GpuTensor, Matmul, ReduceOp, Reduction, StridedCopy, conv,
+    dropout, elementwise, layout, matmul, norm, pool, reduce, softmax,
 };
 
 use crate::classifier::PADDING_LABEL;
 use crate::cpu::Feed;
 use crate::error::{GraphError, Result};
-use crate::ir::{Graph, Node, NodeId, Op, conv_shape, layer_norm_shape, pool_shape};
+use crate::ir::{Graph, Mode, Node, NodeId, Op, batch_norm_shape, conv_shape, layer_norm_shape, pool_shape};
 use crate::plan::{Needs, Plan, Storage};
 
 /// Device memory of an executor, in bytes.
@@ -62,17 +62,20 @@ pub struct GpuExecutor<'g> {
     shapes: HashMap<NodeId, Vec<usize>>,
     fed: Vec<FedTensor>,
     dispatches: Vec<Dispatch>,
+    /// Indices into `dispatches` of the dropouts, whose mask stream follows the fed step.
+    dropouts: Vec<(usize, Dropout)>,
     /// The tensors of the outputs, readable after a run.
     outputs: HashMap<NodeId, GpuTensor>,
     memory: Memory,
 }
 
 impl<'g> GpuExecutor<'g> {
-    /// Prepares the nodes that `outputs` depend on. `params` holds every parameter's tensor
-    /// by name; `shared` lends the planned buffers.
+    /// Prepares the nodes that `outputs` depend on, in `mode`. `params` holds the tensor of
+    /// every parameter and state by name; `shared` lends the planned buffers.
     pub fn new(
         gpu: &'g Gpu,
         graph: &Graph,
+        mode: Mode,
         outputs: &[NodeId],
         params: &HashMap<String, GpuTensor>,
         shared: &mut SharedBuffers,
@@ -84,10 +87,11 @@ impl<'g> GpuExecutor<'g> {
         let mut fed = Vec::new();
         let mut persistent = 0;
         let mut dispatches = Vec::new();
+        let mut dropouts = Vec::new();
         for &id in &plan.order {
             let node = graph.node(id);
             let tensor = match (&node.op, plan.output[id.0]) {
-                (Op::Param { name }, _) => {
+                (Op::Param { name } | Op::State { name }, _) => {
                     let t = params.get(name).ok_or_else(|| missing(node, name))?;
                     if t.len() != node.len() {
                         return Err(GraphError::FeedLength {
@@ -130,7 +134,13 @@ impl<'g> GpuExecutor<'g> {
                 Some(buffer) if matches!(node.op, Op::CrossEntropy { .. }) => buffers[buffer].prefix(2),
                 _ => tensor.clone(),
             };
-            dispatches.extend(lower(gpu, graph, node, &out, &inputs, &scratch)?);
+            if let (Op::Dropout { p, seed }, Mode::Train) = (&node.op, mode) {
+                let d = Dropout { n: node.len(), p: *p, seed: *seed, stream: 0 };
+                dropouts.push((dispatches.len(), d));
+                dispatches.push(dropout::dropout(gpu, &d, &inputs[0], &out)?);
+            } else {
+                dispatches.extend(lower(gpu, graph, mode, node, &out, &inputs, &scratch)?);
+            }
             tensors[id.0] = Some(tensor);
         }
         let outputs = outputs.iter().map(|&o| (o, tensors[o.0].clone().expect("planned"))).collect();
@@ -145,6 +155,7 @@ impl<'g> GpuExecutor<'g> {
             shapes: plan.order.iter().map(|&id| (id, graph.shape(id).to_vec())).collect(),
             fed,
             dispatches,
+            dropouts,
             outputs,
             memory,
         })
@@ -179,6 +190,9 @@ impl<'g> GpuExecutor<'g> {
                 }
             }
         }
+        for &(i, d) in &self.dropouts {
+            dropout::set_stream(self.gpu, &self.dispatches[i], &Dropout { stream: feed.step, ..d });
+        }
         let all: Vec<&Dispatch> = self.dispatches.iter().chain(after.iter().copied()).collect();
         Ok(self.gpu.run(&all)?)
     }
@@ -211,7 +225,7 @@ fn needs(graph: &Graph, node: &Node) -> Needs {
     let shape_of = |k: usize| graph.shape(node.inputs[k]);
     let planned = |scratch: Vec<usize>| Needs { output: Storage::Planned(node.len()), scratch };
     match &node.op {
-        Op::Input { .. } | Op::Labels { .. } | Op::Param { .. } | Op::Fill(_) => {
+        Op::Input { .. } | Op::Labels { .. } | Op::Param { .. } | Op::State { .. } | Op::Fill(_) => {
             Needs { output: Storage::Persistent, scratch: vec![] }
         }
         Op::Reshape => Needs { output: Storage::Alias, scratch: vec![] },
@@ -238,6 +252,13 @@ fn needs(graph: &Graph, node: &Node) -> Needs {
             let n = ln.rows * ln.features;
             planned(vec![n, 2 * ln.rows, ln.features, n.max(ln.features)])
         }
+        Op::BatchNorm { .. } => planned(vec![2 * node.shape[1]]),
+        // Recomputed statistics, then the backward's other two outputs.
+        Op::BatchNormGradInput { .. } | Op::BatchNormGradGamma { .. } => {
+            let x = shape_of(0);
+            let (c, n) = (x[1], x.iter().product::<usize>());
+            planned(vec![n, 2 * c, c, c, n])
+        }
         Op::CrossEntropy { .. } => Needs { output: Storage::Planned(2), scratch: vec![2 * shape_of(0)[0]] },
         Op::CrossEntropyGrad { .. } => planned(vec![2 * shape_of(0)[0], 2]),
         Op::Correct { .. } => planned(vec![shape_of(0)[0]]),
@@ -251,7 +272,8 @@ fn needs(graph: &Graph, node: &Node) -> Needs {
         | Op::Softmax { .. }
         | Op::SoftmaxGrad { .. }
         | Op::Concat { .. }
-        | Op::Slice { .. } => planned(vec![]),
+        | Op::Slice { .. }
+        | Op::Dropout { .. } => planned(vec![]),
     }
 }
 
@@ -287,6 +309,7 @@ fn sum_to_steps(from: &[usize], to: &[usize]) -> Vec<Reduction> {
 fn lower(
     gpu: &Gpu,
     graph: &Graph,
+    mode: Mode,
     node: &Node,
     out: &GpuTensor,
     inputs: &[GpuTensor],
@@ -296,7 +319,36 @@ fn lower(
     let x = |k: usize| &inputs[k];
     let n = node.len();
     Ok(match &node.op {
-        Op::Input { .. } | Op::Labels { .. } | Op::Param { .. } | Op::Fill(_) | Op::Reshape => vec![],
+        Op::Input { .. } | Op::Labels { .. } | Op::Param { .. } | Op::State { .. } | Op::Fill(_) | Op::Reshape => {
+            vec![]
+        }
+        // Training-mode dropout is prepared by the executor, which re-streams it every run.
+        Op::Dropout { .. } => {
+            let copy = StridedCopy::slice(&[n], 0, 0, n).expect("whole range");
+            vec![layout::strided_copy(gpu, &copy, x(0), out)?]
+        }
+        Op::BatchNorm { eps, momentum } => {
+            let bn = batch_norm_shape(&node.shape, *eps, *momentum, mode);
+            norm::batch_norm(gpu, &bn, x(0), x(1), x(2), x(3), x(4), &scratch[0], out)?.into()
+        }
+        // Both gradients find the forward's statistics again (momentum 0 leaves the running
+        // ones as they are), then run the backward, keeping the output they are.
+        Op::BatchNormGradInput { eps } => {
+            let bn = batch_norm_shape(&node.shape, *eps, 0.0, mode);
+            let [y, saved, dgamma, dbeta] = [&scratch[0], &scratch[1], &scratch[2], &scratch[3]];
+            let mut d: Vec<Dispatch> = norm::batch_norm(gpu, &bn, x(0), x(1), x(1), x(2), x(3), saved, y)?.into();
+            d.extend(norm::batch_norm_backward(gpu, &bn, x(0), x(4), saved, x(1), dgamma, dbeta, out)?);
+            d
+        }
+        Op::BatchNormGradGamma { eps } => {
+            let bn = batch_norm_shape(shape_of(0), *eps, 0.0, mode);
+            let [y, saved, dbeta, dx] = [&scratch[0], &scratch[1], &scratch[3], &scratch[4]];
+            // gamma and beta do not change the statistics; any [C] tensor stands in for them.
+            let any_c = x(1);
+            let mut d: Vec<Dispatch> = norm::batch_norm(gpu, &bn, x(0), any_c, any_c, x(1), x(2), saved, y)?.into();
+            d.extend(norm::batch_norm_backward(gpu, &bn, x(0), x(3), saved, any_c, out, dbeta, dx)?);
+            d
+        }
         Op::MatMul { transpose_a, transpose_b } => {
             let sa = shape_of(0);
             let (m, k) = if *transpose_a { (sa[1], sa[0]) } else { (sa[0], sa[1]) };

@@ -2,7 +2,7 @@
 //! the order they were built, which is a topological order. Each builder method infers the
 //! output shape and rejects inputs that do not fit, naming the node and every shape.
 
-use kernels::{Binary, Broadcast, Conv2d, LayerNorm, Pool2d, Unary};
+use kernels::{BatchNorm, Binary, Broadcast, Conv2d, LayerNorm, Pool2d, Unary};
 
 use crate::error::{GraphError, Result};
 
@@ -25,6 +25,11 @@ pub enum Op {
     },
     /// A trainable tensor, named as the PyTorch `state_dict` key.
     Param {
+        name: String,
+    },
+    /// Model state that is not trained but kept (batch norm's running statistics), named as
+    /// the `state_dict` key. Training-mode batch norm updates it.
+    State {
         name: String,
     },
     /// Every element equal to the value.
@@ -68,6 +73,27 @@ pub enum Op {
     LayerNormGradGamma {
         eps: f32,
     },
+    /// Inputs [x [N, C, ...], gamma, beta, running_mean, running_var]: batch norm per channel.
+    /// Training mode normalises with the batch's statistics and folds them into the running
+    /// ones (`momentum`, PyTorch's rule); evaluation mode uses the running ones.
+    BatchNorm {
+        eps: f32,
+        momentum: f32,
+    },
+    /// Inputs [x, gamma, running_mean, running_var, dy]: the gradient of batch norm's input.
+    BatchNormGradInput {
+        eps: f32,
+    },
+    /// Inputs [x, running_mean, running_var, dy]: the gradient of gamma.
+    BatchNormGradGamma {
+        eps: f32,
+    },
+    /// Inverted dropout in training mode (a Philox mask of (seed, the run's step, index)),
+    /// the identity in evaluation mode. Its gradient is the same op on dy.
+    Dropout {
+        p: f32,
+        seed: u64,
+    },
     /// Softmax (or log-softmax) over the last axis.
     Softmax {
         log: bool,
@@ -100,6 +126,14 @@ pub enum Op {
     },
 }
 
+/// Whether a run trains (batch statistics, dropout) or evaluates (running statistics, no
+/// dropout), as PyTorch's `module.train()` / `module.eval()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
 /// Stride, padding and dilation of a convolution, (height, width) each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -118,6 +152,13 @@ pub struct PoolGeometry {
     pub count_include_pad: bool,
 }
 
+impl PoolGeometry {
+    /// One window over a whole `height` x `width` plane.
+    pub fn global(height: usize, width: usize) -> Self {
+        PoolGeometry { kernel: (height, width), stride: (height, width), padding: (0, 0), count_include_pad: true }
+    }
+}
+
 /// The kernels crate's description of a convolution of input `x` [N, C, H, W] by `w`
 /// [OC, C, KH, KW].
 pub(crate) fn conv_shape(x: &[usize], w: &[usize], geo: &ConvGeometry) -> Conv2d {
@@ -131,6 +172,18 @@ pub(crate) fn conv_shape(x: &[usize], w: &[usize], geo: &ConvGeometry) -> Conv2d
         stride: geo.stride,
         padding: geo.padding,
         dilation: geo.dilation,
+    }
+}
+
+/// The kernels crate's description of a batch norm of `x` [N, C, ...] in `mode`.
+pub(crate) fn batch_norm_shape(x: &[usize], eps: f32, momentum: f32, mode: Mode) -> BatchNorm {
+    BatchNorm {
+        batch: x[0],
+        channels: x[1],
+        spatial: x[2..].iter().product(),
+        eps,
+        momentum,
+        train: mode == Mode::Train,
     }
 }
 
@@ -222,6 +275,10 @@ impl Graph {
         self.push(Op::Param { name: name.into() }, vec![], shape.to_vec())
     }
 
+    pub fn state(&mut self, name: &str, shape: &[usize]) -> NodeId {
+        self.push(Op::State { name: name.into() }, vec![], shape.to_vec())
+    }
+
     pub fn fill(&mut self, value: f32, shape: &[usize]) -> NodeId {
         self.push(Op::Fill(value), vec![], shape.to_vec())
     }
@@ -292,6 +349,19 @@ impl Graph {
         Ok(self.push(op, vec![x], vec![sx[0], sx[1], pool.out_height(), pool.out_width()]))
     }
 
+    /// The mean of each channel plane of x [N, C, H, W], as [N, C] (`AdaptiveAvgPool2d(1)`
+    /// then `Flatten`).
+    pub fn global_avg_pool(&mut self, x: NodeId) -> Result<NodeId> {
+        let sx = self.shape(x).to_vec();
+        if sx.len() != 4 {
+            return Err(
+                self.error(&Op::AvgPool2d(PoolGeometry::global(1, 1)), format!("input {sx:?} must be [N, C, H, W]"))
+            );
+        }
+        let pooled = self.avg_pool2d(x, PoolGeometry::global(sx[2], sx[3]))?;
+        self.reshape(pooled, &sx[..2])
+    }
+
     /// The same values as `shape`, which must hold as many elements.
     pub fn reshape(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
         let from = self.shape(x).to_vec();
@@ -312,6 +382,43 @@ impl Graph {
                     .error(&op, format!("input {sx:?} needs gamma and beta of its last axis, got {sg:?} and {sb:?}")))
             }
         }
+    }
+
+    /// Batch norm of `x` [N, C, ...] over its channels (axis 1), with `gamma`, `beta` and the
+    /// running statistics all [C].
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm(
+        &mut self,
+        x: NodeId,
+        gamma: NodeId,
+        beta: NodeId,
+        running_mean: NodeId,
+        running_var: NodeId,
+        eps: f32,
+        momentum: f32,
+    ) -> Result<NodeId> {
+        let op = Op::BatchNorm { eps, momentum };
+        let sx = self.shape(x).to_vec();
+        let per_channel = [gamma, beta, running_mean, running_var].map(|n| self.shape(n).to_vec());
+        if sx.len() < 2 || per_channel.iter().any(|s| s[..] != [sx[1]]) {
+            return Err(self.error(
+                &op,
+                format!(
+                    "input {sx:?} must be [N, C, ...] with gamma, beta and running statistics [C], got {per_channel:?}"
+                ),
+            ));
+        }
+        Ok(self.push(op, vec![x, gamma, beta, running_mean, running_var], sx))
+    }
+
+    /// Dropout of `x` with probability `p`; `seed` picks the mask stream of this layer.
+    pub fn dropout(&mut self, x: NodeId, p: f32, seed: u64) -> Result<NodeId> {
+        let op = Op::Dropout { p, seed };
+        if !(0.0..1.0).contains(&p) {
+            return Err(self.error(&op, format!("dropout probability {p} must be in [0, 1)")));
+        }
+        let shape = self.shape(x).to_vec();
+        Ok(self.push(op, vec![x], shape))
     }
 
     /// The sum of every element, a scalar.
@@ -458,6 +565,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Input { .. } => "input",
         Op::Labels { .. } => "labels",
         Op::Param { .. } => "param",
+        Op::State { .. } => "state",
         Op::Fill(_) => "fill",
         Op::MatMul { .. } => "matmul",
         Op::Binary(_) => "binary",
@@ -475,6 +583,10 @@ fn op_name(op: &Op) -> &'static str {
         Op::LayerNorm { .. } => "layer_norm",
         Op::LayerNormGradInput { .. } => "layer_norm_grad_input",
         Op::LayerNormGradGamma { .. } => "layer_norm_grad_gamma",
+        Op::BatchNorm { .. } => "batch_norm",
+        Op::BatchNormGradInput { .. } => "batch_norm_grad_input",
+        Op::BatchNormGradGamma { .. } => "batch_norm_grad_gamma",
+        Op::Dropout { .. } => "dropout",
         Op::Softmax { .. } => "softmax",
         Op::SoftmaxGrad { .. } => "softmax_grad",
         Op::Concat { .. } => "concat",

@@ -10,8 +10,8 @@ use kernels::cpu::dropout::philox4x32_10;
 use crate::error::Result;
 use crate::ir::{ConvGeometry, Graph, NodeId};
 
-/// A model under construction: its graph, its parameters' initial values by name (in
-/// declaration order, like a `state_dict`), and the seeded stream they are drawn from.
+/// A model under construction: its graph, the initial values of its parameters and state by
+/// name (in declaration order, like a `state_dict`), and the seeded stream they are drawn from.
 pub struct Model {
     pub graph: Graph,
     pub params: HashMap<String, Vec<f32>>,
@@ -19,11 +19,12 @@ pub struct Model {
     pub order: Vec<String>,
     seed: u64,
     drawn: u64,
+    dropouts: u64,
 }
 
 impl Model {
     pub fn new(seed: u64) -> Self {
-        Model { graph: Graph::new(), params: HashMap::new(), order: Vec::new(), seed, drawn: 0 }
+        Model { graph: Graph::new(), params: HashMap::new(), order: Vec::new(), seed, drawn: 0, dropouts: 0 }
     }
 
     /// `n` values uniform in [-bound, bound) from the model's Philox stream: the same seed
@@ -46,9 +47,20 @@ impl Model {
     /// Declares parameter `name` of `shape`, uniform in ±`bound`.
     fn param(&mut self, name: String, shape: &[usize], bound: f32) -> NodeId {
         let values = self.uniform(shape.iter().product(), bound);
+        let node = self.graph.param(&name, shape);
+        self.declare(name, values);
+        node
+    }
+
+    /// Declares parameter (or, with `trained` false, state) `name` of `len` equal values.
+    fn constant(&mut self, name: String, len: usize, value: f32, trained: bool) -> NodeId {
+        self.declare(name.clone(), vec![value; len]);
+        if trained { self.graph.param(&name, &[len]) } else { self.graph.state(&name, &[len]) }
+    }
+
+    fn declare(&mut self, name: String, values: Vec<f32>) {
         self.params.insert(name.clone(), values);
-        self.order.push(name.clone());
-        self.graph.param(&name, shape)
+        self.order.push(name);
     }
 
     /// `nn.Linear(inputs, outputs, bias)` named `name`: x [rows, inputs] -> [rows, outputs].
@@ -88,5 +100,37 @@ impl Model {
         }
         self.graph.set_label(y, name);
         Ok(y)
+    }
+}
+
+impl Model {
+    /// `nn.BatchNorm1d` / `nn.BatchNorm2d` named `name` on x [N, C, ...]: weight 1, bias 0,
+    /// running_mean 0, running_var 1, as PyTorch initialises them.
+    pub fn batch_norm(&mut self, name: &str, x: NodeId, eps: f32, momentum: f32) -> Result<NodeId> {
+        let channels = self.graph.shape(x).get(1).copied().unwrap_or(0);
+        let gamma = self.constant(format!("{name}.weight"), channels, 1.0, true);
+        let beta = self.constant(format!("{name}.bias"), channels, 0.0, true);
+        let mean = self.constant(format!("{name}.running_mean"), channels, 0.0, false);
+        let var = self.constant(format!("{name}.running_var"), channels, 1.0, false);
+        let y = self.graph.batch_norm(x, gamma, beta, mean, var, eps, momentum)?;
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+
+    /// `nn.LayerNorm(features)` named `name` over the last axis of x: weight 1, bias 0.
+    pub fn layer_norm(&mut self, name: &str, x: NodeId, eps: f32) -> Result<NodeId> {
+        let features = self.graph.shape(x).last().copied().unwrap_or(0);
+        let gamma = self.constant(format!("{name}.weight"), features, 1.0, true);
+        let beta = self.constant(format!("{name}.bias"), features, 0.0, true);
+        let y = self.graph.layer_norm(x, gamma, beta, eps)?;
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+
+    /// `nn.Dropout(p)`: each dropout layer draws its masks from its own stream of the seed.
+    pub fn dropout(&mut self, x: NodeId, p: f32) -> Result<NodeId> {
+        self.dropouts += 1;
+        let seed = self.seed ^ self.dropouts.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.graph.dropout(x, p, seed)
     }
 }

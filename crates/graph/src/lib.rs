@@ -24,7 +24,7 @@ pub use classifier::{Classifier, PADDING_LABEL, Parameter};
 pub use cpu::{CpuExecutor, Feed, Values};
 pub use error::{GraphError, Result};
 pub use gpu::{GpuExecutor, Memory, SharedBuffers};
-pub use ir::{ConvGeometry, Graph, Node, NodeId, Op, PoolGeometry};
+pub use ir::{ConvGeometry, Graph, Mode, Node, NodeId, Op, PoolGeometry};
 pub use layers::Model;
 pub use optim::{Adam, Optimizer, Schedule, Sgd, Training};
 pub use plan::{Needs, Plan, Storage};

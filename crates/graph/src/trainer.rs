@@ -9,6 +9,7 @@ use crate::classifier::Classifier;
 use crate::cpu::{CpuExecutor, Feed};
 use crate::error::Result;
 use crate::gpu::{GpuExecutor, Memory, SharedBuffers};
+use crate::ir::Mode;
 use crate::optim::Training;
 
 /// The scalars one step reads back.
@@ -66,7 +67,7 @@ impl Trainer for CpuTrainer {
         let m = &self.model;
         let mut wanted = vec![m.loss, m.correct];
         wanted.extend(m.params.iter().map(|p| p.grad));
-        let values = CpuExecutor::new(&m.graph).run_for(&self.params, feed, &wanted)?;
+        let values = CpuExecutor::new(&m.graph, Mode::Train).run_for(&self.params, feed, &wanted)?;
         let mut grads: Vec<Vec<f32>> = m.params.iter().map(|p| values.get(p.grad).to_vec()).collect();
         if let Some(max_norm) = self.training.clip_grad_norm {
             let mut views: Vec<&mut [f32]> = grads.iter_mut().map(|g| g.as_mut_slice()).collect();
@@ -83,12 +84,13 @@ impl Trainer for CpuTrainer {
                 _ => unreachable!("state_count buffers per parameter"),
             }
         }
+        self.params.extend(values.updated_state.clone());
         Ok(self.stats(&values))
     }
 
     fn evaluate(&mut self, feed: &Feed) -> Result<StepStats> {
         let m = &self.model;
-        let values = CpuExecutor::new(&m.graph).run_for(&self.params, feed, &[m.loss, m.correct])?;
+        let values = CpuExecutor::new(&m.graph, Mode::Eval).run_for(&self.params, feed, &[m.loss, m.correct])?;
         Ok(self.stats(&values))
     }
 
@@ -121,14 +123,15 @@ pub struct GpuTrainer<'g> {
 impl<'g> GpuTrainer<'g> {
     pub fn new(gpu: &'g Gpu, model: Classifier, training: Training) -> Result<Self> {
         let mut params = HashMap::new();
-        for p in &model.params {
-            params.insert(p.name.clone(), gpu.upload(&model.initial[&p.name])?);
+        for (name, value) in &model.initial {
+            params.insert(name.clone(), gpu.upload(value)?);
         }
         let mut shared = SharedBuffers::default();
         let mut wanted = vec![model.loss, model.correct];
         wanted.extend(model.params.iter().map(|p| p.grad));
-        let train = GpuExecutor::new(gpu, &model.graph, &wanted, &params, &mut shared)?;
-        let eval = GpuExecutor::new(gpu, &model.graph, &[model.loss, model.correct], &params, &mut shared)?;
+        let train = GpuExecutor::new(gpu, &model.graph, Mode::Train, &wanted, &params, &mut shared)?;
+        let outputs = [model.loss, model.correct];
+        let eval = GpuExecutor::new(gpu, &model.graph, Mode::Eval, &outputs, &params, &mut shared)?;
         let grads: Vec<&GpuTensor> = model.params.iter().map(|p| train.output(p.grad)).collect();
         let clip = match training.clip_grad_norm {
             Some(max_norm) => {

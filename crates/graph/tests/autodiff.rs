@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use graph::{ConvGeometry, CpuExecutor, Feed, Graph, GraphError, NodeId, PoolGeometry, backward};
+use graph::{ConvGeometry, CpuExecutor, Feed, Graph, GraphError, Mode, NodeId, PoolGeometry, backward};
 use kernels::{Binary, Unary};
 
 /// A small deterministic generator for test data.
@@ -100,7 +100,7 @@ fn every_gradient_matches_finite_differences() {
     let grads = backward(&mut net.graph, net.loss).unwrap();
     let x = values(1, 20, 1.0);
     let params = initial_params(&net);
-    let exec = CpuExecutor::new(&net.graph);
+    let exec = CpuExecutor::new(&net.graph, Mode::Train);
     let values = exec.run(&params, &feed(x.clone())).unwrap();
     let loss_with = |params: &HashMap<String, Vec<f32>>, x: &[f32]| {
         exec.run(params, &feed(x.to_vec())).unwrap().scalar(net.loss) as f64
@@ -141,7 +141,7 @@ fn a_shape_mismatch_names_the_node_and_both_shapes() {
 #[test]
 fn missing_feeds_and_bad_labels_are_errors() {
     let net = net();
-    let exec = CpuExecutor::new(&net.graph);
+    let exec = CpuExecutor::new(&net.graph, Mode::Train);
     let params = initial_params(&net);
     let err = exec.run(&params, &Feed::default()).unwrap_err();
     assert!(matches!(err, GraphError::MissingInput { ref name, .. } if name == "x"), "{err}");
@@ -192,7 +192,7 @@ fn cnn_gradients_match_finite_differences() {
         feed.labels.insert("y".into(), vec![2, 0]);
         feed
     };
-    let exec = CpuExecutor::new(&g);
+    let exec = CpuExecutor::new(&g, Mode::Train);
     let run = exec.run(&params, &feed_x(&x_value)).unwrap();
     let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
     // A small step keeps max pooling's winners in place.
@@ -249,7 +249,7 @@ fn softmax_concat_and_slice_gradients_match_finite_differences() {
         feed.labels.insert("y2".into(), vec![0, 1, 1, 0, 1]);
         feed
     };
-    let exec = CpuExecutor::new(&g);
+    let exec = CpuExecutor::new(&g, Mode::Train);
     let run = exec.run(&params, &feed_x(&x_value)).unwrap();
     let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
     for name in ["w", "w2", "w3"] {
@@ -300,7 +300,7 @@ fn layer_norm_and_mse_gradients_match_finite_differences() {
         feed.inputs.insert("target".into(), values(54, 12, 1.0));
         feed
     };
-    let exec = CpuExecutor::new(&g);
+    let exec = CpuExecutor::new(&g, Mode::Train);
     let run = exec.run(&params, &feed_x(&x_value)).unwrap();
     let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
     for (name, id) in [("norm.weight", gamma), ("norm.bias", beta), ("fc.weight", w)] {
@@ -319,4 +319,66 @@ fn layer_norm_and_mse_gradients_match_finite_differences() {
     assert!(err.contains("input [4, 6] needs gamma and beta of its last axis, got [3, 6] and [6]"), "{err}");
     let err = g.mse(prediction, x).unwrap_err().to_string();
     assert!(err.contains("prediction [4, 3] and target [4, 6] differ"), "{err}");
+}
+
+/// Batch norm (both modes) on a [N, C, H, W] map, dropout, global average pooling and
+/// BatchNorm1d on the pooled features.
+#[test]
+fn batch_norm_dropout_and_global_pool_gradients_match_finite_differences() {
+    for mode in [Mode::Train, Mode::Eval] {
+        let mut g = Graph::new();
+        let x = g.input("x", &[3, 2, 3, 3]);
+        let labels = g.labels("y", 3, 2);
+        let names = ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn1d.weight", "bn1d.bias"];
+        let [gamma, beta] = [0, 1].map(|i| g.param(names[i], &[2]));
+        let [mean, var] = [2, 3].map(|i| g.state(names[i], &[2]));
+        let [gamma1, beta1] = [4, 5].map(|i| g.param(names[i], &[2]));
+        let (mean1, var1) = (g.state("bn1d.running_mean", &[2]), g.state("bn1d.running_var", &[2]));
+        let w = g.param("fc.weight", &[2, 2]);
+        let h = g.batch_norm(x, gamma, beta, mean, var, 1e-5, 0.1).unwrap();
+        let h = g.unary(Unary::Tanh, h);
+        let h = g.dropout(h, 0.25, 5).unwrap();
+        let pooled = g.global_avg_pool(h).unwrap(); // [3, 2]
+        let h = g.batch_norm(pooled, gamma1, beta1, mean1, var1, 1e-5, 0.1).unwrap();
+        let logits = g.matmul(h, w, false, true).unwrap();
+        let loss = g.cross_entropy(logits, labels, 0.0).unwrap();
+        let grads = backward(&mut g, loss).unwrap();
+
+        let mut params: HashMap<String, Vec<f32>> = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let v = values(60 + i as u64, 2, 0.5);
+            let v =
+                if name.ends_with("weight") || name.ends_with("var") { v.iter().map(|a| a + 1.0).collect() } else { v };
+            params.insert(name.to_string(), v);
+        }
+        params.insert("bn1d.running_mean".into(), vec![0.1, -0.2]);
+        params.insert("bn1d.running_var".into(), vec![0.8, 1.3]);
+        params.insert("fc.weight".into(), values(70, 4, 1.0));
+        let x_value = values(71, 54, 2.0);
+        let feed_x = |x: &[f32]| {
+            let mut feed = Feed::default();
+            feed.inputs.insert("x".into(), x.to_vec());
+            feed.labels.insert("y".into(), vec![1, 0, 1]);
+            feed.step = 3;
+            feed
+        };
+        let exec = CpuExecutor::new(&g, mode);
+        let run = exec.run(&params, &feed_x(&x_value)).unwrap();
+        // Training mode folds the batch statistics into the running ones; evaluation does not.
+        assert_eq!(run.updated_state.len(), if mode == Mode::Train { 4 } else { 0 });
+        let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
+        for (name, id) in [("bn.weight", gamma), ("bn.bias", beta), ("bn1d.weight", gamma1), ("bn1d.bias", beta1)] {
+            check_with_step(&format!("{name} {mode:?}"), run.get(grads.of(id).unwrap()), 1e-3, |i, h| {
+                let mut p = params.clone();
+                p.get_mut(name).unwrap()[i] += h;
+                loss_with(&p, &x_value)
+            });
+        }
+        check_with_step(&format!("x {mode:?}"), run.get(grads.of(x).unwrap()), 1e-3, |i, h| {
+            let mut x = x_value.clone();
+            x[i] += h;
+            loss_with(&params, &x)
+        });
+        assert!(grads.of(mean).is_none(), "running statistics are not trained");
+    }
 }

@@ -7,19 +7,19 @@ use std::collections::HashMap;
 
 use common::{assert_close, gpu, values};
 use graph::{
-    Classifier, ConvGeometry, CpuExecutor, CpuTrainer, Feed, GpuExecutor, GpuTrainer, Graph, Model, NodeId,
+    Classifier, ConvGeometry, CpuExecutor, CpuTrainer, Feed, GpuExecutor, GpuTrainer, Graph, Mode, Model, NodeId,
     PoolGeometry, SharedBuffers, Trainer, Training, backward,
 };
 use kernels::{Binary, Unary};
 
-/// Runs `graph` on both executors and compares every node in `outputs`.
-fn compare(graph: &Graph, outputs: &[(NodeId, &str)], params: &HashMap<String, Vec<f32>>, feed: &Feed) {
+/// Runs `graph` in `mode` on both executors and compares every node in `outputs`.
+fn compare(graph: &Graph, mode: Mode, outputs: &[(NodeId, &str)], params: &HashMap<String, Vec<f32>>, feed: &Feed) {
     let Some(gpu) = gpu() else { return };
     let ids: Vec<NodeId> = outputs.iter().map(|o| o.0).collect();
-    let want = CpuExecutor::new(graph).run_for(params, feed, &ids).unwrap();
+    let want = CpuExecutor::new(graph, mode).run_for(params, feed, &ids).unwrap();
     let device: HashMap<String, kernels::GpuTensor> =
         params.iter().map(|(k, v)| (k.clone(), gpu.upload(v).unwrap())).collect();
-    let exec = GpuExecutor::new(gpu, graph, &ids, &device, &mut SharedBuffers::default()).unwrap();
+    let exec = GpuExecutor::new(gpu, graph, mode, &ids, &device, &mut SharedBuffers::default()).unwrap();
     exec.run(feed).unwrap();
     for &(id, what) in outputs {
         assert_close(what, &exec.read(id).unwrap(), want.get(id));
@@ -45,6 +45,7 @@ fn dense_ops_and_their_gradients_match_the_cpu() {
     let h = g.matmul(x, w1, false, true).unwrap();
     let h = g.binary(Binary::Add, h, b1).unwrap();
     let h = g.layer_norm(h, gamma, beta, 1e-5).unwrap();
+    let h = g.dropout(h, 0.3, 11).unwrap();
     let a = g.unary(Unary::GeluErf, h);
     let s = g.unary(Unary::Sigmoid, h);
     let gated = g.binary(Binary::Mul, a, s).unwrap();
@@ -75,16 +76,17 @@ fn dense_ops_and_their_gradients_match_the_cpu() {
     for (id, name) in [(w1, "dw1"), (b1, "db1"), (gamma, "dgamma"), (beta, "dbeta"), (w2, "dw2")] {
         outputs.push((grads.of(id).unwrap(), name));
     }
-    compare(&g, &outputs, &params, &feed);
+    compare(&g, Mode::Train, &outputs, &params, &feed);
 }
 
-/// A residual CNN block, conv variants (stride, dilation, padding), both poolings and a
-/// global average pool, the gradient of every parameter and of the input image.
+/// A residual CNN block with batch norm, conv variants (stride, dilation, padding), both
+/// poolings, the gradient of every parameter and of the input image.
 fn residual_cnn(seed: u64, batch: usize) -> (Model, NodeId, NodeId) {
     let mut m = Model::new(seed);
     let x = m.graph.input("x", &[batch, 2, 9, 9]);
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
-    let h = m.conv2d("stem", x, 4, (3, 3), ConvGeometry { stride: (2, 2), ..same }, true).unwrap(); // [b, 4, 5, 5]
+    let h = m.conv2d("stem", x, 4, (3, 3), ConvGeometry { stride: (2, 2), ..same }, false).unwrap(); // [b, 4, 5, 5]
+    let h = m.batch_norm("bn", h, 1e-5, 0.1).unwrap();
     let h = m.graph.unary(Unary::Relu, h);
     let r = m.conv2d("block.conv1", h, 4, (3, 3), same, false).unwrap();
     let r = m.graph.unary(Unary::Silu, r);
@@ -111,7 +113,9 @@ fn residual_cnn_forward_and_every_gradient_match_the_cpu() {
         vec![(model.logits, "logits".to_string()), (model.loss, "loss".into()), (grads.of(x).unwrap(), "dx".into())];
     outputs.extend(model.params.iter().map(|p| (p.grad, format!("d {}", p.name))));
     let outputs: Vec<(NodeId, &str)> = outputs.iter().map(|(id, s)| (*id, s.as_str())).collect();
-    compare(&g, &outputs, &model.initial, &feed);
+    for mode in [Mode::Train, Mode::Eval] {
+        compare(&g, mode, &outputs, &model.initial, &feed);
+    }
 }
 
 #[test]
@@ -144,14 +148,24 @@ fn three_adam_steps_match_the_cpu_and_rerun_bit_identically() {
     }
     assert_eq!(losses, again, "same seed, same device: bit-identical losses");
     let (want, got) = (cpu.params().unwrap(), first.params().unwrap());
+    assert!(want.contains_key("bn.running_var"));
     for (name, w) in &want {
         assert_close(&format!("{name} after 3 Adam steps"), &got[name], w);
+    }
+    for feed in &batches {
+        let (want, got) = (cpu.evaluate(feed).unwrap(), first.evaluate(feed).unwrap());
+        assert_close("eval loss (running statistics)", &[got.loss], &[want.loss]);
     }
 }
 
 #[test]
 fn steps_after_the_first_allocate_nothing() {
-    let Some(gpu) = gpu() else { return };
+    // A device of its own: the other tests allocate on the shared one meanwhile.
+    if gpu().is_none() {
+        return;
+    }
+    let own = kernels::Gpu::open().unwrap();
+    let gpu = &own;
     let (m, x, logits) = residual_cnn(6, 2);
     let mut trainer = GpuTrainer::new(gpu, Classifier::new(m, x, logits, 0.0).unwrap(), Training::adam(1e-3)).unwrap();
     let mut feed = Feed::default();

@@ -1,6 +1,6 @@
 //! Layers: PyTorch state_dict names and shapes, PyTorch's default initialisation, seeded.
 
-use graph::{ConvGeometry, CpuExecutor, Feed, Model};
+use graph::{ConvGeometry, CpuExecutor, Feed, Mode, Model};
 
 #[test]
 fn parameters_are_named_and_shaped_like_torch_nn() {
@@ -60,7 +60,7 @@ fn linear_computes_x_times_weight_transposed_plus_bias() {
     let xs = vec![1.0, -2.0, 0.5, 3.0, 0.25, -1.0];
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), xs.clone());
-    let out = CpuExecutor::new(&m.graph).run(&m.params, &feed).unwrap();
+    let out = CpuExecutor::new(&m.graph, Mode::Train).run(&m.params, &feed).unwrap();
     let (w, b) = (&m.params["fc.weight"], &m.params["fc.bias"]);
     for r in 0..2 {
         for o in 0..2 {

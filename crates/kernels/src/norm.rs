@@ -78,7 +78,7 @@ struct Params {
 }
 
 static BN_STATS: Kernel =
-    Kernel { shader: &SHADER, entry: "batch_norm_stats", bindings: &[Read, ReadWrite, ReadWrite] };
+    Kernel { shader: &SHADER, entry: "batch_norm_stats", bindings: &[Read, ReadWrite, ReadWrite, ReadWrite] };
 static BN_APPLY: Kernel =
     Kernel { shader: &SHADER, entry: "batch_norm_apply", bindings: &[Read, Read, Read, Read, ReadWrite] };
 static BN_BACKWARD_REDUCE: Kernel = Kernel {
@@ -101,8 +101,9 @@ static LN_BACKWARD_PARAMS: Kernel = Kernel {
     bindings: &[Read, Read, Read, ReadWrite, ReadWrite],
 };
 
-/// y = batch_norm(x). `running` = [running_mean; running_var] (updated in training mode);
-/// `saved` [2C] receives the mean and 1/std used, for backward.
+/// y = batch_norm(x). `running_mean` and `running_var` [C] are used in evaluation and updated
+/// in training (PyTorch's momentum rule, unbiased variance); `saved` [2C] receives the mean
+/// and 1/std used, for backward.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm(
     gpu: &Gpu,
@@ -110,7 +111,8 @@ pub fn batch_norm(
     x: &GpuTensor,
     gamma: &GpuTensor,
     beta: &GpuTensor,
-    running: &GpuTensor,
+    running_mean: &GpuTensor,
+    running_var: &GpuTensor,
     saved: &GpuTensor,
     y: &GpuTensor,
 ) -> Result<[Dispatch; 2]> {
@@ -119,10 +121,11 @@ pub fn batch_norm(
     for (name, t, len) in [("x", x, bn.len()), ("y", y, bn.len()), ("gamma", gamma, c), ("beta", beta, c)] {
         check_len(OP, name, t.len(), len)?;
     }
-    check_len(OP, "running", running.len(), 2 * c)?;
+    check_len(OP, "running_mean", running_mean.len(), c)?;
+    check_len(OP, "running_var", running_var.len(), c)?;
     check_len(OP, "saved", saved.len(), 2 * c)?;
     Ok([
-        gpu.dispatch(&BN_STATS, &[], &bn.params(), &[x, running, saved], [c as u32, 1, 1])?,
+        gpu.dispatch(&BN_STATS, &[], &bn.params(), &[x, running_mean, running_var, saved], [c as u32, 1, 1])?,
         gpu.dispatch_linear(&BN_APPLY, &[], &bn.params(), &[x, saved, gamma, beta, y], bn.len())?,
     ])
 }

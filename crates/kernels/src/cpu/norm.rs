@@ -6,13 +6,15 @@ fn channel(bn: &BatchNorm, c: usize) -> impl Iterator<Item = usize> + '_ {
     (0..bn.batch).flat_map(move |n| (0..bn.spatial).map(move |s| (n * bn.channels + c) * bn.spatial + s))
 }
 
-/// As the GPU: `running` = [mean; var] updated in training, `saved` = [mean; invstd].
+/// As the GPU: running statistics updated in training, `saved` = [mean; invstd].
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm(
     bn: &BatchNorm,
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
-    running: &mut [f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
     saved: &mut [f32],
     y: &mut [f32],
 ) {
@@ -24,11 +26,11 @@ pub fn batch_norm(
             let sq: f64 = channel(bn, c).map(|i| (x[i] as f64 - mean).powi(2)).sum();
             let m1 = (m.max(2) - 1) as f64;
             let momentum = bn.momentum as f64;
-            running[c] = ((1.0 - momentum) * running[c] as f64 + momentum * mean) as f32;
-            running[c_n + c] = ((1.0 - momentum) * running[c_n + c] as f64 + momentum * sq / m1) as f32;
+            running_mean[c] = ((1.0 - momentum) * running_mean[c] as f64 + momentum * mean) as f32;
+            running_var[c] = ((1.0 - momentum) * running_var[c] as f64 + momentum * sq / m1) as f32;
             (mean, 1.0 / (sq / m as f64 + bn.eps as f64).sqrt())
         } else {
-            (running[c] as f64, 1.0 / (running[c_n + c] as f64 + bn.eps as f64).sqrt())
+            (running_mean[c] as f64, 1.0 / (running_var[c] as f64 + bn.eps as f64).sqrt())
         };
         saved[c] = mean as f32;
         saved[c_n + c] = invstd as f32;

@@ -19,14 +19,15 @@ gpu_test!(batch_norm_matches_reference, |gpu| {
         let c = bn.channels;
         let x = rng.vec(bn.len(), -2.0, 3.0);
         let (gamma, beta, dy) = (rng.vec(c, 0.5, 1.5), rng.vec(c, -0.5, 0.5), rng.vec(bn.len(), -1.0, 1.0));
-        let running0: Vec<f32> = rng.vec(c, -0.2, 0.2).into_iter().chain(rng.vec(c, 0.5, 2.0)).collect();
-        let (mut running, mut saved, mut y) = (running0.clone(), vec![0.0; 2 * c], vec![0.0; bn.len()]);
-        cpu::batch_norm(&bn, &x, &gamma, &beta, &mut running, &mut saved, &mut y);
+        let (mean0, var0) = (rng.vec(c, -0.2, 0.2), rng.vec(c, 0.5, 2.0));
+        let (mut mean, mut var) = (mean0.clone(), var0.clone());
+        let (mut saved, mut y) = (vec![0.0; 2 * c], vec![0.0; bn.len()]);
+        cpu::batch_norm(&bn, &x, &gamma, &beta, &mut mean, &mut var, &mut saved, &mut y);
         let (mut dg, mut db, mut dx) = (vec![0.0; c], vec![0.0; c], vec![0.0; bn.len()]);
         cpu::batch_norm_backward(&bn, &x, &dy, &saved, &gamma, &mut dg, &mut db, &mut dx);
 
-        let (xg, gg, bg, dyg, rg) =
-            (upload(gpu, &x), upload(gpu, &gamma), upload(gpu, &beta), upload(gpu, &dy), upload(gpu, &running0));
+        let (xg, gg, bg, dyg) = (upload(gpu, &x), upload(gpu, &gamma), upload(gpu, &beta), upload(gpu, &dy));
+        let (mg, vg) = (upload(gpu, &mean0), upload(gpu, &var0));
         let (sg, yg, dgg, dbg, dxg) = (
             poisoned(gpu, 2 * c),
             poisoned(gpu, bn.len()),
@@ -34,11 +35,12 @@ gpu_test!(batch_norm_matches_reference, |gpu| {
             poisoned(gpu, c),
             poisoned(gpu, bn.len()),
         );
-        let fwd = batch_norm(gpu, &bn, &xg, &gg, &bg, &rg, &sg, &yg).unwrap();
+        let fwd = batch_norm(gpu, &bn, &xg, &gg, &bg, &mg, &vg, &sg, &yg).unwrap();
         let bwd = batch_norm_backward(gpu, &bn, &xg, &dyg, &sg, &gg, &dgg, &dbg, &dxg).unwrap();
         run(gpu, &fwd.iter().chain(&bwd).collect::<Vec<_>>());
         assert_close(&format!("bn y {bn:?}"), &read(gpu, &yg), &y);
-        assert_close(&format!("bn running {bn:?}"), &read(gpu, &rg), &running);
+        assert_close(&format!("bn running_mean {bn:?}"), &read(gpu, &mg), &mean);
+        assert_close(&format!("bn running_var {bn:?}"), &read(gpu, &vg), &var);
         assert_close(&format!("bn dgamma {bn:?}"), &read(gpu, &dgg), &dg);
         assert_close(&format!("bn dbeta {bn:?}"), &read(gpu, &dbg), &db);
         assert_close(&format!("bn dx {bn:?}"), &read(gpu, &dxg), &dx);
@@ -52,10 +54,10 @@ fn batch_norm_gradients_match_finite_differences() {
         let c = bn.channels;
         let x = rng.vec(bn.len(), -2.0, 3.0);
         let (gamma, beta, r) = (rng.vec(c, 0.5, 1.5), rng.vec(c, -0.5, 0.5), rng.vec(bn.len(), -1.0, 1.0));
-        let running: Vec<f32> = vec![0.1; c].into_iter().chain(vec![1.5; c]).collect();
         let forward = |x: &[f32], gamma: &[f32]| {
-            let (mut run, mut saved, mut y) = (running.clone(), vec![0.0; 2 * c], vec![0.0; bn.len()]);
-            cpu::batch_norm(&bn, x, gamma, &beta, &mut run, &mut saved, &mut y);
+            let (mut mean, mut var) = (vec![0.1; c], vec![1.5; c]);
+            let (mut saved, mut y) = (vec![0.0; 2 * c], vec![0.0; bn.len()]);
+            cpu::batch_norm(&bn, x, gamma, &beta, &mut mean, &mut var, &mut saved, &mut y);
             (dot(&y, &r), saved)
         };
         let saved = forward(&x, &gamma).1;

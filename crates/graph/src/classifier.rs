@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::autodiff::backward;
 use crate::error::Result;
-use crate::ir::{Graph, NodeId};
+use crate::ir::{Graph, NodeId, Op};
 use crate::layers::Model;
 
 /// Label of a row that pads a batch: it counts in neither the loss nor the correct count.
@@ -35,8 +35,10 @@ pub struct Classifier {
     pub correct: NodeId,
     /// Every parameter in declaration order, with its gradient.
     pub params: Vec<Parameter>,
-    /// Initial parameter values by name.
+    /// Initial values of the parameters and state by name.
     pub initial: HashMap<String, Vec<f32>>,
+    /// Every `state_dict` key (parameters and state) in declaration order.
+    pub state_dict: Vec<String>,
 }
 
 impl Classifier {
@@ -53,7 +55,7 @@ impl Classifier {
         let grads = backward(&mut graph, loss)?;
         // Trained parameters only: state (running statistics) has no gradient.
         let trained: Vec<(String, NodeId)> =
-            order.into_iter().filter_map(|name| graph.find_param(&name).map(|node| (name, node))).collect();
+            order.iter().cloned().filter_map(|name| graph.find_param(&name).map(|node| (name, node))).collect();
         let params = trained
             .into_iter()
             .map(|(name, node)| {
@@ -68,7 +70,20 @@ impl Classifier {
                 Parameter { name, node, grad }
             })
             .collect();
-        Ok(Classifier { graph, input, labels, logits, loss, correct, params, initial })
+        Ok(Classifier { graph, input, labels, logits, loss, correct, params, initial, state_dict: order })
+    }
+
+    /// The `state_dict` keys with their shapes, in declaration order.
+    pub fn state_dict_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let shapes: HashMap<&str, &[usize]> = self
+            .graph
+            .nodes()
+            .filter_map(|(_, n)| match &n.op {
+                Op::Param { name } | Op::State { name } => Some((name.as_str(), n.shape.as_slice())),
+                _ => None,
+            })
+            .collect();
+        self.state_dict.iter().map(|name| (name.clone(), shapes[name.as_str()].to_vec())).collect()
     }
 
     pub fn batch_size(&self) -> usize {

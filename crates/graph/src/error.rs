@@ -14,6 +14,9 @@ pub enum GraphError {
     #[error("{node}: target {target} is not a class index below {classes}")]
     Target { node: String, target: u32, classes: usize },
 
+    #[error("checkpoint {path}: {detail}")]
+    Checkpoint { path: std::path::PathBuf, detail: String },
+
     #[error(transparent)]
     Kernel(#[from] kernels::KernelError),
 }

@@ -9,6 +9,7 @@
 //! a [`Trainer`] trains it on one executor.
 
 mod autodiff;
+mod checkpoint;
 mod classifier;
 mod cpu;
 mod error;
@@ -20,6 +21,7 @@ mod plan;
 mod trainer;
 
 pub use autodiff::{Gradients, backward};
+pub use checkpoint::{Checkpoint, Meta};
 pub use classifier::{Classifier, PADDING_LABEL, Parameter};
 pub use cpu::{CpuExecutor, Feed, Values};
 pub use error::{GraphError, Result};
@@ -28,4 +30,4 @@ pub use ir::{ConvGeometry, Graph, Mode, Node, NodeId, Op, PoolGeometry};
 pub use layers::Model;
 pub use optim::{Adam, Optimizer, Schedule, Sgd, Training};
 pub use plan::{Needs, Plan, Storage};
-pub use trainer::{CpuTrainer, GpuTrainer, StepStats, Trainer};
+pub use trainer::{CpuTrainer, GpuTrainer, StepStats, Trainer, TrainerState};

@@ -7,7 +7,7 @@ use kernels::{Dispatch, Gpu, GpuTensor, Optimizer, cpu, optimizer};
 
 use crate::classifier::Classifier;
 use crate::cpu::{CpuExecutor, Feed};
-use crate::error::Result;
+use crate::error::{GraphError, Result};
 use crate::gpu::{GpuExecutor, Memory, SharedBuffers};
 use crate::ir::Mode;
 use crate::optim::Training;
@@ -19,6 +19,15 @@ pub struct StepStats {
     pub loss: f32,
     /// How many of those rows were classified correctly.
     pub correct: f32,
+}
+
+/// Everything training has changed: parameter and state values by `state_dict` name, the
+/// optimizer's per-parameter state tensors ([`Optimizer::state_count`] each), updates done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerState {
+    pub params: HashMap<String, Vec<f32>>,
+    pub optimizer: HashMap<String, Vec<Vec<f32>>>,
+    pub steps: u64,
 }
 
 /// A classifier being trained: its parameters and optimizer state live with the executor.
@@ -35,6 +44,12 @@ pub trait Trainer {
 
     /// Updates done so far.
     fn steps(&self) -> u64;
+
+    /// A copy of everything training has changed (for a checkpoint).
+    fn state(&self) -> Result<TrainerState>;
+
+    /// Continues from `state` (a loaded checkpoint), which must be of this model.
+    fn restore(&mut self, state: &TrainerState) -> Result<()>;
 }
 
 /// Trains on the CPU executor: host vectors for parameters and optimizer state.
@@ -50,9 +65,10 @@ pub struct CpuTrainer {
 impl CpuTrainer {
     pub fn new(model: Classifier, training: Training) -> Self {
         let params = model.initial.clone();
-        let state = params
+        let state = model
+            .params
             .iter()
-            .map(|(name, p)| (name.clone(), vec![vec![0.0; p.len()]; training.optimizer.state_count()]))
+            .map(|p| (p.name.clone(), vec![vec![0.0; params[&p.name].len()]; training.optimizer.state_count()]))
             .collect();
         CpuTrainer { model, training, params, state, steps: 0 }
     }
@@ -101,6 +117,18 @@ impl Trainer for CpuTrainer {
     fn steps(&self) -> u64 {
         self.steps
     }
+
+    fn state(&self) -> Result<TrainerState> {
+        Ok(TrainerState { params: self.params.clone(), optimizer: self.state.clone(), steps: self.steps })
+    }
+
+    fn restore(&mut self, state: &TrainerState) -> Result<()> {
+        check_fits(&self.model, &self.training, state)?;
+        self.params = state.params.clone();
+        self.state = state.optimizer.clone();
+        self.steps = state.steps;
+        Ok(())
+    }
 }
 
 /// Trains on a GPU: parameters, gradients and optimizer state stay on the device; a step is
@@ -115,8 +143,8 @@ pub struct GpuTrainer<'g> {
     /// Global-norm clipping, then one fused update per parameter, after the backward pass.
     clip: Vec<Dispatch>,
     updates: Vec<Dispatch>,
-    /// Optimizer state, kept alive for the update dispatches that bind it.
-    _state: Vec<GpuTensor>,
+    /// Optimizer state per parameter (in `model.params` order).
+    state: Vec<Vec<GpuTensor>>,
     steps: u64,
 }
 
@@ -150,9 +178,9 @@ impl<'g> GpuTrainer<'g> {
                 .collect::<kernels::Result<_>>()?;
             let views: Vec<&GpuTensor> = buffers.iter().collect();
             updates.push(optimizer::update(gpu, &training.optimizer, 1, param, grad, &views)?);
-            state.extend(buffers);
+            state.push(buffers);
         }
-        Ok(GpuTrainer { gpu, model, training, params, train, eval, clip, updates, _state: state, steps: 0 })
+        Ok(GpuTrainer { gpu, model, training, params, train, eval, clip, updates, state, steps: 0 })
     }
 
     /// Device memory of the training step and of evaluation (which share planned buffers).
@@ -190,4 +218,50 @@ impl Trainer for GpuTrainer<'_> {
     fn steps(&self) -> u64 {
         self.steps
     }
+
+    fn state(&self) -> Result<TrainerState> {
+        let mut optimizer = HashMap::new();
+        for (p, buffers) in self.model.params.iter().zip(&self.state) {
+            let values = buffers.iter().map(|t| self.gpu.read(t)).collect::<kernels::Result<_>>()?;
+            optimizer.insert(p.name.clone(), values);
+        }
+        Ok(TrainerState { params: self.params()?, optimizer, steps: self.steps })
+    }
+
+    /// Writes into the existing tensors, so every prepared dispatch stays valid.
+    fn restore(&mut self, state: &TrainerState) -> Result<()> {
+        check_fits(&self.model, &self.training, state)?;
+        for (name, tensor) in &self.params {
+            self.gpu.write(tensor, &state.params[name])?;
+        }
+        for (p, buffers) in self.model.params.iter().zip(&self.state) {
+            for (tensor, value) in buffers.iter().zip(&state.optimizer[&p.name]) {
+                self.gpu.write(tensor, value)?;
+            }
+        }
+        self.steps = state.steps;
+        Ok(())
+    }
+}
+
+/// Fails unless `state` has a value of the right length for every parameter, state tensor and
+/// optimizer slot of `model`.
+fn check_fits(model: &Classifier, training: &Training, state: &TrainerState) -> Result<()> {
+    let mismatch = |name: &str, detail: String| GraphError::Shape { node: name.to_string(), detail };
+    for (name, shape) in model.state_dict_shapes() {
+        let want = shape.iter().product::<usize>();
+        match state.params.get(&name) {
+            Some(v) if v.len() == want => {}
+            Some(v) => return Err(mismatch(&name, format!("{} values for shape {shape:?}", v.len()))),
+            None => return Err(mismatch(&name, "no value to restore".into())),
+        }
+    }
+    for p in &model.params {
+        let want = model.initial[&p.name].len();
+        let slots = state.optimizer.get(&p.name).map_or(&[][..], |s| s.as_slice());
+        if slots.len() != training.optimizer.state_count() || slots.iter().any(|s| s.len() != want) {
+            return Err(mismatch(&p.name, "optimizer state does not fit this optimizer and parameter".into()));
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,196 @@
+//! Checkpoints: safetensors files that PyTorch loads as they are.
+//!
+//! The model's tensors carry its `state_dict` keys and layouts (`conv1.weight` [out, in, kh,
+//! kw], `fc.weight` [out, in], batch norm's `running_mean`, `running_var` and an i64
+//! `num_batches_tracked`), so `model.load_state_dict(safetensors.torch.load_file(path))` works
+//! once the `optimizer.` keys are dropped. Those hold the optimizer state under PyTorch's names
+//! (`optimizer.exp_avg.<param>`, `optimizer.exp_avg_sq.<param>`,
+//! `optimizer.momentum_buffer.<param>`). The metadata holds the step, epoch, seed (which with the
+//! step fixes every later random draw), the optimizer and the config text.
+//!
+//! Writes are atomic: a temporary file in the same directory, flushed to disk, then renamed
+//! over the target, so a crash never leaves a half-written checkpoint where a good one was.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::classifier::Classifier;
+use crate::error::{GraphError, Result};
+use crate::optim::Optimizer;
+use crate::trainer::TrainerState;
+
+/// What a checkpoint records besides tensors.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Meta {
+    pub epoch: u64,
+    pub seed: u64,
+    /// The config the model was built from, verbatim.
+    pub config: String,
+}
+
+/// A checkpoint in memory: the trainer's state and its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub state: TrainerState,
+    pub meta: Meta,
+}
+
+const OPTIMIZER_PREFIX: &str = "optimizer.";
+
+/// PyTorch's names for the optimizer's per-parameter state tensors.
+fn optimizer_slots(optimizer: &Optimizer) -> &'static [&'static str] {
+    match optimizer {
+        Optimizer::Sgd(_) => &["momentum_buffer"],
+        Optimizer::Adam(_) => &["exp_avg", "exp_avg_sq"],
+    }
+}
+
+fn optimizer_name(optimizer: &Optimizer) -> &'static str {
+    match optimizer {
+        Optimizer::Sgd(_) => "sgd",
+        Optimizer::Adam(a) if a.decoupled => "adamw",
+        Optimizer::Adam(_) => "adam",
+    }
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint of `model` trained with `optimizer` to `path`, atomically.
+    pub fn save(&self, path: &Path, model: &Classifier, optimizer: &Optimizer) -> Result<()> {
+        let bad = |detail: String| GraphError::Checkpoint { path: path.to_owned(), detail };
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        for (name, shape) in model.state_dict_shapes() {
+            let value = self.state.params.get(&name).ok_or_else(|| bad(format!("no value for {name}")))?;
+            tensors.push((name.clone(), Dtype::F32, shape, f32_bytes(value)));
+            if let Some(layer) = name.strip_suffix(".running_mean") {
+                let batches = (self.state.steps as i64).to_le_bytes().to_vec();
+                tensors.push((format!("{layer}.num_batches_tracked"), Dtype::I64, vec![], batches));
+            }
+        }
+        for p in &model.params {
+            let slots =
+                self.state.optimizer.get(&p.name).ok_or_else(|| bad(format!("no optimizer state for {}", p.name)))?;
+            for (slot, value) in optimizer_slots(optimizer).iter().zip(slots) {
+                let shape = model.graph.shape(p.node).to_vec();
+                tensors.push((format!("{OPTIMIZER_PREFIX}{slot}.{}", p.name), Dtype::F32, shape, f32_bytes(value)));
+            }
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| Ok((name.as_str(), TensorView::new(*dtype, shape.clone(), bytes)?)))
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+            .map_err(|e| bad(e.to_string()))?;
+        let metadata = HashMap::from([
+            ("format".to_string(), "pt".to_string()),
+            ("dlcli_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            ("step".to_string(), self.state.steps.to_string()),
+            ("epoch".to_string(), self.meta.epoch.to_string()),
+            ("seed".to_string(), self.meta.seed.to_string()),
+            ("optimizer".to_string(), optimizer_name(optimizer).to_string()),
+            ("config".to_string(), self.meta.config.clone()),
+        ]);
+        let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))?;
+        write_atomically(path, &bytes).map_err(|e| bad(e.to_string()))
+    }
+
+    /// Reads the checkpoint at `path` for `model` trained with `optimizer`, checking every
+    /// name, shape and dtype against the model; the error lists each mismatch.
+    pub fn load(path: &Path, model: &Classifier, optimizer: &Optimizer) -> Result<Checkpoint> {
+        let bad = |detail: String| GraphError::Checkpoint { path: path.to_owned(), detail };
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let file = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a readable safetensors file ({e}); was it truncated?")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+
+        // Every tensor the model and optimizer expect, with its shape.
+        let mut expected: Vec<(String, Vec<usize>, Dtype)> =
+            model.state_dict_shapes().into_iter().map(|(n, s)| (n, s, Dtype::F32)).collect();
+        let layers: Vec<String> =
+            expected.iter().filter_map(|(n, ..)| n.strip_suffix(".running_mean").map(str::to_owned)).collect();
+        expected.extend(layers.iter().map(|l| (format!("{l}.num_batches_tracked"), vec![], Dtype::I64)));
+        for p in &model.params {
+            for slot in optimizer_slots(optimizer) {
+                expected.push((
+                    format!("{OPTIMIZER_PREFIX}{slot}.{}", p.name),
+                    model.graph.shape(p.node).to_vec(),
+                    Dtype::F32,
+                ));
+            }
+        }
+        let found: HashMap<String, TensorView> = file.tensors().into_iter().collect();
+        let mut problems = Vec::new();
+        for (name, shape, dtype) in &expected {
+            match found.get(name) {
+                None => problems.push(format!("{name} is missing")),
+                Some(t) if t.dtype() != *dtype => {
+                    problems.push(format!("{name} is {:?}, expected {dtype:?}", t.dtype()))
+                }
+                Some(t) if t.shape() != shape.as_slice() => {
+                    problems.push(format!("{name} has shape {:?}, the model expects {shape:?}", t.shape()))
+                }
+                Some(_) => {}
+            }
+        }
+        let mut unexpected: Vec<&String> = found.keys().filter(|k| !expected.iter().any(|(n, ..)| n == *k)).collect();
+        unexpected.sort();
+        problems.extend(unexpected.iter().map(|k| format!("{k} is not part of this model")));
+        if !problems.is_empty() {
+            return Err(bad(format!("does not fit the model: {}", problems.join("; "))));
+        }
+
+        let f32s = |name: &str| -> Vec<f32> {
+            found[name].data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        };
+        let params = model.state_dict_shapes().into_iter().map(|(n, _)| (n.clone(), f32s(&n))).collect();
+        let optimizer_state = model
+            .params
+            .iter()
+            .map(|p| {
+                let slots =
+                    optimizer_slots(optimizer).iter().map(|s| f32s(&format!("{OPTIMIZER_PREFIX}{s}.{}", p.name)));
+                (p.name.clone(), slots.collect())
+            })
+            .collect();
+        let number = |key: &str| -> Result<u64> {
+            meta.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata has no number {key:?}")))
+        };
+        if let Some(saved) = meta.get("optimizer").filter(|o| o.as_str() != optimizer_name(optimizer)) {
+            return Err(bad(format!("was trained with {saved}, the config asks for {}", optimizer_name(optimizer))));
+        }
+        Ok(Checkpoint {
+            state: TrainerState { params, optimizer: optimizer_state, steps: number("step")? },
+            meta: Meta {
+                epoch: number("epoch")?,
+                seed: number("seed")?,
+                config: meta.get("config").cloned().unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temp_name = path.file_name().unwrap_or_default().to_owned();
+    temp_name.push(format!(".tmp-{}", std::process::id()));
+    let temp: PathBuf = dir.join(temp_name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        // The rename itself reaches the disk once the directory is synced (where supported).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}

@@ -100,7 +100,12 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
             let (x_shape, w_shape) = (g.shape(x(0)).to_vec(), g.shape(x(1)).to_vec());
             let dx = g.gradient(Op::Conv2dGradInput(geo), vec![x(1), dy], &x_shape);
             let dw = g.gradient(Op::Conv2dGradWeight(geo), vec![x(0), dy], &w_shape);
-            vec![(x(0), dx), (x(1), dw)]
+            let mut grads = vec![(x(0), dx), (x(1), dw)];
+            if let Some(&bias) = n.inputs.get(2) {
+                let db = g.sum_to(dy, &[1, w_shape[0], 1, 1]);
+                grads.push((bias, g.reshape(db, &[w_shape[0]])?));
+            }
+            grads
         }
         Op::MaxPool2d(geo) => {
             let shape = g.shape(x(0)).to_vec();

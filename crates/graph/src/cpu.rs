@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
-use kernels::shape::{contiguous_strides, strided_offsets};
-use kernels::{BatchNorm, Broadcast, CrossEntropy, Dropout, Matmul, StridedCopy, cpu};
+use kernels::{BatchNorm, Broadcast, CrossEntropy, Dropout, Matmul, ReduceOp, StridedCopy, cpu};
 
 use crate::classifier::PADDING_LABEL;
 use crate::error::{GraphError, Result};
-use crate::ir::{Graph, Mode, Node, NodeId, Op, batch_norm_shape, conv_shape, layer_norm_shape, pool_shape};
+use crate::ir::{
+    Graph, Mode, Node, NodeId, Op, batch_norm_shape, conv_shape, layer_norm_shape, pool_shape, sum_to_steps,
+};
 
 /// Runs a graph on the CPU.
 pub struct CpuExecutor<'g> {
@@ -118,7 +119,8 @@ impl<'g> CpuExecutor<'g> {
             Op::UnaryGrad(op) => cpu::unary_backward(*op, f(0), f(1), &mut out),
             Op::SumTo => sum_to(&node.shape, shape_of(0), f(0), &mut out),
             Op::Conv2d(geo) => {
-                cpu::conv2d_forward(&conv_shape(shape_of(0), shape_of(1), geo), f(0), f(1), None, &mut out)
+                let bias = (node.inputs.len() == 3).then(|| f(2));
+                cpu::conv2d_forward(&conv_shape(shape_of(0), shape_of(1), geo), f(0), f(1), bias, &mut out)
             }
             Op::Conv2dGradInput(geo) => {
                 let conv = conv_shape(&node.shape, shape_of(0), geo);
@@ -292,14 +294,14 @@ fn cross_entropy(logits: &[usize], label_smoothing: f32) -> CrossEntropy {
     CrossEntropy { rows: logits[0], classes: logits[1], label_smoothing, ignore_index: None }
 }
 
-/// out (shape `to`) = x (shape `from`) summed over the axes `to` broadcasts along.
+/// out (shape `to`) = x (shape `from`) summed over the axes `to` broadcasts along, by the
+/// same single-axis sums the GPU runs.
 fn sum_to(to: &[usize], from: &[usize], x: &[f32], out: &mut [f32]) {
-    let broadcast = Broadcast::new(to, from).expect("checked when built");
-    let mut acc = vec![0f64; out.len()];
-    for (at, i) in strided_offsets(&broadcast.out, &broadcast.a_strides, &contiguous_strides(&broadcast.out)) {
-        acc[at] += x[i] as f64;
+    let mut current = x.to_vec();
+    for step in sum_to_steps(from, to) {
+        let mut next = vec![0.0; step.output_len()];
+        cpu::reduce(ReduceOp::Sum, &step, &current, &mut next);
+        current = next;
     }
-    for (o, a) in out.iter_mut().zip(acc) {
-        *o = a as f32;
-    }
+    out.copy_from_slice(&current);
 }

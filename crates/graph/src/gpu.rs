@@ -14,7 +14,9 @@ use kernels::{
 use crate::classifier::PADDING_LABEL;
 use crate::cpu::Feed;
 use crate::error::{GraphError, Result};
-use crate::ir::{Graph, Mode, Node, NodeId, Op, batch_norm_shape, conv_shape, layer_norm_shape, pool_shape};
+use crate::ir::{
+    Graph, Mode, Node, NodeId, Op, batch_norm_shape, conv_shape, layer_norm_shape, pool_shape, sum_to_steps,
+};
 use crate::plan::{Needs, Plan, Storage};
 
 /// Device memory of an executor, in bytes.
@@ -277,33 +279,6 @@ fn needs(graph: &Graph, node: &Node) -> Needs {
     }
 }
 
-/// The single-axis sums that take `from` down to `to` (which broadcasts to `from`), last axes
-/// first; runs of adjacent summed axes are one step.
-fn sum_to_steps(from: &[usize], to: &[usize]) -> Vec<Reduction> {
-    let to: Vec<usize> = std::iter::repeat_n(1, from.len() - to.len()).chain(to.iter().copied()).collect();
-    let mut current = from.to_vec();
-    let mut steps = Vec::new();
-    let mut axis = from.len();
-    while axis > 0 {
-        axis -= 1;
-        if to[axis] == current[axis] {
-            continue;
-        }
-        let end = axis + 1;
-        while axis > 0 && to[axis - 1] != current[axis - 1] {
-            axis -= 1;
-        }
-        let summed: usize = current[axis..end].iter().product();
-        steps.push(Reduction {
-            outer: current[..axis].iter().product(),
-            axis: summed,
-            inner: current[end..].iter().product(),
-        });
-        current.splice(axis..end, std::iter::repeat_n(1, end - axis));
-    }
-    steps
-}
-
 /// The dispatches that compute `node` into `out` from its `inputs`, using `scratch` as
 /// [`needs`] listed it.
 fn lower(
@@ -383,7 +358,7 @@ fn lower(
         }
         Op::Conv2d(geo) => {
             let c = conv_shape(shape_of(0), shape_of(1), geo);
-            conv::forward(gpu, &c, x(0), x(1), None, &scratch[0], &scratch[1], out)?
+            conv::forward(gpu, &c, x(0), x(1), inputs.get(2), &scratch[0], &scratch[1], out)?
         }
         Op::Conv2dGradWeight(geo) => {
             let c = conv_shape(shape_of(0), &node.shape, geo);
@@ -475,19 +450,4 @@ fn lower(
 
 fn cross_entropy(logits: &[usize], label_smoothing: f32) -> CrossEntropy {
     CrossEntropy { rows: logits[0], classes: logits[1], label_smoothing, ignore_index: None }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sum_to_steps;
-    use kernels::Reduction;
-
-    #[test]
-    fn sum_to_merges_adjacent_axes() {
-        let r = |outer, axis, inner| Reduction { outer, axis, inner };
-        assert_eq!(sum_to_steps(&[2, 3, 4, 5], &[3, 1, 1]), vec![r(6, 20, 1), r(1, 2, 3)]);
-        assert_eq!(sum_to_steps(&[2, 3], &[]), vec![r(1, 6, 1)]);
-        assert_eq!(sum_to_steps(&[2, 3, 4], &[2, 1, 4]), vec![r(2, 3, 4)]);
-        assert_eq!(sum_to_steps(&[2, 3], &[2, 3]), vec![]);
-    }
 }

@@ -2,7 +2,7 @@
 //! the order they were built, which is a topological order. Each builder method infers the
 //! output shape and rejects inputs that do not fit, naming the node and every shape.
 
-use kernels::{BatchNorm, Binary, Broadcast, Conv2d, LayerNorm, Pool2d, Unary};
+use kernels::{BatchNorm, Binary, Broadcast, Conv2d, LayerNorm, Pool2d, Reduction, Unary};
 
 use crate::error::{GraphError, Result};
 
@@ -46,7 +46,8 @@ pub enum Op {
     UnaryGrad(Unary),
     /// Sums the input down to this node's shape, undoing a broadcast.
     SumTo,
-    /// Inputs [x [N, C, H, W], weight [OC, C, KH, KW]]: a convolution (bias is a broadcast add).
+    /// Inputs [x [N, C, H, W], weight [OC, C, KH, KW]] and optionally bias [OC]: a
+    /// convolution, the bias added in the product's epilogue.
     Conv2d(ConvGeometry),
     /// Inputs [weight, dy]: the gradient of a convolution's input (this node's shape).
     Conv2dGradInput(ConvGeometry),
@@ -206,6 +207,33 @@ pub(crate) fn pool_shape(x: &[usize], geo: &PoolGeometry) -> Pool2d {
     }
 }
 
+/// The single-axis sums that take `from` down to `to` (which broadcasts to `from`), last axes
+/// first; runs of adjacent summed axes are one step.
+pub(crate) fn sum_to_steps(from: &[usize], to: &[usize]) -> Vec<Reduction> {
+    let to: Vec<usize> = std::iter::repeat_n(1, from.len() - to.len()).chain(to.iter().copied()).collect();
+    let mut current = from.to_vec();
+    let mut steps = Vec::new();
+    let mut axis = from.len();
+    while axis > 0 {
+        axis -= 1;
+        if to[axis] == current[axis] {
+            continue;
+        }
+        let end = axis + 1;
+        while axis > 0 && to[axis - 1] != current[axis - 1] {
+            axis -= 1;
+        }
+        let summed: usize = current[axis..end].iter().product();
+        steps.push(Reduction {
+            outer: current[..axis].iter().product(),
+            axis: summed,
+            inner: current[end..].iter().product(),
+        });
+        current.splice(axis..end, std::iter::repeat_n(1, end - axis));
+    }
+    steps
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub op: Op,
@@ -317,8 +345,8 @@ impl Graph {
         self.push(Op::Unary(op), vec![x], shape)
     }
 
-    /// Convolution of `x` [N, C, H, W] by `weight` [OC, C, KH, KW].
-    pub fn conv2d(&mut self, x: NodeId, weight: NodeId, geo: ConvGeometry) -> Result<NodeId> {
+    /// Convolution of `x` [N, C, H, W] by `weight` [OC, C, KH, KW], plus `bias` [OC].
+    pub fn conv2d(&mut self, x: NodeId, weight: NodeId, bias: Option<NodeId>, geo: ConvGeometry) -> Result<NodeId> {
         let op = Op::Conv2d(geo);
         let (sx, sw) = (self.shape(x).to_vec(), self.shape(weight).to_vec());
         if sx.len() != 4 || sw.len() != 4 || sx[1] != sw[1] {
@@ -326,9 +354,13 @@ impl Graph {
                 self.error(&op, format!("input {sx:?} and weight {sw:?} must be [N, C, H, W] and [OC, C, KH, KW]"))
             );
         }
+        if let Some(b) = bias.filter(|&b| self.shape(b) != [sw[0]]) {
+            return Err(self.error(&op, format!("bias {:?} must be [{}] for weight {sw:?}", self.shape(b), sw[0])));
+        }
         let conv = conv_shape(&sx, &sw, &geo);
         conv.validate().map_err(|e| self.error(&op, e.to_string()))?;
-        Ok(self.push(op, vec![x, weight], vec![sx[0], sw[0], conv.out_height(), conv.out_width()]))
+        let inputs = [x, weight].into_iter().chain(bias).collect();
+        Ok(self.push(op, inputs, vec![sx[0], sw[0], conv.out_height(), conv.out_width()]))
     }
 
     pub fn max_pool2d(&mut self, x: NodeId, geo: PoolGeometry) -> Result<NodeId> {
@@ -594,5 +626,20 @@ fn op_name(op: &Op) -> &'static str {
         Op::CrossEntropy { .. } => "cross_entropy",
         Op::CrossEntropyGrad { .. } => "cross_entropy_grad",
         Op::Correct { .. } => "correct",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sum_to_steps;
+    use kernels::Reduction;
+
+    #[test]
+    fn sum_to_merges_adjacent_axes() {
+        let r = |outer, axis, inner| Reduction { outer, axis, inner };
+        assert_eq!(sum_to_steps(&[2, 3, 4, 5], &[3, 1, 1]), vec![r(6, 20, 1), r(1, 2, 3)]);
+        assert_eq!(sum_to_steps(&[2, 3], &[]), vec![r(1, 6, 1)]);
+        assert_eq!(sum_to_steps(&[2, 3, 4], &[2, 1, 4]), vec![r(2, 3, 4)]);
+        assert_eq!(sum_to_steps(&[2, 3], &[2, 3]), vec![]);
     }
 }

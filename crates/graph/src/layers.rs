@@ -92,12 +92,8 @@ impl Model {
         let in_channels = self.graph.shape(x).get(1).copied().unwrap_or(0);
         let bound = 1.0 / ((in_channels * kernel.0 * kernel.1) as f32).sqrt();
         let weight = self.param(format!("{name}.weight"), &[out_channels, in_channels, kernel.0, kernel.1], bound);
-        let mut y = self.graph.conv2d(x, weight, geo)?;
-        if bias {
-            let b = self.param(format!("{name}.bias"), &[out_channels], bound);
-            let b = self.graph.reshape(b, &[out_channels, 1, 1])?;
-            y = self.graph.binary(Binary::Add, y, b)?;
-        }
+        let bias = bias.then(|| self.param(format!("{name}.bias"), &[out_channels], bound));
+        let y = self.graph.conv2d(x, weight, bias, geo)?;
         self.graph.set_label(y, name);
         Ok(y)
     }

@@ -155,7 +155,7 @@ fn missing_feeds_and_bad_labels_are_errors() {
     assert!(err.contains("fed 19 values"), "{err}");
 }
 
-/// x [2, 1, 7, 7] -> conv 3x3 pad 1 (+ bias [3] reshaped to [3, 1, 1]) -> tanh -> max pool 2
+/// x [2, 1, 7, 7] -> conv 3x3 pad 1 + bias -> tanh -> max pool 2
 /// -> conv 2x2 dilation 2 -> avg pool 2 pad 1 -> reshape [2, 4] -> linear -> cross-entropy.
 #[test]
 fn cnn_gradients_match_finite_differences() {
@@ -167,14 +167,12 @@ fn cnn_gradients_match_finite_differences() {
     let w2 = g.param("conv2.weight", &[4, 3, 2, 2]);
     let w3 = g.param("fc.weight", &[3, 4]);
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
-    let c1 = g.conv2d(x, w1, same).unwrap();
-    let bias = g.reshape(b1, &[3, 1, 1]).unwrap();
-    let c1 = g.binary(Binary::Add, c1, bias).unwrap();
+    let c1 = g.conv2d(x, w1, Some(b1), same).unwrap();
     let h = g.unary(Unary::Tanh, c1);
     let halve = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (0, 0), count_include_pad: true };
     let p1 = g.max_pool2d(h, halve).unwrap(); // [2, 3, 3, 3]
     let dilated = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (2, 2) };
-    let c2 = g.conv2d(p1, w2, dilated).unwrap(); // [2, 4, 3, 3]
+    let c2 = g.conv2d(p1, w2, None, dilated).unwrap(); // [2, 4, 3, 3]
     let p2 = g.avg_pool2d(c2, PoolGeometry { padding: (1, 1), count_include_pad: false, ..halve }).unwrap(); // [2, 4, 2, 2]
     let p2 = g.avg_pool2d(p2, halve).unwrap(); // [2, 4, 1, 1]
     let flat = g.reshape(p2, &[2, 4]).unwrap();
@@ -208,7 +206,9 @@ fn cnn_gradients_match_finite_differences() {
         x[i] += h;
         loss_with(&params, &x)
     });
-    assert!(g.conv2d(x, w2, same).unwrap_err().to_string().contains("input [2, 1, 7, 7] and weight [4, 3, 2, 2]"));
+    assert!(
+        g.conv2d(x, w2, None, same).unwrap_err().to_string().contains("input [2, 1, 7, 7] and weight [4, 3, 2, 2]")
+    );
     assert!(g.reshape(x, &[5, 20]).unwrap_err().to_string().contains("cannot reshape [2, 1, 7, 7] to [5, 20]"));
 }
 

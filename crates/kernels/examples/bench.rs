@@ -127,7 +127,7 @@ impl Bench<'_> {
         self.report("gelu (erf)", &format!("{n}"), &[d], Work::Bytes(8.0 * n as f64));
     }
 
-    /// The CPU reference gemm (matrixmultiply, both cores), which the CPU executor will use.
+    /// The CPU reference gemm (the `gemm` crate, every core), which the CPU executor uses.
     fn cpu_matmul(&self, n: usize) {
         let mm = Matmul::new(n, n, n);
         let a: Vec<f32> = (0..n * n).map(|i| (i % 97) as f32 * 1e-2).collect();

@@ -34,6 +34,8 @@ fn gelu_tanh_arg(x: f64) -> f64 {
     SQRT_2_OVER_PI * (x + GELU_C * x * x * x)
 }
 
+// Inlined so that a loop over elements branches on `op` once, not per element.
+#[inline(always)]
 pub fn apply(op: Unary, x: f64) -> f64 {
     match op {
         Unary::Identity => x,
@@ -58,6 +60,7 @@ pub fn apply(op: Unary, x: f64) -> f64 {
 }
 
 /// d apply(op, x) / dx; ReLU's derivative at 0 is 0, as in PyTorch.
+#[inline(always)]
 pub fn derivative(op: Unary, x: f64) -> f64 {
     match op {
         Unary::Identity => 1.0,

@@ -4,12 +4,13 @@ use crate::conv::Conv2d;
 use crate::layout::StridedCopy;
 use crate::matmul::{Bias, Matmul, MatrixView};
 use crate::reduce::{ReduceOp, Reduction};
-use crate::shape::strided_offsets;
+use rayon::prelude::*;
+
+use crate::shape::for_each_offset;
 
 pub fn strided_copy(copy: &StridedCopy, src: &[f32], dst: &mut [f32]) {
-    for (s, d) in strided_offsets(&copy.shape, &copy.src_strides, &copy.dst_strides) {
-        dst[copy.dst_offset + d] = src[copy.src_offset + s];
-    }
+    let (src, dst) = (&src[copy.src_offset..], &mut dst[copy.dst_offset..]);
+    for_each_offset(&copy.shape, &copy.src_strides, &copy.dst_strides, |s, d| dst[d] = src[s]);
 }
 
 pub fn reduce(op: ReduceOp, r: &Reduction, x: &[f32], y: &mut [f32]) {
@@ -40,45 +41,55 @@ pub fn argmax(r: &Reduction, x: &[f32], y: &mut [u32]) {
     }
 }
 
-/// Every (column-matrix index, input index) pair of im2col; the input index is None where
-/// the receptive field falls on padding.
-fn receptive_fields(conv: &Conv2d) -> impl Iterator<Item = (usize, Option<usize>)> + '_ {
+/// The input coordinate that output coordinate `o` reads through kernel tap `k`, if inside
+/// the image (None on padding).
+fn tap(o: usize, k: usize, stride: usize, dilation: usize, padding: usize, size: usize) -> Option<usize> {
+    (o * stride + k * dilation).checked_sub(padding).filter(|&v| v < size)
+}
+
+/// Row `row` = (c, i, j) of the column matrix: for every column (n, oy, ox), the pixel of
+/// channel c that tap (i, j) reads, as `f(column, pixel index within image n's channel c)`.
+fn for_each_tap(conv: &Conv2d, row: usize, n: usize, mut f: impl FnMut(usize, usize)) {
     let (oh, ow) = (conv.out_height(), conv.out_width());
     let (kh, kw) = conv.kernel;
-    (0..conv.col_rows()).flat_map(move |row| {
-        let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
-        (0..conv.col_cols()).map(move |col| {
-            let (n, oy, ox) = (col / (oh * ow), (col / ow) % oh, col % ow);
-            let y = (oy * conv.stride.0 + i * conv.dilation.0).checked_sub(conv.padding.0);
-            let x = (ox * conv.stride.1 + j * conv.dilation.1).checked_sub(conv.padding.1);
-            let at = match (y, x) {
-                (Some(y), Some(x)) if y < conv.height && x < conv.width => {
-                    Some(((n * conv.in_channels + c) * conv.height + y) * conv.width + x)
-                }
-                _ => None,
-            };
-            (row * conv.col_cols() + col, at)
-        })
-    })
-}
-
-pub fn im2col(conv: &Conv2d, x: &[f32], col: &mut [f32]) {
-    for (e, at) in receptive_fields(conv) {
-        col[e] = at.map_or(0.0, |i| x[i]);
-    }
-}
-
-/// The adjoint of [`im2col`]: scatter-add the columns back onto the image.
-pub fn col2im(conv: &Conv2d, col: &[f32], dx: &mut [f32]) {
-    let mut acc = vec![0f64; conv.input_len()];
-    for (e, at) in receptive_fields(conv) {
-        if let Some(i) = at {
-            acc[i] += col[e] as f64;
+    let (i, j) = ((row / kw) % kh, row % kw);
+    for oy in 0..oh {
+        let Some(y) = tap(oy, i, conv.stride.0, conv.dilation.0, conv.padding.0, conv.height) else { continue };
+        for ox in 0..ow {
+            if let Some(x) = tap(ox, j, conv.stride.1, conv.dilation.1, conv.padding.1, conv.width) {
+                f((n * oh + oy) * ow + ox, y * conv.width + x);
+            }
         }
     }
-    for (d, a) in dx.iter_mut().zip(acc) {
-        *d = a as f32;
-    }
+}
+
+/// col [C·KH·KW, N·OH·OW]: each row one tap of one channel over every output position. Rows
+/// are filled in parallel.
+pub fn im2col(conv: &Conv2d, x: &[f32], col: &mut [f32]) {
+    let (taps, plane) = (conv.kernel.0 * conv.kernel.1, conv.height * conv.width);
+    col[..conv.col_rows() * conv.col_cols()].par_chunks_mut(conv.col_cols()).enumerate().for_each(|(row, out)| {
+        out.fill(0.0);
+        let c = row / taps;
+        for n in 0..conv.batch {
+            let image = &x[(n * conv.in_channels + c) * plane..][..plane];
+            for_each_tap(conv, row, n, |e, i| out[e] = image[i]);
+        }
+    });
+}
+
+/// The adjoint of [`im2col`]: scatter-add the columns back onto the image, one (n, c) plane
+/// per task. Each pixel sums at most KH·KW terms, so f32 accumulation loses nothing that
+/// matters here.
+pub fn col2im(conv: &Conv2d, col: &[f32], dx: &mut [f32]) {
+    let (taps, plane) = (conv.kernel.0 * conv.kernel.1, conv.height * conv.width);
+    dx[..conv.input_len()].par_chunks_mut(plane).enumerate().for_each(|(nc, image)| {
+        image.fill(0.0);
+        let (n, c) = (nc / conv.in_channels, nc % conv.in_channels);
+        for row in c * taps..(c + 1) * taps {
+            let columns = &col[row * conv.col_cols()..][..conv.col_cols()];
+            for_each_tap(conv, row, n, |e, i| image[i] += columns[e]);
+        }
+    });
 }
 
 /// y [N, OC, OH, OW] = conv(x, w) + bias, by im2col and one product, as on the GPU.

@@ -1,59 +1,96 @@
-//! Reference matrix product: `matrixmultiply`'s blocked sgemm (arbitrary strides, both cores)
-//! for the product, then the epilogue in f64.
+//! Reference matrix product: the `gemm` crate's blocked kernels (arbitrary strides, every core).
+//! With the identity activation sgemm applies alpha and beta itself, writing straight into C,
+//! and the bias is added in place; an activation sits between the product and beta·C, so then
+//! the product goes through a scratch matrix and the epilogue runs in f64.
 
 use super::activation;
+use crate::Unary;
 use crate::matmul::{Bias, Matmul};
 
 pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
     let (m, n, k) = (mm.m, mm.n, mm.k);
-    let mut product = vec![0f32; m * n];
+    if m * n == 0 {
+        return;
+    }
+    assert!(
+        k == 0 || (mm.a.extent(mm.batch, m, k) <= a.len() && mm.b.extent(mm.batch, k, n) <= b.len()),
+        "matmul operands shorter than their views"
+    );
+    let direct = mm.activation == Unary::Identity;
+    let mut product = if direct { Vec::new() } else { vec![0f32; m * n] };
     for z in 0..mm.batch {
-        let a_at = mm.a.offset + z * mm.a.batch_stride;
-        let b_at = mm.b.offset + z * mm.b.batch_stride;
-        if m * n > 0 {
-            if k == 0 {
-                product.fill(0.0);
-            } else {
-                assert!(
-                    mm.a.extent(1, m, k) + a_at <= a.len() + mm.a.offset
-                        && mm.b.extent(1, k, n) + b_at <= b.len() + mm.b.offset
-                );
-                // SAFETY: the asserts above keep every (row, col) of both views inside the slices.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a.as_ptr().add(a_at),
-                        mm.a.row_stride as isize,
-                        mm.a.col_stride as isize,
-                        b.as_ptr().add(b_at),
-                        mm.b.row_stride as isize,
-                        mm.b.col_stride as isize,
-                        0.0,
-                        product.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    );
+        let c_at = mm.c.offset + z * mm.c.batch_stride;
+        let bias_at = |i: usize, j: usize| match mm.bias {
+            Bias::None => 0.0,
+            Bias::PerColumn => bias.unwrap()[j],
+            Bias::PerRow => bias.unwrap()[i],
+        };
+        if direct {
+            let c_rows = &mut c[c_at..c_at + (m - 1) * mm.c.row_stride + n];
+            sgemm(mm, z, a, b, mm.alpha, mm.beta, c_rows, mm.c.row_stride);
+            if mm.bias != Bias::None {
+                for i in 0..m {
+                    for j in 0..n {
+                        c_rows[i * mm.c.row_stride + j] += bias_at(i, j);
+                    }
+                }
+            }
+        } else {
+            sgemm(mm, z, a, b, 1.0, 0.0, &mut product, n);
+            for i in 0..m {
+                for j in 0..n {
+                    let v = mm.alpha as f64 * product[i * n + j] as f64 + bias_at(i, j) as f64;
+                    let mut v = activation::apply(mm.activation, v);
+                    let at = c_at + i * mm.c.row_stride + j;
+                    if mm.beta != 0.0 {
+                        v += mm.beta as f64 * c[at] as f64;
+                    }
+                    c[at] = v as f32;
                 }
             }
         }
+    }
+}
+
+/// out = alpha · A[z] B[z] + beta · out (out is not read when beta is 0), out row-major with
+/// row stride `out_stride`.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(mm: &Matmul, z: usize, a: &[f32], b: &[f32], alpha: f32, beta: f32, out: &mut [f32], out_stride: usize) {
+    let (m, n, k) = (mm.m, mm.n, mm.k);
+    if k == 0 {
         for i in 0..m {
-            for j in 0..n {
-                let mut v = mm.alpha as f64 * product[i * n + j] as f64;
-                v += match mm.bias {
-                    Bias::None => 0.0,
-                    Bias::PerColumn => bias.unwrap()[j] as f64,
-                    Bias::PerRow => bias.unwrap()[i] as f64,
-                };
-                v = activation::apply(mm.activation, v);
-                let at = mm.c.offset + z * mm.c.batch_stride + i * mm.c.row_stride + j;
-                if mm.beta != 0.0 {
-                    v += mm.beta as f64 * c[at] as f64;
-                }
-                c[at] = v as f32;
+            for v in &mut out[i * out_stride..i * out_stride + n] {
+                *v = if beta == 0.0 { 0.0 } else { beta * *v };
             }
         }
+        return;
+    }
+    let a_at = mm.a.offset + z * mm.a.batch_stride;
+    let b_at = mm.b.offset + z * mm.b.batch_stride;
+    // SAFETY: `matmul` asserted that every (row, col) of both views lies inside the slices, and
+    // `out` holds m rows of `out_stride` with n columns each. `gemm` computes
+    // dst = alpha·dst + beta·lhs·rhs (its names), reading dst only when asked to.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            out_stride as isize,
+            beta != 0.0,
+            a.as_ptr().add(a_at),
+            mm.a.col_stride as isize,
+            mm.a.row_stride as isize,
+            b.as_ptr().add(b_at),
+            mm.b.col_stride as isize,
+            mm.b.row_stride as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
     }
 }

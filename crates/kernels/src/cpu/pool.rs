@@ -1,72 +1,111 @@
 //! Reference pooling.
 
+use rayon::prelude::*;
+
 use crate::pool::Pool2d;
 
-/// The in-image pixels (y, x) of output (oy, ox)'s window.
-fn window(p: &Pool2d, oy: usize, ox: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-    (0..p.kernel.0).flat_map(move |i| (0..p.kernel.1).map(move |j| (i, j))).filter_map(move |(i, j)| {
-        let y = (oy * p.stride.0 + i).checked_sub(p.padding.0)?;
-        let x = (ox * p.stride.1 + j).checked_sub(p.padding.1)?;
-        (y < p.height && x < p.width).then_some((y, x))
-    })
+/// The in-image rows and columns of output (oy, ox)'s window.
+fn window(p: &Pool2d, oy: usize, ox: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let span = |o: usize, stride: usize, padding: usize, kernel: usize, size: usize| {
+        let start = o * stride;
+        start.saturating_sub(padding).min(size)..(start + kernel).saturating_sub(padding).min(size)
+    };
+    (span(oy, p.stride.0, p.padding.0, p.kernel.0, p.height), span(ox, p.stride.1, p.padding.1, p.kernel.1, p.width))
 }
 
-fn outputs(p: &Pool2d) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+/// Calls `f(output index within the plane, rows, columns)` for every output of one plane.
+fn for_each_window(p: &Pool2d, mut f: impl FnMut(usize, std::ops::Range<usize>, std::ops::Range<usize>)) {
     let (oh, ow) = (p.out_height(), p.out_width());
-    (0..p.planes).flat_map(move |n| (0..oh).flat_map(move |oy| (0..ow).map(move |ox| (n, oy, ox))))
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let (rows, cols) = window(p, oy, ox);
+            f(oy * ow + ox, rows, cols);
+        }
+    }
+}
+
+/// Each output plane with its input plane, as parallel tasks.
+fn planes<'a, T: Send>(
+    p: &Pool2d,
+    out: &'a mut [T],
+    x: &'a [f32],
+) -> impl IndexedParallelIterator<Item = (&'a mut [T], &'a [f32])> {
+    let (out_plane, in_plane) = (p.out_height() * p.out_width(), p.height * p.width);
+    out[..p.planes * out_plane]
+        .par_chunks_mut(out_plane.max(1))
+        .zip(x[..p.planes * in_plane].par_chunks(in_plane.max(1)))
 }
 
 pub fn max_pool(p: &Pool2d, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
-    for (o, (n, oy, ox)) in outputs(p).enumerate() {
-        let plane = &x[n * p.height * p.width..];
-        let mut best: Option<(f32, usize)> = None;
-        for (yy, xx) in window(p, oy, ox) {
-            let idx = yy * p.width + xx;
-            let v = plane[idx];
-            if best.is_none_or(|(b, _)| v > b || v.is_nan()) {
-                best = Some((v, idx));
-                if v.is_nan() {
-                    break;
+    let mut winners: Vec<(f32, u32)> = vec![(0.0, 0); p.output_len()];
+    planes(p, &mut winners, x).for_each(|(out, plane)| {
+        for_each_window(p, |o, rows, cols| {
+            // The first maximum wins; a NaN wins at once (it propagates, as in PyTorch). An
+            // empty window (all padding) gives f32::MIN at index 0.
+            let (mut best, mut at) = (f32::MIN, 0);
+            let mut first = true;
+            'window: for yy in rows {
+                let row = &plane[yy * p.width..(yy + 1) * p.width];
+                for xx in cols.clone() {
+                    let v = row[xx];
+                    if first || v > best || v.is_nan() {
+                        (best, at, first) = (v, yy * p.width + xx, false);
+                        if v.is_nan() {
+                            break 'window;
+                        }
+                    }
                 }
             }
-        }
-        let (v, idx) = best.unwrap_or((f32::MIN, 0));
-        y[o] = v;
-        argmax[o] = idx as u32;
+            out[o] = (best, at as u32);
+        });
+    });
+    for (o, (v, at)) in winners.into_iter().enumerate() {
+        (y[o], argmax[o]) = (v, at);
     }
 }
 
 pub fn max_pool_backward(p: &Pool2d, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
-    let mut acc = vec![0f64; p.input_len()];
-    for (o, (n, _, _)) in outputs(p).enumerate() {
-        acc[n * p.height * p.width + argmax[o] as usize] += dy[o] as f64;
-    }
-    for (d, a) in dx.iter_mut().zip(acc) {
-        *d = a as f32;
-    }
+    let (out_plane, in_plane) = (p.out_height() * p.out_width(), p.height * p.width);
+    dx[..p.planes * in_plane].par_chunks_mut(in_plane.max(1)).enumerate().for_each(|(n, plane)| {
+        let mut acc = vec![0f64; in_plane];
+        for o in n * out_plane..(n + 1) * out_plane {
+            acc[argmax[o] as usize] += dy[o] as f64;
+        }
+        for (d, a) in plane.iter_mut().zip(acc) {
+            *d = a as f32;
+        }
+    });
 }
 
-fn divisor(p: &Pool2d, oy: usize, ox: usize) -> f64 {
-    if p.count_include_pad { (p.kernel.0 * p.kernel.1) as f64 } else { window(p, oy, ox).count() as f64 }
+fn divisor(p: &Pool2d, rows: &std::ops::Range<usize>, cols: &std::ops::Range<usize>) -> f64 {
+    if p.count_include_pad { (p.kernel.0 * p.kernel.1) as f64 } else { (rows.len() * cols.len()) as f64 }
 }
 
 pub fn avg_pool(p: &Pool2d, x: &[f32], y: &mut [f32]) {
-    for (o, (n, oy, ox)) in outputs(p).enumerate() {
-        let plane = &x[n * p.height * p.width..];
-        let sum: f64 = window(p, oy, ox).map(|(yy, xx)| plane[yy * p.width + xx] as f64).sum();
-        y[o] = (sum / divisor(p, oy, ox)) as f32;
-    }
+    planes(p, y, x).for_each(|(out, plane)| {
+        for_each_window(p, |o, rows, cols| {
+            let d = divisor(p, &rows, &cols);
+            let sum: f64 =
+                rows.flat_map(|yy| cols.clone().map(move |xx| yy * p.width + xx)).map(|i| plane[i] as f64).sum();
+            out[o] = (sum / d) as f32;
+        });
+    });
 }
 
 pub fn avg_pool_backward(p: &Pool2d, dy: &[f32], dx: &mut [f32]) {
-    let mut acc = vec![0f64; p.input_len()];
-    for (o, (n, oy, ox)) in outputs(p).enumerate() {
-        let share = dy[o] as f64 / divisor(p, oy, ox);
-        for (yy, xx) in window(p, oy, ox) {
-            acc[n * p.height * p.width + yy * p.width + xx] += share;
+    let (out_plane, in_plane) = (p.out_height() * p.out_width(), p.height * p.width);
+    dx[..p.planes * in_plane].par_chunks_mut(in_plane.max(1)).enumerate().for_each(|(n, plane)| {
+        let mut acc = vec![0f64; in_plane];
+        for_each_window(p, |o, rows, cols| {
+            let share = dy[n * out_plane + o] as f64 / divisor(p, &rows, &cols);
+            for yy in rows {
+                for xx in cols.clone() {
+                    acc[yy * p.width + xx] += share;
+                }
+            }
+        });
+        for (d, a) in plane.iter_mut().zip(acc) {
+            *d = a as f32;
         }
-    }
-    for (d, a) in dx.iter_mut().zip(acc) {
-        *d = a as f32;
-    }
+    });
 }

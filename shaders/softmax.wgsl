@@ -147,3 +147,17 @@ fn top_k_hits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     tk_hits[r] = select(0.0, 1.0, t < p.cols && above < p.ignore_index);
 }
+
+// Binary cross-entropy with logits, one invocation per element: terms[i] = (max(x, 0) - x t +
+// log(1 + exp(-|x|))) / n, the stable form, so that their sum is the mean loss. p.rows = n.
+@group(0) @binding(1) var<storage, read> bce_x: array<f32>;
+@group(0) @binding(2) var<storage, read> bce_t: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bce_terms: array<f32>;
+
+@compute @workgroup_size(WG)
+fn bce_with_logits_terms(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = linear_id(gid, groups, WG);
+    if i >= p.rows { return; }
+    let x = bce_x[i];
+    bce_terms[i] = (max(x, 0.0) - x * bce_t[i] + log(1.0 + exp(-abs(x)))) / f32(p.rows);
+}

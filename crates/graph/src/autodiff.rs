@@ -137,6 +137,18 @@ fn input_gradients(g: &mut Graph, node: NodeId, dy: NodeId) -> Result<Vec<(NodeI
             let dbeta = g.reshape(dbeta, &c)?;
             vec![(x(0), dx), (x(1), dgamma), (x(2), dbeta)]
         }
+        // d/dx = (σ(x) - t) / n, d/dt = -x / n, each times dloss.
+        Op::BceWithLogits => {
+            let (x_node, t) = (x(0), x(1));
+            let n = g.node(x_node).len() as f32;
+            let scaled = g.unary(Unary::Scale(1.0 / n), dy);
+            let sigmoid = g.unary(Unary::Sigmoid, x_node);
+            let diff = g.binary(Binary::Sub, sigmoid, t)?;
+            let dx = g.binary(Binary::Mul, diff, scaled)?;
+            let minus_x = g.unary(Unary::Scale(-1.0), x_node);
+            let dt = g.binary(Binary::Mul, minus_x, scaled)?;
+            vec![(x_node, dx), (t, dt)]
+        }
         Op::Dropout { p, seed } => vec![(x(0), g.dropout(dy, p, seed)?)],
         Op::Softmax { log } => {
             let shape = g.shape(node).to_vec();

@@ -217,6 +217,11 @@ impl<'g> CpuExecutor<'g> {
                 let ce = cross_entropy(shape_of(0), *label_smoothing);
                 cpu::cross_entropy_backward(&ce, f(0), labels(values, node.inputs[1]), f(2)[0], &mut out);
             }
+            Op::BceWithLogits => {
+                let mut terms = vec![0.0; f(0).len()];
+                cpu::bce_with_logits_terms(f(0), f(1), &mut terms);
+                out[0] = terms.iter().map(|&v| v as f64).sum::<f64>() as f32;
+            }
             Op::Correct { top_k } => {
                 let [rows, classes] = shape_of(0)[..] else { unreachable!("checked when built") };
                 let mut hits = vec![0.0; rows];

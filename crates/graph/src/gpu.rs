@@ -264,6 +264,7 @@ fn needs(graph: &Graph, node: &Node) -> Needs {
         Op::CrossEntropy { .. } => Needs { output: Storage::Planned(2), scratch: vec![2 * shape_of(0)[0]] },
         Op::CrossEntropyGrad { .. } => planned(vec![2 * shape_of(0)[0], 2]),
         Op::Correct { .. } => planned(vec![shape_of(0)[0]]),
+        Op::BceWithLogits => planned(vec![graph.node(node.inputs[0]).len()]),
         Op::SumTo => planned(sum_to_steps(shape_of(0), &node.shape).iter().skip(1).map(Reduction::input_len).collect()),
         Op::MatMul { .. }
         | Op::Binary(_)
@@ -436,6 +437,14 @@ fn lower(
             let mut d: Vec<Dispatch> = softmax::cross_entropy(gpu, &ce, x(0), x(1), rows, loss)?.into();
             d.push(softmax::cross_entropy_backward(gpu, &ce, x(0), x(1), rows, loss, x(2), out)?);
             d
+        }
+        Op::BceWithLogits => {
+            let len = x(0).len();
+            let all = Reduction { outer: 1, axis: len, inner: 1 };
+            vec![
+                softmax::bce_with_logits_terms(gpu, len, x(0), x(1), &scratch[0])?,
+                reduce::reduce(gpu, ReduceOp::Sum, &all, &scratch[0], out)?,
+            ]
         }
         Op::Correct { top_k } => {
             let (rows, classes) = (shape_of(0)[0], shape_of(0)[1]);

@@ -120,6 +120,9 @@ pub enum Op {
     CrossEntropyGrad {
         label_smoothing: f32,
     },
+    /// Inputs [logits, targets] of one shape, targets in [0, 1]: the mean binary cross-entropy
+    /// with logits (`nn.BCEWithLogitsLoss`), a scalar. Its gradient is built from other ops.
+    BceWithLogits,
     /// Inputs [logits [rows, classes], labels [rows]]: how many rows rank their label among
     /// the `top_k` largest logits, a scalar (ties count against the label). Not differentiable.
     Correct {
@@ -531,6 +534,15 @@ impl Graph {
         Ok(self.push(op, vec![logits, labels], vec![]))
     }
 
+    /// Mean binary cross-entropy of `logits` against `targets` of the same shape.
+    pub fn bce_with_logits(&mut self, logits: NodeId, targets: NodeId) -> Result<NodeId> {
+        if self.shape(logits) != self.shape(targets) {
+            let detail = format!("logits {:?} and targets {:?} differ", self.shape(logits), self.shape(targets));
+            return Err(self.error(&Op::BceWithLogits, detail));
+        }
+        Ok(self.push(Op::BceWithLogits, vec![logits, targets], vec![]))
+    }
+
     /// How many rows of `logits` [rows, classes] have their label among the `top_k` largest.
     pub fn correct(&mut self, logits: NodeId, labels: NodeId, top_k: usize) -> Result<NodeId> {
         let op = Op::Correct { top_k };
@@ -626,6 +638,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::CrossEntropy { .. } => "cross_entropy",
         Op::CrossEntropyGrad { .. } => "cross_entropy_grad",
         Op::Correct { .. } => "correct",
+        Op::BceWithLogits => "bce_with_logits",
     }
 }
 

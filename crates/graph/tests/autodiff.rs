@@ -382,3 +382,38 @@ fn batch_norm_dropout_and_global_pool_gradients_match_finite_differences() {
         assert!(grads.of(mean).is_none(), "running statistics are not trained");
     }
 }
+
+/// BCE with logits against soft targets: the gradient of the weights and of the targets.
+#[test]
+fn bce_with_logits_gradients_match_finite_differences() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[3, 4]);
+    let t = g.input("t", &[3, 2]);
+    let w = g.param("w", &[2, 4]);
+    let logits = g.matmul(x, w, false, true).unwrap();
+    let loss = g.bce_with_logits(logits, t).unwrap();
+    let grads = backward(&mut g, loss).unwrap();
+    let params: HashMap<String, Vec<f32>> = [("w".to_string(), values(80, 8, 2.0))].into();
+    let t_value: Vec<f32> = values(81, 6, 1.0).iter().map(|v| v.abs()).collect();
+    let feed_t = |t: &[f32]| {
+        let mut feed = Feed::default();
+        feed.inputs.insert("x".into(), values(82, 12, 2.0));
+        feed.inputs.insert("t".into(), t.to_vec());
+        feed
+    };
+    let exec = CpuExecutor::new(&g, Mode::Train);
+    let run = exec.run(&params, &feed_t(&t_value)).unwrap();
+    let loss_with = |p: &HashMap<String, Vec<f32>>, t: &[f32]| exec.run(p, &feed_t(t)).unwrap().scalar(loss) as f64;
+    check("w", run.get(grads.of(w).unwrap()), |i, h| {
+        let mut p = params.clone();
+        p.get_mut("w").unwrap()[i] += h;
+        loss_with(&p, &t_value)
+    });
+    check("t", run.get(grads.of(t).unwrap()), |i, h| {
+        let mut t = t_value.clone();
+        t[i] += h;
+        loss_with(&params, &t)
+    });
+    let err = g.bce_with_logits(logits, x).unwrap_err().to_string();
+    assert!(err.contains("logits [3, 2] and targets [3, 4] differ"), "{err}");
+}

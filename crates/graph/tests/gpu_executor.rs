@@ -29,8 +29,8 @@ fn compare(graph: &Graph, mode: Mode, outputs: &[(NodeId, &str)], params: &HashM
 }
 
 /// Every op the IR has on small odd shapes: matmul with each transpose, broadcasting binary
-/// ops, activations, layer norm, softmax and log-softmax, concat, slice, MSE and cross-entropy
-/// with label smoothing, with the gradient of every parameter and of the input.
+/// ops, activations, dropout, layer norm, softmax and log-softmax, concat, slice, MSE, BCE with
+/// logits and cross-entropy with label smoothing, with the gradient of every parameter and of the input.
 #[test]
 fn dense_ops_and_their_gradients_match_the_cpu() {
     let mut g = Graph::new();
@@ -62,7 +62,10 @@ fn dense_ops_and_their_gradients_match_the_cpu() {
     let logits = g.softmax(logits, true).unwrap();
     let ce = g.cross_entropy(logits, labels, 0.1).unwrap();
     let ratio = g.binary(Binary::Div, ce, mse).unwrap();
+    let probability = g.unary(Unary::Sigmoid, target);
+    let bce = g.bce_with_logits(gated, probability).unwrap();
     let loss = g.binary(Binary::Sub, ce, ratio).unwrap();
+    let loss = g.binary(Binary::Add, loss, bce).unwrap();
     let grads = backward(&mut g, loss).unwrap();
 
     let shapes = [("w1", 42), ("b1", 6), ("gamma", 6), ("beta", 6), ("w2", 18)];
@@ -73,6 +76,7 @@ fn dense_ops_and_their_gradients_match_the_cpu() {
     feed.inputs.insert("t".into(), values(2, 30, 1.0));
     feed.labels.insert("y".into(), vec![0, 2, 1, 1, 2]);
     let mut outputs = vec![(loss, "loss"), (grads.of(x).unwrap(), "dx"), (grads.of(h).unwrap(), "dh")];
+    outputs.push((grads.of(target).unwrap(), "dtarget"));
     for (id, name) in [(w1, "dw1"), (b1, "db1"), (gamma, "dgamma"), (beta, "dbeta"), (w2, "dw2")] {
         outputs.push((grads.of(id).unwrap(), name));
     }

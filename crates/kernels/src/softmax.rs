@@ -36,6 +36,8 @@ static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_forward", bin
 static BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_backward", bindings: &[Read, Read, ReadWrite] };
 static CE_ROWS: Kernel = Kernel { shader: &SHADER, entry: "cross_entropy_rows", bindings: &[Read, Read, ReadWrite] };
 static CE_MEAN: Kernel = Kernel { shader: &SHADER, entry: "cross_entropy_mean", bindings: &[Read, Read, ReadWrite] };
+static BCE_TERMS: Kernel =
+    Kernel { shader: &SHADER, entry: "bce_with_logits_terms", bindings: &[Read, Read, ReadWrite] };
 static TOP_K_HITS: Kernel = Kernel { shader: &SHADER, entry: "top_k_hits", bindings: &[Read, Read, ReadWrite] };
 static CE_BACKWARD: Kernel =
     Kernel { shader: &SHADER, entry: "cross_entropy_backward", bindings: &[Read, Read, Read, Read, Read, ReadWrite] };
@@ -138,4 +140,13 @@ pub fn top_k_hits(
     check_len("top_k_hits", "hits", hits.len(), rows)?;
     let params = Params { ignore_index: k as u32, ..plain(rows, classes) };
     gpu.dispatch_linear(&TOP_K_HITS, &[], &params, &[logits, targets, hits], rows)
+}
+
+/// `terms` [n] = each element's binary cross-entropy with logits `x` against targets `t` in
+/// [0, 1], divided by n: their sum is `nn.BCEWithLogitsLoss`'s mean.
+pub fn bce_with_logits_terms(gpu: &Gpu, n: usize, x: &GpuTensor, t: &GpuTensor, terms: &GpuTensor) -> Result<Dispatch> {
+    for (name, tensor) in [("x", x), ("targets", t), ("terms", terms)] {
+        check_len("bce_with_logits", name, tensor.len(), n)?;
+    }
+    gpu.dispatch_linear(&BCE_TERMS, &[], &plain(n, 1), &[x, t, terms], n)
 }

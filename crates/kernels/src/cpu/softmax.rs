@@ -88,3 +88,13 @@ pub fn top_k_hits(rows: usize, classes: usize, k: usize, logits: &[f32], targets
         hits[r] = if hit { 1.0 } else { 0.0 };
     }
 }
+
+/// Each element's binary cross-entropy with logits, divided by the element count (stable
+/// form max(x, 0) - x t + log(1 + exp(-|x|)), in f64).
+pub fn bce_with_logits_terms(x: &[f32], t: &[f32], terms: &mut [f32]) {
+    let n = x.len() as f64;
+    for ((term, &x), &t) in terms.iter_mut().zip(x).zip(t) {
+        let x = x as f64;
+        *term = ((x.max(0.0) - x * t as f64 + (-x.abs()).exp().ln_1p()) / n) as f32;
+    }
+}

@@ -1,5 +1,7 @@
 use crate::common::*;
-use kernels::softmax::{cross_entropy, cross_entropy_backward, softmax, softmax_backward, top_k_hits};
+use kernels::softmax::{
+    bce_with_logits_terms, cross_entropy, cross_entropy_backward, softmax, softmax_backward, top_k_hits,
+};
 use kernels::{CrossEntropy, cpu};
 
 gpu_test!(softmax_and_log_softmax_match_reference, |gpu| {
@@ -136,5 +138,29 @@ gpu_test!(top_k_hits_match_reference, |gpu| {
         let (lg, tg, hg) = (upload(gpu, &logits), gpu.upload(&t).unwrap(), poisoned(gpu, rows));
         run(gpu, &[&top_k_hits(gpu, rows, classes, k, &lg, &tg, &hg).unwrap()]);
         assert_eq!(read(gpu, &hg), hits, "top-{k} of {rows}x{classes}");
+    }
+});
+
+gpu_test!(bce_with_logits_matches_reference_and_stays_finite, |gpu| {
+    let mut rng = Rng::new(45);
+    for n in [1, 7, 257, 4099] {
+        // Logits up to ±200: the naive log(sigmoid) form overflows there.
+        let x = rng.vec(n, -200.0, 200.0);
+        let t = rng.vec(n, 0.0, 1.0);
+        let mut terms = vec![0.0; n];
+        cpu::bce_with_logits_terms(&x, &t, &mut terms);
+        assert!(terms.iter().all(|v| v.is_finite()));
+        let (xg, tg, og) = (upload(gpu, &x), upload(gpu, &t), poisoned(gpu, n));
+        run(gpu, &[&bce_with_logits_terms(gpu, n, &xg, &tg, &og).unwrap()]);
+        assert_close(&format!("bce terms n={n}"), &read(gpu, &og), &terms);
+    }
+    // Against the definition -(t log σ(x) + (1 - t) log(1 - σ(x))) where that is stable.
+    let (x, t) = ([0.3f32, -1.2, 2.5], [1.0f32, 0.25, 0.0]);
+    let mut terms = [0.0; 3];
+    cpu::bce_with_logits_terms(&x, &t, &mut terms);
+    for i in 0..3 {
+        let s = 1.0 / (1.0 + (-(x[i] as f64)).exp());
+        let want = -(t[i] as f64 * s.ln() + (1.0 - t[i] as f64) * (1.0 - s).ln()) / 3.0;
+        assert!((terms[i] as f64 - want).abs() < 1e-7, "{} vs {want}", terms[i]);
     }
 });

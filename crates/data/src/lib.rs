@@ -5,8 +5,10 @@ mod batches;
 mod dataset;
 mod digits;
 mod error;
+mod idx;
 
 pub use batches::{Batch, Batches, PADDING_LABEL};
 pub use dataset::Dataset;
 pub use digits::load_digits;
 pub use error::{DataError, Result};
+pub use idx::load_idx;

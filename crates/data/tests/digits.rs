@@ -65,3 +65,35 @@ fn a_malformed_line_is_named() {
     let missing = load_digits(&dir.join("none.csv.gz")).unwrap_err().to_string();
     assert!(missing.contains("none.csv.gz") && missing.contains("datasets/SOURCES.md"), "{missing}");
 }
+
+fn mnist(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/mnist").join(file)
+}
+
+#[test]
+fn mnist_test_set_loads_with_the_documented_counts() {
+    let test = data::load_idx(&mnist("t10k-images-idx3-ubyte.gz"), &mnist("t10k-labels-idx1-ubyte.gz")).unwrap();
+    assert_eq!((test.len(), test.sample_shape.clone(), test.classes), (10_000, vec![1, 28, 28], 10));
+    let mut counts = [0usize; 10];
+    test.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    assert_eq!(counts, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    assert!(test.samples.iter().all(|&p| (0.0..=1.0).contains(&p)));
+}
+
+#[test]
+fn damaged_idx_files_are_named() {
+    let dir = std::env::temp_dir().join(format!("dlcli-idx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let labels = mnist("t10k-labels-idx1-ubyte.gz");
+    let swapped = data::load_idx(&labels, &labels).unwrap_err().to_string();
+    assert!(swapped.contains("not an IDX images file (magic 2051)"), "{swapped}");
+    let cut = dir.join("cut-images");
+    let mut header = 2051u32.to_be_bytes().to_vec();
+    for d in [10u32, 28, 28] {
+        header.extend(d.to_be_bytes());
+    }
+    header.extend(vec![0u8; 100]);
+    std::fs::write(&cut, header).unwrap();
+    let err = data::load_idx(&cut, &labels).unwrap_err().to_string();
+    assert!(err.contains("cut-images") && err.contains("truncated"), "{err}");
+}

@@ -1,7 +1,12 @@
 //! The `dlcli` binary. Each subcommand lives in its own module; `main` parses the command
-//! line, runs the command, and prints any error once, as one line, with a non-zero exit code.
+//! line, runs the command, and prints any error once, with a non-zero exit code.
 
+mod config;
+mod dataset;
 mod devices;
+mod eval;
+mod model;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -16,12 +21,26 @@ struct Cli {
 enum Command {
     /// List the GPU adapters wgpu finds and show the one dlcli would use.
     Devices(devices::Args),
+    /// Train a config's model; writes runs/NAME/ (config, metrics, checkpoints).
+    Train(train::Args),
+    /// Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on the test set.
+    Eval(eval::Args),
+    /// Check a config file and report every problem in it at once.
+    Config(config::Args),
 }
 
 fn main() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // Mesa prints an error on every device probe when this is unset; it only wants a
+        // writable directory. SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices(args) => devices::run(&args),
+        Command::Train(args) => train::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Config(args) => config::run(&args),
     };
     if let Err(e) = result {
         eprintln!("dlcli: {e:#}");

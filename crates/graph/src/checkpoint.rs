@@ -172,6 +172,23 @@ impl Checkpoint {
     }
 }
 
+impl Checkpoint {
+    /// The config text stored in the checkpoint at `path` (to rebuild its model).
+    pub fn config_text(path: &Path) -> Result<String> {
+        let bad = |detail: String| GraphError::Checkpoint { path: path.to_owned(), detail };
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a readable safetensors file ({e}); was it truncated?")))?;
+        header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("config"))
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .ok_or_else(|| bad("holds no config; evaluate it with --run RUN instead".into()))
+    }
+}
+
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -1,0 +1,575 @@
+//! The TOML config: parsed with `toml_edit`, which keeps every key's position, and validated
+//! into typed settings. Validation collects every problem before failing, each with
+//! file:line:column, the key path, what was expected, and a did-you-mean for unknown names.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use kernels::Unary;
+use toml_edit::{Item, TableLike, Value};
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found in one file.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "{}: {n} problem{} in the config", self.path.display(), if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  {}:{}:{}: {}: {}", self.path.display(), p.line, p.column, p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Where the data comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    /// MNIST-style IDX pairs for the training and test sets.
+    Idx { train_images: PathBuf, train_labels: PathBuf, test_images: PathBuf, test_labels: PathBuf },
+    /// The digits CSV, split into train and test by `test_fraction`.
+    Digits { path: PathBuf, test_fraction: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataConfig {
+    pub source: DataSource,
+    /// Normalisation applied to every pixel: (x - mean) / std.
+    pub mean: f32,
+    pub std: f32,
+}
+
+/// One layer; `inputs` name earlier layers (by default, the previous layer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerConfig {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub kind: LayerKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerKind {
+    Conv2d { out_channels: usize, kernel: usize, stride: usize, padding: usize, dilation: usize, bias: bool },
+    Linear { out_features: usize, bias: bool },
+    MaxPool2d { kernel: usize, stride: usize, padding: usize },
+    AvgPool2d { kernel: usize, stride: usize, padding: usize },
+    GlobalAvgPool,
+    BatchNorm { eps: f32, momentum: f32 },
+    LayerNorm { eps: f32 },
+    Dropout { p: f32 },
+    Flatten,
+    Activation(Unary),
+    Add,
+    Concat,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: u64,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// "sgd", "adam" or "adamw".
+    pub optimizer: String,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// "constant", "step", "cosine" or "one_cycle".
+    pub schedule: String,
+    pub warmup_steps: u64,
+    pub clip_grad_norm: Option<f32>,
+    pub label_smoothing: f32,
+    /// Checkpoints kept besides the best one.
+    pub keep_last: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub data: DataConfig,
+    pub layers: Vec<LayerConfig>,
+    pub train: TrainConfig,
+    /// The file's text, kept in run directories and checkpoints.
+    pub text: String,
+}
+
+const ACTIVATIONS: [(&str, Unary); 6] = [
+    ("relu", Unary::Relu),
+    ("gelu", Unary::GeluErf),
+    ("sigmoid", Unary::Sigmoid),
+    ("tanh", Unary::Tanh),
+    ("silu", Unary::Silu),
+    ("leaky_relu", Unary::LeakyRelu(0.01)),
+];
+const LAYER_TYPES: [&str; 17] = [
+    "conv2d",
+    "linear",
+    "max_pool2d",
+    "avg_pool2d",
+    "global_avg_pool",
+    "batch_norm",
+    "layer_norm",
+    "dropout",
+    "flatten",
+    "add",
+    "concat",
+    "relu",
+    "gelu",
+    "sigmoid",
+    "tanh",
+    "silu",
+    "leaky_relu",
+];
+const OPTIMIZERS: [&str; 3] = ["sgd", "adam", "adamw"];
+const SCHEDULES: [&str; 4] = ["constant", "step", "cosine", "one_cycle"];
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            path: path.to_owned(),
+            problems: vec![Problem { line: 0, column: 0, key: "(file)".into(), message: e.to_string() }],
+        })?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let fail = |problems| ConfigErrors { path: path.to_owned(), problems };
+        let doc = toml_edit::Document::parse(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_column(text, s.start));
+            fail(vec![Problem { line, column, key: "(syntax)".into(), message: e.message().trim().to_string() }])
+        })?;
+        let mut v = Validator { text, problems: Vec::new(), here: None };
+        let config = v.config(doc.as_table());
+        if v.problems.is_empty() { Ok(config) } else { Err(fail(v.problems)) }
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Levenshtein distance, for did-you-mean.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + (ca != b[j]) as usize).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn did_you_mean(word: &str, choices: &[&str]) -> String {
+    match choices.iter().min_by_key(|c| distance(word, c)) {
+        Some(best) if distance(word, best) <= 2.max(word.len() / 3) => format!(" (did you mean {best:?}?)"),
+        _ => String::new(),
+    }
+}
+
+/// Reads typed values out of the document, recording a problem for each one that is wrong.
+struct Validator<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+    /// Where the table being read starts: a missing key is reported there.
+    here: Option<std::ops::Range<usize>>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, span: Option<std::ops::Range<usize>>, key: &str, message: String) {
+        let (line, column) = span.map_or((0, 0), |s| line_column(self.text, s.start));
+        self.problems.push(Problem { line, column, key: key.to_string(), message });
+    }
+
+    /// Unknown keys of `table` (at `path`) are problems, with the nearest known key.
+    fn unknown_keys(&mut self, table: &dyn TableLike, path: &str, known: &[&str]) {
+        for (key, _) in table.iter() {
+            if !known.contains(&key) {
+                let span = table.key(key).and_then(|k| k.span());
+                let hint = did_you_mean(key, known);
+                self.problem(span, &join(path, key), format!("unknown key{hint}; expected one of {known:?}"));
+            }
+        }
+    }
+
+    fn value<'d>(&mut self, table: &'d dyn TableLike, path: &str, key: &str, required: bool) -> Option<&'d Value> {
+        match table.get(key) {
+            Some(Item::Value(v)) => Some(v),
+            Some(other) => {
+                self.problem(other.span(), &join(path, key), "expected a value, not a table".into());
+                None
+            }
+            None => {
+                if required {
+                    self.problem(self.here.clone(), &join(path, key), "missing; this key is required".into());
+                }
+                None
+            }
+        }
+    }
+
+    fn usize(&mut self, t: &dyn TableLike, path: &str, key: &str, default: Option<usize>) -> usize {
+        match self.value(t, path, key, default.is_none()) {
+            Some(v) => match v.as_integer() {
+                Some(i) if i >= 0 => i as usize,
+                _ => {
+                    self.problem(
+                        v.span(),
+                        &join(path, key),
+                        format!("expected a non-negative integer, got {}", v.to_string().trim()),
+                    );
+                    0
+                }
+            },
+            None => default.unwrap_or(0),
+        }
+    }
+
+    fn f32(&mut self, t: &dyn TableLike, path: &str, key: &str, default: Option<f32>) -> f32 {
+        match self.value(t, path, key, default.is_none()) {
+            Some(v) => match (v.as_float(), v.as_integer()) {
+                (Some(f), _) => f as f32,
+                (_, Some(i)) => i as f32,
+                _ => {
+                    self.problem(
+                        v.span(),
+                        &join(path, key),
+                        format!("expected a number, got {}", v.to_string().trim()),
+                    );
+                    0.0
+                }
+            },
+            None => default.unwrap_or(0.0),
+        }
+    }
+
+    fn bool(&mut self, t: &dyn TableLike, path: &str, key: &str, default: bool) -> bool {
+        match self.value(t, path, key, false) {
+            Some(v) => v.as_bool().unwrap_or_else(|| {
+                self.problem(
+                    v.span(),
+                    &join(path, key),
+                    format!("expected true or false, got {}", v.to_string().trim()),
+                );
+                default
+            }),
+            None => default,
+        }
+    }
+
+    fn string(&mut self, t: &dyn TableLike, path: &str, key: &str, default: Option<&str>) -> String {
+        match self.value(t, path, key, default.is_none()) {
+            Some(v) => v.as_str().map(str::to_string).unwrap_or_else(|| {
+                self.problem(v.span(), &join(path, key), format!("expected a string, got {}", v.to_string().trim()));
+                String::new()
+            }),
+            None => default.unwrap_or_default().to_string(),
+        }
+    }
+
+    /// A string that must be one of `choices`.
+    fn choice(&mut self, t: &dyn TableLike, path: &str, key: &str, default: &str, choices: &[&str]) -> String {
+        let s = self.string(t, path, key, Some(default));
+        if !choices.contains(&s.as_str()) {
+            let span = t.get(key).and_then(|i| i.span());
+            self.problem(
+                span,
+                &join(path, key),
+                format!("{s:?} is not one of {choices:?}{}", did_you_mean(&s, choices)),
+            );
+        }
+        s
+    }
+
+    fn table<'d>(&mut self, parent: &'d dyn TableLike, key: &str) -> Option<&'d dyn TableLike> {
+        match parent.get(key) {
+            Some(item) => match item.as_table_like() {
+                Some(t) => {
+                    self.here = item.span();
+                    Some(t)
+                }
+                None => {
+                    self.problem(item.span(), key, "expected a table".into());
+                    None
+                }
+            },
+            None => {
+                self.problem(None, key, format!("missing; add a [{key}] table (see `dlcli config defaults`)"));
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, root: &dyn TableLike) -> Config {
+        self.unknown_keys(root, "", &["data", "model", "train"]);
+        let data = self.table(root, "data").map(|t| self.data(t));
+        let layers = self.table(root, "model").map(|t| self.model(t)).unwrap_or_default();
+        let train = match root.get("train").and_then(Item::as_table_like) {
+            Some(t) => {
+                self.here = root.get("train").and_then(Item::span);
+                self.train(t)
+            }
+            None => self.train(&toml_edit::Table::new()),
+        };
+        let data = data.unwrap_or(DataConfig {
+            source: DataSource::Digits { path: PathBuf::new(), test_fraction: 0.0 },
+            mean: 0.0,
+            std: 1.0,
+        });
+        Config { data, layers, train, text: self.text.to_string() }
+    }
+
+    fn data(&mut self, t: &dyn TableLike) -> DataConfig {
+        let kind = self.choice(t, "data", "kind", "idx", &["idx", "digits"]);
+        let mut known = vec!["kind", "mean", "std"];
+        let source = if kind != "idx" && kind != "digits" {
+            // The kind's own keys cannot be checked until the kind is known.
+            known.extend(t.iter().map(|(k, _)| k).filter(|k| !["mean", "std"].contains(k)));
+            DataSource::Digits { path: PathBuf::new(), test_fraction: 0.0 }
+        } else if kind == "digits" {
+            known.extend(["path", "test_fraction"]);
+            let path = self.string(t, "data", "path", Some("datasets/digits/digits.csv.gz")).into();
+            let test_fraction = self.f32(t, "data", "test_fraction", Some(0.2)) as f64;
+            DataSource::Digits { path, test_fraction }
+        } else {
+            known.extend(["train_images", "train_labels", "test_images", "test_labels"]);
+            let mut path = |key| PathBuf::from(self.string(t, "data", key, None));
+            DataSource::Idx {
+                train_images: path("train_images"),
+                train_labels: path("train_labels"),
+                test_images: path("test_images"),
+                test_labels: path("test_labels"),
+            }
+        };
+        let (mean, std) = (self.f32(t, "data", "mean", Some(0.0)), self.f32(t, "data", "std", Some(1.0)));
+        if std <= 0.0 {
+            let span = t.get("std").and_then(|i| i.span());
+            self.problem(span, "data.std", format!("must be positive, got {std}"));
+        }
+        self.unknown_keys(t, "data", &known);
+        DataConfig { source, mean, std }
+    }
+
+    fn model(&mut self, t: &dyn TableLike) -> Vec<LayerConfig> {
+        self.unknown_keys(t, "model", &["layers"]);
+        type Spanned<'d> = (&'d dyn TableLike, Option<std::ops::Range<usize>>);
+        let tables: Vec<Spanned> = match t.get("layers") {
+            Some(Item::ArrayOfTables(a)) => a.iter().map(|t| (t as &dyn TableLike, t.span())).collect(),
+            Some(Item::Value(Value::Array(a))) => a
+                .iter()
+                .filter_map(|v| match v.as_inline_table() {
+                    Some(t) => Some((t as &dyn TableLike, t.span())),
+                    None => {
+                        self.problem(v.span(), "model.layers", "each layer is a table like { type = \"relu\" }".into());
+                        None
+                    }
+                })
+                .collect(),
+            other => {
+                self.problem(
+                    other.and_then(|i| i.span()),
+                    "model.layers",
+                    "missing; list the layers as [[model.layers]] tables".into(),
+                );
+                Vec::new()
+            }
+        };
+        let mut layers: Vec<LayerConfig> = Vec::new();
+        for (i, (layer, span)) in tables.into_iter().enumerate() {
+            let path = format!("model.layers[{i}]");
+            self.here = span;
+            if let Some(l) = self.layer(layer, &path, &layers) {
+                layers.push(l);
+            }
+        }
+        layers
+    }
+
+    fn layer(&mut self, t: &dyn TableLike, path: &str, earlier: &[LayerConfig]) -> Option<LayerConfig> {
+        let kind = self.string(t, path, "type", None);
+        let name = self.string(t, path, "name", Some(&format!("{kind}{}", earlier.len() + 1)));
+        let inputs: Vec<String> = match t.get("inputs").and_then(Item::as_array) {
+            Some(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            None => earlier.last().map(|l| vec![l.name.clone()]).unwrap_or_default(),
+        };
+        for input in &inputs {
+            if !earlier.iter().any(|l| &l.name == input) {
+                let names: Vec<&str> = earlier.iter().map(|l| l.name.as_str()).collect();
+                let span = t.get("inputs").and_then(|i| i.span());
+                self.problem(
+                    span,
+                    &join(path, "inputs"),
+                    format!("no earlier layer is named {input:?}{}", did_you_mean(input, &names)),
+                );
+            }
+        }
+        let mut known = vec!["type", "name", "inputs"];
+        let mut num = |v: &mut Self, key: &'static str, default: Option<usize>| {
+            known.push(key);
+            v.usize(t, path, key, default)
+        };
+        let kind = match kind.as_str() {
+            "conv2d" => {
+                let out_channels = num(self, "out_channels", None);
+                let kernel = num(self, "kernel", None);
+                let (stride, padding, dilation) =
+                    (num(self, "stride", Some(1)), num(self, "padding", Some(0)), num(self, "dilation", Some(1)));
+                known.push("bias");
+                LayerKind::Conv2d {
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    dilation,
+                    bias: self.bool(t, path, "bias", true),
+                }
+            }
+            "linear" => {
+                let out_features = num(self, "out_features", None);
+                known.push("bias");
+                LayerKind::Linear { out_features, bias: self.bool(t, path, "bias", true) }
+            }
+            "max_pool2d" | "avg_pool2d" => {
+                let kernel = num(self, "kernel", None);
+                let (stride, padding) = (num(self, "stride", Some(kernel)), num(self, "padding", Some(0)));
+                if kind == "max_pool2d" {
+                    LayerKind::MaxPool2d { kernel, stride, padding }
+                } else {
+                    LayerKind::AvgPool2d { kernel, stride, padding }
+                }
+            }
+            "global_avg_pool" => LayerKind::GlobalAvgPool,
+            "batch_norm" => {
+                known.extend(["eps", "momentum"]);
+                LayerKind::BatchNorm {
+                    eps: self.f32(t, path, "eps", Some(1e-5)),
+                    momentum: self.f32(t, path, "momentum", Some(0.1)),
+                }
+            }
+            "layer_norm" => {
+                known.push("eps");
+                LayerKind::LayerNorm { eps: self.f32(t, path, "eps", Some(1e-5)) }
+            }
+            "dropout" => {
+                known.push("p");
+                let p = self.f32(t, path, "p", Some(0.5));
+                if !(0.0..1.0).contains(&p) {
+                    self.problem(
+                        t.get("p").and_then(|i| i.span()),
+                        &join(path, "p"),
+                        format!("must be in [0, 1), got {p}"),
+                    );
+                }
+                LayerKind::Dropout { p }
+            }
+            "flatten" => LayerKind::Flatten,
+            "add" => LayerKind::Add,
+            "concat" => LayerKind::Concat,
+            "leaky_relu" => {
+                known.push("slope");
+                LayerKind::Activation(Unary::LeakyRelu(self.f32(t, path, "slope", Some(0.01))))
+            }
+            other => match ACTIVATIONS.iter().find(|(n, _)| *n == other) {
+                Some(&(_, op)) => LayerKind::Activation(op),
+                None => {
+                    if !other.is_empty() {
+                        let span = t.get("type").and_then(|i| i.span());
+                        self.problem(
+                            span,
+                            &join(path, "type"),
+                            format!(
+                                "unknown layer type {other:?}{}; expected one of {LAYER_TYPES:?}",
+                                did_you_mean(other, &LAYER_TYPES)
+                            ),
+                        );
+                    }
+                    return None;
+                }
+            },
+        };
+        self.unknown_keys(t, path, &known);
+        Some(LayerConfig { name, inputs, kind })
+    }
+
+    fn train(&mut self, t: &dyn TableLike) -> TrainConfig {
+        let p = "train";
+        let clip = self.f32(t, p, "clip_grad_norm", Some(0.0));
+        let config = TrainConfig {
+            epochs: self.usize(t, p, "epochs", Some(2)) as u64,
+            batch_size: self.usize(t, p, "batch_size", Some(64)).max(1),
+            seed: self.usize(t, p, "seed", Some(0)) as u64,
+            optimizer: self.choice(t, p, "optimizer", "adam", &OPTIMIZERS),
+            lr: self.f32(t, p, "lr", Some(1e-3)),
+            momentum: self.f32(t, p, "momentum", Some(0.9)),
+            weight_decay: self.f32(t, p, "weight_decay", Some(0.0)),
+            schedule: self.choice(t, p, "schedule", "constant", &SCHEDULES),
+            warmup_steps: self.usize(t, p, "warmup_steps", Some(0)) as u64,
+            clip_grad_norm: (clip > 0.0).then_some(clip),
+            label_smoothing: self.f32(t, p, "label_smoothing", Some(0.0)),
+            keep_last: self.usize(t, p, "keep_last", Some(2)),
+        };
+        self.unknown_keys(t, p, &TRAIN_KEYS);
+        config
+    }
+}
+
+const TRAIN_KEYS: [&str; 12] = [
+    "epochs",
+    "batch_size",
+    "seed",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "warmup_steps",
+    "clip_grad_norm",
+    "label_smoothing",
+    "keep_last",
+];
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: ConfigCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum ConfigCommand {
+    /// Report every problem in a config file, or say it is fine.
+    Check { file: PathBuf },
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    match &args.command {
+        ConfigCommand::Check { file } => {
+            let config = Config::load(file)?;
+            println!("{}: ok ({} layers)", file.display(), config.layers.len());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Builds the graph of a config's layers for one batch size.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use graph::{Classifier, ConvGeometry, Model, NodeId, PoolGeometry};
+use kernels::Binary;
+
+use crate::config::{Config, LayerKind};
+
+/// The classifier of `config` for samples of `sample_shape` (e.g. [1, 28, 28]) and `classes`
+/// classes, at batch size `batch`, its parameters initialised from the config's seed.
+pub fn build(config: &Config, sample_shape: &[usize], classes: usize, batch: usize) -> Result<Classifier> {
+    let mut m = Model::new(config.train.seed);
+    let shape: Vec<usize> = std::iter::once(batch).chain(sample_shape.iter().copied()).collect();
+    let x = m.graph.input("x", &shape);
+    let mut outputs: HashMap<&str, NodeId> = HashMap::new();
+    let mut last = x;
+    for (i, layer) in config.layers.iter().enumerate() {
+        let inputs: Vec<NodeId> = if i == 0 && layer.inputs.is_empty() {
+            vec![x]
+        } else {
+            layer.inputs.iter().map(|name| outputs[name.as_str()]).collect()
+        };
+        last = add_layer(&mut m, &layer.name, &layer.kind, &inputs)
+            .with_context(|| format!("model.layers[{i}] ({:?})", layer.name))?;
+        outputs.insert(&layer.name, last);
+    }
+    let out = m.graph.shape(last).to_vec();
+    if out != [batch, classes] {
+        bail!(
+            "the last layer ({:?}) gives {:?} per batch, but the data has {classes} classes: end the model with a \
+             linear layer of out_features = {classes} (after a flatten)",
+            config.layers.last().map_or("input", |l| l.name.as_str()),
+            out
+        );
+    }
+    Ok(Classifier::new(m, x, last, config.train.label_smoothing)?)
+}
+
+fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[NodeId]) -> Result<NodeId> {
+    let x = inputs[0];
+    let shape = m.graph.shape(x).to_vec();
+    Ok(match *kind {
+        LayerKind::Conv2d { out_channels, kernel, stride, padding, dilation, bias } => {
+            let geo =
+                ConvGeometry { stride: (stride, stride), padding: (padding, padding), dilation: (dilation, dilation) };
+            m.conv2d(name, x, out_channels, (kernel, kernel), geo, bias)?
+        }
+        LayerKind::Linear { out_features, bias } => {
+            if shape.len() != 2 {
+                bail!("linear needs [batch, features] input, got {shape:?}: add a flatten layer before it");
+            }
+            m.linear(name, x, shape[1], out_features, bias)?
+        }
+        LayerKind::MaxPool2d { kernel, stride, padding } | LayerKind::AvgPool2d { kernel, stride, padding } => {
+            let geo = PoolGeometry {
+                kernel: (kernel, kernel),
+                stride: (stride, stride),
+                padding: (padding, padding),
+                count_include_pad: true,
+            };
+            if matches!(kind, LayerKind::MaxPool2d { .. }) {
+                m.graph.max_pool2d(x, geo)?
+            } else {
+                m.graph.avg_pool2d(x, geo)?
+            }
+        }
+        LayerKind::GlobalAvgPool => m.graph.global_avg_pool(x)?,
+        LayerKind::BatchNorm { eps, momentum } => m.batch_norm(name, x, eps, momentum)?,
+        LayerKind::LayerNorm { eps } => m.layer_norm(name, x, eps)?,
+        LayerKind::Dropout { p } => m.dropout(x, p)?,
+        LayerKind::Flatten => m.graph.flatten(x)?,
+        LayerKind::Activation(op) => m.graph.unary(op, x),
+        LayerKind::Add => {
+            if inputs.len() < 2 {
+                bail!("add needs at least two inputs (inputs = [\"a\", \"b\"])");
+            }
+            let mut sum = x;
+            for &other in &inputs[1..] {
+                sum = m.graph.binary(Binary::Add, sum, other)?;
+            }
+            sum
+        }
+        LayerKind::Concat => m.graph.concat(inputs, 1)?,
+    })
+}

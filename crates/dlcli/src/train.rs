@@ -1,0 +1,239 @@
+//! `dlcli train`: trains a config's model, writing a run directory with the resolved config,
+//! per-epoch metrics, checkpoints (the last few and the best) and the log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use data::{Batches, Dataset};
+use graph::{
+    Adam, Checkpoint, Classifier, CpuTrainer, Feed, GpuTrainer, Meta, Optimizer, Schedule, Sgd, Trainer, Training,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use kernels::{AdapterClass, Gpu};
+
+use crate::config::{Config, TrainConfig};
+use crate::{dataset, model};
+
+/// Which executor to train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    /// A hardware GPU if there is one, else the CPU executor.
+    Auto,
+    /// The best wgpu adapter, even a software one (lavapipe).
+    Gpu,
+    Cpu,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model config (TOML), e.g. configs/cnn.toml.
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
+    /// Overrides train.epochs.
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// The run directory's name under --runs-dir (default: the config's name and a number).
+    #[arg(long)]
+    run: Option<String>,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Overwrite an existing run directory.
+    #[arg(long)]
+    force: bool,
+    /// No progress bars: one line per epoch.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The optimizer, schedule and clipping a config asks for, over `total` updates.
+pub fn training(t: &TrainConfig, total: u64) -> Training {
+    let optimizer = match t.optimizer.as_str() {
+        "sgd" => Optimizer::Sgd(Sgd {
+            lr: t.lr,
+            momentum: t.momentum,
+            dampening: 0.0,
+            weight_decay: t.weight_decay,
+            nesterov: false,
+        }),
+        name => Optimizer::Adam(Adam {
+            lr: t.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: t.weight_decay,
+            decoupled: name == "adamw",
+        }),
+    };
+    let schedule = match t.schedule.as_str() {
+        "step" => Schedule::Step { every: (total / 3).max(1), gamma: 0.1 },
+        "cosine" => Schedule::WarmupCosine { warmup: t.warmup_steps, total, floor: 0.0 },
+        "one_cycle" => Schedule::OneCycle { total, pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 },
+        _ => Schedule::Constant,
+    };
+    Training { optimizer, schedule, clip_grad_norm: t.clip_grad_norm }
+}
+
+pub fn feed(batch: &data::Batch, step: u64) -> Feed {
+    let mut feed = Feed { step, ..Feed::default() };
+    feed.inputs.insert("x".into(), batch.samples.clone());
+    feed.labels.insert("y".into(), batch.labels.clone());
+    feed
+}
+
+/// A new run directory under `runs_dir`: `name`, or the config's stem with the first free
+/// number. An existing directory is an error unless `force`.
+fn run_dir(runs_dir: &Path, config: &Path, name: Option<&str>, force: bool) -> Result<PathBuf> {
+    let dir = match name {
+        Some(name) => runs_dir.join(name),
+        None => {
+            let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+            (1..).map(|i| runs_dir.join(format!("{stem}-{i}"))).find(|d| !d.exists()).expect("a free name")
+        }
+    };
+    if dir.exists() && !force {
+        bail!(
+            "run directory {} already exists; pick another --run NAME or pass --force to overwrite it",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let mut config = Config::load(&args.config)?;
+    if let Some(epochs) = args.epochs {
+        config.train.epochs = epochs;
+    }
+    let (train_set, test_set) = dataset::load(&config.data, config.train.seed)?;
+    let batch = config.train.batch_size;
+    let classifier = model::build(&config, &train_set.sample_shape, train_set.classes, batch)?;
+    let steps_per_epoch = (train_set.len() / batch) as u64;
+    if steps_per_epoch == 0 {
+        bail!("train.batch_size = {batch} is larger than the {} training samples", train_set.len());
+    }
+    let training = training(&config.train, steps_per_epoch * config.train.epochs);
+    let gpu = open_device(args.device)?;
+    let dir = run_dir(&args.runs_dir, &args.config, args.run.as_deref(), args.force)?;
+    std::fs::write(dir.join("config.toml"), &config.text)?;
+    let device = match &gpu {
+        Some(gpu) => format!("GPU executor on {}", gpu.summary()),
+        None => format!("CPU executor ({} threads)", rayon::current_num_threads()),
+    };
+    println!("dlcli train: {device}; run directory {}", dir.display());
+    let mut trainer: Box<dyn Trainer> = match &gpu {
+        Some(gpu) => Box::new(GpuTrainer::new(gpu, classifier.clone(), training)?),
+        None => Box::new(CpuTrainer::new(classifier.clone(), training)),
+    };
+    let mut metrics = std::fs::File::create(dir.join("metrics.jsonl"))?;
+    let mut best = f64::NEG_INFINITY;
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for epoch in 0..config.train.epochs {
+        let (train_loss, train_acc, rate) = train_epoch(trainer.as_mut(), &train_set, &config, epoch, args.quiet)?;
+        let (test_loss, test_acc) = evaluate(trainer.as_mut(), &test_set, batch)?;
+        let line = serde_json::json!({
+            "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss, "train_accuracy": train_acc,
+            "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate,
+        });
+        writeln!(metrics, "{line}")?;
+        println!(
+            "epoch {}/{}: train loss {train_loss:.4} accuracy {:.2}% | test loss {test_loss:.4} accuracy {:.2}% | {rate:.0} samples/s",
+            epoch + 1,
+            config.train.epochs,
+            100.0 * train_acc,
+            100.0 * test_acc
+        );
+        let checkpoint = Checkpoint {
+            state: trainer.state()?,
+            meta: Meta { epoch: epoch + 1, seed: config.train.seed, config: config.text.clone() },
+        };
+        let path = dir.join(format!("epoch-{}.safetensors", epoch + 1));
+        checkpoint.save(&path, &classifier, &training.optimizer)?;
+        kept.push(path);
+        while kept.len() > config.train.keep_last.max(1) {
+            std::fs::remove_file(kept.remove(0))?;
+        }
+        if test_acc > best {
+            best = test_acc;
+            checkpoint.save(&dir.join("best.safetensors"), &classifier, &training.optimizer)?;
+        }
+    }
+    println!("best test accuracy {:.2}%; checkpoints in {}", 100.0 * best, dir.display());
+    Ok(())
+}
+
+/// The GPU to train on, or None for the CPU executor.
+fn open_device(device: Device) -> Result<Option<Gpu>> {
+    match device {
+        Device::Cpu => Ok(None),
+        Device::Gpu => Ok(Some(Gpu::open().context("--device gpu")?)),
+        Device::Auto => Ok(Gpu::open().ok().filter(|g| g.class() == AdapterClass::Gpu)),
+    }
+}
+
+/// One epoch; returns mean loss, accuracy and samples/s.
+fn train_epoch(
+    trainer: &mut dyn Trainer,
+    set: &Dataset,
+    config: &Config,
+    epoch: u64,
+    quiet: bool,
+) -> Result<(f64, f64, f64)> {
+    let batch = config.train.batch_size;
+    let steps = (set.len() / batch) as u64;
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(steps) };
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{}/{}", epoch + 1, config.train.epochs));
+    let start = Instant::now();
+    let (mut loss, mut correct, mut seen) = (0.0, 0.0, 0usize);
+    for b in Batches::shuffled(set, batch, config.train.seed, epoch) {
+        let stats = trainer.train_step(&feed(&b, trainer.steps()))?;
+        loss += stats.loss as f64 * b.valid as f64;
+        correct += stats.correct as f64;
+        seen += b.valid;
+        bar.inc(1);
+        bar.set_message(format!(
+            "loss {:.4} acc {:.2}% {:.0} samples/s",
+            loss / seen as f64,
+            100.0 * correct / seen as f64,
+            seen as f64 / start.elapsed().as_secs_f64()
+        ));
+    }
+    bar.finish_and_clear();
+    Ok((loss / seen as f64, correct / seen as f64, seen as f64 / start.elapsed().as_secs_f64()))
+}
+
+/// Mean loss and accuracy over every sample of `set`.
+pub fn evaluate(trainer: &mut dyn Trainer, set: &Dataset, batch: usize) -> Result<(f64, f64)> {
+    let (mut loss, mut correct) = (0.0, 0.0);
+    for b in Batches::in_order(set, batch) {
+        let stats = trainer.evaluate(&feed(&b, 0))?;
+        loss += stats.loss as f64 * b.valid as f64;
+        correct += stats.correct as f64;
+    }
+    Ok((loss / set.len() as f64, correct / set.len() as f64))
+}
+
+/// The classifier of a config for its data, with a checkpoint's state loaded into a CPU
+/// trainer (for eval and predict).
+pub fn restore(
+    config: &Config,
+    checkpoint: &Path,
+    sample_shape: &[usize],
+    classes: usize,
+) -> Result<(Classifier, CpuTrainer)> {
+    let classifier = model::build(config, sample_shape, classes, config.train.batch_size)?;
+    let training = training(&config.train, 1);
+    let loaded = Checkpoint::load(checkpoint, &classifier, &training.optimizer)?;
+    let mut trainer = CpuTrainer::new(classifier.clone(), training);
+    trainer.restore(&loaded.state)?;
+    Ok((classifier, trainer))
+}

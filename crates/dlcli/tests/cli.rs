@@ -1,0 +1,150 @@
+//! The binary end to end on the shipped digits: train, evaluate, and every kind of bad input
+//! giving one clear message and a non-zero exit, never a panic or a lost run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dlcli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dlcli"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .expect("the dlcli binary runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A clean failure: non-zero exit, the expected words on stderr, no panic.
+fn fails_with(out: &Output, words: &[&str]) {
+    let (stdout, stderr) = text(out);
+    assert!(!out.status.success(), "expected a failure; stdout:\n{stdout}");
+    assert!(!stderr.contains("panicked"), "a panic:\n{stderr}");
+    for w in words {
+        assert!(stderr.contains(w), "stderr lacks {w:?}:\n{stderr}");
+    }
+}
+
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dlcli-cli-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn train_then_eval_on_the_digits() {
+    let runs = temp_dir("train");
+    let runs_arg = runs.to_str().unwrap();
+    let args = ["train", "--config", "configs/digits.toml", "--device", "cpu", "--epochs", "4", "--quiet"];
+    let out = dlcli(&[&args[..], &["--runs-dir", runs_arg, "--run", "first"]].concat());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("dlcli train: CPU executor"), "{stdout}");
+    let run = runs.join("first");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 4);
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    let accuracy = last["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.9, "test accuracy after 4 epochs: {accuracy}");
+    assert_eq!(
+        std::fs::read_to_string(run.join("config.toml")).unwrap(),
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/digits.toml")).unwrap()
+    );
+    // keep_last = 2 (the default): epochs 3 and 4 remain, and the best.
+    for (file, exists) in [
+        ("epoch-2.safetensors", false),
+        ("epoch-3.safetensors", true),
+        ("epoch-4.safetensors", true),
+        ("best.safetensors", true),
+    ] {
+        assert_eq!(run.join(file).exists(), exists, "{file}");
+    }
+
+    let out = dlcli(&["eval", "--run", run.to_str().unwrap(), "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["samples"], 359);
+    let best = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["test_accuracy"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!((report["accuracy"].as_f64().unwrap() - best).abs() < 1e-9, "eval reproduces the best epoch's accuracy");
+    let confusion: u64 = report["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(confusion, 359);
+
+    // The run is never overwritten without --force, and stays intact.
+    let before = std::fs::read(run.join("best.safetensors")).unwrap();
+    let again = dlcli(&[&args[..], &["--runs-dir", runs_arg, "--run", "first"]].concat());
+    fails_with(&again, &["already exists", "--force"]);
+    assert_eq!(std::fs::read(run.join("best.safetensors")).unwrap(), before);
+
+    // A checkpoint evaluated against a different model is refused, naming the tensor.
+    let other = runs.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let config = std::fs::read_to_string(run.join("config.toml"))
+        .unwrap()
+        .replace("out_features = 10 }", "out_features = 10, bias = false }");
+    std::fs::write(other.join("config.toml"), config).unwrap();
+    std::fs::copy(run.join("best.safetensors"), other.join("best.safetensors")).unwrap();
+    fails_with(
+        &dlcli(&["eval", "--run", other.to_str().unwrap()]),
+        &["does not fit the model", "fc.bias is not part of this model"],
+    );
+}
+
+#[test]
+fn bad_configs_name_every_problem_with_its_position() {
+    let dir = temp_dir("configs");
+    let write = |name: &str, body: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let typos = write(
+        "typos.toml",
+        "[data]\nkind = \"digits\"\n\n[model]\nlayers = [\n  { type = \"conv2d\", out_channel = 4, kernel = 3 },\n  { type = \"rellu\" },\n]\n\n[train]\nepoch = 3\n",
+    );
+    fails_with(
+        &dlcli(&["config", "check", &typos]),
+        &[
+            "4 problems",
+            "typos.toml:6:3: model.layers[0].out_channels: missing",
+            "typos.toml:6:22: model.layers[0].out_channel: unknown key (did you mean \"out_channels\"?)",
+            "typos.toml:7:12: model.layers[1].type: unknown layer type \"rellu\" (did you mean \"relu\"?)",
+        ],
+    );
+    let syntax = write("syntax.toml", "[data\nkind = 1\n");
+    fails_with(&dlcli(&["config", "check", &syntax]), &["syntax.toml:1:6: (syntax)"]);
+    fails_with(&dlcli(&["train", "--config", &typos, "--runs-dir", dir.to_str().unwrap()]), &["4 problems"]);
+    assert!(!dir.join("typos-1").exists(), "a bad config leaves no run directory");
+
+    let no_flatten = write(
+        "shape.toml",
+        "[data]\nkind = \"digits\"\n\n[model]\nlayers = [{ type = \"linear\", name = \"fc\", out_features = 10 }]\n",
+    );
+    fails_with(
+        &dlcli(&["train", "--config", &no_flatten, "--runs-dir", dir.to_str().unwrap(), "--device", "cpu"]),
+        &["model.layers[0] (\"fc\")", "linear needs [batch, features] input, got [64, 1, 8, 8]", "flatten"],
+    );
+    let missing = write(
+        "missing.toml",
+        "[data]\nkind = \"digits\"\npath = \"datasets/none.csv.gz\"\n\n[model]\nlayers = [{ type = \"flatten\" }, { type = \"linear\", out_features = 10 }]\n",
+    );
+    fails_with(
+        &dlcli(&["train", "--config", &missing, "--runs-dir", dir.to_str().unwrap(), "--device", "cpu"]),
+        &["datasets/none.csv.gz", "datasets/SOURCES.md"],
+    );
+    fails_with(
+        &dlcli(&["eval", "--checkpoint", dir.join("absent.safetensors").to_str().unwrap()]),
+        &["absent.safetensors"],
+    );
+}

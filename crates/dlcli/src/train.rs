@@ -29,8 +29,12 @@ pub enum Device {
 #[derive(clap::Args)]
 pub struct Args {
     /// The model config (TOML), e.g. configs/cnn.toml.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    config: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint (model, optimizer,
+    /// schedule, step, epoch, random streams), with its own config.
     #[arg(long)]
-    config: PathBuf,
+    resume: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
     /// Overrides train.epochs.
@@ -104,8 +108,49 @@ fn run_dir(runs_dir: &Path, config: &Path, name: Option<&str>, force: bool) -> R
     Ok(dir)
 }
 
+/// A run being started or resumed: its directory, config and where training stands.
+struct Start {
+    dir: PathBuf,
+    config: Config,
+    /// The checkpoint to continue from and the epoch checkpoints already kept.
+    resume_from: Option<PathBuf>,
+    kept: Vec<PathBuf>,
+}
+
+fn start(args: &Args) -> Result<Start> {
+    match (&args.resume, &args.config) {
+        (Some(dir), _) => {
+            let config = Config::load(&dir.join("config.toml")).context("--resume needs the run's config.toml")?;
+            let kept = epoch_checkpoints(dir)?;
+            let Some(last) = kept.last().cloned() else {
+                bail!("{} has no epoch-N.safetensors checkpoint to resume from", dir.display());
+            };
+            Ok(Start { dir: dir.clone(), config, resume_from: Some(last), kept })
+        }
+        (None, Some(path)) => {
+            let config = Config::load(path)?;
+            Ok(Start { dir: PathBuf::new(), config, resume_from: None, kept: Vec::new() })
+        }
+        (None, None) => bail!("give --config FILE or --resume RUN"),
+    }
+}
+
+/// The run's epoch checkpoints, oldest first.
+fn epoch_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let n = p.file_name()?.to_str()?.strip_prefix("epoch-")?.strip_suffix(".safetensors")?.parse().ok()?;
+            Some((n, p))
+        })
+        .collect();
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
 pub fn run(args: &Args) -> Result<()> {
-    let mut config = Config::load(&args.config)?;
+    let Start { mut dir, mut config, resume_from, mut kept } = start(args)?;
     if let Some(epochs) = args.epochs {
         config.train.epochs = epochs;
     }
@@ -118,21 +163,38 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let training = training(&config.train, steps_per_epoch * config.train.epochs);
     let gpu = open_device(args.device)?;
-    let dir = run_dir(&args.runs_dir, &args.config, args.run.as_deref(), args.force)?;
-    std::fs::write(dir.join("config.toml"), &config.text)?;
-    let device = match &gpu {
-        Some(gpu) => format!("GPU executor on {}", gpu.summary()),
-        None => format!("CPU executor ({} threads)", rayon::current_num_threads()),
-    };
-    println!("dlcli train: {device}; run directory {}", dir.display());
     let mut trainer: Box<dyn Trainer> = match &gpu {
         Some(gpu) => Box::new(GpuTrainer::new(gpu, classifier.clone(), training)?),
         None => Box::new(CpuTrainer::new(classifier.clone(), training)),
     };
-    let mut metrics = std::fs::File::create(dir.join("metrics.jsonl"))?;
-    let mut best = f64::NEG_INFINITY;
-    let mut kept: Vec<PathBuf> = Vec::new();
-    for epoch in 0..config.train.epochs {
+    let first_epoch = match &resume_from {
+        Some(path) => {
+            let checkpoint = Checkpoint::load(path, &classifier, &training.optimizer)?;
+            trainer.restore(&checkpoint.state)?;
+            checkpoint.meta.epoch
+        }
+        None => {
+            let config_path = args.config.as_deref().expect("checked in start");
+            dir = run_dir(&args.runs_dir, config_path, args.run.as_deref(), args.force)?;
+            std::fs::write(dir.join("config.toml"), &config.text)?;
+            0
+        }
+    };
+    let device = match &gpu {
+        Some(gpu) => format!("GPU executor on {}", gpu.summary()),
+        None => format!("CPU executor ({} threads)", rayon::current_num_threads()),
+    };
+    let action =
+        if resume_from.is_some() { format!("resuming after epoch {first_epoch} in") } else { "run directory".into() };
+    println!("dlcli train: {device}; {action} {}", dir.display());
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut best = std::fs::read_to_string(&metrics_path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["test_accuracy"].as_f64())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
+    for epoch in first_epoch..config.train.epochs {
         let (train_loss, train_acc, rate) = train_epoch(trainer.as_mut(), &train_set, &config, epoch, args.quiet)?;
         let (test_loss, test_acc) = evaluate(trainer.as_mut(), &test_set, batch)?;
         let line = serde_json::json!({

@@ -148,3 +148,38 @@ fn bad_configs_name_every_problem_with_its_position() {
         &["absent.safetensors"],
     );
 }
+
+#[test]
+fn an_interrupted_run_resumed_ends_with_the_same_weights() {
+    let runs = temp_dir("resume");
+    let runs_arg = runs.to_str().unwrap();
+    let base = ["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet", "--runs-dir", runs_arg];
+    let whole = dlcli(&[&base[..], &["--epochs", "3", "--run", "whole"]].concat());
+    assert!(whole.status.success(), "{:?}", text(&whole));
+    let part = dlcli(&[&base[..], &["--epochs", "1", "--run", "part"]].concat());
+    assert!(part.status.success(), "{:?}", text(&part));
+    let part_dir = runs.join("part");
+    let resumed =
+        dlcli(&["train", "--resume", part_dir.to_str().unwrap(), "--epochs", "3", "--device", "cpu", "--quiet"]);
+    let (stdout, stderr) = text(&resumed);
+    assert!(resumed.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("resuming after epoch 1"), "{stdout}");
+    // Same header (metadata included, compared as JSON: its key order is not fixed) and the
+    // same tensor bytes.
+    let split = |path: PathBuf| {
+        let bytes = std::fs::read(path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        (header, bytes[8 + n..].to_vec())
+    };
+    let (whole_header, whole_data) = split(runs.join("whole/epoch-3.safetensors"));
+    let (resumed_header, resumed_data) = split(part_dir.join("epoch-3.safetensors"));
+    assert_eq!(whole_header, resumed_header);
+    assert!(whole_data == resumed_data, "the resumed run ends with different weights");
+    assert_eq!(std::fs::read_to_string(part_dir.join("metrics.jsonl")).unwrap().lines().count(), 3);
+
+    let empty = runs.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::copy(part_dir.join("config.toml"), empty.join("config.toml")).unwrap();
+    fails_with(&dlcli(&["train", "--resume", empty.to_str().unwrap()]), &["no epoch-N.safetensors checkpoint"]);
+}

@@ -560,7 +560,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum ConfigCommand {
-    /// Report every problem in a config file, or say it is fine.
+    /// Report every problem in a config file, or say it is fine (builds the model on the
+    /// config's data, so shape mismatches are found too).
     Check { file: PathBuf },
 }
 
@@ -568,7 +569,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         ConfigCommand::Check { file } => {
             let config = Config::load(file)?;
-            println!("{}: ok ({} layers)", file.display(), config.layers.len());
+            let (train, _) = crate::dataset::load(&config.data, config.train.seed)?;
+            let model = crate::model::build(&config, &train.sample_shape, train.classes, config.train.batch_size)?;
+            println!(
+                "{}: ok ({} layers, {} parameter tensors)",
+                file.display(),
+                config.layers.len(),
+                model.params.len()
+            );
             Ok(())
         }
     }

@@ -6,6 +6,7 @@ mod dataset;
 mod devices;
 mod eval;
 mod model;
+mod summary;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Train(train::Args),
     /// Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on the test set.
     Eval(eval::Args),
+    /// A table of a config's layers: output shapes, parameters, FLOPs, planned memory.
+    Summary(summary::Args),
     /// Check a config file and report every problem in it at once.
     Config(config::Args),
 }
@@ -40,6 +43,7 @@ fn main() {
         Command::Devices(args) => devices::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Summary(args) => summary::run(&args),
         Command::Config(args) => config::run(&args),
     };
     if let Err(e) = result {

@@ -11,11 +11,22 @@ use crate::config::{Config, LayerKind};
 /// The classifier of `config` for samples of `sample_shape` (e.g. [1, 28, 28]) and `classes`
 /// classes, at batch size `batch`, its parameters initialised from the config's seed.
 pub fn build(config: &Config, sample_shape: &[usize], classes: usize, batch: usize) -> Result<Classifier> {
+    Ok(build_layers(config, sample_shape, classes, batch)?.0)
+}
+
+/// As [`build`], with the output node of each layer, in config order.
+pub fn build_layers(
+    config: &Config,
+    sample_shape: &[usize],
+    classes: usize,
+    batch: usize,
+) -> Result<(Classifier, Vec<NodeId>)> {
     let mut m = Model::new(config.train.seed);
     let shape: Vec<usize> = std::iter::once(batch).chain(sample_shape.iter().copied()).collect();
     let x = m.graph.input("x", &shape);
     let mut outputs: HashMap<&str, NodeId> = HashMap::new();
     let mut last = x;
+    let mut layer_outputs = Vec::new();
     for (i, layer) in config.layers.iter().enumerate() {
         let inputs: Vec<NodeId> = if i == 0 && layer.inputs.is_empty() {
             vec![x]
@@ -25,6 +36,7 @@ pub fn build(config: &Config, sample_shape: &[usize], classes: usize, batch: usi
         last = add_layer(&mut m, &layer.name, &layer.kind, &inputs)
             .with_context(|| format!("model.layers[{i}] ({:?})", layer.name))?;
         outputs.insert(&layer.name, last);
+        layer_outputs.push(last);
     }
     let out = m.graph.shape(last).to_vec();
     if out != [batch, classes] {
@@ -35,7 +47,7 @@ pub fn build(config: &Config, sample_shape: &[usize], classes: usize, batch: usi
             out
         );
     }
-    Ok(Classifier::new(m, x, last, config.train.label_smoothing)?)
+    Ok((Classifier::new(m, x, last, config.train.label_smoothing)?, layer_outputs))
 }
 
 fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[NodeId]) -> Result<NodeId> {

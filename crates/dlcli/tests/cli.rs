@@ -183,3 +183,16 @@ fn an_interrupted_run_resumed_ends_with_the_same_weights() {
     std::fs::copy(part_dir.join("config.toml"), empty.join("config.toml")).unwrap();
     fails_with(&dlcli(&["train", "--resume", empty.to_str().unwrap()]), &["no epoch-N.safetensors checkpoint"]);
 }
+
+#[test]
+fn summary_counts_parameters_as_torch_does() {
+    // torchinfo gives the reference CNN 225,034 parameters: 320 + 18,496 + 204,928 + 1,290.
+    let out = dlcli(&["summary", "--config", "configs/cnn.toml"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for line in ["conv1", "[1, 32, 26, 26]", "320", "18496", "204928", "total: 225034 parameters"] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+    let out = dlcli(&["summary", "--config", "configs/resnet-small.toml"]);
+    assert!(text(&out).0.contains("total: 19642 parameters"), "{}", text(&out).0);
+}

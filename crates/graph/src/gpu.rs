@@ -218,6 +218,13 @@ impl<'g> GpuExecutor<'g> {
     }
 }
 
+/// The buffer plan the GPU executor would make for `outputs` of `graph`, without a device
+/// (for summaries): planned bytes against one buffer per tensor.
+pub fn planned_memory(graph: &Graph, outputs: &[NodeId]) -> (u64, u64) {
+    let plan = Plan::new(graph, outputs, |id| needs(graph, graph.node(id)));
+    (plan.planned_elements() as u64 * 4, plan.unshared_elements as u64 * 4)
+}
+
 fn missing(node: &Node, name: &str) -> GraphError {
     GraphError::MissingInput { node: node.label.clone(), name: name.into(), shape: node.shape.clone() }
 }

@@ -25,7 +25,7 @@ pub use checkpoint::{Checkpoint, Meta};
 pub use classifier::{Classifier, PADDING_LABEL, Parameter};
 pub use cpu::{CpuExecutor, Feed, Values};
 pub use error::{GraphError, Result};
-pub use gpu::{GpuExecutor, Memory, SharedBuffers};
+pub use gpu::{GpuExecutor, Memory, SharedBuffers, planned_memory};
 pub use ir::{ConvGeometry, Graph, Mode, Node, NodeId, Op, PoolGeometry};
 pub use layers::Model;
 pub use optim::{Adam, Optimizer, Schedule, Sgd, Training};

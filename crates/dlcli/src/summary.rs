@@ -1,0 +1,69 @@
+//! `dlcli summary`: a torchinfo-style table of a config's model: each layer's output shape,
+//! parameters and FLOPs per sample, and the memory the GPU executor would plan.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use graph::planned_memory;
+
+use crate::config::{Config, LayerKind};
+use crate::{dataset, model};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model config (TOML).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let config = Config::load(&args.config)?;
+    let (train, _) = dataset::load(&config.data, config.train.seed)?;
+    let (classifier, outputs) = model::build_layers(&config, &train.sample_shape, train.classes, 1)?;
+    let g = &classifier.graph;
+    println!("{:<18} {:<16} {:<18} {:>10} {:>14}", "layer", "type", "output", "params", "FLOPs/sample");
+    let (mut total_params, mut total_flops) = (0usize, 0u64);
+    for (layer, &out) in config.layers.iter().zip(&outputs) {
+        let params: usize = classifier
+            .params
+            .iter()
+            .filter(|p| p.name.rsplit_once('.').is_some_and(|(owner, _)| owner == layer.name))
+            .map(|p| g.node(p.node).len())
+            .sum();
+        let out_len = g.node(out).len() as u64;
+        // Multiply-adds count two FLOPs; element-wise layers one per output.
+        let flops = match &layer.kind {
+            LayerKind::Conv2d { kernel, .. } => {
+                let input = g.node(out).inputs.first().map_or(0, |&i| g.shape(i)[1]);
+                2 * out_len * (input * kernel * kernel) as u64
+            }
+            LayerKind::Linear { .. } => 2 * params as u64,
+            LayerKind::Flatten => 0,
+            _ => out_len,
+        };
+        total_params += params;
+        total_flops += flops;
+        let kind = format!("{:?}", layer.kind).split([' ', '(', '{']).next().unwrap_or("").to_string();
+        println!("{:<18} {:<16} {:<18} {:>10} {:>14}", layer.name, kind, format!("{:?}", g.shape(out)), params, flops);
+    }
+    println!(
+        "total: {total_params} parameters ({:.2} MiB f32), {:.2} MFLOPs per sample forward",
+        mib(4 * total_params as u64),
+        total_flops as f64 / 1e6
+    );
+    let batch = config.train.batch_size;
+    let at_batch = model::build(&config, &train.sample_shape, train.classes, batch)?;
+    let mut wanted = vec![at_batch.loss, at_batch.correct];
+    wanted.extend(at_batch.params.iter().map(|p| p.grad));
+    let (planned, unshared) = planned_memory(&at_batch.graph, &wanted);
+    println!(
+        "GPU training step at batch {batch}: {:.1} MiB planned for activations and gradients (one buffer per tensor: {:.1} MiB)",
+        mib(planned),
+        mib(unshared)
+    );
+    Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}

@@ -5,7 +5,10 @@ mod config;
 mod dataset;
 mod devices;
 mod eval;
+mod explain;
+mod inference;
 mod model;
+mod predict;
 mod summary;
 mod train;
 
@@ -26,6 +29,10 @@ enum Command {
     Train(train::Args),
     /// Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on the test set.
     Eval(eval::Args),
+    /// The most likely classes of one input, with probabilities.
+    Predict(predict::Args),
+    /// What the model looks at: a Grad-CAM or saliency map as a PNG overlay plus JSON.
+    Explain(explain::Args),
     /// A table of a config's layers: output shapes, parameters, FLOPs, planned memory.
     Summary(summary::Args),
     /// Check a config file and report every problem in it at once.
@@ -43,6 +50,8 @@ fn main() {
         Command::Devices(args) => devices::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Predict(args) => predict::run(&args),
+        Command::Explain(args) => explain::run(&args),
         Command::Summary(args) => summary::run(&args),
         Command::Config(args) => config::run(&args),
     };

@@ -81,6 +81,96 @@ fn train_then_eval_on_the_digits() {
         .sum();
     assert_eq!(confusion, 359);
 
+    // Explain and predict from the run: an overlay PNG, a JSON sidecar, probabilities.
+    let png = runs.join("cam.png");
+    let out = dlcli(&[
+        "explain",
+        "--method",
+        "gradcam",
+        "--run",
+        run.to_str().unwrap(),
+        "--index",
+        "3",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let overlay = image::open(&png).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (224, 224));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("cam.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["layer"], "relu5", "Grad-CAM defaults to the last conv layer's activation");
+    let map: Vec<f64> = sidecar["map"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(map.len(), 64);
+    assert!(map.iter().all(|&v| v >= 0.0) && map.iter().any(|&v| v > 0.0));
+    let saliency = runs.join("saliency.png");
+    let out = dlcli(&[
+        "explain",
+        "--method",
+        "saliency",
+        "--run",
+        run.to_str().unwrap(),
+        "--index",
+        "3",
+        "--target",
+        "4",
+        "--out",
+        saliency.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("saliency.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["target"], 4);
+    let out = dlcli(&["predict", "--run", run.to_str().unwrap(), "--index", "3", "--top-k", "3", "--json"]);
+    let predicted: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    let top = predicted["top"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    assert_eq!(top[0]["class"], sidecar_class(&runs.join("cam.json")));
+    // An image file is converted to the model's input (here the 224x224 RGB overlay becomes
+    // an 8x8 grey sample); a file that is no image is a clear error.
+    let out = dlcli(&["predict", "--run", run.to_str().unwrap(), "--input", png.to_str().unwrap()]);
+    assert!(out.status.success() && text(&out).0.lines().count() == 3, "{:?}", text(&out));
+    fails_with(
+        &dlcli(&["predict", "--run", run.to_str().unwrap(), "--input", runs.join("cam.json").to_str().unwrap()]),
+        &["cam.json", "not a readable PNG or JPEG image"],
+    );
+    fails_with(
+        &dlcli(&[
+            "explain",
+            "--method",
+            "gradcam",
+            "--run",
+            run.to_str().unwrap(),
+            "--index",
+            "3",
+            "--layer",
+            "conv9",
+            "--out",
+            png.to_str().unwrap(),
+        ]),
+        &["--layer \"conv9\" is not a layer", "block_conv"],
+    );
+    fails_with(
+        &dlcli(&[
+            "explain",
+            "--method",
+            "saliency",
+            "--run",
+            run.to_str().unwrap(),
+            "--index",
+            "3",
+            "--target",
+            "12",
+            "--out",
+            png.to_str().unwrap(),
+        ]),
+        &["--target 12 is not a class"],
+    );
+    fails_with(
+        &dlcli(&["predict", "--run", run.to_str().unwrap(), "--index", "5000"]),
+        &["--index 5000 is past the 359 test samples"],
+    );
+
     // The run is never overwritten without --force, and stays intact.
     let before = std::fs::read(run.join("best.safetensors")).unwrap();
     let again = dlcli(&[&args[..], &["--runs-dir", runs_arg, "--run", "first"]].concat());
@@ -195,4 +285,9 @@ fn summary_counts_parameters_as_torch_does() {
     }
     let out = dlcli(&["summary", "--config", "configs/resnet-small.toml"]);
     assert!(text(&out).0.contains("total: 19642 parameters"), "{}", text(&out).0);
+}
+
+fn sidecar_class(path: &Path) -> serde_json::Value {
+    let sidecar: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    sidecar["target"].clone()
 }

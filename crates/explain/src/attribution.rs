@@ -57,19 +57,36 @@ impl Explainer {
         Ok(Explainer { graph, input, logits, input_grad, feature_grads, params })
     }
 
-    /// The attribution of `image` (one sample, the input's shape without the batch axis) for
-    /// class `target`, or for the predicted class when None.
-    pub fn explain(&self, image: &[f32], method: Method, target: Option<usize>) -> Result<Attribution> {
+    /// The model's logits for `image` (one sample, the input's shape without the batch axis).
+    pub fn logits(&self, image: &[f32]) -> Result<Vec<f32>> {
         let exec = CpuExecutor::new(&self.graph, Mode::Eval);
+        let feed = self.feed(image, None);
+        Ok(exec.run_for(&self.params, &feed, &[self.logits])?.get(self.logits).to_vec())
+    }
+
+    /// The softmax probabilities of every class for `image`.
+    pub fn probabilities(&self, image: &[f32]) -> Result<Vec<f32>> {
+        Ok(softmax(&self.logits(image)?))
+    }
+
+    fn feed(&self, image: &[f32], target: Option<usize>) -> Feed {
         let classes = self.graph.shape(self.logits)[1];
+        let mut mask = vec![0.0; classes];
+        if let Some(t) = target {
+            mask[t.min(classes - 1)] = 1.0;
+        }
         let mut feed = Feed::default();
         feed.inputs.insert(self.graph_input_name(), image.to_vec());
-        feed.inputs.insert("target_mask".into(), vec![0.0; classes]);
-        let logits = exec.run_for(&self.params, &feed, &[self.logits])?.get(self.logits).to_vec();
-        let target = target.unwrap_or_else(|| argmax(&logits));
-        let mut mask = vec![0.0; classes];
-        mask[target.min(classes - 1)] = 1.0;
         feed.inputs.insert("target_mask".into(), mask);
+        feed
+    }
+
+    /// The attribution of `image` for class `target`, or for the predicted class when None.
+    pub fn explain(&self, image: &[f32], method: Method, target: Option<usize>) -> Result<Attribution> {
+        let exec = CpuExecutor::new(&self.graph, Mode::Eval);
+        let logits = self.logits(image)?;
+        let target = target.unwrap_or_else(|| argmax(&logits)).min(logits.len() - 1);
+        let feed = self.feed(image, Some(target));
         let shape = self.graph.shape(self.input).to_vec();
         let (channels, height, width) = (shape[1], shape[2], shape[3]);
         let map = match method {

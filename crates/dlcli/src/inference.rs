@@ -1,0 +1,68 @@
+//! What `predict` and `explain` share: a trained model at batch 1 and input images turned
+//! into samples the way the config's data are.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use data::Dataset;
+use graph::{Checkpoint, Classifier, NodeId};
+
+use crate::config::Config;
+use crate::{dataset, eval, model, train};
+
+/// A trained model ready for single samples.
+pub struct Loaded {
+    pub config: Config,
+    pub model: Classifier,
+    /// Each config layer's output node.
+    pub layers: Vec<NodeId>,
+    pub params: HashMap<String, Vec<f32>>,
+    /// The config's test set (for `--index` and for the sample shape and classes).
+    pub test: Dataset,
+}
+
+pub fn load(run: Option<&Path>, checkpoint: Option<&Path>) -> Result<Loaded> {
+    let (config, file) = eval::locate(run, checkpoint)?;
+    let (_, test) = dataset::load(&config.data, config.train.seed)?;
+    let (model, layers) = model::build_layers(&config, &test.sample_shape, test.classes, 1)?;
+    let training = train::training(&config.train, 1);
+    let state = Checkpoint::load(&file, &model, &training.optimizer)?.state;
+    Ok(Loaded { config, model, layers, params: state.params, test })
+}
+
+impl Loaded {
+    /// The sample to explain or predict: test sample `index`, or the image at `path`
+    /// converted to the config's sample shape and normalised like the training data.
+    pub fn sample(&self, index: Option<usize>, path: Option<&Path>) -> Result<Vec<f32>> {
+        match (index, path) {
+            (Some(i), None) => {
+                if i >= self.test.len() {
+                    bail!("--index {i} is past the {} test samples", self.test.len());
+                }
+                Ok(self.test.sample(i).to_vec())
+            }
+            (None, Some(path)) => self.image(path),
+            _ => bail!("give exactly one of --input IMAGE or --index N"),
+        }
+    }
+
+    fn image(&self, path: &Path) -> Result<Vec<f32>> {
+        let [channels, height, width] = self.test.sample_shape[..] else {
+            bail!("this model takes {:?} samples, not images", self.test.sample_shape);
+        };
+        let img = image::open(path)
+            .with_context(|| format!("{}: not a readable PNG or JPEG image", path.display()))?
+            .resize_exact(width as u32, height as u32, image::imageops::FilterType::Triangle);
+        let pixels: Vec<f32> = match channels {
+            1 => img.to_luma8().pixels().map(|p| p.0[0] as f32 / 255.0).collect(),
+            3 => {
+                let rgb = img.to_rgb8();
+                (0..3).flat_map(|c| rgb.pixels().map(move |p| p.0[c] as f32 / 255.0).collect::<Vec<_>>()).collect()
+            }
+            other => bail!("images become 1 or 3 channels; this model takes {other}"),
+        };
+        let (mean, std) = (self.config.data.mean, self.config.data.std);
+        Ok(pixels.into_iter().map(|v| (v - mean) / std).collect())
+    }
+}

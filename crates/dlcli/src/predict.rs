@@ -1,0 +1,48 @@
+//! `dlcli predict`: the most likely classes of one input with their probabilities.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use explain::Explainer;
+
+use crate::inference;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A run directory (its best checkpoint).
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// A checkpoint file (the config stored in it).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// An image file (PNG or JPEG), resized to the model's input.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// A sample of the config's test set instead of an image.
+    #[arg(long)]
+    index: Option<usize>,
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let loaded = inference::load(args.run.as_deref(), args.checkpoint.as_deref())?;
+    let sample = loaded.sample(args.index, args.input.as_deref())?;
+    let model = &loaded.model;
+    let explainer = Explainer::new(model.graph.clone(), model.input, model.logits, loaded.params.clone())?;
+    let probabilities = explainer.probabilities(&sample)?;
+    let mut ranked: Vec<(usize, f32)> = probabilities.into_iter().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(args.top_k.max(1));
+    if args.json {
+        let top: Vec<_> = ranked.iter().map(|(c, p)| serde_json::json!({"class": c, "probability": p})).collect();
+        println!("{}", serde_json::json!({ "top": top }));
+    } else {
+        for (class, p) in ranked {
+            println!("class {class}: {:.2}%", 100.0 * p);
+        }
+    }
+    Ok(())
+}

@@ -563,7 +563,12 @@ enum ConfigCommand {
     /// Report every problem in a config file, or say it is fine (builds the model on the
     /// config's data, so shape mismatches are found too).
     Check { file: PathBuf },
+    /// Print a commented config with every key and its default.
+    Defaults,
 }
+
+/// Every key with its default and what it means; a valid config itself.
+const DEFAULTS: &str = include_str!("defaults.toml");
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
@@ -577,6 +582,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 config.layers.len(),
                 model.params.len()
             );
+            Ok(())
+        }
+        ConfigCommand::Defaults => {
+            print!("{DEFAULTS}");
             Ok(())
         }
     }

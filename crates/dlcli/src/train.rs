@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -122,7 +123,9 @@ fn start(args: &Args) -> Result<Start> {
         (Some(dir), _) => {
             let config = Config::load(&dir.join("config.toml")).context("--resume needs the run's config.toml")?;
             let kept = epoch_checkpoints(dir)?;
-            let Some(last) = kept.last().cloned() else {
+            // A checkpoint written on Ctrl-C is newer than every epoch checkpoint.
+            let interrupted = dir.join(INTERRUPTED_CHECKPOINT);
+            let Some(last) = Some(interrupted).filter(|p| p.exists()).or_else(|| kept.last().cloned()) else {
                 bail!("{} has no epoch-N.safetensors checkpoint to resume from", dir.display());
             };
             Ok(Start { dir: dir.clone(), config, resume_from: Some(last), kept })
@@ -134,6 +137,9 @@ fn start(args: &Args) -> Result<Start> {
         (None, None) => bail!("give --config FILE or --resume RUN"),
     }
 }
+
+/// Where Ctrl-C leaves the state of an unfinished epoch.
+const INTERRUPTED_CHECKPOINT: &str = "interrupted.safetensors";
 
 /// The run's epoch checkpoints, oldest first.
 fn epoch_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -194,8 +200,29 @@ pub fn run(args: &Args) -> Result<()> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["test_accuracy"].as_f64())
         .fold(f64::NEG_INFINITY, f64::max);
     let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
+    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
     for epoch in first_epoch..config.train.epochs {
-        let (train_loss, train_acc, rate) = train_epoch(trainer.as_mut(), &train_set, &config, epoch, args.quiet)?;
+        // Batches of this epoch an interrupted run already trained on.
+        let done = trainer.steps() - epoch * steps_per_epoch;
+        let (train_loss, train_acc, rate) =
+            match train_epoch(trainer.as_mut(), &train_set, &config, epoch, done, args.quiet)? {
+                Epoch::Done(loss, accuracy, rate) => (loss, accuracy, rate),
+                Epoch::Interrupted => {
+                    let checkpoint = Checkpoint {
+                        state: trainer.state()?,
+                        meta: Meta { epoch, seed: config.train.seed, config: config.text.clone() },
+                    };
+                    let path = dir.join(INTERRUPTED_CHECKPOINT);
+                    checkpoint.save(&path, &classifier, &training.optimizer)?;
+                    eprintln!(
+                        "interrupted at step {}; saved {}; continue with dlcli train --resume {}",
+                        trainer.steps(),
+                        path.display(),
+                        dir.display()
+                    );
+                    std::process::exit(130);
+                }
+            };
         let (test_loss, test_acc) = evaluate(trainer.as_mut(), &test_set, batch)?;
         let line = serde_json::json!({
             "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss, "train_accuracy": train_acc,
@@ -223,6 +250,8 @@ pub fn run(args: &Args) -> Result<()> {
             best = test_acc;
             checkpoint.save(&dir.join("best.safetensors"), &classifier, &training.optimizer)?;
         }
+        // Superseded by the epoch checkpoint just written.
+        let _ = std::fs::remove_file(dir.join(INTERRUPTED_CHECKPOINT));
     }
     println!("best test accuracy {:.2}%; checkpoints in {}", 100.0 * best, dir.display());
     Ok(())
@@ -238,13 +267,23 @@ fn open_device(device: Device) -> Result<Option<Gpu>> {
 }
 
 /// One epoch; returns mean loss, accuracy and samples/s.
+/// How an epoch ended.
+enum Epoch {
+    /// Mean loss, accuracy and samples/s.
+    Done(f64, f64, f64),
+    /// Ctrl-C: the step in flight finished, nothing more ran.
+    Interrupted,
+}
+
+/// One epoch, skipping its first `done` batches (a resumed interrupted epoch).
 fn train_epoch(
     trainer: &mut dyn Trainer,
     set: &Dataset,
     config: &Config,
     epoch: u64,
+    done: u64,
     quiet: bool,
-) -> Result<(f64, f64, f64)> {
+) -> Result<Epoch> {
     let batch = config.train.batch_size;
     let steps = (set.len() / batch) as u64;
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(steps) };
@@ -254,9 +293,14 @@ fn train_epoch(
             .progress_chars("=> "),
     );
     bar.set_prefix(format!("{}/{}", epoch + 1, config.train.epochs));
+    bar.set_position(done);
     let start = Instant::now();
     let (mut loss, mut correct, mut seen) = (0.0, 0.0, 0usize);
-    for b in Batches::shuffled(set, batch, config.train.seed, epoch) {
+    for b in Batches::shuffled(set, batch, config.train.seed, epoch).skip(done as usize) {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            bar.abandon();
+            return Ok(Epoch::Interrupted);
+        }
         let stats = trainer.train_step(&feed(&b, trainer.steps()))?;
         loss += stats.loss as f64 * b.valid as f64;
         correct += stats.correct as f64;
@@ -270,8 +314,12 @@ fn train_epoch(
         ));
     }
     bar.finish_and_clear();
-    Ok((loss / seen as f64, correct / seen as f64, seen as f64 / start.elapsed().as_secs_f64()))
+    let seen_f = seen.max(1) as f64;
+    Ok(Epoch::Done(loss / seen_f, correct / seen_f, seen as f64 / start.elapsed().as_secs_f64()))
 }
+
+/// Set by Ctrl-C; the training loop checks it between steps.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Mean loss and accuracy over every sample of `set`.
 pub fn evaluate(trainer: &mut dyn Trainer, set: &Dataset, batch: usize) -> Result<(f64, f64)> {

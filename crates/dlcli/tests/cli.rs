@@ -291,3 +291,94 @@ fn sidecar_class(path: &Path) -> serde_json::Value {
     let sidecar: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     sidecar["target"].clone()
 }
+
+#[test]
+fn ctrl_c_checkpoints_the_step_and_resuming_continues_exactly() {
+    let runs = temp_dir("interrupt");
+    let runs_arg = runs.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
+        .args(["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet", "--epochs", "200"])
+        .args(["--runs-dir", runs_arg, "--run", "cut"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted at step") && stderr.contains("--resume"), "{stderr}");
+    let cut = runs.join("cut");
+    let header = |path: PathBuf| -> serde_json::Value {
+        let bytes = std::fs::read(path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap()
+    };
+    let epoch: u64 =
+        header(cut.join("interrupted.safetensors"))["__metadata__"]["epoch"].as_str().unwrap().parse().unwrap();
+    let epochs = (epoch + 1).to_string();
+
+    let resumed =
+        dlcli(&["train", "--resume", cut.to_str().unwrap(), "--epochs", &epochs, "--device", "cpu", "--quiet"]);
+    assert!(resumed.status.success(), "{:?}", text(&resumed));
+    assert!(!cut.join("interrupted.safetensors").exists(), "the epoch checkpoint supersedes it");
+    let whole = dlcli(&[
+        "train",
+        "--config",
+        "configs/digits.toml",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--epochs",
+        &epochs,
+        "--runs-dir",
+        runs_arg,
+        "--run",
+        "whole",
+    ]);
+    assert!(whole.status.success(), "{:?}", text(&whole));
+    let file = format!("epoch-{epochs}.safetensors");
+    let data = |path: PathBuf| {
+        let bytes = std::fs::read(path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        bytes[8 + n..].to_vec()
+    };
+    assert!(
+        data(cut.join(&file)) == data(runs.join("whole").join(&file)),
+        "interrupted mid-epoch {epoch} and resumed: different weights"
+    );
+}
+
+#[test]
+fn config_defaults_is_a_valid_config_with_every_key() {
+    let out = dlcli(&["config", "defaults"]);
+    let defaults = text(&out).0;
+    for key in [
+        "kind",
+        "test_fraction",
+        "mean",
+        "std",
+        "layers",
+        "epochs",
+        "batch_size",
+        "seed",
+        "optimizer",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "schedule",
+        "warmup_steps",
+        "clip_grad_norm",
+        "label_smoothing",
+        "keep_last",
+    ] {
+        assert!(defaults.contains(&format!("{key} =")), "{key} missing");
+    }
+    let dir = temp_dir("defaults");
+    let path = dir.join("defaults.toml");
+    std::fs::write(&path, defaults).unwrap();
+    let check = dlcli(&["config", "check", path.to_str().unwrap()]);
+    assert!(check.status.success(), "{:?}", text(&check));
+}

@@ -296,7 +296,7 @@ fn sidecar_class(path: &Path) -> serde_json::Value {
 fn ctrl_c_checkpoints_the_step_and_resuming_continues_exactly() {
     let runs = temp_dir("interrupt");
     let runs_arg = runs.to_str().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
+    let child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
         .args(["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet", "--epochs", "200"])
         .args(["--runs-dir", runs_arg, "--run", "cut"])
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))

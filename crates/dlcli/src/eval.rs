@@ -8,7 +8,7 @@ use data::Batches;
 use graph::{Checkpoint, CpuExecutor, Mode, Trainer};
 
 use crate::config::Config;
-use crate::{dataset, train};
+use crate::{dataset, plots, train};
 
 /// The config and checkpoint of `--run RUN` (its best checkpoint) or `--checkpoint FILE` (the
 /// config stored inside it).
@@ -71,6 +71,8 @@ pub fn run(args: &Args) -> Result<()> {
             (precision, recall, f1)
         })
         .collect();
+    let picture = file.parent().unwrap_or(Path::new(".")).join("confusion.png");
+    plots::confusion(&picture, &confusion)?;
     if json {
         let classes: Vec<_> = per_class
             .iter()
@@ -79,7 +81,7 @@ pub fn run(args: &Args) -> Result<()> {
             .collect();
         let out = serde_json::json!({
             "checkpoint": file.display().to_string(), "samples": test.len(), "loss": loss, "accuracy": accuracy,
-            "classes": classes, "confusion": confusion,
+            "classes": classes, "confusion": confusion, "confusion_png": picture.display().to_string(),
         });
         println!("{out}");
         return Ok(());
@@ -98,5 +100,6 @@ pub fn run(args: &Args) -> Result<()> {
         row.iter().for_each(|n| print!("{n:>6}"));
         println!();
     }
+    println!("drawn in {}", picture.display());
     Ok(())
 }

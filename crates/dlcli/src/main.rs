@@ -8,6 +8,7 @@ mod eval;
 mod explain;
 mod inference;
 mod model;
+mod plots;
 mod predict;
 mod summary;
 mod train;

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kernels::{AdapterClass, Gpu};
 
 use crate::config::{Config, TrainConfig};
-use crate::{dataset, model};
+use crate::{dataset, model, plots};
 
 /// Which executor to train on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -229,6 +229,7 @@ pub fn run(args: &Args) -> Result<()> {
             "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate,
         });
         writeln!(metrics, "{line}")?;
+        plots::curves(&dir.join("curves.png"), &read_metrics(&metrics_path)?)?;
         println!(
             "epoch {}/{}: train loss {train_loss:.4} accuracy {:.2}% | test loss {test_loss:.4} accuracy {:.2}% | {rate:.0} samples/s",
             epoch + 1,
@@ -316,6 +317,25 @@ fn train_epoch(
     bar.finish_and_clear();
     let seen_f = seen.max(1) as f64;
     Ok(Epoch::Done(loss / seen_f, correct / seen_f, seen as f64 / start.elapsed().as_secs_f64()))
+}
+
+/// Every epoch line of a run's metrics.jsonl.
+fn read_metrics(path: &Path) -> Result<Vec<plots::EpochMetrics>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("{}: bad line", path.display()))?;
+            let f = |key: &str| v[key].as_f64().unwrap_or(f64::NAN);
+            Ok(plots::EpochMetrics {
+                epoch: v["epoch"].as_u64().unwrap_or(0),
+                train_loss: f("train_loss"),
+                test_loss: f("test_loss"),
+                train_accuracy: f("train_accuracy"),
+                test_accuracy: f("test_accuracy"),
+            })
+        })
+        .collect()
 }
 
 /// Set by Ctrl-C; the training loop checks it between steps.

@@ -52,6 +52,8 @@ fn train_then_eval_on_the_digits() {
         std::fs::read_to_string(run.join("config.toml")).unwrap(),
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/digits.toml")).unwrap()
     );
+    let curves = image::open(run.join("curves.png")).unwrap();
+    assert_eq!((curves.width(), curves.height()), (1000, 420));
     // keep_last = 2 (the default): epochs 3 and 4 remain, and the best.
     for (file, exists) in [
         ("epoch-2.safetensors", false),
@@ -80,6 +82,7 @@ fn train_then_eval_on_the_digits() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(confusion, 359);
+    assert!(image::open(run.join("confusion.png")).is_ok(), "eval draws the confusion matrix");
 
     // Explain and predict from the run: an overlay PNG, a JSON sidecar, probabilities.
     let png = runs.join("cam.png");

@@ -38,11 +38,11 @@ pub fn curves(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let (left, right) = root.split_horizontally(500);
     let last = rows.last().map_or(1, |r| r.epoch) as f64;
-    let panels: [(&DrawingArea<BitMapBackend, _>, &str, fn(&EpochMetrics) -> (f64, f64)); 2] = [
-        (&left, "loss", |r| (r.train_loss, r.test_loss)),
-        (&right, "accuracy", |r| (r.train_accuracy, r.test_accuracy)),
-    ];
-    for (area, name, pick) in panels {
+    // (train, test) of one quantity.
+    type Pick = fn(&EpochMetrics) -> (f64, f64);
+    let loss: Pick = |r| (r.train_loss, r.test_loss);
+    let accuracy: Pick = |r| (r.train_accuracy, r.test_accuracy);
+    for (area, name, pick) in [(&left, "loss", loss), (&right, "accuracy", accuracy)] {
         let values: Vec<(f64, f64)> = rows.iter().map(pick).collect();
         let (lo, hi) =
             values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(a, b)| (lo.min(a).min(b), hi.max(a).max(b)));

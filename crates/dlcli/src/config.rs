@@ -52,6 +52,10 @@ pub struct DataConfig {
     /// Normalisation applied to every pixel: (x - mean) / std.
     pub mean: f32,
     pub std: f32,
+    /// Share of each class of the training set held out for validation (0: none; the test set
+    /// then picks the best checkpoint).
+    pub validation_fraction: f64,
+    pub augment: data::Augment,
 }
 
 /// One layer; `inputs` name earlier layers (by default, the previous layer).
@@ -95,6 +99,12 @@ pub struct TrainConfig {
     pub label_smoothing: f32,
     /// Checkpoints kept besides the best one.
     pub keep_last: usize,
+    /// Stop when the monitored metric has not improved by `min_delta` for this many epochs
+    /// (0: never).
+    pub patience: u64,
+    /// "accuracy" or "loss", of the validation set (the test set when there is none).
+    pub monitor: String,
+    pub min_delta: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -335,13 +345,15 @@ impl Validator<'_> {
             source: DataSource::Digits { path: PathBuf::new(), test_fraction: 0.0 },
             mean: 0.0,
             std: 1.0,
+            validation_fraction: 0.0,
+            augment: data::Augment::default(),
         });
         Config { data, layers, train, text: self.text.to_string() }
     }
 
     fn data(&mut self, t: &dyn TableLike) -> DataConfig {
         let kind = self.choice(t, "data", "kind", "idx", &["idx", "digits"]);
-        let mut known = vec!["kind", "mean", "std"];
+        let mut known = vec!["kind", "mean", "std", "validation_fraction", "random_crop_padding", "horizontal_flip"];
         let source = if kind != "idx" && kind != "digits" {
             // The kind's own keys cannot be checked until the kind is known.
             known.extend(t.iter().map(|(k, _)| k).filter(|k| !["mean", "std"].contains(k)));
@@ -366,8 +378,17 @@ impl Validator<'_> {
             let span = t.get("std").and_then(|i| i.span());
             self.problem(span, "data.std", format!("must be positive, got {std}"));
         }
+        let validation_fraction = self.f32(t, "data", "validation_fraction", Some(0.0)) as f64;
+        if !(0.0..1.0).contains(&validation_fraction) {
+            let span = t.get("validation_fraction").and_then(|i| i.span());
+            self.problem(span, "data.validation_fraction", format!("must be in [0, 1), got {validation_fraction}"));
+        }
+        let augment = data::Augment {
+            crop_padding: self.usize(t, "data", "random_crop_padding", Some(0)),
+            horizontal_flip: self.bool(t, "data", "horizontal_flip", false),
+        };
         self.unknown_keys(t, "data", &known);
-        DataConfig { source, mean, std }
+        DataConfig { source, mean, std, validation_fraction, augment }
     }
 
     fn model(&mut self, t: &dyn TableLike) -> Vec<LayerConfig> {
@@ -527,13 +548,16 @@ impl Validator<'_> {
             clip_grad_norm: (clip > 0.0).then_some(clip),
             label_smoothing: self.f32(t, p, "label_smoothing", Some(0.0)),
             keep_last: self.usize(t, p, "keep_last", Some(2)),
+            patience: self.usize(t, p, "patience", Some(0)) as u64,
+            monitor: self.choice(t, p, "monitor", "accuracy", &["accuracy", "loss"]),
+            min_delta: self.f32(t, p, "min_delta", Some(0.0)) as f64,
         };
         self.unknown_keys(t, p, &TRAIN_KEYS);
         config
     }
 }
 
-const TRAIN_KEYS: [&str; 12] = [
+const TRAIN_KEYS: [&str; 15] = [
     "epochs",
     "batch_size",
     "seed",
@@ -546,6 +570,9 @@ const TRAIN_KEYS: [&str; 12] = [
     "clip_grad_norm",
     "label_smoothing",
     "keep_last",
+    "patience",
+    "monitor",
+    "min_delta",
 ];
 
 fn join(path: &str, key: &str) -> String {

@@ -161,6 +161,13 @@ pub fn run(args: &Args) -> Result<()> {
         config.train.epochs = epochs;
     }
     let (train_set, test_set) = dataset::load(&config.data, config.train.seed)?;
+    let (train_set, validation) = match config.data.validation_fraction {
+        f if f > 0.0 => {
+            let (train, validation) = train_set.split(f, config.train.seed ^ 0x5EED);
+            (train, Some(validation))
+        }
+        _ => (train_set, None),
+    };
     let batch = config.train.batch_size;
     let classifier = model::build(&config, &train_set.sample_shape, train_set.classes, batch)?;
     let steps_per_epoch = (train_set.len() / batch) as u64;
@@ -194,14 +201,18 @@ pub fn run(args: &Args) -> Result<()> {
         if resume_from.is_some() { format!("resuming after epoch {first_epoch} in") } else { "run directory".into() };
     println!("dlcli train: {device}; {action} {}", dir.display());
     let metrics_path = dir.join("metrics.jsonl");
-    let mut best = std::fs::read_to_string(&metrics_path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["test_accuracy"].as_f64())
-        .fold(f64::NEG_INFINITY, f64::max);
+    let mut monitor = Monitor::new(&config.train, validation.is_some());
+    for line in std::fs::read_to_string(&metrics_path).unwrap_or_default().lines() {
+        let value = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v[monitor.key()].as_f64());
+        monitor.update(value.unwrap_or(f64::NAN));
+    }
     let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
     for epoch in first_epoch..config.train.epochs {
+        if monitor.should_stop() {
+            println!("early stop: {} has not improved for {} epochs", monitor.key(), config.train.patience);
+            break;
+        }
         // Batches of this epoch an interrupted run already trained on.
         let done = trainer.steps() - epoch * steps_per_epoch;
         let (train_loss, train_acc, rate) =
@@ -224,18 +235,24 @@ pub fn run(args: &Args) -> Result<()> {
                 }
             };
         let (test_loss, test_acc) = evaluate(trainer.as_mut(), &test_set, batch)?;
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss, "train_accuracy": train_acc,
             "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate,
         });
+        let mut summary = format!("test loss {test_loss:.4} accuracy {:.2}%", 100.0 * test_acc);
+        if let Some(validation) = &validation {
+            let (loss, accuracy) = evaluate(trainer.as_mut(), validation, batch)?;
+            line["validation_loss"] = loss.into();
+            line["validation_accuracy"] = accuracy.into();
+            summary = format!("validation loss {loss:.4} accuracy {:.2}% | {summary}", 100.0 * accuracy);
+        }
         writeln!(metrics, "{line}")?;
         plots::curves(&dir.join("curves.png"), &read_metrics(&metrics_path)?)?;
         println!(
-            "epoch {}/{}: train loss {train_loss:.4} accuracy {:.2}% | test loss {test_loss:.4} accuracy {:.2}% | {rate:.0} samples/s",
+            "epoch {}/{}: train loss {train_loss:.4} accuracy {:.2}% | {summary} | {rate:.0} samples/s",
             epoch + 1,
             config.train.epochs,
             100.0 * train_acc,
-            100.0 * test_acc
         );
         let checkpoint = Checkpoint {
             state: trainer.state()?,
@@ -247,14 +264,13 @@ pub fn run(args: &Args) -> Result<()> {
         while kept.len() > config.train.keep_last.max(1) {
             std::fs::remove_file(kept.remove(0))?;
         }
-        if test_acc > best {
-            best = test_acc;
+        if monitor.update(line[monitor.key()].as_f64().unwrap_or(f64::NAN)) {
             checkpoint.save(&dir.join("best.safetensors"), &classifier, &training.optimizer)?;
         }
         // Superseded by the epoch checkpoint just written.
         let _ = std::fs::remove_file(dir.join(INTERRUPTED_CHECKPOINT));
     }
-    println!("best test accuracy {:.2}%; checkpoints in {}", 100.0 * best, dir.display());
+    println!("best {} {:.4}; checkpoints in {}", monitor.key(), monitor.best, dir.display());
     Ok(())
 }
 
@@ -297,26 +313,91 @@ fn train_epoch(
     bar.set_position(done);
     let start = Instant::now();
     let (mut loss, mut correct, mut seen) = (0.0, 0.0, 0usize);
-    for b in Batches::shuffled(set, batch, config.train.seed, epoch).skip(done as usize) {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            bar.abandon();
-            return Ok(Epoch::Interrupted);
+    let (seed, first_step, augment) = (config.train.seed, trainer.steps(), config.data.augment);
+    // A loader thread shuffles, gathers and augments the next batches while this one trains.
+    let interrupted = std::thread::scope(|scope| -> Result<bool> {
+        let (ready, batches) = std::sync::mpsc::sync_channel::<data::Batch>(2);
+        scope.spawn(move || {
+            for (i, mut b) in Batches::shuffled(set, batch, seed, epoch).skip(done as usize).enumerate() {
+                augment.apply(&mut b.samples, &set.sample_shape, seed, first_step + i as u64);
+                if ready.send(b).is_err() {
+                    return; // training stopped early
+                }
+            }
+        });
+        for b in batches {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                return Ok(true);
+            }
+            let stats = trainer.train_step(&feed(&b, trainer.steps()))?;
+            loss += stats.loss as f64 * b.valid as f64;
+            correct += stats.correct as f64;
+            seen += b.valid;
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.2}% {:.0} samples/s",
+                loss / seen as f64,
+                100.0 * correct / seen as f64,
+                seen as f64 / start.elapsed().as_secs_f64()
+            ));
         }
-        let stats = trainer.train_step(&feed(&b, trainer.steps()))?;
-        loss += stats.loss as f64 * b.valid as f64;
-        correct += stats.correct as f64;
-        seen += b.valid;
-        bar.inc(1);
-        bar.set_message(format!(
-            "loss {:.4} acc {:.2}% {:.0} samples/s",
-            loss / seen as f64,
-            100.0 * correct / seen as f64,
-            seen as f64 / start.elapsed().as_secs_f64()
-        ));
+        Ok(false)
+    })?;
+    if interrupted {
+        bar.abandon();
+        return Ok(Epoch::Interrupted);
     }
     bar.finish_and_clear();
     let seen_f = seen.max(1) as f64;
     Ok(Epoch::Done(loss / seen_f, correct / seen_f, seen as f64 / start.elapsed().as_secs_f64()))
+}
+
+/// The metric that picks the best checkpoint and stops training early: validation accuracy
+/// or loss (test when there is no validation set).
+struct Monitor {
+    key: String,
+    higher_is_better: bool,
+    min_delta: f64,
+    patience: u64,
+    best: f64,
+    /// Epochs since the last improvement.
+    stale: u64,
+}
+
+impl Monitor {
+    fn new(t: &TrainConfig, has_validation: bool) -> Self {
+        let set = if has_validation { "validation" } else { "test" };
+        let higher_is_better = t.monitor == "accuracy";
+        let best = if higher_is_better { f64::NEG_INFINITY } else { f64::INFINITY };
+        Monitor {
+            key: format!("{set}_{}", t.monitor),
+            higher_is_better,
+            min_delta: t.min_delta,
+            patience: t.patience,
+            best,
+            stale: 0,
+        }
+    }
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Takes one epoch's value; true when it improves on the best by more than min_delta.
+    fn update(&mut self, value: f64) -> bool {
+        let gain = if self.higher_is_better { value - self.best } else { self.best - value };
+        if gain > self.min_delta || (self.best.is_infinite() && value.is_finite()) {
+            (self.best, self.stale) = (value, 0);
+            true
+        } else {
+            self.stale += 1;
+            false
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.patience > 0 && self.stale >= self.patience
+    }
 }
 
 /// Every epoch line of a run's metrics.jsonl.

@@ -385,3 +385,34 @@ fn config_defaults_is_a_valid_config_with_every_key() {
     let check = dlcli(&["config", "check", path.to_str().unwrap()]);
     assert!(check.status.success(), "{:?}", text(&check));
 }
+
+#[test]
+fn validation_augmentation_and_early_stopping() {
+    let dir = temp_dir("early");
+    let config = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/digits.toml"))
+        .unwrap()
+        .replace("test_fraction = 0.2", "test_fraction = 0.2\nvalidation_fraction = 0.1\nrandom_crop_padding = 1")
+        .replace("seed = 0", "seed = 0\nmonitor = \"loss\"\npatience = 1\nmin_delta = 10.0");
+    let path = dir.join("early.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = dlcli(&[
+        "train",
+        "--config",
+        path.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--runs-dir",
+        dir.to_str().unwrap(),
+        "--run",
+        "r",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // No loss can improve by 10: the first epoch sets the best, the second is stale, stop.
+    assert!(stdout.contains("early stop: validation_loss has not improved for 1 epochs"), "{stdout}");
+    let metrics = std::fs::read_to_string(dir.join("r/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2);
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert!(first["validation_accuracy"].as_f64().unwrap() > 0.5, "{first}");
+}

@@ -3,14 +3,18 @@
 
 mod augment;
 mod batches;
+mod cifar;
 mod dataset;
 mod digits;
 mod error;
 mod idx;
+mod image_folder;
 
 pub use augment::Augment;
 pub use batches::{Batch, Batches, PADDING_LABEL};
+pub use cifar::load_cifar10;
 pub use dataset::Dataset;
 pub use digits::load_digits;
 pub use error::{DataError, Result};
 pub use idx::load_idx;
+pub use image_folder::load_image_folder;

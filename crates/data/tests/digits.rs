@@ -97,3 +97,38 @@ fn damaged_idx_files_are_named() {
     let err = data::load_idx(&cut, &labels).unwrap_err().to_string();
     assert!(err.contains("cut-images") && err.contains("truncated"), "{err}");
 }
+
+#[test]
+fn cifar10_records_and_image_folders_load() {
+    let dir = std::env::temp_dir().join(format!("dlcli-formats-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two CIFAR-10 records: labels 3 and 9, pixels = index mod 256.
+    let mut bytes = Vec::new();
+    for label in [3u8, 9] {
+        bytes.push(label);
+        bytes.extend((0..3072).map(|i| (i % 256) as u8));
+    }
+    let batch = dir.join("data_batch_1.bin");
+    std::fs::write(&batch, &bytes).unwrap();
+    let cifar = data::load_cifar10(&[batch.clone()]).unwrap();
+    assert_eq!((cifar.len(), cifar.labels.clone(), cifar.sample_shape.clone()), (2, vec![3, 9], vec![3, 32, 32]));
+    assert_eq!(cifar.sample(1)[255], 1.0);
+    std::fs::write(&batch, &bytes[..3000]).unwrap();
+    let err = data::load_cifar10(&[batch]).unwrap_err().to_string();
+    assert!(err.contains("data_batch_1.bin") && err.contains("3073-byte"), "{err}");
+
+    // Image folder: classes "cat" and "dog" (sorted), a 4x4 white and a 4x4 black image.
+    for (class, value) in [("dog", 0u8), ("cat", 255)] {
+        std::fs::create_dir_all(dir.join("images").join(class)).unwrap();
+        image::GrayImage::from_pixel(4, 4, image::Luma([value]))
+            .save(dir.join("images").join(class).join("a.png"))
+            .unwrap();
+    }
+    let (set, names) = data::load_image_folder(&dir.join("images"), [1, 2, 2]).unwrap();
+    assert_eq!(names, ["cat", "dog"]);
+    assert_eq!((set.labels.clone(), set.samples.clone()), (vec![0, 1], vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]));
+    std::fs::write(dir.join("images/cat/broken.png"), b"not a png").unwrap();
+    let err = data::load_image_folder(&dir.join("images"), [1, 2, 2]).unwrap_err().to_string();
+    assert!(err.contains("broken.png") && err.contains("not a readable image"), "{err}");
+}

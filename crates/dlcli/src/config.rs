@@ -44,6 +44,10 @@ pub enum DataSource {
     Idx { train_images: PathBuf, train_labels: PathBuf, test_images: PathBuf, test_labels: PathBuf },
     /// The digits CSV, split into train and test by `test_fraction`.
     Digits { path: PathBuf, test_fraction: f64 },
+    /// CIFAR-10 binary batch files.
+    Cifar10 { train_files: Vec<PathBuf>, test_files: Vec<PathBuf> },
+    /// One sub-folder per class, images converted to [channels, height, width].
+    ImageFolder { train_dir: PathBuf, test_dir: PathBuf, shape: [usize; 3] },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +147,7 @@ const LAYER_TYPES: [&str; 17] = [
     "silu",
     "leaky_relu",
 ];
+const KINDS: [&str; 4] = ["idx", "digits", "cifar10", "image_folder"];
 const OPTIMIZERS: [&str; 3] = ["sgd", "adam", "adamw"];
 const SCHEDULES: [&str; 4] = ["constant", "step", "cosine", "one_cycle"];
 
@@ -297,6 +302,22 @@ impl Validator<'_> {
         }
     }
 
+    /// A required array of path strings.
+    fn paths(&mut self, t: &dyn TableLike, path: &str, key: &str) -> Vec<PathBuf> {
+        let value = self.value(t, path, key, true);
+        match value.and_then(Value::as_array) {
+            Some(a) if a.iter().all(|v| v.as_str().is_some()) => {
+                a.iter().filter_map(|v| v.as_str().map(PathBuf::from)).collect()
+            }
+            _ => {
+                if let Some(v) = value {
+                    self.problem(v.span(), &join(path, key), "expected an array of file paths".into());
+                }
+                Vec::new()
+            }
+        }
+    }
+
     /// A string that must be one of `choices`.
     fn choice(&mut self, t: &dyn TableLike, path: &str, key: &str, default: &str, choices: &[&str]) -> String {
         let s = self.string(t, path, key, Some(default));
@@ -352,12 +373,28 @@ impl Validator<'_> {
     }
 
     fn data(&mut self, t: &dyn TableLike) -> DataConfig {
-        let kind = self.choice(t, "data", "kind", "idx", &["idx", "digits"]);
+        let kind = self.choice(t, "data", "kind", "idx", &KINDS);
         let mut known = vec!["kind", "mean", "std", "validation_fraction", "random_crop_padding", "horizontal_flip"];
-        let source = if kind != "idx" && kind != "digits" {
+        let source = if !KINDS.contains(&kind.as_str()) {
             // The kind's own keys cannot be checked until the kind is known.
             known.extend(t.iter().map(|(k, _)| k).filter(|k| !["mean", "std"].contains(k)));
             DataSource::Digits { path: PathBuf::new(), test_fraction: 0.0 }
+        } else if kind == "cifar10" {
+            known.extend(["train_files", "test_files"]);
+            DataSource::Cifar10 {
+                train_files: self.paths(t, "data", "train_files"),
+                test_files: self.paths(t, "data", "test_files"),
+            }
+        } else if kind == "image_folder" {
+            known.extend(["train_dir", "test_dir", "channels", "height", "width"]);
+            let mut path = |key| PathBuf::from(self.string(t, "data", key, None));
+            let (train_dir, test_dir) = (path("train_dir"), path("test_dir"));
+            let shape = [
+                self.usize(t, "data", "channels", Some(3)),
+                self.usize(t, "data", "height", None),
+                self.usize(t, "data", "width", None),
+            ];
+            DataSource::ImageFolder { train_dir, test_dir, shape }
         } else if kind == "digits" {
             known.extend(["path", "test_fraction"]);
             let path = self.string(t, "data", "path", Some("datasets/digits/digits.csv.gz")).into();

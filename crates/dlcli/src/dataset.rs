@@ -1,7 +1,7 @@
 //! The config's datasets, loaded and normalised.
 
 use anyhow::{Context, Result};
-use data::{Dataset, load_digits, load_idx};
+use data::{Dataset, load_cifar10, load_digits, load_idx, load_image_folder};
 
 use crate::config::{DataConfig, DataSource};
 
@@ -14,6 +14,18 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<(Dataset, Dataset)> {
         ),
         DataSource::Digits { path, test_fraction } => {
             load_digits(path).context("loading [data] path")?.split(*test_fraction, seed)
+        }
+        DataSource::Cifar10 { train_files, test_files } => (
+            load_cifar10(train_files).context("loading [data] train_files")?,
+            load_cifar10(test_files).context("loading [data] test_files")?,
+        ),
+        DataSource::ImageFolder { train_dir, test_dir, shape } => {
+            let (train, names) = load_image_folder(train_dir, *shape).context("loading [data] train_dir")?;
+            let (test, test_names) = load_image_folder(test_dir, *shape).context("loading [data] test_dir")?;
+            if names != test_names {
+                anyhow::bail!("[data] train_dir has classes {names:?} but test_dir has {test_names:?}");
+            }
+            (train, test)
         }
     };
     for set in [&mut train, &mut test] {

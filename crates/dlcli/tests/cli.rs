@@ -416,3 +416,56 @@ fn validation_augmentation_and_early_stopping() {
     let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
     assert!(first["validation_accuracy"].as_f64().unwrap() > 0.5, "{first}");
 }
+
+#[test]
+fn an_image_folder_trains_and_a_missing_cifar_file_is_named() {
+    let dir = temp_dir("folders");
+    // Two classes: a bright bar on the left or on the right of a 12x12 grey image.
+    for (split, count) in [("train", 24), ("test", 8)] {
+        for (class, left) in [("left", true), ("right", false)] {
+            let folder = dir.join(split).join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            for i in 0..count {
+                let img = image::GrayImage::from_fn(12, 12, |x, y| {
+                    let bar = if left { x < 4 } else { x >= 8 };
+                    image::Luma([if bar { 200 + (i % 50) as u8 } else { ((x * 7 + y * 3 + i) % 40) as u8 }])
+                });
+                img.save(folder.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    let config = format!(
+        "[data]\nkind = \"image_folder\"\ntrain_dir = \"{}\"\ntest_dir = \"{}\"\nchannels = 1\nheight = 8\nwidth = 8\n\n\
+         [model]\nlayers = [{{ type = \"conv2d\", out_channels = 4, kernel = 3, padding = 1 }}, {{ type = \"relu\" }}, \
+         {{ type = \"flatten\" }}, {{ type = \"linear\", out_features = 2 }}]\n\n\
+         [train]\nepochs = 1\nbatch_size = 8\nlr = 0.05\n",
+        dir.join("train").display(),
+        dir.join("test").display()
+    );
+    let path = dir.join("folders.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = dlcli(&[
+        "train",
+        "--config",
+        path.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--epochs",
+        "8",
+        "--runs-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let metrics = std::fs::read_to_string(dir.join("folders-1/metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert!(last["test_accuracy"].as_f64().unwrap() >= 0.9, "left/right bars: {last}");
+
+    let cifar = dir.join("cifar.toml");
+    std::fs::write(&cifar, "[data]\nkind = \"cifar10\"\ntrain_files = [\"datasets/cifar/none.bin\"]\ntest_files = [\"datasets/cifar/none.bin\"]\n\n[model]\nlayers = [{ type = \"flatten\" }, { type = \"linear\", out_features = 10 }]\n").unwrap();
+    fails_with(
+        &dlcli(&["train", "--config", cifar.to_str().unwrap(), "--device", "cpu", "--runs-dir", dir.to_str().unwrap()]),
+        &["datasets/cifar/none.bin", "[data] train_files"],
+    );
+}

@@ -111,7 +111,7 @@ fn cifar10_records_and_image_folders_load() {
     }
     let batch = dir.join("data_batch_1.bin");
     std::fs::write(&batch, &bytes).unwrap();
-    let cifar = data::load_cifar10(&[batch.clone()]).unwrap();
+    let cifar = data::load_cifar10(std::slice::from_ref(&batch)).unwrap();
     assert_eq!((cifar.len(), cifar.labels.clone(), cifar.sample_shape.clone()), (2, vec![3, 9], vec![3, 32, 32]));
     assert_eq!(cifar.sample(1)[255], 1.0);
     std::fs::write(&batch, &bytes[..3000]).unwrap();

@@ -8,12 +8,13 @@ use data::Batches;
 use graph::{Checkpoint, CpuExecutor, Mode, Trainer};
 
 use crate::config::Config;
+use crate::inference::ModelSource;
 use crate::{dataset, plots, train};
 
 /// The config and checkpoint of `--run RUN` (its best checkpoint) or `--checkpoint FILE` (the
 /// config stored inside it).
-pub fn locate(run: Option<&Path>, checkpoint: Option<&Path>) -> Result<(Config, PathBuf)> {
-    match (run, checkpoint) {
+pub fn locate(source: &ModelSource) -> Result<(Config, PathBuf)> {
+    match (source.run.as_deref(), source.checkpoint.as_deref()) {
         (Some(run), None) => {
             let config = Config::load(&run.join("config.toml"))?;
             let best = run.join("best.safetensors");
@@ -32,12 +33,8 @@ pub fn locate(run: Option<&Path>, checkpoint: Option<&Path>) -> Result<(Config, 
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A run directory (its best checkpoint).
-    #[arg(long)]
-    run: Option<PathBuf>,
-    /// A checkpoint file (the config stored in it).
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelSource,
     /// One JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -45,7 +42,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let json = args.json;
-    let (config, file) = locate(args.run.as_deref(), args.checkpoint.as_deref())?;
+    let (config, file) = locate(&args.model)?;
     let (_, test) = dataset::load(&config.data, config.train.seed)?;
     let (classifier, mut trainer) = train::restore(&config, &file, &test.sample_shape, test.classes)?;
     let params = trainer.params()?;

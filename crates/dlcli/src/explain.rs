@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use explain::{Attribution, Explainer, Method};
 
 use crate::config::LayerKind;
-use crate::inference;
+use crate::inference::{self, ModelSource, SampleSource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
@@ -20,18 +20,10 @@ pub enum MethodArg {
 pub struct Args {
     #[arg(long, value_enum)]
     method: MethodArg,
-    /// A run directory (its best checkpoint).
-    #[arg(long)]
-    run: Option<PathBuf>,
-    /// A checkpoint file (the config stored in it).
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    /// An image file (PNG or JPEG), resized to the model's input.
-    #[arg(long)]
-    input: Option<PathBuf>,
-    /// A sample of the config's test set instead of an image.
-    #[arg(long)]
-    index: Option<usize>,
+    #[command(flatten)]
+    model: ModelSource,
+    #[command(flatten)]
+    sample: SampleSource,
     /// The layer Grad-CAM looks at (default: the last conv2d layer, after its activation).
     #[arg(long)]
     layer: Option<String>,
@@ -44,8 +36,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let loaded = inference::load(args.run.as_deref(), args.checkpoint.as_deref())?;
-    let sample = loaded.sample(args.index, args.input.as_deref())?;
+    let loaded = inference::load(&args.model)?;
+    let sample = loaded.sample(&args.sample)?;
     let layers = &loaded.config.layers;
     let (method, layer_name) = match args.method {
         MethodArg::Saliency => (Method::Saliency, None),

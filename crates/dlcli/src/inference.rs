@@ -2,7 +2,7 @@
 //! into samples the way the config's data are.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use data::Dataset;
@@ -10,6 +10,28 @@ use graph::{Checkpoint, Classifier, NodeId};
 
 use crate::config::Config;
 use crate::{dataset, eval, model, train};
+
+/// Which trained model a command uses: a run directory or a checkpoint file.
+#[derive(clap::Args)]
+pub struct ModelSource {
+    /// A run directory (its best checkpoint).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// A checkpoint file (the config stored in it).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Which sample a command looks at: an image file or a test sample.
+#[derive(clap::Args)]
+pub struct SampleSource {
+    /// An image file (PNG or JPEG), resized to the model's input.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// A sample of the config's test set instead of an image.
+    #[arg(long)]
+    pub index: Option<usize>,
+}
 
 /// A trained model ready for single samples.
 pub struct Loaded {
@@ -22,8 +44,8 @@ pub struct Loaded {
     pub test: Dataset,
 }
 
-pub fn load(run: Option<&Path>, checkpoint: Option<&Path>) -> Result<Loaded> {
-    let (config, file) = eval::locate(run, checkpoint)?;
+pub fn load(source: &ModelSource) -> Result<Loaded> {
+    let (config, file) = eval::locate(source)?;
     let (_, test) = dataset::load(&config.data, config.train.seed)?;
     let (model, layers) = model::build_layers(&config, &test.sample_shape, test.classes, 1)?;
     let training = train::training(&config.train, 1);
@@ -34,8 +56,8 @@ pub fn load(run: Option<&Path>, checkpoint: Option<&Path>) -> Result<Loaded> {
 impl Loaded {
     /// The sample to explain or predict: test sample `index`, or the image at `path`
     /// converted to the config's sample shape and normalised like the training data.
-    pub fn sample(&self, index: Option<usize>, path: Option<&Path>) -> Result<Vec<f32>> {
-        match (index, path) {
+    pub fn sample(&self, source: &SampleSource) -> Result<Vec<f32>> {
+        match (source.index, source.input.as_deref()) {
             (Some(i), None) => {
                 if i >= self.test.len() {
                     bail!("--index {i} is past the {} test samples", self.test.len());

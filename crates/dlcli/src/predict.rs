@@ -1,26 +1,16 @@
 //! `dlcli predict`: the most likely classes of one input with their probabilities.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use explain::Explainer;
 
-use crate::inference;
+use crate::inference::{self, ModelSource, SampleSource};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A run directory (its best checkpoint).
-    #[arg(long)]
-    run: Option<PathBuf>,
-    /// A checkpoint file (the config stored in it).
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    /// An image file (PNG or JPEG), resized to the model's input.
-    #[arg(long)]
-    input: Option<PathBuf>,
-    /// A sample of the config's test set instead of an image.
-    #[arg(long)]
-    index: Option<usize>,
+    #[command(flatten)]
+    model: ModelSource,
+    #[command(flatten)]
+    sample: SampleSource,
     #[arg(long, default_value_t = 3)]
     top_k: usize,
     #[arg(long)]
@@ -28,8 +18,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let loaded = inference::load(args.run.as_deref(), args.checkpoint.as_deref())?;
-    let sample = loaded.sample(args.index, args.input.as_deref())?;
+    let loaded = inference::load(&args.model)?;
+    let sample = loaded.sample(&args.sample)?;
     let model = &loaded.model;
     let explainer = Explainer::new(model.graph.clone(), model.input, model.logits, loaded.params.clone())?;
     let probabilities = explainer.probabilities(&sample)?;

@@ -26,6 +26,14 @@ fn fails_with(out: &Output, words: &[&str]) {
     }
 }
 
+/// A safetensors file's header as JSON (key order is not fixed, so compare it parsed) and its
+/// tensor bytes.
+fn safetensors_parts(path: &Path) -> (serde_json::Value, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), bytes[8 + n..].to_vec())
+}
+
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dlcli-cli-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -259,14 +267,8 @@ fn an_interrupted_run_resumed_ends_with_the_same_weights() {
     assert!(stdout.contains("resuming after epoch 1"), "{stdout}");
     // Same header (metadata included, compared as JSON: its key order is not fixed) and the
     // same tensor bytes.
-    let split = |path: PathBuf| {
-        let bytes = std::fs::read(path).unwrap();
-        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-        (header, bytes[8 + n..].to_vec())
-    };
-    let (whole_header, whole_data) = split(runs.join("whole/epoch-3.safetensors"));
-    let (resumed_header, resumed_data) = split(part_dir.join("epoch-3.safetensors"));
+    let (whole_header, whole_data) = safetensors_parts(&runs.join("whole/epoch-3.safetensors"));
+    let (resumed_header, resumed_data) = safetensors_parts(&part_dir.join("epoch-3.safetensors"));
     assert_eq!(whole_header, resumed_header);
     assert!(whole_data == resumed_data, "the resumed run ends with different weights");
     assert_eq!(std::fs::read_to_string(part_dir.join("metrics.jsonl")).unwrap().lines().count(), 3);

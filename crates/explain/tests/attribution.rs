@@ -7,8 +7,8 @@ use std::path::Path;
 
 use data::{Batches, Dataset, load_idx};
 use explain::{Explainer, Method, bilinear};
-use graph::{Classifier, ConvGeometry, CpuTrainer, Feed, Graph, Model, NodeId, PoolGeometry, Trainer, Training};
-use kernels::Unary;
+use graph::zoo::mnist_cnn;
+use graph::{Classifier, ConvGeometry, CpuTrainer, Feed, Graph, NodeId, Trainer, Training};
 
 #[test]
 fn bilinear_resizing_matches_pytorch() {
@@ -58,34 +58,15 @@ fn grad_cam_and_saliency_equal_the_hand_computed_maps() {
 
 const BATCH: usize = 64;
 
-/// The reference MNIST CNN (configs/cnn.toml); returns the model, its input, logits and the
-/// last conv layer's activation [batch, 64, 11, 11], where Grad-CAM looks.
-fn mnist_cnn(seed: u64, batch: usize) -> (Model, NodeId, NodeId, NodeId) {
-    let mut m = Model::new(seed);
-    let x = m.graph.input("x", &[batch, 1, 28, 28]);
-    let valid = ConvGeometry { stride: (1, 1), padding: (0, 0), dilation: (1, 1) };
-    let pool = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (0, 0), count_include_pad: true };
-    let h = m.conv2d("conv1", x, 32, (3, 3), valid, true).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
-    let h = m.graph.max_pool2d(h, pool).unwrap();
-    let h = m.conv2d("conv2", h, 64, (3, 3), valid, true).unwrap();
-    let features = m.graph.unary(Unary::Relu, h);
-    let h = m.graph.max_pool2d(features, pool).unwrap();
-    let h = m.graph.flatten(h).unwrap();
-    let h = m.linear("fc1", h, 1600, 128, true).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
-    let logits = m.linear("fc2", h, 128, 10, true).unwrap();
-    (m, x, logits, features)
-}
-
 /// One epoch over the first 12,000 MNIST training images (about 96% test accuracy).
 fn trained_mnist_model() -> (HashMap<String, Vec<f32>>, Dataset) {
     let mnist = |f: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/mnist").join(f);
     let train = load_idx(&mnist("train-images-idx3-ubyte.gz"), &mnist("train-labels-idx1-ubyte.gz")).unwrap();
     let train = train.subset(&(0..12_000).collect::<Vec<_>>());
     let test = load_idx(&mnist("t10k-images-idx3-ubyte.gz"), &mnist("t10k-labels-idx1-ubyte.gz")).unwrap();
-    let (m, x, logits, _) = mnist_cnn(0, BATCH);
-    let mut trainer = CpuTrainer::new(Classifier::new(m, x, logits, 0.0).unwrap(), Training::adam(1e-3));
+    let built = mnist_cnn(0, BATCH).unwrap();
+    let model = Classifier::new(built.model, built.input, built.logits, 0.0).unwrap();
+    let mut trainer = CpuTrainer::new(model, Training::adam(1e-3));
     for b in Batches::shuffled(&train, BATCH, 1, 0) {
         let mut feed = Feed::default();
         feed.inputs.insert("x".into(), b.samples);
@@ -96,8 +77,8 @@ fn trained_mnist_model() -> (HashMap<String, Vec<f32>>, Dataset) {
 }
 
 fn explainer(params: HashMap<String, Vec<f32>>) -> (Explainer, NodeId) {
-    let (m, x, logits, features) = mnist_cnn(0, 1);
-    (Explainer::new(m.graph, x, logits, params).unwrap(), features)
+    let built = mnist_cnn(0, 1).unwrap();
+    (Explainer::new(built.model.graph, built.input, built.logits, params).unwrap(), built.features)
 }
 
 /// Spearman's rank correlation (ties get their mean rank).
@@ -134,7 +115,7 @@ fn grad_cam_passes_the_randomisation_and_faithfulness_checks() {
     let cam = Method::GradCam { layer };
 
     // Model randomisation: re-initialise the top layers (fc1 and fc2) from another seed.
-    let fresh = mnist_cnn(99, 1).0.params;
+    let fresh = mnist_cnn(99, 1).unwrap().model.params;
     let mut randomised = params.clone();
     for name in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"] {
         randomised.insert(name.into(), fresh[name].clone());

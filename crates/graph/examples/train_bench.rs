@@ -10,27 +10,14 @@
 
 use std::time::Instant;
 
-use graph::{Classifier, ConvGeometry, CpuTrainer, Feed, GpuTrainer, Model, PoolGeometry, Trainer, Training};
-use kernels::{AdapterClass, Gpu, Unary};
+use graph::{Classifier, CpuTrainer, Feed, GpuTrainer, Trainer, Training};
+use kernels::{AdapterClass, Gpu};
 
 const BATCH: usize = 64;
 
 fn reference_cnn() -> Classifier {
-    let mut m = Model::new(0);
-    let x = m.graph.input("x", &[BATCH, 1, 28, 28]);
-    let valid = ConvGeometry { stride: (1, 1), padding: (0, 0), dilation: (1, 1) };
-    let pool = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (0, 0), count_include_pad: true };
-    let h = m.conv2d("conv1", x, 32, (3, 3), valid, true).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
-    let h = m.graph.max_pool2d(h, pool).unwrap();
-    let h = m.conv2d("conv2", h, 64, (3, 3), valid, true).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
-    let h = m.graph.max_pool2d(h, pool).unwrap();
-    let h = m.graph.flatten(h).unwrap();
-    let h = m.linear("fc1", h, 1600, 128, true).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
-    let logits = m.linear("fc2", h, 128, 10, true).unwrap();
-    Classifier::new(m, x, logits, 0.0).unwrap()
+    let built = graph::zoo::mnist_cnn(0, BATCH).unwrap();
+    Classifier::new(built.model, built.input, built.logits, 0.0).unwrap()
 }
 
 /// MNIST-shaped batches: pixel values in [0, 1) and labels from a fixed generator.

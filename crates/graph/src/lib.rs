@@ -19,6 +19,7 @@ mod layers;
 mod optim;
 mod plan;
 mod trainer;
+pub mod zoo;
 
 pub use autodiff::{Gradients, backward};
 pub use checkpoint::{Checkpoint, Meta};

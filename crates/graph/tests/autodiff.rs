@@ -1,23 +1,14 @@
 //! Reverse-mode autodiff on the CPU executor against finite differences, and the errors a bad
 //! graph or feed gives.
 
+mod common;
+
 use std::collections::HashMap;
+
+use common::values;
 
 use graph::{ConvGeometry, CpuExecutor, Feed, Graph, GraphError, Mode, NodeId, PoolGeometry, backward};
 use kernels::{Binary, Unary};
-
-/// A small deterministic generator for test data.
-fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 struct Net {
     graph: Graph,

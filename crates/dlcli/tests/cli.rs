@@ -12,6 +12,21 @@ fn dlcli(args: &[&str]) -> Output {
         .expect("the dlcli binary runs")
 }
 
+/// `dlcli train` of `config` on the CPU executor, quietly, into `runs`.
+fn train(config: &Path, runs: &Path, extra: &[&str]) -> Output {
+    let base = [
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    dlcli(&[&base[..], extra].concat())
+}
+
 fn text(out: &Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -397,18 +412,7 @@ fn validation_augmentation_and_early_stopping() {
         .replace("seed = 0", "seed = 0\nmonitor = \"loss\"\npatience = 1\nmin_delta = 10.0");
     let path = dir.join("early.toml");
     std::fs::write(&path, config).unwrap();
-    let out = dlcli(&[
-        "train",
-        "--config",
-        path.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--runs-dir",
-        dir.to_str().unwrap(),
-        "--run",
-        "r",
-    ]);
+    let out = train(&path, &dir, &["--run", "r"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     // No loss can improve by 10: the first epoch sets the best, the second is stale, stop.
@@ -446,18 +450,7 @@ fn an_image_folder_trains_and_a_missing_cifar_file_is_named() {
     );
     let path = dir.join("folders.toml");
     std::fs::write(&path, config).unwrap();
-    let out = dlcli(&[
-        "train",
-        "--config",
-        path.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--epochs",
-        "8",
-        "--runs-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let out = train(&path, &dir, &["--epochs", "8"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let metrics = std::fs::read_to_string(dir.join("folders-1/metrics.jsonl")).unwrap();

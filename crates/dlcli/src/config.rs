@@ -116,8 +116,6 @@ pub struct Config {
     pub data: DataConfig,
     pub layers: Vec<LayerConfig>,
     pub train: TrainConfig,
-    /// The file's text, kept in run directories and checkpoints.
-    pub text: String,
 }
 
 const ACTIVATIONS: [(&str, Unary); 6] = [
@@ -369,7 +367,7 @@ impl Validator<'_> {
             validation_fraction: 0.0,
             augment: data::Augment::default(),
         });
-        Config { data, layers, train, text: self.text.to_string() }
+        Config { data, layers, train }
     }
 
     fn data(&mut self, t: &dyn TableLike) -> DataConfig {
@@ -652,5 +650,133 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             print!("{DEFAULTS}");
             Ok(())
         }
+    }
+}
+
+impl Config {
+    /// The config with every default written out: what a run directory keeps, so the run says
+    /// exactly what it trained with.
+    pub fn resolved(&self) -> String {
+        use toml_edit::{Array, DocumentMut, InlineTable, Table, value};
+        // f32 settings printed by their shortest form (0.1307, not 0.130700007...).
+        let float = |x: f32| value(format!("{x}").parse::<f64>().unwrap_or(x as f64));
+        let path = |p: &PathBuf| value(p.display().to_string());
+        let mut doc = DocumentMut::new();
+        let mut data = Table::new();
+        match &self.data.source {
+            DataSource::Idx { train_images, train_labels, test_images, test_labels } => {
+                data["kind"] = value("idx");
+                data["train_images"] = path(train_images);
+                data["train_labels"] = path(train_labels);
+                data["test_images"] = path(test_images);
+                data["test_labels"] = path(test_labels);
+            }
+            DataSource::Digits { path: p, test_fraction } => {
+                data["kind"] = value("digits");
+                data["path"] = path(p);
+                data["test_fraction"] = float(*test_fraction as f32);
+            }
+            DataSource::Cifar10 { train_files, test_files } => {
+                data["kind"] = value("cifar10");
+                let list = |files: &[PathBuf]| value(files.iter().map(|f| f.display().to_string()).collect::<Array>());
+                data["train_files"] = list(train_files);
+                data["test_files"] = list(test_files);
+            }
+            DataSource::ImageFolder { train_dir, test_dir, shape } => {
+                data["kind"] = value("image_folder");
+                data["train_dir"] = path(train_dir);
+                data["test_dir"] = path(test_dir);
+                for (key, n) in ["channels", "height", "width"].into_iter().zip(shape) {
+                    data[key] = value(*n as i64);
+                }
+            }
+        }
+        data["mean"] = float(self.data.mean);
+        data["std"] = float(self.data.std);
+        data["validation_fraction"] = float(self.data.validation_fraction as f32);
+        data["random_crop_padding"] = value(self.data.augment.crop_padding as i64);
+        data["horizontal_flip"] = value(self.data.augment.horizontal_flip);
+        doc["data"] = toml_edit::Item::Table(data);
+
+        let mut layers = Array::new();
+        for layer in &self.layers {
+            let mut t = InlineTable::new();
+            let mut set = |key: &str, v: toml_edit::Value| {
+                t.insert(key, v);
+            };
+            let int = |n: usize| toml_edit::Value::from(n as i64);
+            let num = |x: f32| toml_edit::Value::from(format!("{x}").parse::<f64>().unwrap_or(x as f64));
+            let (kind, fields): (&str, Vec<(&str, toml_edit::Value)>) = match &layer.kind {
+                LayerKind::Conv2d { out_channels, kernel, stride, padding, dilation, bias } => (
+                    "conv2d",
+                    vec![
+                        ("out_channels", int(*out_channels)),
+                        ("kernel", int(*kernel)),
+                        ("stride", int(*stride)),
+                        ("padding", int(*padding)),
+                        ("dilation", int(*dilation)),
+                        ("bias", (*bias).into()),
+                    ],
+                ),
+                LayerKind::Linear { out_features, bias } => {
+                    ("linear", vec![("out_features", int(*out_features)), ("bias", (*bias).into())])
+                }
+                LayerKind::MaxPool2d { kernel, stride, padding } | LayerKind::AvgPool2d { kernel, stride, padding } => {
+                    (
+                        if matches!(layer.kind, LayerKind::MaxPool2d { .. }) { "max_pool2d" } else { "avg_pool2d" },
+                        vec![("kernel", int(*kernel)), ("stride", int(*stride)), ("padding", int(*padding))],
+                    )
+                }
+                LayerKind::GlobalAvgPool => ("global_avg_pool", vec![]),
+                LayerKind::BatchNorm { eps, momentum } => {
+                    ("batch_norm", vec![("eps", num(*eps)), ("momentum", num(*momentum))])
+                }
+                LayerKind::LayerNorm { eps } => ("layer_norm", vec![("eps", num(*eps))]),
+                LayerKind::Dropout { p } => ("dropout", vec![("p", num(*p))]),
+                LayerKind::Flatten => ("flatten", vec![]),
+                LayerKind::Activation(Unary::LeakyRelu(slope)) => ("leaky_relu", vec![("slope", num(*slope))]),
+                LayerKind::Activation(op) => {
+                    (ACTIVATIONS.iter().find(|(_, a)| a == op).map_or("relu", |(n, _)| n), vec![])
+                }
+                LayerKind::Add => ("add", vec![]),
+                LayerKind::Concat => ("concat", vec![]),
+            };
+            set("type", kind.into());
+            set("name", layer.name.as_str().into());
+            set("inputs", toml_edit::Value::Array(layer.inputs.iter().map(String::as_str).collect()));
+            for (key, v) in fields {
+                set(key, v);
+            }
+            layers.push(toml_edit::Value::InlineTable(t));
+        }
+        layers.iter_mut().for_each(|l| l.decor_mut().set_prefix("\n    "));
+        layers.set_trailing("\n");
+        layers.set_trailing_comma(true);
+        let mut model = Table::new();
+        model["layers"] = value(layers);
+        doc["model"] = toml_edit::Item::Table(model);
+
+        let t = &self.train;
+        let mut train = Table::new();
+        train["epochs"] = value(t.epochs as i64);
+        train["batch_size"] = value(t.batch_size as i64);
+        train["seed"] = value(t.seed as i64);
+        train["optimizer"] = value(t.optimizer.as_str());
+        train["lr"] = float(t.lr);
+        train["momentum"] = float(t.momentum);
+        train["weight_decay"] = float(t.weight_decay);
+        train["schedule"] = value(t.schedule.as_str());
+        train["warmup_steps"] = value(t.warmup_steps as i64);
+        train["clip_grad_norm"] = float(t.clip_grad_norm.unwrap_or(0.0));
+        train["label_smoothing"] = float(t.label_smoothing);
+        train["keep_last"] = value(t.keep_last as i64);
+        train["monitor"] = value(t.monitor.as_str());
+        train["patience"] = value(t.patience as i64);
+        train["min_delta"] = float(t.min_delta as f32);
+        doc["train"] = toml_edit::Item::Table(train);
+        format!(
+            "# Resolved by dlcli {}: every setting of this run, defaults included.\n{doc}",
+            env!("CARGO_PKG_VERSION")
+        )
     }
 }

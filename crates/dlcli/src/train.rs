@@ -157,6 +157,9 @@ fn epoch_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
 
 pub fn run(args: &Args) -> Result<()> {
     let Start { mut dir, mut config, resume_from, mut kept } = start(args)?;
+    // What the run directory and checkpoints keep: the file's settings with every default
+    // written out (command-line overrides stay out, so a resumed run stores the same text).
+    let resolved = config.resolved();
     if let Some(epochs) = args.epochs {
         config.train.epochs = epochs;
     }
@@ -189,7 +192,7 @@ pub fn run(args: &Args) -> Result<()> {
         None => {
             let config_path = args.config.as_deref().expect("checked in start");
             dir = run_dir(&args.runs_dir, config_path, args.run.as_deref(), args.force)?;
-            std::fs::write(dir.join("config.toml"), &config.text)?;
+            std::fs::write(dir.join("config.toml"), &resolved)?;
             0
         }
     };
@@ -202,9 +205,8 @@ pub fn run(args: &Args) -> Result<()> {
     println!("dlcli train: {device}; {action} {}", dir.display());
     let metrics_path = dir.join("metrics.jsonl");
     let mut monitor = Monitor::new(&config.train, validation.is_some());
-    for line in std::fs::read_to_string(&metrics_path).unwrap_or_default().lines() {
-        let value = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v[monitor.key()].as_f64());
-        monitor.update(value.unwrap_or(f64::NAN));
+    for row in read_metrics(&metrics_path).unwrap_or_default() {
+        monitor.update(row[monitor.key()].as_f64().unwrap_or(f64::NAN));
     }
     let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
@@ -216,12 +218,12 @@ pub fn run(args: &Args) -> Result<()> {
         // Batches of this epoch an interrupted run already trained on.
         let done = trainer.steps() - epoch * steps_per_epoch;
         let (train_loss, train_acc, rate) =
-            match train_epoch(trainer.as_mut(), &train_set, &config, epoch, done, args.quiet)? {
+            match train_epoch(trainer.as_mut(), &train_set, &config, epoch, done, args.quiet, &mut metrics)? {
                 Epoch::Done(loss, accuracy, rate) => (loss, accuracy, rate),
                 Epoch::Interrupted => {
                     let checkpoint = Checkpoint {
                         state: trainer.state()?,
-                        meta: Meta { epoch, seed: config.train.seed, config: config.text.clone() },
+                        meta: Meta { epoch, seed: config.train.seed, config: resolved.clone() },
                     };
                     let path = dir.join(INTERRUPTED_CHECKPOINT);
                     checkpoint.save(&path, &classifier, &training.optimizer)?;
@@ -236,7 +238,7 @@ pub fn run(args: &Args) -> Result<()> {
             };
         let (test_loss, test_acc) = evaluate(trainer.as_mut(), &test_set, batch)?;
         let mut line = serde_json::json!({
-            "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss, "train_accuracy": train_acc,
+            "kind": "epoch", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss, "train_accuracy": train_acc,
             "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate,
         });
         let mut summary = format!("test loss {test_loss:.4} accuracy {:.2}%", 100.0 * test_acc);
@@ -247,7 +249,7 @@ pub fn run(args: &Args) -> Result<()> {
             summary = format!("validation loss {loss:.4} accuracy {:.2}% | {summary}", 100.0 * accuracy);
         }
         writeln!(metrics, "{line}")?;
-        plots::curves(&dir.join("curves.png"), &read_metrics(&metrics_path)?)?;
+        plots::curves(&dir.join("curves.png"), &curve_points(&read_metrics(&metrics_path)?))?;
         println!(
             "epoch {}/{}: train loss {train_loss:.4} accuracy {:.2}% | {summary} | {rate:.0} samples/s",
             epoch + 1,
@@ -256,7 +258,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
         let checkpoint = Checkpoint {
             state: trainer.state()?,
-            meta: Meta { epoch: epoch + 1, seed: config.train.seed, config: config.text.clone() },
+            meta: Meta { epoch: epoch + 1, seed: config.train.seed, config: resolved.clone() },
         };
         let path = dir.join(format!("epoch-{}.safetensors", epoch + 1));
         checkpoint.save(&path, &classifier, &training.optimizer)?;
@@ -292,7 +294,11 @@ enum Epoch {
     Interrupted,
 }
 
-/// One epoch, skipping its first `done` batches (a resumed interrupted epoch).
+/// Steps between the `"kind": "step"` lines of metrics.jsonl.
+const LOG_EVERY: u64 = 100;
+
+/// One epoch, skipping its first `done` batches (a resumed interrupted epoch); a line goes to
+/// `metrics` every [`LOG_EVERY`] steps.
 fn train_epoch(
     trainer: &mut dyn Trainer,
     set: &Dataset,
@@ -300,6 +306,7 @@ fn train_epoch(
     epoch: u64,
     done: u64,
     quiet: bool,
+    metrics: &mut std::fs::File,
 ) -> Result<Epoch> {
     let batch = config.train.batch_size;
     let steps = (set.len() / batch) as u64;
@@ -313,6 +320,8 @@ fn train_epoch(
     bar.set_position(done);
     let start = Instant::now();
     let (mut loss, mut correct, mut seen) = (0.0, 0.0, 0usize);
+    // Loss sum, correct count and samples since the last step line.
+    let mut interval = (0.0, 0.0, 0usize);
     let (seed, first_step, augment) = (config.train.seed, trainer.steps(), config.data.augment);
     // A loader thread shuffles, gathers and augments the next batches while this one trains.
     let interrupted = std::thread::scope(|scope| -> Result<bool> {
@@ -333,6 +342,20 @@ fn train_epoch(
             loss += stats.loss as f64 * b.valid as f64;
             correct += stats.correct as f64;
             seen += b.valid;
+            (interval.0, interval.1, interval.2) = (
+                interval.0 + stats.loss as f64 * b.valid as f64,
+                interval.1 + stats.correct as f64,
+                interval.2 + b.valid,
+            );
+            if trainer.steps() % LOG_EVERY == 0 {
+                let (l, c, n) = interval;
+                let line = serde_json::json!({
+                    "kind": "step", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": l / n as f64,
+                    "train_accuracy": c / n as f64, "samples_per_s": seen as f64 / start.elapsed().as_secs_f64(),
+                });
+                writeln!(metrics, "{line}")?;
+                interval = (0.0, 0.0, 0);
+            }
             bar.inc(1);
             bar.set_message(format!(
                 "loss {:.4} acc {:.2}% {:.0} samples/s",
@@ -400,21 +423,25 @@ impl Monitor {
     }
 }
 
-/// Every epoch line of a run's metrics.jsonl.
-fn read_metrics(path: &Path) -> Result<Vec<plots::EpochMetrics>> {
+/// The epoch lines of a run's metrics.jsonl.
+fn read_metrics(path: &Path) -> Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .map(|line| {
-            let v: serde_json::Value =
-                serde_json::from_str(line).with_context(|| format!("{}: bad line", path.display()))?;
-            let f = |key: &str| v[key].as_f64().unwrap_or(f64::NAN);
-            Ok(plots::EpochMetrics {
-                epoch: v["epoch"].as_u64().unwrap_or(0),
-                train_loss: f("train_loss"),
-                test_loss: f("test_loss"),
-                train_accuracy: f("train_accuracy"),
-                test_accuracy: f("test_accuracy"),
-            })
+    let lines =
+        text.lines().map(|line| serde_json::from_str(line).with_context(|| format!("{}: bad line", path.display())));
+    let rows: Vec<serde_json::Value> = lines.collect::<Result<_>>()?;
+    Ok(rows.into_iter().filter(|row| row["kind"] == "epoch").collect())
+}
+
+/// The train/test curves of the epoch lines.
+fn curve_points(rows: &[serde_json::Value]) -> Vec<plots::EpochMetrics> {
+    let f = |row: &serde_json::Value, key: &str| row[key].as_f64().unwrap_or(f64::NAN);
+    rows.iter()
+        .map(|row| plots::EpochMetrics {
+            epoch: row["epoch"].as_u64().unwrap_or(0),
+            train_loss: f(row, "train_loss"),
+            test_loss: f(row, "test_loss"),
+            train_accuracy: f(row, "train_accuracy"),
+            test_accuracy: f(row, "test_accuracy"),
         })
         .collect()
 }

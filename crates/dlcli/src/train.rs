@@ -347,7 +347,7 @@ fn train_epoch(
                 interval.1 + stats.correct as f64,
                 interval.2 + b.valid,
             );
-            if trainer.steps() % LOG_EVERY == 0 {
+            if trainer.steps().is_multiple_of(LOG_EVERY) {
                 let (l, c, n) = interval;
                 let line = serde_json::json!({
                     "kind": "step", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": l / n as f64,

@@ -116,7 +116,12 @@ pub struct Config {
     pub data: DataConfig,
     pub layers: Vec<LayerConfig>,
     pub train: TrainConfig,
+    /// What `dlcli eval` reports: "loss", "accuracy", "top<k>" (e.g. "top3"), "per_class",
+    /// "confusion".
+    pub eval_metrics: Vec<String>,
 }
+
+const DEFAULT_EVAL_METRICS: [&str; 4] = ["loss", "accuracy", "per_class", "confusion"];
 
 const ACTIVATIONS: [(&str, Unary); 6] = [
     ("relu", Unary::Relu),
@@ -350,7 +355,7 @@ impl Validator<'_> {
     }
 
     fn config(&mut self, root: &dyn TableLike) -> Config {
-        self.unknown_keys(root, "", &["data", "model", "train"]);
+        self.unknown_keys(root, "", &["data", "model", "train", "eval"]);
         let data = self.table(root, "data").map(|t| self.data(t));
         let layers = self.table(root, "model").map(|t| self.model(t)).unwrap_or_default();
         let train = match root.get("train").and_then(Item::as_table_like) {
@@ -367,7 +372,36 @@ impl Validator<'_> {
             validation_fraction: 0.0,
             augment: data::Augment::default(),
         });
-        Config { data, layers, train }
+        let eval_metrics = match root.get("eval").and_then(Item::as_table_like) {
+            Some(t) => {
+                self.here = root.get("eval").and_then(Item::span);
+                self.eval_metrics(t)
+            }
+            None => DEFAULT_EVAL_METRICS.map(String::from).to_vec(),
+        };
+        Config { data, layers, train, eval_metrics }
+    }
+
+    fn eval_metrics(&mut self, t: &dyn TableLike) -> Vec<String> {
+        self.unknown_keys(t, "eval", &["metrics"]);
+        let Some(v) = self.value(t, "eval", "metrics", false) else {
+            return DEFAULT_EVAL_METRICS.map(String::from).to_vec();
+        };
+        let names: Vec<String> =
+            v.as_array().map_or(Vec::new(), |a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect());
+        let known = |m: &str| {
+            DEFAULT_EVAL_METRICS.contains(&m)
+                || m.strip_prefix("top").is_some_and(|k| k.parse::<usize>().is_ok_and(|k| k > 0))
+        };
+        if names.is_empty() || names.iter().any(|m| !known(m)) {
+            let detail = format!(
+                "expected a list of {:?} or \"top<k>\" (e.g. \"top3\"), got {}",
+                DEFAULT_EVAL_METRICS,
+                v.to_string().trim()
+            );
+            self.problem(v.span(), "eval.metrics", detail);
+        }
+        names
     }
 
     fn data(&mut self, t: &dyn TableLike) -> DataConfig {
@@ -774,6 +808,9 @@ impl Config {
         train["patience"] = value(t.patience as i64);
         train["min_delta"] = float(t.min_delta as f32);
         doc["train"] = toml_edit::Item::Table(train);
+        let mut eval = Table::new();
+        eval["metrics"] = value(self.eval_metrics.iter().map(String::as_str).collect::<Array>());
+        doc["eval"] = toml_edit::Item::Table(eval);
         format!(
             "# Resolved by dlcli {}: every setting of this run, defaults included.\n{doc}",
             env!("CARGO_PKG_VERSION")

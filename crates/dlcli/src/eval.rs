@@ -41,20 +41,28 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let json = args.json;
     let (config, file) = locate(&args.model)?;
     let (_, test) = dataset::load(&config.data, config.train.seed)?;
     let (classifier, mut trainer) = train::restore(&config, &file, &test.sample_shape, test.classes)?;
     let params = trainer.params()?;
     let (loss, accuracy) = train::evaluate(&mut trainer, &test, config.train.batch_size)?;
+    let wants = |m: &str| config.eval_metrics.iter().any(|w| w == m);
+    let top_ks: Vec<usize> = config.eval_metrics.iter().filter_map(|m| m.strip_prefix("top")?.parse().ok()).collect();
     let k = test.classes;
     let mut confusion = vec![vec![0usize; k]; k];
+    let mut top_hits = vec![0usize; top_ks.len()];
     let exec = CpuExecutor::new(&classifier.graph, Mode::Eval);
     for b in Batches::in_order(&test, config.train.batch_size) {
         let values = exec.run_for(&params, &train::feed(&b, 0), &[classifier.logits])?;
         for (row, logits) in values.get(classifier.logits).chunks(k).take(b.valid).enumerate() {
+            let label = b.labels[row] as usize;
             let predicted = (0..k).max_by(|&a, &c| logits[a].total_cmp(&logits[c]).then(c.cmp(&a))).unwrap_or(0);
-            confusion[b.labels[row] as usize][predicted] += 1;
+            confusion[label][predicted] += 1;
+            // The label's rank: how many other classes score at least as high (ties count against it).
+            let above = (0..k).filter(|&c| c != label && logits[c] >= logits[label]).count();
+            for (hits, &top) in top_hits.iter_mut().zip(&top_ks) {
+                *hits += (above < top) as usize;
+            }
         }
     }
     let per_class: Vec<(f64, f64, f64)> = (0..k)
@@ -68,35 +76,65 @@ pub fn run(args: &Args) -> Result<()> {
             (precision, recall, f1)
         })
         .collect();
+    let top: Vec<(String, f64)> =
+        top_ks.iter().zip(&top_hits).map(|(t, &h)| (format!("top{t}"), h as f64 / test.len() as f64)).collect();
     let picture = file.parent().unwrap_or(Path::new(".")).join("confusion.png");
-    plots::confusion(&picture, &confusion)?;
-    if json {
-        let classes: Vec<_> = per_class
-            .iter()
-            .enumerate()
-            .map(|(c, (p, r, f))| serde_json::json!({"class": c, "precision": p, "recall": r, "f1": f}))
-            .collect();
-        let out = serde_json::json!({
-            "checkpoint": file.display().to_string(), "samples": test.len(), "loss": loss, "accuracy": accuracy,
-            "classes": classes, "confusion": confusion, "confusion_png": picture.display().to_string(),
-        });
+    if wants("confusion") {
+        plots::confusion(&picture, &confusion)?;
+    }
+    if args.json {
+        let mut out = serde_json::json!({ "checkpoint": file.display().to_string(), "samples": test.len() });
+        if wants("loss") {
+            out["loss"] = loss.into();
+        }
+        if wants("accuracy") {
+            out["accuracy"] = accuracy.into();
+        }
+        for (name, value) in &top {
+            out[name] = (*value).into();
+        }
+        if wants("per_class") {
+            let rows = per_class.iter().enumerate();
+            let classes: Vec<_> = rows
+                .map(|(c, (p, r, f))| serde_json::json!({"class": c, "precision": p, "recall": r, "f1": f}))
+                .collect();
+            out["classes"] = classes.into();
+        }
+        if wants("confusion") {
+            out["confusion"] = serde_json::json!(confusion);
+            out["confusion_png"] = picture.display().to_string().into();
+        }
         println!("{out}");
         return Ok(());
     }
-    println!("{}: {} test samples, loss {loss:.4}, accuracy {:.2}%", file.display(), test.len(), 100.0 * accuracy);
-    println!("\nclass  precision  recall     f1");
-    for (c, (p, r, f)) in per_class.iter().enumerate() {
-        println!("{c:>5}  {:>8.2}%  {:>5.2}%  {:>5.2}%", 100.0 * p, 100.0 * r, 100.0 * f);
+    let mut headline = format!("{}: {} test samples", file.display(), test.len());
+    if wants("loss") {
+        headline += &format!(", loss {loss:.4}");
     }
-    println!("\nconfusion matrix (rows: true class, columns: predicted)");
-    print!("      ");
-    (0..k).for_each(|c| print!("{c:>6}"));
-    println!();
-    for (r, row) in confusion.iter().enumerate() {
-        print!("{r:>6}");
-        row.iter().for_each(|n| print!("{n:>6}"));
+    if wants("accuracy") {
+        headline += &format!(", accuracy {:.2}%", 100.0 * accuracy);
+    }
+    for (name, value) in &top {
+        headline += &format!(", {name} {:.2}%", 100.0 * value);
+    }
+    println!("{headline}");
+    if wants("per_class") {
+        println!("\nclass  precision  recall     f1");
+        for (c, (p, r, f)) in per_class.iter().enumerate() {
+            println!("{c:>5}  {:>8.2}%  {:>5.2}%  {:>5.2}%", 100.0 * p, 100.0 * r, 100.0 * f);
+        }
+    }
+    if wants("confusion") {
+        println!("\nconfusion matrix (rows: true class, columns: predicted)");
+        print!("      ");
+        (0..k).for_each(|c| print!("{c:>6}"));
         println!();
+        for (r, row) in confusion.iter().enumerate() {
+            print!("{r:>6}");
+            row.iter().for_each(|n| print!("{n:>6}"));
+            println!();
+        }
+        println!("drawn in {}", picture.display());
     }
-    println!("drawn in {}", picture.display());
     Ok(())
 }

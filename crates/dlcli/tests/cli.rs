@@ -209,6 +209,22 @@ fn train_then_eval_on_the_digits() {
     fails_with(&again, &["already exists", "--force"]);
     assert_eq!(std::fs::read(run.join("best.safetensors")).unwrap(), before);
 
+    // [eval] metrics chooses what eval reports; top-k is at least the accuracy.
+    let chosen = runs.join("chosen");
+    std::fs::create_dir_all(&chosen).unwrap();
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let default_metrics = r#"metrics = ["loss", "accuracy", "per_class", "confusion"]"#;
+    assert!(resolved.contains(default_metrics), "{resolved}");
+    std::fs::write(chosen.join("config.toml"), resolved.replace(default_metrics, r#"metrics = ["accuracy", "top3"]"#))
+        .unwrap();
+    std::fs::copy(run.join("best.safetensors"), chosen.join("best.safetensors")).unwrap();
+    let out = dlcli(&["eval", "--run", chosen.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert!(report["top3"].as_f64().unwrap() >= report["accuracy"].as_f64().unwrap(), "{report}");
+    assert!(report.get("confusion").is_none() && report.get("loss").is_none(), "{report}");
+    std::fs::write(chosen.join("config.toml"), resolved.replace(default_metrics, r#"metrics = ["acuracy"]"#)).unwrap();
+    fails_with(&dlcli(&["eval", "--run", chosen.to_str().unwrap()]), &["eval.metrics", "acuracy"]);
+
     // A checkpoint evaluated against a different model is refused, naming the tensor.
     let other = runs.join("other");
     std::fs::create_dir_all(&other).unwrap();

@@ -1,4 +1,4 @@
-//! The run's pictures: `curves.png` (loss and accuracy per epoch, train and test) after every
+//! The run's pictures: `curves.png` (loss and accuracy per epoch, train and held out) after every
 //! epoch, and `confusion.png` from `dlcli eval`. Drawn with plotters; text uses DejaVu Sans,
 //! compiled into the binary so that no system font is needed.
 
@@ -18,21 +18,22 @@ fn register_font() {
     });
 }
 
-/// One epoch's line of metrics.jsonl.
+/// One epoch's line of metrics.jsonl: the training figures and those of the held-out set
+/// (validation when the run has one, else test).
 pub struct EpochMetrics {
     pub epoch: u64,
     pub train_loss: f64,
-    pub test_loss: f64,
+    pub held_out_loss: f64,
     pub train_accuracy: f64,
-    pub test_accuracy: f64,
+    pub held_out_accuracy: f64,
 }
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing the plot: {e}")
 }
 
-/// Loss (left) and accuracy (right) per epoch, train and test.
-pub fn curves(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
+/// Loss (left) and accuracy (right) per epoch, train and `held_out` ("validation" or "test").
+pub fn curves(path: &Path, rows: &[EpochMetrics], held_out: &str) -> Result<()> {
     register_font();
     let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -40,8 +41,8 @@ pub fn curves(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
     let last = rows.last().map_or(1, |r| r.epoch) as f64;
     // (train, test) of one quantity.
     type Pick = fn(&EpochMetrics) -> (f64, f64);
-    let loss: Pick = |r| (r.train_loss, r.test_loss);
-    let accuracy: Pick = |r| (r.train_accuracy, r.test_accuracy);
+    let loss: Pick = |r| (r.train_loss, r.held_out_loss);
+    let accuracy: Pick = |r| (r.train_accuracy, r.held_out_accuracy);
     for (area, name, pick) in [(&left, "loss", loss), (&right, "accuracy", accuracy)] {
         let values: Vec<(f64, f64)> = rows.iter().map(pick).collect();
         let (lo, hi) =
@@ -55,7 +56,7 @@ pub fn curves(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
             .build_cartesian_2d(0.5..last + 0.5, (lo - pad)..(hi + pad))
             .map_err(err)?;
         chart.configure_mesh().x_desc("epoch").draw().map_err(err)?;
-        for (label, color, which) in [("train", BLUE, 0usize), ("test", RED, 1)] {
+        for (label, color, which) in [("train", BLUE, 0usize), (held_out, RED, 1)] {
             let points: Vec<(f64, f64)> =
                 rows.iter().zip(&values).map(|(r, v)| (r.epoch as f64, if which == 0 { v.0 } else { v.1 })).collect();
             chart

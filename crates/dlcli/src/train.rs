@@ -249,7 +249,8 @@ pub fn run(args: &Args) -> Result<()> {
             summary = format!("validation loss {loss:.4} accuracy {:.2}% | {summary}", 100.0 * accuracy);
         }
         writeln!(metrics, "{line}")?;
-        plots::curves(&dir.join("curves.png"), &curve_points(&read_metrics(&metrics_path)?))?;
+        let held_out = if validation.is_some() { "validation" } else { "test" };
+        draw_curves(&dir.join("curves.png"), &read_metrics(&metrics_path)?, held_out)?;
         println!(
             "epoch {}/{}: train loss {train_loss:.4} accuracy {:.2}% | {summary} | {rate:.0} samples/s",
             epoch + 1,
@@ -432,18 +433,20 @@ fn read_metrics(path: &Path) -> Result<Vec<serde_json::Value>> {
     Ok(rows.into_iter().filter(|row| row["kind"] == "epoch").collect())
 }
 
-/// The train/test curves of the epoch lines.
-fn curve_points(rows: &[serde_json::Value]) -> Vec<plots::EpochMetrics> {
-    let f = |row: &serde_json::Value, key: &str| row[key].as_f64().unwrap_or(f64::NAN);
-    rows.iter()
+/// Draws the epoch lines' curves: train against `held_out` ("validation" or "test").
+fn draw_curves(path: &Path, rows: &[serde_json::Value], held_out: &str) -> Result<()> {
+    let f = |row: &serde_json::Value, key: String| row[key].as_f64().unwrap_or(f64::NAN);
+    let points: Vec<plots::EpochMetrics> = rows
+        .iter()
         .map(|row| plots::EpochMetrics {
             epoch: row["epoch"].as_u64().unwrap_or(0),
-            train_loss: f(row, "train_loss"),
-            test_loss: f(row, "test_loss"),
-            train_accuracy: f(row, "train_accuracy"),
-            test_accuracy: f(row, "test_accuracy"),
+            train_loss: f(row, "train_loss".into()),
+            held_out_loss: f(row, format!("{held_out}_loss")),
+            train_accuracy: f(row, "train_accuracy".into()),
+            held_out_accuracy: f(row, format!("{held_out}_accuracy")),
         })
-        .collect()
+        .collect();
+    plots::curves(path, &points, held_out)
 }
 
 /// Set by Ctrl-C; the training loop checks it between steps.

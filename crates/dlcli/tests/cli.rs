@@ -346,7 +346,16 @@ fn ctrl_c_checkpoints_the_step_and_resuming_continues_exactly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Interrupt once training is under way (the first epoch checkpoint exists), so the Ctrl-C
+    // handler is surely installed whatever the machine's load.
+    let first = runs.join("cut/epoch-1.safetensors");
+    for _ in 0..600 {
+        if first.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use kernels::{Dispatch, Gpu, GpuTensor, Optimizer, cpu, optimizer};
+use kernels::{Dispatch, Gpu, GpuTensor, Optimizer, StridedCopy, cpu, layout, optimizer};
 
 use crate::classifier::Classifier;
 use crate::cpu::{CpuExecutor, Feed};
@@ -145,6 +145,10 @@ pub struct GpuTrainer<'g> {
     updates: Vec<Dispatch>,
     /// Optimizer state per parameter (in `model.params` order).
     state: Vec<Vec<GpuTensor>>,
+    /// [loss, correct], gathered at the end of each run so one readback returns both.
+    scalars: GpuTensor,
+    gather_train: [Dispatch; 2],
+    gather_eval: [Dispatch; 2],
     steps: u64,
 }
 
@@ -180,7 +184,30 @@ impl<'g> GpuTrainer<'g> {
             updates.push(optimizer::update(gpu, &training.optimizer, 1, param, grad, &views)?);
             state.push(buffers);
         }
-        Ok(GpuTrainer { gpu, model, training, params, train, eval, clip, updates, state, steps: 0 })
+        let scalars = gpu.tensor(2)?;
+        let gather = |executor: &GpuExecutor| -> Result<[Dispatch; 2]> {
+            let into = |node, slot| {
+                let place = StridedCopy::place(&[1], &[2], 0, slot).expect("a scalar fits");
+                layout::strided_copy(gpu, &place, executor.output(node), &scalars)
+            };
+            Ok([into(model.loss, 0)?, into(model.correct, 1)?])
+        };
+        let (gather_train, gather_eval) = (gather(&train)?, gather(&eval)?);
+        Ok(GpuTrainer {
+            gpu,
+            model,
+            training,
+            params,
+            train,
+            eval,
+            clip,
+            updates,
+            state,
+            scalars,
+            gather_train,
+            gather_eval,
+            steps: 0,
+        })
     }
 
     /// Device memory of the training step and of evaluation (which share planned buffers).
@@ -188,8 +215,10 @@ impl<'g> GpuTrainer<'g> {
         (self.train.memory(), self.eval.memory())
     }
 
-    fn stats(&self, executor: &GpuExecutor) -> Result<StepStats> {
-        Ok(StepStats { loss: executor.read(self.model.loss)?[0], correct: executor.read(self.model.correct)?[0] })
+    /// Loss and correct count of the last run, in one readback.
+    fn stats(&self) -> Result<StepStats> {
+        let [loss, correct] = self.gpu.read::<f32>(&self.scalars)?[..] else { unreachable!("two scalars") };
+        Ok(StepStats { loss, correct })
     }
 }
 
@@ -200,15 +229,15 @@ impl Trainer for GpuTrainer<'_> {
         for (update, p) in self.updates.iter().zip(&self.model.params) {
             optimizer::set_step(self.gpu, update, &optimizer, step, self.params[&p.name].len());
         }
-        let after: Vec<&Dispatch> = self.clip.iter().chain(&self.updates).collect();
+        let after: Vec<&Dispatch> = self.gather_train.iter().chain(&self.clip).chain(&self.updates).collect();
         self.train.run_with(feed, &after)?;
         self.steps = step;
-        self.stats(&self.train)
+        self.stats()
     }
 
     fn evaluate(&mut self, feed: &Feed) -> Result<StepStats> {
-        self.eval.run(feed)?;
-        self.stats(&self.eval)
+        self.eval.run_with(feed, &self.gather_eval.iter().collect::<Vec<_>>())?;
+        self.stats()
     }
 
     fn params(&self) -> Result<HashMap<String, Vec<f32>>> {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use kernels::{BatchNorm, Broadcast, CrossEntropy, Dropout, Matmul, ReduceOp, StridedCopy, cpu};
 
-use crate::classifier::PADDING_LABEL;
-use crate::error::{GraphError, Result};
+use crate::error::Result;
+use crate::feed::{Feed, present};
 use crate::ir::{
     Graph, Mode, Node, NodeId, Op, batch_norm_shape, conv_shape, layer_norm_shape, pool_shape, sum_to_steps,
 };
@@ -49,15 +49,6 @@ impl Values {
     }
 }
 
-/// What a run is fed: f32 inputs and u32 labels by name, and the step number that picks
-/// this run's dropout masks.
-#[derive(Debug, Clone, Default)]
-pub struct Feed {
-    pub inputs: HashMap<String, Vec<f32>>,
-    pub labels: HashMap<String, Vec<u32>>,
-    pub step: u64,
-}
-
 impl<'g> CpuExecutor<'g> {
     pub fn new(graph: &'g Graph, mode: Mode) -> Self {
         CpuExecutor { graph, mode }
@@ -88,15 +79,11 @@ impl<'g> CpuExecutor<'g> {
         let shape_of = |k: usize| self.graph.shape(node.inputs[k]);
         let mut out = vec![0f32; node.len()];
         match &node.op {
-            Op::Input { name } => return fed(node, name, feed.inputs.get(name)).map(Value::F32),
-            Op::Param { name } | Op::State { name } => return fed(node, name, params.get(name)).map(Value::F32),
-            Op::Labels { name, classes } => {
-                let labels = fed(node, name, feed.labels.get(name))?;
-                if let Some(&bad) = labels.iter().find(|&&t| t as usize >= *classes && t != PADDING_LABEL) {
-                    return Err(GraphError::Target { node: node.label.clone(), target: bad, classes: *classes });
-                }
-                return Ok(Value::U32(labels));
+            Op::Input { name } => return Ok(Value::F32(feed.input(node, name)?.to_vec())),
+            Op::Param { name } | Op::State { name } => {
+                return Ok(Value::F32(present(node, name, params.get(name))?.to_vec()));
             }
+            Op::Labels { name, classes } => return Ok(Value::U32(feed.labels(node, name, *classes)?.to_vec())),
             Op::Fill(v) => out.fill(*v),
             Op::MatMul { transpose_a, transpose_b } => {
                 let (sa, sb) = (shape_of(0), shape_of(1));
@@ -231,23 +218,6 @@ impl<'g> CpuExecutor<'g> {
         }
         Ok(Value::F32(out))
     }
-}
-
-fn fed<T: Clone>(node: &Node, name: &str, value: Option<&Vec<T>>) -> Result<Vec<T>> {
-    let value = value.ok_or_else(|| GraphError::MissingInput {
-        node: node.label.clone(),
-        name: name.into(),
-        shape: node.shape.clone(),
-    })?;
-    if value.len() != node.len() {
-        return Err(GraphError::FeedLength {
-            node: node.label.clone(),
-            shape: node.shape.clone(),
-            got: value.len(),
-            want: node.len(),
-        });
-    }
-    Ok(value.clone())
 }
 
 fn labels(values: &[Option<Value>], id: NodeId) -> &[u32] {

@@ -11,9 +11,8 @@ use kernels::{
     dropout, elementwise, layout, matmul, norm, pool, reduce, softmax,
 };
 
-use crate::classifier::PADDING_LABEL;
-use crate::cpu::Feed;
 use crate::error::{GraphError, Result};
+use crate::feed::{Feed, check_len};
 use crate::ir::{
     Graph, Mode, Node, NodeId, Op, batch_norm_shape, conv_shape, layer_norm_shape, pool_shape, sum_to_steps,
 };
@@ -48,20 +47,15 @@ impl SharedBuffers {
     }
 }
 
-/// Data fed per run.
+/// Data fed per run: an input or labels node and its device tensor.
 struct FedTensor {
-    node: NodeId,
-    name: String,
-    /// Labels carry their class count; f32 inputs carry None.
-    classes: Option<usize>,
+    node: Node,
     tensor: GpuTensor,
 }
 
 /// A graph prepared to run on a device.
 pub struct GpuExecutor<'g> {
     gpu: &'g Gpu,
-    labels: HashMap<NodeId, String>,
-    shapes: HashMap<NodeId, Vec<usize>>,
     fed: Vec<FedTensor>,
     dispatches: Vec<Dispatch>,
     /// Indices into `dispatches` of the dropouts, whose mask stream follows the fed step.
@@ -95,24 +89,13 @@ impl<'g> GpuExecutor<'g> {
             let tensor = match (&node.op, plan.output[id.0]) {
                 (Op::Param { name } | Op::State { name }, _) => {
                     let t = params.get(name).ok_or_else(|| missing(node, name))?;
-                    if t.len() != node.len() {
-                        return Err(GraphError::FeedLength {
-                            node: node.label.clone(),
-                            shape: node.shape.clone(),
-                            got: t.len(),
-                            want: node.len(),
-                        });
-                    }
+                    check_len(node, t.len())?;
                     t.clone()
                 }
-                (Op::Input { name }, _) | (Op::Labels { name, .. }, _) => {
+                (Op::Input { .. } | Op::Labels { .. }, _) => {
                     let tensor = gpu.tensor(node.len())?;
                     persistent += tensor.bytes();
-                    let classes = match node.op {
-                        Op::Labels { classes, .. } => Some(classes),
-                        _ => None,
-                    };
-                    fed.push(FedTensor { node: id, name: name.clone(), classes, tensor: tensor.clone() });
+                    fed.push(FedTensor { node: node.clone(), tensor: tensor.clone() });
                     tensor
                 }
                 (Op::Fill(value), _) => {
@@ -151,45 +134,17 @@ impl<'g> GpuExecutor<'g> {
             unshared: plan.unshared_elements as u64 * 4,
             persistent,
         };
-        Ok(GpuExecutor {
-            gpu,
-            labels: plan.order.iter().map(|&id| (id, graph.node(id).label.clone())).collect(),
-            shapes: plan.order.iter().map(|&id| (id, graph.shape(id).to_vec())).collect(),
-            fed,
-            dispatches,
-            dropouts,
-            outputs,
-            memory,
-        })
+        Ok(GpuExecutor { gpu, fed, dispatches, dropouts, outputs, memory })
     }
 
     /// Writes `feed` and runs the step as one submission, followed by `after` (an
     /// optimizer's updates) in the same command encoder.
     pub fn run_with(&self, feed: &Feed, after: &[&Dispatch]) -> Result<()> {
         for f in &self.fed {
-            let (label, shape) = (&self.labels[&f.node], &self.shapes[&f.node]);
-            let want = shape.iter().product::<usize>();
-            let fed_len = |got: usize| GraphError::FeedLength { node: label.clone(), shape: shape.clone(), got, want };
-            let absent =
-                || GraphError::MissingInput { node: label.clone(), name: f.name.clone(), shape: shape.clone() };
-            match f.classes {
-                None => {
-                    let data = feed.inputs.get(&f.name).ok_or_else(absent)?;
-                    if data.len() != want {
-                        return Err(fed_len(data.len()));
-                    }
-                    self.gpu.write(&f.tensor, data)?;
-                }
-                Some(classes) => {
-                    let data = feed.labels.get(&f.name).ok_or_else(absent)?;
-                    if data.len() != want {
-                        return Err(fed_len(data.len()));
-                    }
-                    if let Some(&bad) = data.iter().find(|&&t| t as usize >= classes && t != PADDING_LABEL) {
-                        return Err(GraphError::Target { node: label.clone(), target: bad, classes });
-                    }
-                    self.gpu.write(&f.tensor, data)?;
-                }
+            match &f.node.op {
+                Op::Input { name } => self.gpu.write(&f.tensor, feed.input(&f.node, name)?)?,
+                Op::Labels { name, classes } => self.gpu.write(&f.tensor, feed.labels(&f.node, name, *classes)?)?,
+                _ => unreachable!("only inputs and labels are fed"),
             }
         }
         for &(i, d) in &self.dropouts {

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use kernels::{Dispatch, Gpu, GpuTensor, Optimizer, StridedCopy, cpu, layout, optimizer};
 
 use crate::classifier::Classifier;
-use crate::cpu::{CpuExecutor, Feed};
+use crate::cpu::CpuExecutor;
 use crate::error::{GraphError, Result};
+use crate::feed::Feed;
 use crate::gpu::{GpuExecutor, Memory, SharedBuffers};
 use crate::ir::Mode;
 use crate::optim::Training;

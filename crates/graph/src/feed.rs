@@ -1,0 +1,58 @@
+//! What a run is fed, and the checks both executors apply to it: every input present, of its
+//! node's length, and labels within the classes.
+
+use std::collections::HashMap;
+
+use crate::classifier::PADDING_LABEL;
+use crate::error::{GraphError, Result};
+use crate::ir::Node;
+
+/// What a run is fed: f32 inputs and u32 labels by name, and the step number that picks
+/// this run's dropout masks.
+#[derive(Debug, Clone, Default)]
+pub struct Feed {
+    pub inputs: HashMap<String, Vec<f32>>,
+    pub labels: HashMap<String, Vec<u32>>,
+    pub step: u64,
+}
+
+impl Feed {
+    /// The f32 input `name` of `node`, present and of the node's length.
+    pub(crate) fn input(&self, node: &Node, name: &str) -> Result<&[f32]> {
+        present(node, name, self.inputs.get(name))
+    }
+
+    /// The labels `name` of `node`: present, of its length, each a class below `classes` or
+    /// [`PADDING_LABEL`].
+    pub(crate) fn labels(&self, node: &Node, name: &str, classes: usize) -> Result<&[u32]> {
+        let labels = present(node, name, self.labels.get(name))?;
+        if let Some(&bad) = labels.iter().find(|&&t| t as usize >= classes && t != PADDING_LABEL) {
+            return Err(GraphError::Target { node: node.label.clone(), target: bad, classes });
+        }
+        Ok(labels)
+    }
+}
+
+/// `value`, given for `node` under `name`, present and of the node's length.
+pub(crate) fn present<'a, T>(node: &Node, name: &str, value: Option<&'a Vec<T>>) -> Result<&'a [T]> {
+    let value = value.ok_or_else(|| GraphError::MissingInput {
+        node: node.label.clone(),
+        name: name.into(),
+        shape: node.shape.clone(),
+    })?;
+    check_len(node, value.len())?;
+    Ok(value)
+}
+
+/// Fails unless `got` elements fill `node`.
+pub(crate) fn check_len(node: &Node, got: usize) -> Result<()> {
+    if got != node.len() {
+        return Err(GraphError::FeedLength {
+            node: node.label.clone(),
+            shape: node.shape.clone(),
+            got,
+            want: node.len(),
+        });
+    }
+    Ok(())
+}

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use data::Batches;
-use graph::{Checkpoint, CpuExecutor, Mode, Trainer};
+use graph::{Checkpoint, CpuExecutor, Mode};
 
 use crate::config::Config;
-use crate::inference::ModelSource;
-use crate::{dataset, plots, train};
+use crate::inference::{self, Loaded, ModelSource};
+use crate::{plots, train};
 
 /// The config and checkpoint of `--run RUN` (its best checkpoint) or `--checkpoint FILE` (the
 /// config stored inside it).
@@ -41,30 +41,32 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let (config, file) = locate(&args.model)?;
-    let (_, test) = dataset::load(&config.data, config.train.seed)?;
-    let (classifier, mut trainer) = train::restore(&config, &file, &test.sample_shape, test.classes)?;
-    let params = trainer.params()?;
-    let (loss, accuracy) = train::evaluate(&mut trainer, &test, config.train.batch_size)?;
+    let Loaded { config, file, model, params, test, .. } = inference::load(&args.model, None)?;
     let wants = |m: &str| config.eval_metrics.iter().any(|w| w == m);
     let top_ks: Vec<usize> = config.eval_metrics.iter().filter_map(|m| m.strip_prefix("top")?.parse().ok()).collect();
     let k = test.classes;
     let mut confusion = vec![vec![0usize; k]; k];
+    let (mut loss_sum, mut top1) = (0.0, 0usize);
     let mut top_hits = vec![0usize; top_ks.len()];
-    let exec = CpuExecutor::new(&classifier.graph, Mode::Eval);
+    // One pass: each batch's logits and mean loss (padding rows count in neither).
+    let exec = CpuExecutor::new(&model.graph, Mode::Eval);
     for b in Batches::in_order(&test, config.train.batch_size) {
-        let values = exec.run_for(&params, &train::feed(&b, 0), &[classifier.logits])?;
-        for (row, logits) in values.get(classifier.logits).chunks(k).take(b.valid).enumerate() {
+        let values = exec.run_for(&params, &train::feed(&b, 0), &[model.logits, model.loss])?;
+        loss_sum += values.scalar(model.loss) as f64 * b.valid as f64;
+        for (row, logits) in values.get(model.logits).chunks(k).take(b.valid).enumerate() {
             let label = b.labels[row] as usize;
             let predicted = (0..k).max_by(|&a, &c| logits[a].total_cmp(&logits[c]).then(c.cmp(&a))).unwrap_or(0);
             confusion[label][predicted] += 1;
-            // The label's rank: how many other classes score at least as high (ties count against it).
+            // The label's rank: how many other classes score at least as high (ties count
+            // against it, as in training's correct count).
             let above = (0..k).filter(|&c| c != label && logits[c] >= logits[label]).count();
+            top1 += (above == 0) as usize;
             for (hits, &top) in top_hits.iter_mut().zip(&top_ks) {
                 *hits += (above < top) as usize;
             }
         }
     }
+    let (loss, accuracy) = (loss_sum / test.len() as f64, top1 as f64 / test.len() as f64);
     let per_class: Vec<(f64, f64, f64)> = (0..k)
         .map(|c| {
             let tp = confusion[c][c] as f64;

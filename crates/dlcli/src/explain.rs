@@ -36,7 +36,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let loaded = inference::load(&args.model)?;
+    let loaded = inference::load(&args.model, Some(1))?;
     let sample = loaded.sample(&args.sample)?;
     let layers = &loaded.config.layers;
     let (method, layer_name) = match args.method {

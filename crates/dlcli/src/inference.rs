@@ -33,9 +33,11 @@ pub struct SampleSource {
     pub index: Option<usize>,
 }
 
-/// A trained model ready for single samples.
+/// A trained model with its checkpoint's parameters and its config's test set.
 pub struct Loaded {
     pub config: Config,
+    /// The checkpoint the parameters came from.
+    pub file: PathBuf,
     pub model: Classifier,
     /// Each config layer's output node.
     pub layers: Vec<NodeId>,
@@ -44,13 +46,15 @@ pub struct Loaded {
     pub test: Dataset,
 }
 
-pub fn load(source: &ModelSource) -> Result<Loaded> {
+/// The model of `source` built for batches of `batch` (None: the config's batch size).
+pub fn load(source: &ModelSource, batch: Option<usize>) -> Result<Loaded> {
     let (config, file) = eval::locate(source)?;
     let (_, test) = dataset::load(&config.data, config.train.seed)?;
-    let (model, layers) = model::build_layers(&config, &test.sample_shape, test.classes, 1)?;
+    let batch = batch.unwrap_or(config.train.batch_size);
+    let (model, layers) = model::build_layers(&config, &test.sample_shape, test.classes, batch)?;
     let training = train::training(&config.train, 1);
     let state = Checkpoint::load(&file, &model, &training.optimizer)?.state;
-    Ok(Loaded { config, model, layers, params: state.params, test })
+    Ok(Loaded { config, file, model, layers, params: state.params, test })
 }
 
 impl Loaded {

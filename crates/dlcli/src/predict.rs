@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let loaded = inference::load(&args.model)?;
+    let loaded = inference::load(&args.model, Some(1))?;
     let sample = loaded.sample(&args.sample)?;
     let model = &loaded.model;
     let explainer = Explainer::new(model.graph.clone(), model.input, model.logits, loaded.params.clone())?;

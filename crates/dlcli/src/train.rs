@@ -8,9 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use data::{Batches, Dataset};
-use graph::{
-    Adam, Checkpoint, Classifier, CpuTrainer, Feed, GpuTrainer, Meta, Optimizer, Schedule, Sgd, Trainer, Training,
-};
+use graph::{Adam, Checkpoint, CpuTrainer, Feed, GpuTrainer, Meta, Optimizer, Schedule, Sgd, Trainer, Training};
 use indicatif::{ProgressBar, ProgressStyle};
 use kernels::{AdapterClass, Gpu};
 
@@ -453,7 +451,7 @@ fn draw_curves(path: &Path, rows: &[serde_json::Value], held_out: &str) -> Resul
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Mean loss and accuracy over every sample of `set`.
-pub fn evaluate(trainer: &mut dyn Trainer, set: &Dataset, batch: usize) -> Result<(f64, f64)> {
+fn evaluate(trainer: &mut dyn Trainer, set: &Dataset, batch: usize) -> Result<(f64, f64)> {
     let (mut loss, mut correct) = (0.0, 0.0);
     for b in Batches::in_order(set, batch) {
         let stats = trainer.evaluate(&feed(&b, 0))?;
@@ -461,20 +459,4 @@ pub fn evaluate(trainer: &mut dyn Trainer, set: &Dataset, batch: usize) -> Resul
         correct += stats.correct as f64;
     }
     Ok((loss / set.len() as f64, correct / set.len() as f64))
-}
-
-/// The classifier of a config for its data, with a checkpoint's state loaded into a CPU
-/// trainer (for eval and predict).
-pub fn restore(
-    config: &Config,
-    checkpoint: &Path,
-    sample_shape: &[usize],
-    classes: usize,
-) -> Result<(Classifier, CpuTrainer)> {
-    let classifier = model::build(config, sample_shape, classes, config.train.batch_size)?;
-    let training = training(&config.train, 1);
-    let loaded = Checkpoint::load(checkpoint, &classifier, &training.optimizer)?;
-    let mut trainer = CpuTrainer::new(classifier.clone(), training);
-    trainer.restore(&loaded.state)?;
-    Ok((classifier, trainer))
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use data::Dataset;
-use graph::{Checkpoint, Classifier, NodeId};
+use graph::{Checkpoint, Classifier, TensorId};
 
 use crate::config::Config;
 use crate::{dataset, eval, model, train};
@@ -40,7 +40,7 @@ pub struct Loaded {
     pub file: PathBuf,
     pub model: Classifier,
     /// Each config layer's output node.
-    pub layers: Vec<NodeId>,
+    pub layers: Vec<TensorId>,
     pub params: HashMap<String, Vec<f32>>,
     /// The config's test set (for `--index` and for the sample shape and classes).
     pub test: Dataset,

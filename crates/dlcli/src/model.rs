@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use graph::{Classifier, ConvGeometry, Model, NodeId, PoolGeometry};
+use graph::{Classifier, ConvGeometry, Model, PoolGeometry, TensorId};
 use kernels::Binary;
 
 use crate::config::{Config, LayerKind};
@@ -20,15 +20,15 @@ pub fn build_layers(
     sample_shape: &[usize],
     classes: usize,
     batch: usize,
-) -> Result<(Classifier, Vec<NodeId>)> {
+) -> Result<(Classifier, Vec<TensorId>)> {
     let mut m = Model::new(config.train.seed);
     let shape: Vec<usize> = std::iter::once(batch).chain(sample_shape.iter().copied()).collect();
     let x = m.graph.input("x", &shape);
-    let mut outputs: HashMap<&str, NodeId> = HashMap::new();
+    let mut outputs: HashMap<&str, TensorId> = HashMap::new();
     let mut last = x;
     let mut layer_outputs = Vec::new();
     for (i, layer) in config.layers.iter().enumerate() {
-        let inputs: Vec<NodeId> = if i == 0 && layer.inputs.is_empty() {
+        let inputs: Vec<TensorId> = if i == 0 && layer.inputs.is_empty() {
             vec![x]
         } else {
             layer.inputs.iter().map(|name| outputs[name.as_str()]).collect()
@@ -50,7 +50,7 @@ pub fn build_layers(
     Ok((Classifier::new(m, x, last, config.train.label_smoothing)?, layer_outputs))
 }
 
-fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[NodeId]) -> Result<NodeId> {
+fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -> Result<TensorId> {
     let x = inputs[0];
     let shape = m.graph.shape(x).to_vec();
     Ok(match *kind {
@@ -83,7 +83,7 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[NodeId]) -> 
         LayerKind::LayerNorm { eps } => m.layer_norm(name, x, eps)?,
         LayerKind::Dropout { p } => m.dropout(x, p)?,
         LayerKind::Flatten => m.graph.flatten(x)?,
-        LayerKind::Activation(op) => m.graph.unary(op, x),
+        LayerKind::Activation(op) => m.graph.unary(op, x)?,
         LayerKind::Add => {
             if inputs.len() < 2 {
                 bail!("add needs at least two inputs (inputs = [\"a\", \"b\"])");

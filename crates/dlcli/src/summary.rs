@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use graph::planned_memory;
+use graph::Plan;
 
 use crate::config::{Config, LayerKind};
 use crate::{dataset, model};
@@ -28,13 +28,13 @@ pub fn run(args: &Args) -> Result<()> {
             .params
             .iter()
             .filter(|p| p.name.rsplit_once('.').is_some_and(|(owner, _)| owner == layer.name))
-            .map(|p| g.node(p.node).len())
+            .map(|p| g.numel(p.node))
             .sum();
-        let out_len = g.node(out).len() as u64;
+        let out_len = g.numel(out) as u64;
         // Multiply-adds count two FLOPs; element-wise layers one per output.
         let flops = match &layer.kind {
             LayerKind::Conv2d { kernel, .. } => {
-                let input = g.node(out).inputs.first().map_or(0, |&i| g.shape(i)[1]);
+                let input = g.node(out.node).inputs.first().map_or(0, |&i| g.shape(i)[1]);
                 2 * out_len * (input * kernel * kernel) as u64
             }
             LayerKind::Linear { .. } => 2 * params as u64,
@@ -55,11 +55,12 @@ pub fn run(args: &Args) -> Result<()> {
     let at_batch = model::build(&config, &train.sample_shape, train.classes, batch)?;
     let mut wanted = vec![at_batch.loss, at_batch.correct];
     wanted.extend(at_batch.params.iter().map(|p| p.grad));
-    let (planned, unshared) = planned_memory(&at_batch.graph, &wanted);
+    let plan = Plan::new(&at_batch.graph, &wanted);
     println!(
-        "GPU training step at batch {batch}: {:.1} MiB planned for activations and gradients (one buffer per tensor: {:.1} MiB)",
-        mib(planned),
-        mib(unshared)
+        "training step at batch {batch}: {:.3} GFLOP, {:.1} MiB planned for activations and gradients (one buffer per tensor: {:.1} MiB)",
+        plan.flops(&at_batch.graph) as f64 / 1e9,
+        mib(plan.planned_elements() as u64 * 4),
+        mib(plan.unshared_elements as u64 * 4)
     );
     Ok(())
 }

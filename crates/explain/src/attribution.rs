@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use graph::{CpuExecutor, Feed, Graph, Mode, NodeId, Result, backward};
+use graph::{Feed, Graph, Mode, Result, TensorId, backward, evaluate};
 use kernels::Binary;
 
 use crate::resize::bilinear;
@@ -13,7 +13,7 @@ use crate::resize::bilinear;
 pub enum Method {
     /// Selvaraju et al. 2017: ReLU(Σ_k α_k A_k) with α_k the spatial mean of d score / d A_k,
     /// for a convolutional feature map A, upsampled bilinearly to the input.
-    GradCam { layer: NodeId },
+    GradCam { layer: TensorId },
     /// Simonyan et al. 2014: |d score / d input|, the maximum over channels.
     Saliency,
 }
@@ -35,33 +35,32 @@ pub struct Attribution {
 /// A model prepared for attribution: batch 1, evaluation mode.
 pub struct Explainer {
     graph: Graph,
-    input: NodeId,
-    logits: NodeId,
-    input_grad: NodeId,
+    input: TensorId,
+    logits: TensorId,
+    input_grad: TensorId,
     /// Feature maps whose gradient exists, with that gradient.
-    feature_grads: HashMap<NodeId, NodeId>,
+    feature_grads: HashMap<TensorId, TensorId>,
     params: HashMap<String, Vec<f32>>,
 }
 
 impl Explainer {
     /// `graph` computes `logits` [1, classes] from `input` [1, C, H, W]; `params` holds every
     /// parameter and state tensor by name.
-    pub fn new(mut graph: Graph, input: NodeId, logits: NodeId, params: HashMap<String, Vec<f32>>) -> Result<Self> {
+    pub fn new(mut graph: Graph, input: TensorId, logits: TensorId, params: HashMap<String, Vec<f32>>) -> Result<Self> {
         let classes = graph.shape(logits).to_vec();
         let mask = graph.input("target_mask", &classes);
         let picked = graph.binary(Binary::Mul, logits, mask)?;
-        let score = graph.sum(picked);
+        let score = graph.sum(picked)?;
         let grads = backward(&mut graph, score)?;
         let input_grad = grads.of(input).expect("the score depends on the input");
-        let feature_grads = graph.nodes().filter_map(|(id, _)| Some((id, grads.of(id)?))).collect();
+        let feature_grads = graph.nodes().filter_map(|(id, _)| Some((id.out(0), grads.of(id.out(0))?))).collect();
         Ok(Explainer { graph, input, logits, input_grad, feature_grads, params })
     }
 
     /// The model's logits for `image` (one sample, the input's shape without the batch axis).
     pub fn logits(&self, image: &[f32]) -> Result<Vec<f32>> {
-        let exec = CpuExecutor::new(&self.graph, Mode::Eval);
         let feed = self.feed(image, None);
-        Ok(exec.run_for(&self.params, &feed, &[self.logits])?.get(self.logits).to_vec())
+        Ok(evaluate(&self.graph, Mode::Eval, &self.params, &feed, &[self.logits])?.get(self.logits).to_vec())
     }
 
     /// The softmax probabilities of every class for `image`.
@@ -83,7 +82,6 @@ impl Explainer {
 
     /// The attribution of `image` for class `target`, or for the predicted class when None.
     pub fn explain(&self, image: &[f32], method: Method, target: Option<usize>) -> Result<Attribution> {
-        let exec = CpuExecutor::new(&self.graph, Mode::Eval);
         let logits = self.logits(image)?;
         let target = target.unwrap_or_else(|| argmax(&logits)).min(logits.len() - 1);
         let feed = self.feed(image, Some(target));
@@ -91,7 +89,7 @@ impl Explainer {
         let (channels, height, width) = (shape[1], shape[2], shape[3]);
         let map = match method {
             Method::Saliency => {
-                let values = exec.run_for(&self.params, &feed, &[self.input_grad])?;
+                let values = evaluate(&self.graph, Mode::Eval, &self.params, &feed, &[self.input_grad])?;
                 let grad = values.get(self.input_grad);
                 (0..height * width)
                     .map(|p| (0..channels).map(|c| grad[c * height * width + p].abs()).fold(0.0, f32::max))
@@ -100,18 +98,18 @@ impl Explainer {
             Method::GradCam { layer } => {
                 let Some(&layer_grad) = self.feature_grads.get(&layer) else {
                     return Err(graph::GraphError::Shape {
-                        node: self.graph.node(layer).label.clone(),
+                        node: self.graph.label(layer).to_string(),
                         detail: "the class score does not depend on this layer".into(),
                     });
                 };
                 let fmap = self.graph.shape(layer).to_vec();
                 if fmap.len() != 4 {
                     return Err(graph::GraphError::Shape {
-                        node: self.graph.node(layer).label.clone(),
+                        node: self.graph.label(layer).to_string(),
                         detail: format!("Grad-CAM needs a [1, K, h, w] feature map, this layer gives {fmap:?}"),
                     });
                 }
-                let values = exec.run_for(&self.params, &feed, &[layer, layer_grad])?;
+                let values = evaluate(&self.graph, Mode::Eval, &self.params, &feed, &[layer, layer_grad])?;
                 let cam = grad_cam(values.get(layer), values.get(layer_grad), fmap[1], fmap[2] * fmap[3]);
                 bilinear(&cam, fmap[2], fmap[3], height, width)
             }
@@ -120,7 +118,7 @@ impl Explainer {
     }
 
     fn graph_input_name(&self) -> String {
-        match &self.graph.node(self.input).op {
+        match &self.graph.node(self.input.node).op {
             graph::Op::Input { name } => name.clone(),
             _ => "x".into(),
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 use data::{Batches, Dataset, load_idx};
 use explain::{Explainer, Method, bilinear};
 use graph::zoo::mnist_cnn;
-use graph::{Classifier, ConvGeometry, CpuTrainer, Feed, Graph, NodeId, Trainer, Training};
+use graph::{Classifier, ConvGeometry, CpuTrainer, Feed, Graph, TensorId, Trainer, Training};
 
 #[test]
 fn bilinear_resizing_matches_pytorch() {
@@ -76,7 +76,7 @@ fn trained_mnist_model() -> (HashMap<String, Vec<f32>>, Dataset) {
     (trainer.params().unwrap(), test)
 }
 
-fn explainer(params: HashMap<String, Vec<f32>>) -> (Explainer, NodeId) {
+fn explainer(params: HashMap<String, Vec<f32>>) -> (Explainer, TensorId) {
     let built = mnist_cnn(0, 1).unwrap();
     (Explainer::new(built.model.graph, built.input, built.logits, params).unwrap(), built.features)
 }

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 
 use data::{Batches, load_digits};
 use graph::{
-    Checkpoint, Classifier, ConvGeometry, CpuExecutor, CpuTrainer, Feed, Meta, Mode, Model, PoolGeometry, Trainer,
-    Training,
+    Checkpoint, Classifier, ConvGeometry, CpuTrainer, Feed, Meta, Mode, Model, PoolGeometry, Trainer, Training,
 };
 use kernels::Unary;
 use safetensors::tensor::{Dtype, TensorView};
@@ -27,11 +26,11 @@ fn model() -> Classifier {
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
     let h = m.conv2d("conv1", x, 8, (3, 3), same, false).unwrap();
     let h = m.batch_norm("bn1", h, 1e-5, 0.1).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
+    let h = m.graph.unary(Unary::Relu, h).unwrap();
     let pool = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (0, 0), count_include_pad: true };
     let h = m.graph.max_pool2d(h, pool).unwrap();
     let h = m.conv2d("conv2", h, 16, (3, 3), same, true).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
+    let h = m.graph.unary(Unary::Relu, h).unwrap();
     let h = m.graph.global_avg_pool(h).unwrap();
     let logits = m.linear("fc", h, 16, 10, true).unwrap();
     Classifier::new(m, x, logits, 0.0).unwrap()
@@ -58,7 +57,7 @@ fn main() {
     let classifier = model();
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), probe.samples.clone());
-    let values = CpuExecutor::new(&classifier.graph, Mode::Eval).run_for(&state.params, &feed, &[classifier.logits]);
+    let values = graph::evaluate(&classifier.graph, Mode::Eval, &state.params, &feed, &[classifier.logits]);
     let logits = values.unwrap().get(classifier.logits).to_vec();
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let (xb, lb) = (bytes(&probe.samples), bytes(&logits));

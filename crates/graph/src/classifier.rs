@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::autodiff::backward;
 use crate::error::Result;
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Graph, Op, TensorId};
 use crate::layers::Model;
 
 /// Label of a row that pads a batch: it counts in neither the loss nor the correct count.
@@ -16,8 +16,8 @@ pub const PADDING_LABEL: u32 = u32::MAX;
 pub struct Parameter {
     /// The PyTorch `state_dict` key.
     pub name: String,
-    pub node: NodeId,
-    pub grad: NodeId,
+    pub node: TensorId,
+    pub grad: TensorId,
 }
 
 /// The graph of a classifier with its loss, metric and parameter gradients.
@@ -25,14 +25,14 @@ pub struct Parameter {
 pub struct Classifier {
     pub graph: Graph,
     /// The images (or features) fed as input "x".
-    pub input: NodeId,
+    pub input: TensorId,
     /// The class labels fed as labels "y".
-    pub labels: NodeId,
-    pub logits: NodeId,
+    pub labels: TensorId,
+    pub logits: TensorId,
     /// Mean cross-entropy over the rows that are not padding.
-    pub loss: NodeId,
+    pub loss: TensorId,
     /// How many rows have their label as the top logit.
-    pub correct: NodeId,
+    pub correct: TensorId,
     /// Every parameter in declaration order, with its gradient.
     pub params: Vec<Parameter>,
     /// Initial values of the parameters and state by name.
@@ -43,7 +43,7 @@ pub struct Classifier {
 
 impl Classifier {
     /// Completes `model`, whose input node is `input` and output `logits` [rows, classes].
-    pub fn new(model: Model, input: NodeId, logits: NodeId, label_smoothing: f32) -> Result<Self> {
+    pub fn new(model: Model, input: TensorId, logits: TensorId, label_smoothing: f32) -> Result<Self> {
         let Model { mut graph, params: initial, order, .. } = model;
         let (rows, classes) = match *graph.shape(logits) {
             [rows, classes] => (rows, classes),
@@ -54,7 +54,7 @@ impl Classifier {
         let correct = graph.correct(logits, labels, 1)?;
         let grads = backward(&mut graph, loss)?;
         // Trained parameters only: state (running statistics) has no gradient.
-        let trained: Vec<(String, NodeId)> =
+        let trained: Vec<(String, TensorId)> =
             order.iter().cloned().filter_map(|name| graph.find_param(&name).map(|node| (name, node))).collect();
         let params = trained
             .into_iter()
@@ -79,7 +79,7 @@ impl Classifier {
             .graph
             .nodes()
             .filter_map(|(_, n)| match &n.op {
-                Op::Param { name } | Op::State { name } => Some((name.as_str(), n.shape.as_slice())),
+                Op::Param { name } | Op::State { name } => Some((name.as_str(), n.outputs[0].shape.as_slice())),
                 _ => None,
             })
             .collect();

@@ -38,7 +38,7 @@ pub(crate) fn present<'a, T>(node: &Node, name: &str, value: Option<&'a Vec<T>>)
     let value = value.ok_or_else(|| GraphError::MissingInput {
         node: node.label.clone(),
         name: name.into(),
-        shape: node.shape.clone(),
+        shape: node.outputs[0].shape.clone(),
     })?;
     check_len(node, value.len())?;
     Ok(value)
@@ -46,12 +46,13 @@ pub(crate) fn present<'a, T>(node: &Node, name: &str, value: Option<&'a Vec<T>>)
 
 /// Fails unless `got` elements fill `node`.
 pub(crate) fn check_len(node: &Node, got: usize) -> Result<()> {
-    if got != node.len() {
+    let want = node.outputs[0].len();
+    if got != want {
         return Err(GraphError::FeedLength {
             node: node.label.clone(),
-            shape: node.shape.clone(),
+            shape: node.outputs[0].shape.clone(),
             got,
-            want: node.len(),
+            want,
         });
     }
     Ok(())

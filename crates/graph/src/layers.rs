@@ -8,7 +8,8 @@ use kernels::Binary;
 use kernels::cpu::dropout::philox4x32_10;
 
 use crate::error::Result;
-use crate::ir::{ConvGeometry, Graph, NodeId};
+use crate::ir::{Graph, TensorId};
+use crate::ops::ConvGeometry;
 
 /// A model under construction: its graph, the initial values of its parameters and state by
 /// name (in declaration order, like a `state_dict`), and the seeded stream they are drawn from.
@@ -45,7 +46,7 @@ impl Model {
     }
 
     /// Declares parameter `name` of `shape`, uniform in ±`bound`.
-    fn param(&mut self, name: String, shape: &[usize], bound: f32) -> NodeId {
+    fn param(&mut self, name: String, shape: &[usize], bound: f32) -> TensorId {
         let values = self.uniform(shape.iter().product(), bound);
         let node = self.graph.param(&name, shape);
         self.declare(name, values);
@@ -53,7 +54,7 @@ impl Model {
     }
 
     /// Declares parameter (or, with `trained` false, state) `name` of `len` equal values.
-    fn constant(&mut self, name: String, len: usize, value: f32, trained: bool) -> NodeId {
+    fn constant(&mut self, name: String, len: usize, value: f32, trained: bool) -> TensorId {
         self.declare(name.clone(), vec![value; len]);
         if trained { self.graph.param(&name, &[len]) } else { self.graph.state(&name, &[len]) }
     }
@@ -66,7 +67,7 @@ impl Model {
     /// `nn.Linear(inputs, outputs, bias)` named `name`: x [rows, inputs] -> [rows, outputs].
     /// Weight [outputs, inputs] and bias [outputs] are U(±1/√inputs), PyTorch's default
     /// (Kaiming-uniform with a = √5 reduces to that bound).
-    pub fn linear(&mut self, name: &str, x: NodeId, inputs: usize, outputs: usize, bias: bool) -> Result<NodeId> {
+    pub fn linear(&mut self, name: &str, x: TensorId, inputs: usize, outputs: usize, bias: bool) -> Result<TensorId> {
         let bound = 1.0 / (inputs as f32).sqrt();
         let weight = self.param(format!("{name}.weight"), &[outputs, inputs], bound);
         let mut y = self.graph.matmul(x, weight, false, true)?;
@@ -83,12 +84,12 @@ impl Model {
     pub fn conv2d(
         &mut self,
         name: &str,
-        x: NodeId,
+        x: TensorId,
         out_channels: usize,
         kernel: (usize, usize),
         geo: ConvGeometry,
         bias: bool,
-    ) -> Result<NodeId> {
+    ) -> Result<TensorId> {
         let in_channels = self.graph.shape(x).get(1).copied().unwrap_or(0);
         let bound = 1.0 / ((in_channels * kernel.0 * kernel.1) as f32).sqrt();
         let weight = self.param(format!("{name}.weight"), &[out_channels, in_channels, kernel.0, kernel.1], bound);
@@ -102,19 +103,19 @@ impl Model {
 impl Model {
     /// `nn.BatchNorm1d` / `nn.BatchNorm2d` named `name` on x [N, C, ...]: weight 1, bias 0,
     /// running_mean 0, running_var 1, as PyTorch initialises them.
-    pub fn batch_norm(&mut self, name: &str, x: NodeId, eps: f32, momentum: f32) -> Result<NodeId> {
+    pub fn batch_norm(&mut self, name: &str, x: TensorId, eps: f32, momentum: f32) -> Result<TensorId> {
         let channels = self.graph.shape(x).get(1).copied().unwrap_or(0);
         let gamma = self.constant(format!("{name}.weight"), channels, 1.0, true);
         let beta = self.constant(format!("{name}.bias"), channels, 0.0, true);
         let mean = self.constant(format!("{name}.running_mean"), channels, 0.0, false);
         let var = self.constant(format!("{name}.running_var"), channels, 1.0, false);
-        let y = self.graph.batch_norm(x, gamma, beta, mean, var, eps, momentum)?;
+        let y = self.graph.batch_norm(x, [gamma, beta, mean, var], eps, momentum)?;
         self.graph.set_label(y, name);
         Ok(y)
     }
 
     /// `nn.LayerNorm(features)` named `name` over the last axis of x: weight 1, bias 0.
-    pub fn layer_norm(&mut self, name: &str, x: NodeId, eps: f32) -> Result<NodeId> {
+    pub fn layer_norm(&mut self, name: &str, x: TensorId, eps: f32) -> Result<TensorId> {
         let features = self.graph.shape(x).last().copied().unwrap_or(0);
         let gamma = self.constant(format!("{name}.weight"), features, 1.0, true);
         let beta = self.constant(format!("{name}.bias"), features, 0.0, true);
@@ -124,7 +125,7 @@ impl Model {
     }
 
     /// `nn.Dropout(p)`: each dropout layer draws its masks from its own stream of the seed.
-    pub fn dropout(&mut self, x: NodeId, p: f32) -> Result<NodeId> {
+    pub fn dropout(&mut self, x: TensorId, p: f32) -> Result<TensorId> {
         self.dropouts += 1;
         let seed = self.seed ^ self.dropouts.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.graph.dropout(x, p, seed)

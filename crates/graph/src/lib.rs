@@ -4,8 +4,10 @@
 //! A [`Graph`] is built through its methods (one per op), which infer and check shapes, so a
 //! mismatch is caught where the layer is built and names both shapes. [`backward`] appends the
 //! gradient nodes of any node (inputs and intermediate feature maps too, not only parameters).
-//! [`CpuExecutor`] runs a graph on the kernels crate's CPU references, one implementation per
-//! op shared with the kernel tests. A [`Classifier`] is a model's complete training graph;
+//! Each op is defined once, in its file under `ops/` (shape rule, gradient rule, FLOPs, CPU
+//! and GPU code). [`CpuExecutor`] runs a graph on the kernels crate's CPU references, one
+//! implementation per op shared with the kernel tests; [`GpuExecutor`] on a device. Both
+//! run over buffers planned by liveness ([`Plan`]). A [`Classifier`] is a model's complete training graph;
 //! a [`Trainer`] trains it on one executor.
 
 mod autodiff;
@@ -17,6 +19,7 @@ mod feed;
 mod gpu;
 mod ir;
 mod layers;
+pub mod ops;
 mod optim;
 mod plan;
 mod trainer;
@@ -25,12 +28,13 @@ pub mod zoo;
 pub use autodiff::{Gradients, backward};
 pub use checkpoint::{Checkpoint, Meta};
 pub use classifier::{Classifier, PADDING_LABEL, Parameter};
-pub use cpu::{CpuExecutor, Values};
+pub use cpu::{CpuExecutor, Values, evaluate};
 pub use error::{GraphError, Result};
 pub use feed::Feed;
-pub use gpu::{GpuExecutor, Memory, SharedBuffers, planned_memory};
-pub use ir::{ConvGeometry, Graph, Mode, Node, NodeId, Op, PoolGeometry};
+pub use gpu::{GpuExecutor, Memory, SharedBuffers};
+pub use ir::{DType, Graph, Mode, Node, NodeId, Op, TensorId, TensorType};
 pub use layers::Model;
+pub use ops::{ConvGeometry, CpuCall, GpuCall, Operation, PoolGeometry};
 pub use optim::{Adam, Optimizer, Schedule, Sgd, Training};
-pub use plan::{Needs, Plan, Storage};
+pub use plan::Plan;
 pub use trainer::{CpuTrainer, GpuTrainer, StepStats, Trainer, TrainerState};

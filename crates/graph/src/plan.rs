@@ -1,105 +1,104 @@
-//! Buffer planning for the GPU executor: which device buffer each tensor of a step lives in.
+//! Buffer planning, shared by both executors: which buffer each tensor of a run lives in.
 //!
 //! Tensors whose lifetimes do not overlap share a buffer. A tensor lives from the node that
-//! writes it to the last node that reads it (or to the end of the step for the outputs the
-//! caller reads); a reshape is the same buffer under another shape, so it extends its input's
-//! life. Scratch tensors (an im2col matrix, a pooling's argmax) live for their node only.
-//! Parameters, fed inputs and constants are not planned: they persist across steps.
+//! writes it to the last node that reads it (or to the end of the run for the outputs the
+//! caller reads); a view (reshape) is the same buffer under another shape, so it extends its
+//! input's life. What a forward saves for its backward is an ordinary output that lives until
+//! the backward reads it; workspace that nothing reads is free once its node has run.
+//! Parameters, state, fed data and constants are not planned: they persist across runs.
 
-use crate::ir::{Graph, NodeId};
+use std::collections::{HashMap, HashSet};
 
-/// Where a node's output lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Storage {
-    /// A buffer of its own that outlives the step (parameters, fed data, constants).
-    Persistent,
-    /// The buffer of its first input (a reshape).
-    Alias,
-    /// A planned buffer of at least this many 32-bit elements.
-    Planned(usize),
-}
+use crate::ir::{Graph, NodeId, Op, TensorId};
 
-/// The buffers a node needs while it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Needs {
-    pub output: Storage,
-    /// Lengths of the scratch tensors it uses and drops.
-    pub scratch: Vec<usize>,
-}
-
-/// The result of planning one step.
+/// The result of planning one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The nodes to run, in order.
     pub order: Vec<NodeId>,
-    /// Per node id: its planned buffer, following aliases (None for persistent tensors and
-    /// nodes not run).
-    pub output: Vec<Option<usize>>,
-    /// Per node id: the buffers of its scratch tensors.
-    pub scratch: Vec<Vec<usize>>,
+    /// The planned buffer of each computed tensor, following views.
+    pub buffer: HashMap<TensorId, usize>,
     /// Size of each planned buffer, in 32-bit elements.
     pub buffers: Vec<usize>,
     /// Elements one buffer per planned tensor would take.
     pub unshared_elements: usize,
+    /// The tensors that a later node or the caller reads.
+    pub read: HashSet<TensorId>,
+}
+
+/// Elements the buffer of `t` holds (its op may keep more than its shape).
+pub(crate) fn storage_len(graph: &Graph, t: TensorId) -> usize {
+    let node = graph.node(t.node);
+    match &node.op {
+        Op::Compute(op) => op.storage_len(&node.outputs, t.slot),
+        _ => graph.numel(t),
+    }
+}
+
+/// Is `t` the buffer of another tensor under another shape?
+fn is_view(graph: &Graph, t: TensorId) -> bool {
+    graph.node(t.node).op.compute().is_some_and(|op| op.is_view() && t.slot == 0)
 }
 
 impl Plan {
-    /// Plans the nodes `outputs` depend on; `outputs` stay readable after the step.
-    pub fn new(graph: &Graph, outputs: &[NodeId], needs: impl Fn(NodeId) -> Needs) -> Plan {
+    /// Plans the nodes `outputs` depend on; `outputs` stay readable after the run.
+    pub fn new(graph: &Graph, outputs: &[TensorId]) -> Plan {
         let order = graph.ancestors(outputs);
-        let count = graph.nodes().count();
-        let needs: Vec<Option<Needs>> = {
-            let mut all = vec![None; count];
-            for &id in &order {
-                all[id.0] = Some(needs(id));
-            }
-            all
-        };
-        // The node whose buffer each node's output is (itself unless it aliases).
-        let mut root: Vec<usize> = (0..count).collect();
+        // The tensor whose buffer each tensor is (itself unless it is a view).
+        let mut root: HashMap<TensorId, TensorId> = HashMap::new();
+        let root_of = |root: &HashMap<TensorId, TensorId>, t: TensorId| root.get(&t).copied().unwrap_or(t);
         for &id in &order {
-            if needs[id.0].as_ref().is_some_and(|n| n.output == Storage::Alias) {
-                root[id.0] = root[graph.node(id).inputs[0].0];
+            let out = id.out(0);
+            if is_view(graph, out) {
+                let source = root_of(&root, graph.node(id).inputs[0]);
+                root.insert(out, source);
             }
         }
         // The last position at which each root's buffer is read.
-        let mut last_use = vec![None::<usize>; count];
+        let mut last_use: HashMap<TensorId, usize> = HashMap::new();
         for (position, &id) in order.iter().enumerate() {
-            for input in &graph.node(id).inputs {
-                last_use[root[input.0]] = Some(position);
+            for &input in &graph.node(id).inputs {
+                last_use.insert(root_of(&root, input), position);
             }
         }
         for &o in outputs {
-            last_use[root[o.0]] = Some(usize::MAX);
+            last_use.insert(root_of(&root, o), usize::MAX);
         }
 
+        let read = order.iter().flat_map(|&id| graph.node(id).inputs.iter().copied()).chain(outputs.iter().copied());
         let mut plan = Plan {
             order: order.clone(),
-            output: vec![None; count],
-            scratch: vec![Vec::new(); count],
+            buffer: HashMap::new(),
             buffers: Vec::new(),
             unshared_elements: 0,
+            read: read.collect(),
         };
         let mut free: Vec<usize> = Vec::new();
         for (position, &id) in order.iter().enumerate() {
-            let need = needs[id.0].as_ref().expect("planned");
-            let scratch: Vec<usize> = need.scratch.iter().map(|&len| plan.take(&mut free, len)).collect();
-            match need.output {
-                Storage::Planned(len) => plan.output[id.0] = Some(plan.take(&mut free, len)),
-                Storage::Alias => plan.output[id.0] = plan.output[root[id.0]],
-                Storage::Persistent => {}
+            let node = graph.node(id);
+            if node.op.compute().is_none() {
+                continue;
             }
-            free.extend(&scratch);
-            plan.scratch[id.0] = scratch;
+            let slots = (0..node.outputs.len()).map(|slot| id.out(slot));
+            for t in slots.clone() {
+                let buffer = if is_view(graph, t) {
+                    plan.buffer.get(&root_of(&root, t)).copied()
+                } else {
+                    Some(plan.take(&mut free, storage_len(graph, t)))
+                };
+                if let Some(b) = buffer {
+                    plan.buffer.insert(t, b);
+                }
+            }
             // Buffers read for the last time here, and outputs nothing reads, are free again.
-            let mut done: Vec<usize> = graph.node(id).inputs.iter().map(|i| root[i.0]).collect();
-            done.push(root[id.0]);
+            let mut done: Vec<TensorId> = node.inputs.iter().chain(&slots.collect::<Vec<_>>()).copied().collect();
+            done.iter_mut().for_each(|t| *t = root_of(&root, *t));
             done.sort_unstable();
             done.dedup();
             for r in done {
-                let finished = last_use[r].is_none_or(|last| last == position);
+                let finished = last_use.get(&r).is_none_or(|&last| last == position);
                 if finished
-                    && let Some(buffer) = plan.output[r]
+                    && let Some(&buffer) = plan.buffer.get(&r)
                     && !free.contains(&buffer)
                 {
                     free.push(buffer);
@@ -132,5 +131,22 @@ impl Plan {
     /// Elements of all planned buffers together.
     pub fn planned_elements(&self) -> usize {
         self.buffers.iter().sum()
+    }
+
+    /// Per output of node `id`, whether the run reads it.
+    pub fn wanted(&self, graph: &Graph, id: NodeId) -> Vec<bool> {
+        (0..graph.node(id).outputs.len()).map(|slot| self.read.contains(&id.out(slot))).collect()
+    }
+
+    /// FLOPs of one run of the planned nodes, as their ops count them.
+    pub fn flops(&self, graph: &Graph) -> u64 {
+        self.order
+            .iter()
+            .filter_map(|&id| {
+                let node = graph.node(id);
+                let inputs: Vec<_> = node.inputs.iter().map(|&t| graph.ty(t)).collect();
+                Some(node.op.compute()?.flops(&inputs, &node.outputs, &self.wanted(graph, id)))
+            })
+            .sum()
     }
 }

@@ -53,13 +53,17 @@ pub trait Trainer {
     fn restore(&mut self, state: &TrainerState) -> Result<()>;
 }
 
-/// Trains on the CPU executor: host vectors for parameters and optimizer state.
+/// Trains on the CPU executor: host vectors for parameters and optimizer state, and one
+/// executor each for training and evaluation, their buffers planned once.
 pub struct CpuTrainer {
     model: Classifier,
     training: Training,
+    /// Parameters and state by `state_dict` name.
     params: HashMap<String, Vec<f32>>,
     /// Per parameter, [`Optimizer::state_count`] zero-initialised buffers.
     state: HashMap<String, Vec<Vec<f32>>>,
+    train: CpuExecutor,
+    eval: CpuExecutor,
     steps: u64,
 }
 
@@ -71,21 +75,23 @@ impl CpuTrainer {
             .iter()
             .map(|p| (p.name.clone(), vec![vec![0.0; params[&p.name].len()]; training.optimizer.state_count()]))
             .collect();
-        CpuTrainer { model, training, params, state, steps: 0 }
+        let mut wanted = vec![model.loss, model.correct];
+        wanted.extend(model.params.iter().map(|p| p.grad));
+        let train = CpuExecutor::new(&model.graph, Mode::Train, &wanted);
+        let eval = CpuExecutor::new(&model.graph, Mode::Eval, &[model.loss, model.correct]);
+        CpuTrainer { model, training, params, state, train, eval, steps: 0 }
     }
 
-    fn stats(&self, values: &crate::cpu::Values) -> StepStats {
-        StepStats { loss: values.scalar(self.model.loss), correct: values.scalar(self.model.correct) }
+    fn stats(&self, exec: &CpuExecutor) -> StepStats {
+        StepStats { loss: exec.read(self.model.loss)[0], correct: exec.read(self.model.correct)[0] }
     }
 }
 
 impl Trainer for CpuTrainer {
     fn train_step(&mut self, feed: &Feed) -> Result<StepStats> {
+        self.train.run(&mut self.params, feed)?;
         let m = &self.model;
-        let mut wanted = vec![m.loss, m.correct];
-        wanted.extend(m.params.iter().map(|p| p.grad));
-        let values = CpuExecutor::new(&m.graph, Mode::Train).run_for(&self.params, feed, &wanted)?;
-        let mut grads: Vec<Vec<f32>> = m.params.iter().map(|p| values.get(p.grad).to_vec()).collect();
+        let mut grads: Vec<Vec<f32>> = m.params.iter().map(|p| self.train.read(p.grad).to_vec()).collect();
         if let Some(max_norm) = self.training.clip_grad_norm {
             let mut views: Vec<&mut [f32]> = grads.iter_mut().map(|g| g.as_mut_slice()).collect();
             cpu::clip_grad_norm(&mut views, max_norm);
@@ -101,14 +107,12 @@ impl Trainer for CpuTrainer {
                 _ => unreachable!("state_count buffers per parameter"),
             }
         }
-        self.params.extend(values.updated_state.clone());
-        Ok(self.stats(&values))
+        Ok(self.stats(&self.train))
     }
 
     fn evaluate(&mut self, feed: &Feed) -> Result<StepStats> {
-        let m = &self.model;
-        let values = CpuExecutor::new(&m.graph, Mode::Eval).run_for(&self.params, feed, &[m.loss, m.correct])?;
-        Ok(self.stats(&values))
+        self.eval.run(&mut self.params, feed)?;
+        Ok(self.stats(&self.eval))
     }
 
     fn params(&self) -> Result<HashMap<String, Vec<f32>>> {

@@ -3,16 +3,17 @@
 use kernels::Unary;
 
 use crate::error::Result;
-use crate::ir::{ConvGeometry, NodeId, PoolGeometry};
+use crate::ir::TensorId;
 use crate::layers::Model;
+use crate::ops::{ConvGeometry, PoolGeometry};
 
 /// The nodes of a built reference model.
 pub struct Built {
     pub model: Model,
-    pub input: NodeId,
-    pub logits: NodeId,
+    pub input: TensorId,
+    pub logits: TensorId,
     /// The last convolution's activation, where Grad-CAM looks.
-    pub features: NodeId,
+    pub features: TensorId,
 }
 
 /// The reference MNIST CNN (`configs/cnn.toml`, `scripts/torch_train_bench.py`): Conv 1→32
@@ -24,14 +25,14 @@ pub fn mnist_cnn(seed: u64, batch: usize) -> Result<Built> {
     let valid = ConvGeometry { stride: (1, 1), padding: (0, 0), dilation: (1, 1) };
     let pool = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (0, 0), count_include_pad: true };
     let h = m.conv2d("conv1", input, 32, (3, 3), valid, true)?;
-    let h = m.graph.unary(Unary::Relu, h);
+    let h = m.graph.unary(Unary::Relu, h)?;
     let h = m.graph.max_pool2d(h, pool)?;
     let h = m.conv2d("conv2", h, 64, (3, 3), valid, true)?;
-    let features = m.graph.unary(Unary::Relu, h);
+    let features = m.graph.unary(Unary::Relu, h)?;
     let h = m.graph.max_pool2d(features, pool)?;
     let h = m.graph.flatten(h)?;
     let h = m.linear("fc1", h, 1600, 128, true)?;
-    let h = m.graph.unary(Unary::Relu, h);
+    let h = m.graph.unary(Unary::Relu, h)?;
     let logits = m.linear("fc2", h, 128, 10, true)?;
     Ok(Built { model: m, input, logits, features })
 }

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 
 use common::values;
 
-use graph::{ConvGeometry, CpuExecutor, Feed, Graph, GraphError, Mode, NodeId, PoolGeometry, backward};
+use graph::{ConvGeometry, Feed, Graph, GraphError, Mode, PoolGeometry, TensorId, backward};
 use kernels::{Binary, Unary};
 
 struct Net {
     graph: Graph,
-    loss: NodeId,
-    x: NodeId,
-    hidden: NodeId,
-    params: Vec<(NodeId, &'static str, Vec<usize>)>,
+    loss: TensorId,
+    x: TensorId,
+    hidden: TensorId,
+    params: Vec<(TensorId, &'static str, Vec<usize>)>,
 }
 
 /// x [4, 5] -> tanh(x W1ᵀ + b1) = h [4, 3] -> t = h²/(h² + c) - h -> (t (hᵀh)) W2ᵀ + b2 -> CE.
@@ -31,7 +31,7 @@ fn net() -> Net {
     let b2 = g.param("fc2.bias", &[2]);
     let a = g.matmul(x, w1, false, true).unwrap();
     let a = g.binary(Binary::Add, a, b1).unwrap();
-    let hidden = g.unary(Unary::Tanh, a);
+    let hidden = g.unary(Unary::Tanh, a).unwrap();
     let square = g.binary(Binary::Mul, hidden, hidden).unwrap();
     let denominator = g.binary(Binary::Add, square, c).unwrap();
     let ratio = g.binary(Binary::Div, square, denominator).unwrap();
@@ -91,7 +91,7 @@ fn every_gradient_matches_finite_differences() {
     let grads = backward(&mut net.graph, net.loss).unwrap();
     let x = values(1, 20, 1.0);
     let params = initial_params(&net);
-    let exec = CpuExecutor::new(&net.graph, Mode::Train);
+    let exec = common::Everything { graph: &net.graph, mode: Mode::Train };
     let values = exec.run(&params, &feed(x.clone())).unwrap();
     let loss_with = |params: &HashMap<String, Vec<f32>>, x: &[f32]| {
         exec.run(params, &feed(x.to_vec())).unwrap().scalar(net.loss) as f64
@@ -132,7 +132,7 @@ fn a_shape_mismatch_names_the_node_and_both_shapes() {
 #[test]
 fn missing_feeds_and_bad_labels_are_errors() {
     let net = net();
-    let exec = CpuExecutor::new(&net.graph, Mode::Train);
+    let exec = common::Everything { graph: &net.graph, mode: Mode::Train };
     let params = initial_params(&net);
     let err = exec.run(&params, &Feed::default()).unwrap_err();
     assert!(matches!(err, GraphError::MissingInput { ref name, .. } if name == "x"), "{err}");
@@ -159,7 +159,7 @@ fn cnn_gradients_match_finite_differences() {
     let w3 = g.param("fc.weight", &[3, 4]);
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
     let c1 = g.conv2d(x, w1, Some(b1), same).unwrap();
-    let h = g.unary(Unary::Tanh, c1);
+    let h = g.unary(Unary::Tanh, c1).unwrap();
     let halve = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (0, 0), count_include_pad: true };
     let p1 = g.max_pool2d(h, halve).unwrap(); // [2, 3, 3, 3]
     let dilated = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (2, 2) };
@@ -181,7 +181,7 @@ fn cnn_gradients_match_finite_differences() {
         feed.labels.insert("y".into(), vec![2, 0]);
         feed
     };
-    let exec = CpuExecutor::new(&g, Mode::Train);
+    let exec = common::Everything { graph: &g, mode: Mode::Train };
     let run = exec.run(&params, &feed_x(&x_value)).unwrap();
     let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
     // A small step keeps max pooling's winners in place.
@@ -240,7 +240,7 @@ fn softmax_concat_and_slice_gradients_match_finite_differences() {
         feed.labels.insert("y2".into(), vec![0, 1, 1, 0, 1]);
         feed
     };
-    let exec = CpuExecutor::new(&g, Mode::Train);
+    let exec = common::Everything { graph: &g, mode: Mode::Train };
     let run = exec.run(&params, &feed_x(&x_value)).unwrap();
     let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
     for name in ["w", "w2", "w3"] {
@@ -275,7 +275,7 @@ fn layer_norm_and_mse_gradients_match_finite_differences() {
     let beta = g.param("norm.bias", &[6]);
     let w = g.param("fc.weight", &[3, 6]);
     let h = g.layer_norm(x, gamma, beta, 1e-5).unwrap();
-    let h = g.unary(Unary::GeluErf, h);
+    let h = g.unary(Unary::GeluErf, h).unwrap();
     let prediction = g.matmul(h, w, false, true).unwrap();
     let loss = g.mse(prediction, target).unwrap();
     let grads = backward(&mut g, loss).unwrap();
@@ -291,7 +291,7 @@ fn layer_norm_and_mse_gradients_match_finite_differences() {
         feed.inputs.insert("target".into(), values(54, 12, 1.0));
         feed
     };
-    let exec = CpuExecutor::new(&g, Mode::Train);
+    let exec = common::Everything { graph: &g, mode: Mode::Train };
     let run = exec.run(&params, &feed_x(&x_value)).unwrap();
     let loss_with = |p: &HashMap<String, Vec<f32>>, x: &[f32]| exec.run(p, &feed_x(x)).unwrap().scalar(loss) as f64;
     for (name, id) in [("norm.weight", gamma), ("norm.bias", beta), ("fc.weight", w)] {
@@ -326,11 +326,11 @@ fn batch_norm_dropout_and_global_pool_gradients_match_finite_differences() {
         let [gamma1, beta1] = [4, 5].map(|i| g.param(names[i], &[2]));
         let (mean1, var1) = (g.state("bn1d.running_mean", &[2]), g.state("bn1d.running_var", &[2]));
         let w = g.param("fc.weight", &[2, 2]);
-        let h = g.batch_norm(x, gamma, beta, mean, var, 1e-5, 0.1).unwrap();
-        let h = g.unary(Unary::Tanh, h);
+        let h = g.batch_norm(x, [gamma, beta, mean, var], 1e-5, 0.1).unwrap();
+        let h = g.unary(Unary::Tanh, h).unwrap();
         let h = g.dropout(h, 0.25, 5).unwrap();
         let pooled = g.global_avg_pool(h).unwrap(); // [3, 2]
-        let h = g.batch_norm(pooled, gamma1, beta1, mean1, var1, 1e-5, 0.1).unwrap();
+        let h = g.batch_norm(pooled, [gamma1, beta1, mean1, var1], 1e-5, 0.1).unwrap();
         let logits = g.matmul(h, w, false, true).unwrap();
         let loss = g.cross_entropy(logits, labels, 0.0).unwrap();
         let grads = backward(&mut g, loss).unwrap();
@@ -353,7 +353,7 @@ fn batch_norm_dropout_and_global_pool_gradients_match_finite_differences() {
             feed.step = 3;
             feed
         };
-        let exec = CpuExecutor::new(&g, mode);
+        let exec = common::Everything { graph: &g, mode };
         let run = exec.run(&params, &feed_x(&x_value)).unwrap();
         // Training mode folds the batch statistics into the running ones; evaluation does not.
         assert_eq!(run.updated_state.len(), if mode == Mode::Train { 4 } else { 0 });
@@ -392,7 +392,7 @@ fn bce_with_logits_gradients_match_finite_differences() {
         feed.inputs.insert("t".into(), t.to_vec());
         feed
     };
-    let exec = CpuExecutor::new(&g, Mode::Train);
+    let exec = common::Everything { graph: &g, mode: Mode::Train };
     let run = exec.run(&params, &feed_t(&t_value)).unwrap();
     let loss_with = |p: &HashMap<String, Vec<f32>>, t: &[f32]| exec.run(p, &feed_t(t)).unwrap().scalar(loss) as f64;
     check("w", run.get(grads.of(w).unwrap()), |i, h| {

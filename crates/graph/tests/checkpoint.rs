@@ -18,7 +18,7 @@ fn model(width: usize) -> Classifier {
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
     let h = m.conv2d("conv1", x, width, (3, 3), same, true).unwrap();
     let h = m.batch_norm("bn1", h, 1e-5, 0.1).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
+    let h = m.graph.unary(Unary::Relu, h).unwrap();
     let pool = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (0, 0), count_include_pad: true };
     let h = m.graph.max_pool2d(h, pool).unwrap();
     let h = m.graph.flatten(h).unwrap();

@@ -7,16 +7,16 @@ use std::collections::HashMap;
 
 use common::{assert_close, gpu, values};
 use graph::{
-    Classifier, ConvGeometry, CpuExecutor, CpuTrainer, Feed, GpuExecutor, GpuTrainer, Graph, Mode, Model, NodeId,
-    PoolGeometry, SharedBuffers, Trainer, Training, backward,
+    Classifier, ConvGeometry, CpuTrainer, Feed, GpuExecutor, GpuTrainer, Graph, Mode, Model, PoolGeometry,
+    SharedBuffers, TensorId, Trainer, Training, backward,
 };
 use kernels::{Binary, Unary};
 
 /// Runs `graph` in `mode` on both executors and compares every node in `outputs`.
-fn compare(graph: &Graph, mode: Mode, outputs: &[(NodeId, &str)], params: &HashMap<String, Vec<f32>>, feed: &Feed) {
+fn compare(graph: &Graph, mode: Mode, outputs: &[(TensorId, &str)], params: &HashMap<String, Vec<f32>>, feed: &Feed) {
     let Some(gpu) = gpu() else { return };
-    let ids: Vec<NodeId> = outputs.iter().map(|o| o.0).collect();
-    let want = CpuExecutor::new(graph, mode).run_for(params, feed, &ids).unwrap();
+    let ids: Vec<TensorId> = outputs.iter().map(|o| o.0).collect();
+    let want = graph::evaluate(graph, mode, params, feed, &ids).unwrap();
     let device: HashMap<String, kernels::GpuTensor> =
         params.iter().map(|(k, v)| (k.clone(), gpu.upload(v).unwrap())).collect();
     let exec = GpuExecutor::new(gpu, graph, mode, &ids, &device, &mut SharedBuffers::default()).unwrap();
@@ -46,8 +46,8 @@ fn dense_ops_and_their_gradients_match_the_cpu() {
     let h = g.binary(Binary::Add, h, b1).unwrap();
     let h = g.layer_norm(h, gamma, beta, 1e-5).unwrap();
     let h = g.dropout(h, 0.3, 11).unwrap();
-    let a = g.unary(Unary::GeluErf, h);
-    let s = g.unary(Unary::Sigmoid, h);
+    let a = g.unary(Unary::GeluErf, h).unwrap();
+    let s = g.unary(Unary::Sigmoid, h).unwrap();
     let gated = g.binary(Binary::Mul, a, s).unwrap();
     let mse = g.mse(gated, target).unwrap();
     let left = g.slice(gated, 1, 0, 2).unwrap();
@@ -56,13 +56,13 @@ fn dense_ops_and_their_gradients_match_the_cpu() {
     let joined = g.concat(&[left, right, left], 1).unwrap(); // [5, 7]
     let gram = g.matmul(joined, x, true, false).unwrap(); // [7, 7]
     let mixed = g.matmul(x, gram, false, true).unwrap(); // [5, 7]
-    let mixed = g.unary(Unary::Tanh, mixed);
+    let mixed = g.unary(Unary::Tanh, mixed).unwrap();
     let logits = g.matmul(mixed, w1, false, true).unwrap(); // [5, 6]
     let logits = g.matmul(logits, w2, false, false).unwrap(); // [5, 3]
     let logits = g.softmax(logits, true).unwrap();
     let ce = g.cross_entropy(logits, labels, 0.1).unwrap();
     let ratio = g.binary(Binary::Div, ce, mse).unwrap();
-    let probability = g.unary(Unary::Sigmoid, target);
+    let probability = g.unary(Unary::Sigmoid, target).unwrap();
     let bce = g.bce_with_logits(gated, probability).unwrap();
     let loss = g.binary(Binary::Sub, ce, ratio).unwrap();
     let loss = g.binary(Binary::Add, loss, bce).unwrap();
@@ -85,15 +85,15 @@ fn dense_ops_and_their_gradients_match_the_cpu() {
 
 /// A residual CNN block with batch norm, conv variants (stride, dilation, padding), both
 /// poolings, the gradient of every parameter and of the input image.
-fn residual_cnn(seed: u64, batch: usize) -> (Model, NodeId, NodeId) {
+fn residual_cnn(seed: u64, batch: usize) -> (Model, TensorId, TensorId) {
     let mut m = Model::new(seed);
     let x = m.graph.input("x", &[batch, 2, 9, 9]);
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
     let h = m.conv2d("stem", x, 4, (3, 3), ConvGeometry { stride: (2, 2), ..same }, false).unwrap(); // [b, 4, 5, 5]
     let h = m.batch_norm("bn", h, 1e-5, 0.1).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
+    let h = m.graph.unary(Unary::Relu, h).unwrap();
     let r = m.conv2d("block.conv1", h, 4, (3, 3), same, false).unwrap();
-    let r = m.graph.unary(Unary::Silu, r);
+    let r = m.graph.unary(Unary::Silu, r).unwrap();
     let r = m.conv2d("block.conv2", r, 4, (3, 3), ConvGeometry { padding: (2, 2), dilation: (2, 2), ..same }, true);
     let h = m.graph.binary(Binary::Add, h, r.unwrap()).unwrap();
     let pool = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (1, 1), count_include_pad: false };
@@ -116,7 +116,7 @@ fn residual_cnn_forward_and_every_gradient_match_the_cpu() {
     let mut outputs =
         vec![(model.logits, "logits".to_string()), (model.loss, "loss".into()), (grads.of(x).unwrap(), "dx".into())];
     outputs.extend(model.params.iter().map(|p| (p.grad, format!("d {}", p.name))));
-    let outputs: Vec<(NodeId, &str)> = outputs.iter().map(|(id, s)| (*id, s.as_str())).collect();
+    let outputs: Vec<(TensorId, &str)> = outputs.iter().map(|(id, s)| (*id, s.as_str())).collect();
     for mode in [Mode::Train, Mode::Eval] {
         compare(&g, mode, &outputs, &model.initial, &feed);
     }
@@ -188,7 +188,9 @@ fn steps_after_the_first_allocate_nothing() {
         "residual CNN step: planned {} B vs {} B unshared; eval planned {} B",
         train.planned, train.unshared, eval.planned
     );
-    assert!(train.planned * 2 < train.unshared, "{train:?}");
+    // Buffers shared by liveness take at most two thirds of one buffer per tensor. (The bound
+    // was a half while the backward ops recomputed forwards: their scratch shared easily.)
+    assert!(train.planned * 3 < train.unshared * 2, "{train:?}");
 }
 
 #[test]
@@ -209,33 +211,24 @@ fn bad_feeds_are_errors_on_the_gpu_too() {
 
 #[test]
 fn a_chain_of_ops_plans_two_buffers_and_keeps_outputs_apart() {
-    use graph::{Needs, Plan, Storage};
+    use graph::Plan;
     let mut g = Graph::new();
     let x = g.input("x", &[100]);
     let mut h = x;
     let mut middle = x;
     for i in 0..10 {
-        h = g.unary(Unary::Tanh, h);
+        h = g.unary(Unary::Tanh, h).unwrap();
         if i == 4 {
             middle = h;
         }
     }
-    let needs = |id: NodeId| match id == x {
-        true => Needs { output: Storage::Persistent, scratch: vec![] },
-        false => Needs { output: Storage::Planned(g.node(id).len()), scratch: vec![] },
-    };
-    let plan = Plan::new(&g, &[h], needs);
+    let plan = Plan::new(&g, &[h]);
     assert_eq!(plan.buffers, vec![100, 100], "ping-pong between two buffers");
     assert_eq!(plan.unshared_elements, 1000);
     // Reading a middle node too keeps its buffer out of later reuse.
-    let plan = Plan::new(&g, &[h, middle], needs);
-    let kept = plan.output[g.nodes().position(|(id, _)| id == middle).unwrap()].unwrap();
-    let later: Vec<usize> = plan
-        .order
-        .iter()
-        .skip(6)
-        .filter_map(|id| plan.output[g.nodes().position(|(n, _)| n == *id).unwrap()])
-        .collect();
+    let plan = Plan::new(&g, &[h, middle]);
+    let kept = plan.buffer[&middle];
+    let later: Vec<usize> = plan.order.iter().skip(6).filter_map(|id| plan.buffer.get(&id.out(0)).copied()).collect();
     assert!(!later.contains(&kept), "{later:?} reuse {kept}");
     assert_eq!(plan.buffers.len(), 3);
 }

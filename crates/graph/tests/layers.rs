@@ -1,6 +1,6 @@
 //! Layers: PyTorch state_dict names and shapes, PyTorch's default initialisation, seeded.
 
-use graph::{ConvGeometry, CpuExecutor, Feed, Mode, Model};
+use graph::{ConvGeometry, Feed, Mode, Model, evaluate};
 
 #[test]
 fn parameters_are_named_and_shaped_like_torch_nn() {
@@ -14,7 +14,7 @@ fn parameters_are_named_and_shaped_like_torch_nn() {
     let shape = |name: &str| m.params[name].len();
     assert_eq!((shape("conv1.weight"), shape("conv1.bias"), shape("fc1.weight"), shape("fc1.bias")), (36, 4, 2560, 10));
     assert_eq!(m.graph.shape(y), &[2, 10]);
-    assert_eq!(m.graph.node(y).label, "fc1");
+    assert_eq!(m.graph.label(y), "fc1");
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn linear_computes_x_times_weight_transposed_plus_bias() {
     let xs = vec![1.0, -2.0, 0.5, 3.0, 0.25, -1.0];
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), xs.clone());
-    let out = CpuExecutor::new(&m.graph, Mode::Train).run(&m.params, &feed).unwrap();
+    let out = evaluate(&m.graph, Mode::Train, &m.params, &feed, &[y]).unwrap();
     let (w, b) = (&m.params["fc.weight"], &m.params["fc.bias"]);
     for r in 0..2 {
         for o in 0..2 {

@@ -18,10 +18,10 @@ fn digits_cnn(seed: u64) -> Classifier {
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
     let pool = PoolGeometry { kernel: (2, 2), stride: (2, 2), padding: (0, 0), count_include_pad: true };
     let h = m.conv2d("conv1", x, 16, (3, 3), same, true).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
+    let h = m.graph.unary(Unary::Relu, h).unwrap();
     let h = m.graph.max_pool2d(h, pool).unwrap();
     let h = m.conv2d("conv2", h, 32, (3, 3), same, true).unwrap();
-    let h = m.graph.unary(Unary::Relu, h);
+    let h = m.graph.unary(Unary::Relu, h).unwrap();
     let h = m.graph.max_pool2d(h, pool).unwrap();
     let h = m.graph.flatten(h).unwrap();
     let logits = m.linear("fc", h, 128, 10, true).unwrap();

@@ -41,7 +41,7 @@ fn small_mlp() -> Classifier {
     let mut m = Model::new(2);
     let x = m.graph.input("x", &[6, 5]);
     let h = m.linear("fc1", x, 5, 7, true).unwrap();
-    let h = m.graph.unary(Unary::Tanh, h);
+    let h = m.graph.unary(Unary::Tanh, h).unwrap();
     let logits = m.linear("fc2", h, 7, 3, true).unwrap();
     Classifier::new(m, x, logits, 0.1).unwrap()
 }

@@ -46,3 +46,24 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
         assert!((g - w).abs() <= bound, "{what}[{i}]: got {g}, want {w} (bound {bound})");
     }
 }
+
+/// Every tensor of `graph`: what a test asks of a run when it looks at everything.
+pub fn every_tensor(graph: &graph::Graph) -> Vec<graph::TensorId> {
+    graph.nodes().flat_map(|(id, n)| (0..n.outputs.len()).map(move |slot| id.out(slot))).collect()
+}
+
+/// Runs every node of a graph in one mode, as the tests of gradients look at a graph.
+pub struct Everything<'g> {
+    pub graph: &'g graph::Graph,
+    pub mode: graph::Mode,
+}
+
+impl Everything<'_> {
+    pub fn run(
+        &self,
+        params: &std::collections::HashMap<String, Vec<f32>>,
+        feed: &graph::Feed,
+    ) -> graph::Result<graph::Values> {
+        graph::evaluate(self.graph, self.mode, params, feed, &every_tensor(self.graph))
+    }
+}

@@ -92,37 +92,48 @@ pub fn col2im(conv: &Conv2d, col: &[f32], dx: &mut [f32]) {
     });
 }
 
-/// y [N, OC, OH, OW] = conv(x, w) + bias, by im2col and one product, as on the GPU.
-pub fn conv2d_forward(conv: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    let mut col = vec![0.0; conv.col_rows() * conv.col_cols()];
-    im2col(conv, x, &mut col);
+/// y [N, OC, OH, OW] = conv(x, w) + bias, by im2col into `col` and one product into `tmp`
+/// [OC, N·OH·OW], as on the GPU ([`crate::conv::forward`]).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward(
+    conv: &Conv2d,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    col: &mut [f32],
+    tmp: &mut [f32],
+    y: &mut [f32],
+) {
+    im2col(conv, x, col);
     let mut product = Matmul::new(conv.out_channels, conv.col_cols(), conv.col_rows());
     product.bias = if bias.is_some() { Bias::PerRow } else { Bias::None };
-    let mut tmp = vec![0.0; conv.output_len()];
-    super::matmul(&product, w, &col, bias, &mut tmp);
-    strided_copy(&conv.output_to_nchw(), &tmp, y);
+    super::matmul(&product, w, col, bias, tmp);
+    strided_copy(&conv.output_to_nchw(), tmp, y);
 }
 
-/// dw and dbias of a convolution from its input x and output gradient dy.
-pub fn conv2d_backward_weight(conv: &Conv2d, x: &[f32], dy: &[f32], dw: &mut [f32], dbias: Option<&mut [f32]>) {
-    let mut col = vec![0.0; conv.col_rows() * conv.col_cols()];
-    im2col(conv, x, &mut col);
-    let mut dyt = vec![0.0; conv.output_len()];
-    strided_copy(&conv.grad_from_nchw(), dy, &mut dyt);
+/// dw and dbias of a convolution from `col` = im2col(x) and the output gradient dy, which is
+/// permuted into `dyt` [OC, N·OH·OW] for [`conv2d_backward_input`], as on the GPU.
+pub fn conv2d_backward_weight(
+    conv: &Conv2d,
+    dy: &[f32],
+    col: &[f32],
+    dyt: &mut [f32],
+    dw: &mut [f32],
+    dbias: Option<&mut [f32]>,
+) {
+    strided_copy(&conv.grad_from_nchw(), dy, dyt);
     let product = Matmul::new(conv.out_channels, conv.col_rows(), conv.col_cols()).transpose_b();
-    super::matmul(&product, &dyt, &col, None, dw);
+    super::matmul(&product, dyt, col, None, dw);
     if let Some(dbias) = dbias {
-        reduce(ReduceOp::Sum, &Reduction { outer: conv.out_channels, axis: conv.col_cols(), inner: 1 }, &dyt, dbias);
+        reduce(ReduceOp::Sum, &Reduction { outer: conv.out_channels, axis: conv.col_cols(), inner: 1 }, dyt, dbias);
     }
 }
 
-/// dx of a convolution from its weight and output gradient dy.
-pub fn conv2d_backward_input(conv: &Conv2d, w: &[f32], dy: &[f32], dx: &mut [f32]) {
-    let mut dyt = vec![0.0; conv.output_len()];
-    strided_copy(&conv.grad_from_nchw(), dy, &mut dyt);
+/// dx of a convolution from its weight and `dyt` (from [`conv2d_backward_weight`]), with
+/// `dcol` as workspace.
+pub fn conv2d_backward_input(conv: &Conv2d, w: &[f32], dyt: &[f32], dcol: &mut [f32], dx: &mut [f32]) {
     let mut product = Matmul::new(conv.col_rows(), conv.col_cols(), conv.out_channels);
     product.a = MatrixView::transposed(conv.col_rows(), conv.out_channels);
-    let mut dcol = vec![0.0; conv.col_rows() * conv.col_cols()];
-    super::matmul(&product, w, &dyt, None, &mut dcol);
-    col2im(conv, &dcol, dx);
+    super::matmul(&product, w, dyt, None, dcol);
+    col2im(conv, dcol, dx);
 }

@@ -59,19 +59,29 @@ pub fn cross_entropy(ce: &CrossEntropy, logits: &[f32], targets: &[u32], row_sta
     loss[1] = counted as f32;
 }
 
-pub fn cross_entropy_backward(ce: &CrossEntropy, logits: &[f32], targets: &[u32], dloss: f32, dlogits: &mut [f32]) {
-    let counted = targets[..ce.rows].iter().filter(|&&t| !ignored(ce, t)).count();
+/// d(mean loss)/d(logits) · dloss, from the forward's `row_stats` (each row's log-sum-exp) and
+/// `loss` (its count of rows), as on the GPU.
+pub fn cross_entropy_backward(
+    ce: &CrossEntropy,
+    logits: &[f32],
+    targets: &[u32],
+    row_stats: &[f32],
+    loss: &[f32],
+    dloss: f32,
+    dlogits: &mut [f32],
+) {
+    let counted = loss[1] as f64;
     let eps = ce.label_smoothing as f64;
     for r in 0..ce.rows {
         let row = &logits[r * ce.classes..][..ce.classes];
-        let lse = logsumexp(row);
+        let lse = row_stats[2 * r + 1] as f64;
         let t = targets[r];
         for c in 0..ce.classes {
-            let g = if ignored(ce, t) || counted == 0 {
+            let g = if ignored(ce, t) || counted == 0.0 {
                 0.0
             } else {
                 let target = if c == t as usize { 1.0 - eps } else { 0.0 } + eps / ce.classes as f64;
-                ((row[c] as f64 - lse).exp() - target) * dloss as f64 / counted as f64
+                ((row[c] as f64 - lse).exp() - target) * dloss as f64 / counted
             };
             dlogits[r * ce.classes + c] = g as f32;
         }

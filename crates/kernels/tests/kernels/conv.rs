@@ -64,6 +64,24 @@ fn direct_conv(c: &Conv2d, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
     y
 }
 
+/// The reference forward with its workspace.
+fn forward(c: &Conv2d, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+    let (mut col, mut tmp, mut y) =
+        (vec![0.0; c.col_rows() * c.col_cols()], vec![0.0; c.output_len()], vec![0.0; c.output_len()]);
+    cpu::conv2d_forward(c, x, w, b, &mut col, &mut tmp, &mut y);
+    y
+}
+
+/// The reference (dx, dw, dbias) of output gradient dy, with their workspace.
+fn backward(c: &Conv2d, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mut col, mut dyt) = (vec![0.0; c.col_rows() * c.col_cols()], vec![0.0; c.output_len()]);
+    let (mut dw, mut db, mut dx) = (vec![0.0; c.weight_len()], vec![0.0; c.out_channels], vec![0.0; c.input_len()]);
+    cpu::im2col(c, x, &mut col);
+    cpu::conv2d_backward_weight(c, dy, &col, &mut dyt, &mut dw, Some(&mut db));
+    cpu::conv2d_backward_input(c, w, &dyt, &mut col, &mut dx);
+    (dx, dw, db)
+}
+
 #[test]
 fn reference_conv_equals_the_direct_definition() {
     let mut rng = Rng::new(30);
@@ -71,8 +89,7 @@ fn reference_conv_equals_the_direct_definition() {
         let x = rng.vec(c.input_len(), -1.0, 1.0);
         let w = rng.vec(c.weight_len(), -1.0, 1.0);
         let b = rng.vec(c.out_channels, -1.0, 1.0);
-        let mut y = vec![0.0; c.output_len()];
-        cpu::conv2d_forward(&c, &x, &w, Some(&b), &mut y);
+        let y = forward(&c, &x, &w, Some(&b));
         assert_close(&format!("{c:?}"), &y, &direct_conv(&c, &x, &w, &b));
     }
 }
@@ -85,14 +102,8 @@ fn reference_conv_gradients_match_finite_differences() {
         let x = rng.vec(c.input_len(), -1.0, 1.0);
         let w = rng.vec(c.weight_len(), -1.0, 1.0);
         let r = rng.vec(c.output_len(), -1.0, 1.0);
-        let loss = |x: &[f32], w: &[f32]| {
-            let mut y = vec![0.0; c.output_len()];
-            cpu::conv2d_forward(&c, x, w, None, &mut y);
-            dot(&y, &r)
-        };
-        let (mut dw, mut db, mut dx) = (vec![0.0; c.weight_len()], vec![0.0; c.out_channels], vec![0.0; c.input_len()]);
-        cpu::conv2d_backward_weight(&c, &x, &r, &mut dw, Some(&mut db));
-        cpu::conv2d_backward_input(&c, &w, &r, &mut dx);
+        let loss = |x: &[f32], w: &[f32]| dot(&forward(&c, x, w, None), &r);
+        let (dx, dw, db) = backward(&c, &x, &w, &r);
         check_gradient("conv dx", &x, &dx, 0.5, 1e-3, 40, |x| loss(x, &w));
         check_gradient("conv dw", &w, &dw, 0.5, 1e-3, 40, |w| loss(&x, w));
         let want_db: Vec<f32> = (0..c.out_channels)
@@ -136,11 +147,8 @@ gpu_test!(conv_forward_and_backward_match_reference, |gpu| {
         let w = rng.vec(c.weight_len(), -1.0, 1.0);
         let b = rng.vec(c.out_channels, -1.0, 1.0);
         let dy = rng.vec(c.output_len(), -1.0, 1.0);
-        let (mut y, mut dw, mut db, mut dx) =
-            (vec![0.0; c.output_len()], vec![0.0; c.weight_len()], vec![0.0; c.out_channels], vec![0.0; c.input_len()]);
-        cpu::conv2d_forward(&c, &x, &w, Some(&b), &mut y);
-        cpu::conv2d_backward_weight(&c, &x, &dy, &mut dw, Some(&mut db));
-        cpu::conv2d_backward_input(&c, &w, &dy, &mut dx);
+        let y = forward(&c, &x, &w, Some(&b));
+        let (dx, dw, db) = backward(&c, &x, &w, &dy);
 
         let (xg, wg, bg, dyg) = (upload(gpu, &x), upload(gpu, &w), upload(gpu, &b), upload(gpu, &dy));
         let col_len = c.col_rows() * c.col_cols();

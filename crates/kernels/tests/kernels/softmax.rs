@@ -70,7 +70,7 @@ gpu_test!(cross_entropy_matches_reference, |gpu| {
         let t = targets(&mut rng, &ce, i == 4);
         let (mut rows, mut loss, mut dl) = (vec![0.0; 2 * ce.rows], vec![0.0; 2], vec![0.0; ce.rows * ce.classes]);
         cpu::cross_entropy(&ce, &logits, &t, &mut rows, &mut loss);
-        cpu::cross_entropy_backward(&ce, &logits, &t, 0.5, &mut dl);
+        cpu::cross_entropy_backward(&ce, &logits, &t, &rows, &loss, 0.5, &mut dl);
         let (lg, tg) = (upload(gpu, &logits), gpu.upload(&t).unwrap());
         let (rg, lossg, dlossg, dlg) =
             (poisoned(gpu, 2 * ce.rows), poisoned(gpu, 2), upload(gpu, &[0.5]), poisoned(gpu, ce.rows * ce.classes));
@@ -97,8 +97,9 @@ fn cross_entropy_gradient_matches_finite_differences() {
             // The mean of f32 row losses summed in f64: the f32 mean itself rounds too coarsely.
             rows.iter().step_by(2).map(|&l| l as f64).sum::<f64>() / loss[1] as f64
         };
-        let mut dl = vec![0.0; ce.rows * ce.classes];
-        cpu::cross_entropy_backward(&ce, &logits, &t, 1.0, &mut dl);
+        let (mut rows, mut loss, mut dl) = (vec![0.0; 2 * ce.rows], vec![0.0; 2], vec![0.0; ce.rows * ce.classes]);
+        cpu::cross_entropy(&ce, &logits, &t, &mut rows, &mut loss);
+        cpu::cross_entropy_backward(&ce, &logits, &t, &rows, &loss, 1.0, &mut dl);
         check_gradient(&format!("{ce:?}"), &logits, &dl, 1e-2, 2e-2, 30, f);
     }
 }

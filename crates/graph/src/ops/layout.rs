@@ -1,0 +1,210 @@
+//! Ops that move data without arithmetic: reshape (a view), concatenation and slices.
+
+use kernels::{Dispatch, Gpu, StridedCopy, cpu, layout};
+
+use super::{CpuCall, GpuCall, Operation, one_f32};
+use crate::error::Result;
+use crate::ir::{Graph, NodeId, TensorId, TensorType};
+
+/// Input [x]: the same values under another shape of the same size; the same buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reshape {
+    pub shape: Vec<usize>,
+}
+
+impl Operation for Reshape {
+    fn name(&self) -> &'static str {
+        "reshape"
+    }
+
+    fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+        let x = one_f32(inputs)?;
+        if x.len() != self.shape.iter().product::<usize>() {
+            return Err(format!("cannot reshape {:?} to {:?}", x.shape, self.shape));
+        }
+        Ok(vec![TensorType::f32(&self.shape)])
+    }
+
+    fn backward(&self, g: &mut Graph, node: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
+        let Some(dy) = grads[0] else { return Ok(vec![None]) };
+        let shape = g.shape(g.node(node).inputs[0]).to_vec();
+        Ok(vec![Some(g.reshape(dy, &shape)?)])
+    }
+
+    fn flops(&self, _: &[&TensorType], _: &[TensorType], _: &[bool]) -> u64 {
+        0
+    }
+
+    fn cpu(&self, _: CpuCall) {
+        unreachable!("a view runs nothing")
+    }
+
+    fn gpu(&self, _: &Gpu, _: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
+        Ok(vec![])
+    }
+
+    fn is_view(&self) -> bool {
+        true
+    }
+}
+
+/// Inputs joined along `axis`; every other axis must agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concat {
+    pub axis: usize,
+}
+
+impl Concat {
+    /// Where each part goes in the output.
+    fn places(&self, parts: &[&TensorType], whole: &[usize]) -> Vec<StridedCopy> {
+        let mut start = 0;
+        parts
+            .iter()
+            .map(|p| {
+                let place = StridedCopy::place(&p.shape, whole, self.axis, start).expect("checked when built");
+                start += p.shape[self.axis];
+                place
+            })
+            .collect()
+    }
+}
+
+impl Operation for Concat {
+    fn name(&self) -> &'static str {
+        "concat"
+    }
+
+    fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+        let Some(first) = inputs.first() else { return Err("nothing to concatenate".into()) };
+        let axis = self.axis;
+        let agree = |s: &[usize]| {
+            s.len() == first.shape.len()
+                && axis < s.len()
+                && s.iter().zip(&first.shape).enumerate().all(|(a, (x, y))| a == axis || x == y)
+        };
+        if !inputs.iter().all(|t| agree(&t.shape) && t.dtype == first.dtype) {
+            let shapes: Vec<&Vec<usize>> = inputs.iter().map(|t| &t.shape).collect();
+            return Err(format!("shapes {shapes:?} differ off axis {axis}"));
+        }
+        let mut shape = first.shape.clone();
+        shape[axis] = inputs.iter().map(|t| t.shape[axis]).sum();
+        Ok(vec![TensorType { shape, dtype: first.dtype }])
+    }
+
+    // Each part's gradient is its slice of dy.
+    fn backward(&self, g: &mut Graph, node: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
+        let parts = g.node(node).inputs.clone();
+        let Some(dy) = grads[0] else { return Ok(vec![None; parts.len()]) };
+        let mut start = 0;
+        let mut out = Vec::new();
+        for part in parts {
+            let len = g.shape(part)[self.axis];
+            out.push(Some(g.slice(dy, self.axis, start, len)?));
+            start += len;
+        }
+        Ok(out)
+    }
+
+    fn flops(&self, _: &[&TensorType], outputs: &[TensorType], _: &[bool]) -> u64 {
+        outputs[0].len() as u64
+    }
+
+    fn cpu(&self, mut call: CpuCall) {
+        for (k, place) in self.places(&call.input_types, &call.output_types[0].shape).iter().enumerate() {
+            cpu::strided_copy(place, call.inputs[k], call.outputs[0]);
+        }
+    }
+
+    fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
+        let places = self.places(&call.input_types, &call.output_types[0].shape);
+        places.iter().zip(&call.inputs).map(|(p, x)| layout::strided_copy(gpu, p, x, &call.outputs[0])).collect()
+    }
+}
+
+/// Input [x]: the entries `start..start + len` of `axis`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    pub axis: usize,
+    pub start: usize,
+    pub len: usize,
+}
+
+impl Slice {
+    fn copy(&self, x: &[usize]) -> StridedCopy {
+        StridedCopy::slice(x, self.axis, self.start, self.len).expect("checked when built")
+    }
+}
+
+impl Operation for Slice {
+    fn name(&self) -> &'static str {
+        "slice"
+    }
+
+    fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+        let [x] = inputs else { return Err("takes one tensor".into()) };
+        let mut shape = x.shape.clone();
+        if self.axis >= shape.len() || self.start + self.len > shape[self.axis] {
+            return Err(format!("{}..{} of axis {} of {shape:?}", self.start, self.start + self.len, self.axis));
+        }
+        shape[self.axis] = self.len;
+        Ok(vec![TensorType { shape, dtype: x.dtype }])
+    }
+
+    // dy back in place, zeros around it.
+    fn backward(&self, g: &mut Graph, node: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
+        let Some(dy) = grads[0] else { return Ok(vec![None]) };
+        let full = g.shape(g.node(node).inputs[0]).to_vec();
+        let zeros = |g: &mut Graph, len: usize| {
+            let mut shape = full.clone();
+            shape[self.axis] = len;
+            g.fill(0.0, &shape)
+        };
+        let mut parts = Vec::new();
+        if self.start > 0 {
+            parts.push(zeros(g, self.start));
+        }
+        parts.push(dy);
+        let after = full[self.axis] - self.start - self.len;
+        if after > 0 {
+            parts.push(zeros(g, after));
+        }
+        Ok(vec![Some(g.concat(&parts, self.axis)?)])
+    }
+
+    fn flops(&self, _: &[&TensorType], outputs: &[TensorType], _: &[bool]) -> u64 {
+        outputs[0].len() as u64
+    }
+
+    fn cpu(&self, mut call: CpuCall) {
+        let copy = self.copy(call.shape(0));
+        cpu::strided_copy(&copy, call.inputs[0], call.outputs[0]);
+    }
+
+    fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
+        Ok(vec![layout::strided_copy(gpu, &self.copy(call.shape(0)), &call.inputs[0], &call.outputs[0])?])
+    }
+}
+
+impl Graph {
+    /// The same values as `shape`, which must hold as many elements.
+    pub fn reshape(&mut self, x: TensorId, shape: &[usize]) -> Result<TensorId> {
+        self.apply1(Reshape { shape: shape.to_vec() }, &[x])
+    }
+
+    /// `x` [N, ...] as [N, rest] (`nn.Flatten`).
+    pub fn flatten(&mut self, x: TensorId) -> Result<TensorId> {
+        let shape = self.shape(x).to_vec();
+        let rows = shape.first().copied().unwrap_or(1);
+        self.reshape(x, &[rows, shape.iter().skip(1).product()])
+    }
+
+    /// Joins `parts` along `axis`; every other axis must agree.
+    pub fn concat(&mut self, parts: &[TensorId], axis: usize) -> Result<TensorId> {
+        self.apply1(Concat { axis }, parts)
+    }
+
+    /// `len` entries of `x` along `axis` from `start`.
+    pub fn slice(&mut self, x: TensorId, axis: usize, start: usize, len: usize) -> Result<TensorId> {
+        self.apply1(Slice { axis, start, len }, &[x])
+    }
+}

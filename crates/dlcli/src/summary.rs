@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use graph::Plan;
+use graph::{GpuTrainer, Plan};
 
 use crate::config::{Config, LayerKind};
-use crate::{dataset, model};
+use crate::{dataset, model, train};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,6 +62,18 @@ pub fn run(args: &Args) -> Result<()> {
         mib(plan.planned_elements() as u64 * 4),
         mib(plan.unshared_elements as u64 * 4)
     );
+    // Counting dispatches needs the kernels prepared on an adapter; without one, say so.
+    match kernels::Gpu::open() {
+        Ok(gpu) => {
+            let trainer = GpuTrainer::new(&gpu, at_batch, train::training(&config.train, 1))?;
+            println!(
+                "GPU executor ({}): {} kernel dispatches per training step",
+                gpu.summary().name,
+                trainer.dispatches_per_step()
+            );
+        }
+        Err(e) => println!("GPU executor: no adapter to count dispatches on ({e})"),
+    }
     Ok(())
 }
 

@@ -220,6 +220,12 @@ impl<'g> GpuTrainer<'g> {
         (self.train.memory(), self.eval.memory())
     }
 
+    /// Kernel dispatches of one training step: forward, backward, gathering the scalars,
+    /// clipping and the updates.
+    pub fn dispatches_per_step(&self) -> usize {
+        self.train.dispatch_count() + self.gather_train.len() + self.clip.len() + self.updates.len()
+    }
+
     /// Loss and correct count of the last run, in one readback.
     fn stats(&self) -> Result<StepStats> {
         let [loss, correct] = self.gpu.read::<f32>(&self.scalars)?[..] else { unreachable!("two scalars") };

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use data::Batches;
-use graph::{Checkpoint, CpuExecutor, Mode};
+use graph::{Checkpoint, Mode};
 
 use crate::config::Config;
 use crate::inference::{self, Loaded, ModelSource};
@@ -41,7 +41,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let Loaded { config, file, model, mut params, test, .. } = inference::load(&args.model, None)?;
+    let Loaded { config, file, model, params, test, .. } = inference::load(&args.model, None)?;
     let wants = |m: &str| config.eval_metrics.iter().any(|w| w == m);
     let top_ks: Vec<usize> = config.eval_metrics.iter().filter_map(|m| m.strip_prefix("top")?.parse().ok()).collect();
     let k = test.classes;
@@ -49,11 +49,13 @@ pub fn run(args: &Args) -> Result<()> {
     let (mut loss_sum, mut top1) = (0.0, 0usize);
     let mut top_hits = vec![0usize; top_ks.len()];
     // One pass: each batch's logits and mean loss (padding rows count in neither).
-    let mut exec = CpuExecutor::new(&model.graph, Mode::Eval, &[model.logits, model.loss]);
+    let gpu = train::open_device(args.model.device)?;
+    let mut exec = inference::executor(gpu.as_ref(), &params)?;
+    let run = exec.prepare(&model.graph, Mode::Eval, &[model.logits, model.loss])?;
     for b in Batches::in_order(&test, config.train.batch_size) {
-        exec.run(&mut params, &train::feed(&b, 0))?;
-        loss_sum += exec.read(model.loss)[0] as f64 * b.valid as f64;
-        for (row, logits) in exec.read(model.logits).chunks(k).take(b.valid).enumerate() {
+        exec.run(run, &train::feed(&b), 0)?;
+        loss_sum += exec.read(run, model.loss)?[0] as f64 * b.valid as f64;
+        for (row, logits) in exec.read(run, model.logits)?.chunks(k).take(b.valid).enumerate() {
             let label = b.labels[row] as usize;
             let predicted = (0..k).max_by(|&a, &c| logits[a].total_cmp(&logits[c]).then(c.cmp(&a))).unwrap_or(0);
             confusion[label][predicted] += 1;

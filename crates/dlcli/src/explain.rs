@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use explain::{Attribution, Explainer, Method};
+use explain::{Attribution, Method};
 
 use crate::config::LayerKind;
 use crate::inference::{self, ModelSource, SampleSource};
@@ -65,8 +65,8 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(t) = args.target.filter(|&t| t >= loaded.test.classes) {
         bail!("--target {t} is not a class of this model (0..{})", loaded.test.classes);
     }
-    let model = &loaded.model;
-    let explainer = Explainer::new(model.graph.clone(), model.input, model.logits, loaded.params.clone())?;
+    let gpu = crate::train::open_device(args.model.device)?;
+    let mut explainer = loaded.explainer(gpu.as_ref())?;
     let attribution = explainer.explain(&sample, method, args.target)?;
     write_overlay(&args.out, &sample, &attribution)?;
     let sidecar = args.out.with_extension("json");

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use data::Dataset;
-use graph::{Checkpoint, Classifier, TensorId};
+use explain::Explainer;
+use graph::{Checkpoint, Classifier, Executor, TensorId};
+use kernels::Gpu;
 
 use crate::config::Config;
 use crate::{dataset, eval, model, train};
@@ -20,6 +22,9 @@ pub struct ModelSource {
     /// A checkpoint file (the config stored in it).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// Which executor runs the model.
+    #[arg(long, value_enum, default_value_t = train::Device::Auto)]
+    pub device: train::Device,
 }
 
 /// Which sample a command looks at: an image file or a test sample.
@@ -55,6 +60,23 @@ pub fn load(source: &ModelSource, batch: Option<usize>) -> Result<Loaded> {
     let training = train::training(&config.train, 1);
     let state = Checkpoint::load(&file, &model, &training.optimizer)?.state;
     Ok(Loaded { config, file, model, layers, params: state.params, test })
+}
+
+/// The executor on `gpu` (else the CPU), holding `params`.
+pub fn executor<'g>(gpu: Option<&'g Gpu>, params: &HashMap<String, Vec<f32>>) -> Result<Box<dyn Executor + 'g>> {
+    let mut exec = train::executor(gpu);
+    for (name, value) in params {
+        exec.write_named(name, value)?;
+    }
+    Ok(exec)
+}
+
+impl Loaded {
+    /// An explainer of the model at batch 1 on the executor `--device` picks on `gpu`.
+    pub fn explainer<'g>(&self, gpu: Option<&'g Gpu>) -> Result<Explainer<Box<dyn Executor + 'g>>> {
+        let m = &self.model;
+        Ok(Explainer::new(train::executor(gpu), m.graph.clone(), m.input, m.logits, &self.params)?)
+    }
 }
 
 impl Loaded {

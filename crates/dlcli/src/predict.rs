@@ -1,7 +1,6 @@
 //! `dlcli predict`: the most likely classes of one input with their probabilities.
 
 use anyhow::Result;
-use explain::Explainer;
 
 use crate::inference::{self, ModelSource, SampleSource};
 
@@ -20,8 +19,8 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let loaded = inference::load(&args.model, Some(1))?;
     let sample = loaded.sample(&args.sample)?;
-    let model = &loaded.model;
-    let explainer = Explainer::new(model.graph.clone(), model.input, model.logits, loaded.params.clone())?;
+    let gpu = crate::train::open_device(args.model.device)?;
+    let mut explainer = loaded.explainer(gpu.as_ref())?;
     let probabilities = explainer.probabilities(&sample)?;
     let mut ranked: Vec<(usize, f32)> = probabilities.into_iter().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));

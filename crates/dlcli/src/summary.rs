@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use graph::{GpuTrainer, Plan};
+use graph::{GpuExecutor, Plan, Trainer};
 
 use crate::config::{Config, LayerKind};
 use crate::{dataset, model, train};
@@ -65,12 +65,9 @@ pub fn run(args: &Args) -> Result<()> {
     // Counting dispatches needs the kernels prepared on an adapter; without one, say so.
     match kernels::Gpu::open() {
         Ok(gpu) => {
-            let trainer = GpuTrainer::new(&gpu, at_batch, train::training(&config.train, 1))?;
-            println!(
-                "GPU executor ({}): {} kernel dispatches per training step",
-                gpu.summary().name,
-                trainer.dispatches_per_step()
-            );
+            let trainer = Trainer::new(GpuExecutor::new(&gpu), &at_batch, train::training(&config.train, 1))?;
+            let dispatches = trainer.executor().dispatch_count(trainer.runs().0);
+            println!("GPU executor ({}): {dispatches} kernel dispatches per training step", gpu.summary().name);
         }
         Err(e) => println!("GPU executor: no adapter to count dispatches on ({e})"),
     }

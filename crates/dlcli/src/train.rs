@@ -8,7 +8,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use data::{Batches, Dataset};
-use graph::{Adam, Checkpoint, CpuTrainer, Feed, GpuTrainer, Meta, Optimizer, Schedule, Sgd, Trainer, Training};
+use graph::{
+    Adam, Checkpoint, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Meta, Optimizer, Schedule, Sgd, StepStats,
+    Trainer, Training,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use kernels::{AdapterClass, Gpu};
 
@@ -80,8 +83,32 @@ pub fn training(t: &TrainConfig, total: u64) -> Training {
     Training { optimizer, schedule, clip_grad_norm: t.clip_grad_norm }
 }
 
-pub fn feed(batch: &data::Batch, step: u64) -> Feed {
-    let mut feed = Feed { step, ..Feed::default() };
+/// A trainer on whichever executor the device choice gave.
+pub type AnyTrainer<'g> = Trainer<Box<dyn Executor + 'g>>;
+
+/// The GPU executor on `gpu`, else the CPU one. With `DLCLI_CROSSCHECK=1` the GPU executor
+/// runs beside the CPU one and the first node whose outputs differ stops the command.
+pub fn executor(gpu: Option<&Gpu>) -> Box<dyn Executor + '_> {
+    match gpu {
+        Some(gpu) if std::env::var("DLCLI_CROSSCHECK").is_ok_and(|v| v == "1") => {
+            Box::new(CrossCheck::new(GpuExecutor::new(gpu), CpuExecutor::new(), CROSSCHECK_TOLERANCE))
+        }
+        Some(gpu) => Box::new(GpuExecutor::new(gpu)),
+        None => Box::new(CpuExecutor::new()),
+    }
+}
+
+/// How far `DLCLI_CROSSCHECK=1` lets the GPU's values stray from the CPU's, relative: float
+/// sums in another order differ by about 1e-6 per op and grow through a network.
+const CROSSCHECK_TOLERANCE: f32 = 1e-3;
+
+/// The number of rows a step classified correctly.
+fn correct_of(stats: &StepStats) -> f64 {
+    stats.metric("correct").unwrap_or(0.0) as f64
+}
+
+pub fn feed(batch: &data::Batch) -> Feed {
+    let mut feed = Feed::default();
     feed.inputs.insert("x".into(), batch.samples.clone());
     feed.labels.insert("y".into(), batch.labels.clone());
     feed
@@ -177,10 +204,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let training = training(&config.train, steps_per_epoch * config.train.epochs);
     let gpu = open_device(args.device)?;
-    let mut trainer: Box<dyn Trainer> = match &gpu {
-        Some(gpu) => Box::new(GpuTrainer::new(gpu, classifier.clone(), training)?),
-        None => Box::new(CpuTrainer::new(classifier.clone(), training)),
-    };
+    let mut trainer = Trainer::new(executor(gpu.as_ref()), &classifier, training)?;
     let first_epoch = match &resume_from {
         Some(path) => {
             let checkpoint = Checkpoint::load(path, &classifier, &training.optimizer)?;
@@ -216,7 +240,7 @@ pub fn run(args: &Args) -> Result<()> {
         // Batches of this epoch an interrupted run already trained on.
         let done = trainer.steps() - epoch * steps_per_epoch;
         let (train_loss, train_acc, rate) =
-            match train_epoch(trainer.as_mut(), &train_set, &config, epoch, done, args.quiet, &mut metrics)? {
+            match train_epoch(&mut trainer, &train_set, &config, epoch, done, args.quiet, &mut metrics)? {
                 Epoch::Done(loss, accuracy, rate) => (loss, accuracy, rate),
                 Epoch::Interrupted => {
                     let checkpoint = Checkpoint {
@@ -234,14 +258,14 @@ pub fn run(args: &Args) -> Result<()> {
                     std::process::exit(130);
                 }
             };
-        let (test_loss, test_acc) = evaluate(trainer.as_mut(), &test_set, batch)?;
+        let (test_loss, test_acc) = evaluate(&mut trainer, &test_set, batch)?;
         let mut line = serde_json::json!({
             "kind": "epoch", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss, "train_accuracy": train_acc,
             "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate,
         });
         let mut summary = format!("test loss {test_loss:.4} accuracy {:.2}%", 100.0 * test_acc);
         if let Some(validation) = &validation {
-            let (loss, accuracy) = evaluate(trainer.as_mut(), validation, batch)?;
+            let (loss, accuracy) = evaluate(&mut trainer, validation, batch)?;
             line["validation_loss"] = loss.into();
             line["validation_accuracy"] = accuracy.into();
             summary = format!("validation loss {loss:.4} accuracy {:.2}% | {summary}", 100.0 * accuracy);
@@ -276,7 +300,7 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// The GPU to train on, or None for the CPU executor.
-fn open_device(device: Device) -> Result<Option<Gpu>> {
+pub fn open_device(device: Device) -> Result<Option<Gpu>> {
     match device {
         Device::Cpu => Ok(None),
         Device::Gpu => Ok(Some(Gpu::open().context("--device gpu")?)),
@@ -299,7 +323,7 @@ const LOG_EVERY: u64 = 100;
 /// One epoch, skipping its first `done` batches (a resumed interrupted epoch); a line goes to
 /// `metrics` every [`LOG_EVERY`] steps.
 fn train_epoch(
-    trainer: &mut dyn Trainer,
+    trainer: &mut AnyTrainer,
     set: &Dataset,
     config: &Config,
     epoch: u64,
@@ -337,13 +361,13 @@ fn train_epoch(
             if INTERRUPTED.load(Ordering::SeqCst) {
                 return Ok(true);
             }
-            let stats = trainer.train_step(&feed(&b, trainer.steps()))?;
+            let stats = trainer.train_step(&feed(&b))?;
             loss += stats.loss as f64 * b.valid as f64;
-            correct += stats.correct as f64;
+            correct += correct_of(&stats);
             seen += b.valid;
             (interval.0, interval.1, interval.2) = (
                 interval.0 + stats.loss as f64 * b.valid as f64,
-                interval.1 + stats.correct as f64,
+                interval.1 + correct_of(&stats),
                 interval.2 + b.valid,
             );
             if trainer.steps().is_multiple_of(LOG_EVERY) {
@@ -451,12 +475,12 @@ fn draw_curves(path: &Path, rows: &[serde_json::Value], held_out: &str) -> Resul
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Mean loss and accuracy over every sample of `set`.
-fn evaluate(trainer: &mut dyn Trainer, set: &Dataset, batch: usize) -> Result<(f64, f64)> {
+fn evaluate(trainer: &mut AnyTrainer, set: &Dataset, batch: usize) -> Result<(f64, f64)> {
     let (mut loss, mut correct) = (0.0, 0.0);
     for b in Batches::in_order(set, batch) {
-        let stats = trainer.evaluate(&feed(&b, 0))?;
+        let stats = trainer.evaluate(&feed(&b))?;
         loss += stats.loss as f64 * b.valid as f64;
-        correct += stats.correct as f64;
+        correct += correct_of(&stats);
     }
     Ok((loss / set.len() as f64, correct / set.len() as f64))
 }

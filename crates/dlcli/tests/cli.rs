@@ -494,3 +494,55 @@ fn an_image_folder_trains_and_a_missing_cifar_file_is_named() {
         &["datasets/cifar/none.bin", "[data] train_files"],
     );
 }
+
+/// The values of a JSON array of numbers.
+fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// Each of `got` within 1e-4 of `want`, relative to the larger of 1 and the largest `want`.
+fn assert_within(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * scale, "{what}[{i}]: gpu {g} vs cpu {w}");
+    }
+}
+
+#[test]
+fn eval_predict_and_explain_agree_between_devices() {
+    let runs = temp_dir("devices");
+    let out = train(Path::new("configs/digits.toml"), &runs, &["--epochs", "1", "--run", "r"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let run = runs.join("r");
+    let run = run.to_str().unwrap();
+    let on = |device: &str, args: &[&str]| {
+        let out = dlcli(&[args, &["--run", run, "--device", device]].concat());
+        (out.status.success(), text(&out))
+    };
+    let (ok, (_, stderr)) = on("gpu", &["eval", "--json"]);
+    if !ok && std::env::var("DLCLI_REQUIRE_ADAPTER").as_deref() != Ok("1") {
+        return eprintln!("SKIPPED: no GPU adapter ({stderr}); set DLCLI_REQUIRE_ADAPTER=1 to fail instead");
+    }
+    let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+    let report = |device| json(&on(device, &["eval", "--json"]).1.0);
+    let (gpu, cpu) = (report("gpu"), report("cpu"));
+    assert_within("eval loss", &[gpu["loss"].as_f64().unwrap()], &[cpu["loss"].as_f64().unwrap()]);
+    assert_eq!(gpu["confusion"], cpu["confusion"]);
+    let probabilities = |device| {
+        let top = json(&on(device, &["predict", "--index", "7", "--top-k", "10", "--json"]).1.0);
+        top["top"].as_array().unwrap().iter().map(|c| c["probability"].as_f64().unwrap()).collect::<Vec<_>>()
+    };
+    assert_within("predict probabilities", &probabilities("gpu"), &probabilities("cpu"));
+    for method in ["gradcam", "saliency"] {
+        let map = |device: &str| {
+            let png = runs.join(format!("{method}-{device}.png"));
+            let (ok, out) =
+                on(device, &["explain", "--method", method, "--index", "7", "--out", png.to_str().unwrap()]);
+            assert!(ok, "{out:?}");
+            let sidecar = std::fs::read_to_string(png.with_extension("json")).unwrap();
+            numbers(&json(&sidecar)["map"])
+        };
+        assert_within(method, &map("gpu"), &map("cpu"));
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use graph::{Feed, Graph, Mode, Result, TensorId, backward, evaluate};
+use graph::{CpuExecutor, Executor, Feed, Graph, Mode, Result, RunId, TensorId, backward};
 use kernels::Binary;
 
 use crate::resize::bilinear;
@@ -32,21 +32,32 @@ pub struct Attribution {
     pub probabilities: Vec<f32>,
 }
 
-/// A model prepared for attribution: batch 1, evaluation mode.
-pub struct Explainer {
+/// A model prepared for attribution on an executor: batch 1, evaluation mode.
+pub struct Explainer<E: Executor = CpuExecutor> {
+    exec: E,
     graph: Graph,
     input: TensorId,
     logits: TensorId,
     input_grad: TensorId,
     /// Feature maps whose gradient exists, with that gradient.
     feature_grads: HashMap<TensorId, TensorId>,
-    params: HashMap<String, Vec<f32>>,
+    /// The runs prepared so far, by the tensors they compute.
+    runs: HashMap<Vec<TensorId>, RunId>,
 }
 
-impl Explainer {
+impl<E: Executor> Explainer<E> {
     /// `graph` computes `logits` [1, classes] from `input` [1, C, H, W]; `params` holds every
-    /// parameter and state tensor by name.
-    pub fn new(mut graph: Graph, input: TensorId, logits: TensorId, params: HashMap<String, Vec<f32>>) -> Result<Self> {
+    /// parameter and state tensor by name. Runs go to `exec`.
+    pub fn new(
+        mut exec: E,
+        mut graph: Graph,
+        input: TensorId,
+        logits: TensorId,
+        params: &HashMap<String, Vec<f32>>,
+    ) -> Result<Self> {
+        for (name, value) in params {
+            exec.write_named(name, value)?;
+        }
         let classes = graph.shape(logits).to_vec();
         let mask = graph.input("target_mask", &classes);
         let picked = graph.binary(Binary::Mul, logits, mask)?;
@@ -54,17 +65,31 @@ impl Explainer {
         let grads = backward(&mut graph, score)?;
         let input_grad = grads.of(input).expect("the score depends on the input");
         let feature_grads = graph.nodes().filter_map(|(id, _)| Some((id.out(0), grads.of(id.out(0))?))).collect();
-        Ok(Explainer { graph, input, logits, input_grad, feature_grads, params })
+        Ok(Explainer { exec, graph, input, logits, input_grad, feature_grads, runs: HashMap::new() })
+    }
+
+    /// Runs the graph on `feed` for `outputs` (a run prepared the first time they are asked
+    /// for) and reads them.
+    fn compute(&mut self, feed: &Feed, outputs: &[TensorId]) -> Result<Vec<Vec<f32>>> {
+        let run = match self.runs.get(outputs) {
+            Some(&run) => run,
+            None => {
+                let run = self.exec.prepare(&self.graph, Mode::Eval, outputs)?;
+                *self.runs.entry(outputs.to_vec()).or_insert(run)
+            }
+        };
+        self.exec.run(run, feed, 0)?;
+        outputs.iter().map(|&t| self.exec.read(run, t)).collect()
     }
 
     /// The model's logits for `image` (one sample, the input's shape without the batch axis).
-    pub fn logits(&self, image: &[f32]) -> Result<Vec<f32>> {
+    pub fn logits(&mut self, image: &[f32]) -> Result<Vec<f32>> {
         let feed = self.feed(image, None);
-        Ok(evaluate(&self.graph, Mode::Eval, &self.params, &feed, &[self.logits])?.get(self.logits).to_vec())
+        Ok(self.compute(&feed, &[self.logits])?.remove(0))
     }
 
     /// The softmax probabilities of every class for `image`.
-    pub fn probabilities(&self, image: &[f32]) -> Result<Vec<f32>> {
+    pub fn probabilities(&mut self, image: &[f32]) -> Result<Vec<f32>> {
         Ok(softmax(&self.logits(image)?))
     }
 
@@ -81,7 +106,7 @@ impl Explainer {
     }
 
     /// The attribution of `image` for class `target`, or for the predicted class when None.
-    pub fn explain(&self, image: &[f32], method: Method, target: Option<usize>) -> Result<Attribution> {
+    pub fn explain(&mut self, image: &[f32], method: Method, target: Option<usize>) -> Result<Attribution> {
         let logits = self.logits(image)?;
         let target = target.unwrap_or_else(|| argmax(&logits)).min(logits.len() - 1);
         let feed = self.feed(image, Some(target));
@@ -89,8 +114,7 @@ impl Explainer {
         let (channels, height, width) = (shape[1], shape[2], shape[3]);
         let map = match method {
             Method::Saliency => {
-                let values = evaluate(&self.graph, Mode::Eval, &self.params, &feed, &[self.input_grad])?;
-                let grad = values.get(self.input_grad);
+                let grad = self.compute(&feed, &[self.input_grad])?.remove(0);
                 (0..height * width)
                     .map(|p| (0..channels).map(|c| grad[c * height * width + p].abs()).fold(0.0, f32::max))
                     .collect()
@@ -109,8 +133,8 @@ impl Explainer {
                         detail: format!("Grad-CAM needs a [1, K, h, w] feature map, this layer gives {fmap:?}"),
                     });
                 }
-                let values = evaluate(&self.graph, Mode::Eval, &self.params, &feed, &[layer, layer_grad])?;
-                let cam = grad_cam(values.get(layer), values.get(layer_grad), fmap[1], fmap[2] * fmap[3]);
+                let values = self.compute(&feed, &[layer, layer_grad])?;
+                let cam = grad_cam(&values[0], &values[1], fmap[1], fmap[2] * fmap[3]);
                 bilinear(&cam, fmap[2], fmap[3], height, width)
             }
         };

@@ -8,7 +8,7 @@ use std::path::Path;
 use data::{Batches, Dataset, load_idx};
 use explain::{Explainer, Method, bilinear};
 use graph::zoo::mnist_cnn;
-use graph::{Classifier, ConvGeometry, CpuTrainer, Feed, Graph, TensorId, Trainer, Training};
+use graph::{Classifier, ConvGeometry, CpuExecutor, Feed, Graph, TensorId, Trainer, Training};
 
 #[test]
 fn bilinear_resizing_matches_pytorch() {
@@ -36,7 +36,7 @@ fn grad_cam_and_saliency_equal_the_hand_computed_maps() {
         ("conv.weight".to_string(), vec![1.0, -1.0]),
         ("fc.weight".to_string(), vec![2.0, 0.0, 0.0, 1.0]),
     ]);
-    let explainer = Explainer::new(g, x, logits, params).unwrap();
+    let mut explainer = Explainer::new(CpuExecutor::new(), g, x, logits, &params).unwrap();
     let image = [0.9, -0.3, 0.0, 0.45, -0.9, 0.18, -0.6, 0.27, 0.09];
     let close = |got: &[f32], want: &[f32]| got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6);
 
@@ -66,7 +66,7 @@ fn trained_mnist_model() -> (HashMap<String, Vec<f32>>, Dataset) {
     let test = load_idx(&mnist("t10k-images-idx3-ubyte.gz"), &mnist("t10k-labels-idx1-ubyte.gz")).unwrap();
     let built = mnist_cnn(0, BATCH).unwrap();
     let model = Classifier::new(built.model, built.input, built.logits, 0.0).unwrap();
-    let mut trainer = CpuTrainer::new(model, Training::adam(1e-3));
+    let mut trainer = Trainer::new(CpuExecutor::new(), &model, Training::adam(1e-3)).unwrap();
     for b in Batches::shuffled(&train, BATCH, 1, 0) {
         let mut feed = Feed::default();
         feed.inputs.insert("x".into(), b.samples);
@@ -78,7 +78,7 @@ fn trained_mnist_model() -> (HashMap<String, Vec<f32>>, Dataset) {
 
 fn explainer(params: HashMap<String, Vec<f32>>) -> (Explainer, TensorId) {
     let built = mnist_cnn(0, 1).unwrap();
-    (Explainer::new(built.model.graph, built.input, built.logits, params).unwrap(), built.features)
+    (Explainer::new(CpuExecutor::new(), built.model.graph, built.input, built.logits, &params).unwrap(), built.features)
 }
 
 /// Spearman's rank correlation (ties get their mean rank).
@@ -111,7 +111,7 @@ fn spearman(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn grad_cam_passes_the_randomisation_and_faithfulness_checks() {
     let (params, test) = trained_mnist_model();
-    let (trained, layer) = explainer(params.clone());
+    let (mut trained, layer) = explainer(params.clone());
     let cam = Method::GradCam { layer };
 
     // Model randomisation: re-initialise the top layers (fc1 and fc2) from another seed.
@@ -120,7 +120,7 @@ fn grad_cam_passes_the_randomisation_and_faithfulness_checks() {
     for name in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"] {
         randomised.insert(name.into(), fresh[name].clone());
     }
-    let (random, _) = explainer(randomised);
+    let (mut random, _) = explainer(randomised);
     let correlations: Vec<f64> = (0..20)
         .map(|i| {
             let original = trained.explain(test.sample(i), cam, None).unwrap();
@@ -151,7 +151,7 @@ fn grad_cam_passes_the_randomisation_and_faithfulness_checks() {
             s ^= s << 17;
             random.swap(k, (s % (k as u64 + 1)) as usize);
         }
-        let probability_without = |pixels: &[usize]| {
+        let mut probability_without = |pixels: &[usize]| {
             let mut img = image.to_vec();
             pixels.iter().for_each(|&p| img[p] = 0.0);
             trained.explain(&img, cam, Some(target)).unwrap().probabilities[target] as f64

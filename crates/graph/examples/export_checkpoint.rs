@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use data::{Batches, load_digits};
 use graph::{
-    Checkpoint, Classifier, ConvGeometry, CpuTrainer, Feed, Meta, Mode, Model, PoolGeometry, Trainer, Training,
+    Checkpoint, Classifier, ConvGeometry, CpuExecutor, Feed, Meta, Mode, Model, PoolGeometry, Trainer, Training,
 };
 use kernels::Unary;
 use safetensors::tensor::{Dtype, TensorView};
@@ -42,9 +42,9 @@ fn main() {
     let digits =
         load_digits(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz")).unwrap();
     let training = Training::adam(3e-3);
-    let mut trainer = CpuTrainer::new(model(), training);
-    for (step, batch) in Batches::shuffled(&digits, BATCH, 0, 0).enumerate() {
-        let mut feed = Feed { step: step as u64, ..Feed::default() };
+    let mut trainer = Trainer::new(CpuExecutor::new(), &model(), training).unwrap();
+    for batch in Batches::shuffled(&digits, BATCH, 0, 0) {
+        let mut feed = Feed::default();
         feed.inputs.insert("x".into(), batch.samples);
         feed.labels.insert("y".into(), batch.labels);
         trainer.train_step(&feed).unwrap();

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use graph::{Classifier, CpuTrainer, Feed, GpuTrainer, Trainer, Training};
+use graph::{Classifier, CpuExecutor, Executor, Feed, GpuExecutor, Trainer, Training};
 use kernels::{AdapterClass, Gpu};
 
 const BATCH: usize = 64;
@@ -30,8 +30,8 @@ fn batches(n: usize) -> Vec<Feed> {
         s
     };
     (0..n)
-        .map(|i| {
-            let mut feed = Feed { step: i as u64, ..Feed::default() };
+        .map(|_| {
+            let mut feed = Feed::default();
             feed.inputs.insert("x".into(), (0..BATCH * 784).map(|_| (next() >> 40) as f32 / 16_777_216.0).collect());
             feed.labels.insert("y".into(), (0..BATCH).map(|_| (next() % 10) as u32).collect());
             feed
@@ -41,7 +41,7 @@ fn batches(n: usize) -> Vec<Feed> {
 
 /// Builds a trainer, times its first step, then the median of 3 runs of `steps` steps;
 /// returns the trainer and prints samples/s.
-fn measure<T: Trainer>(name: &str, make: impl FnOnce() -> T, steps: usize) -> T {
+fn measure<E: Executor>(name: &str, make: impl FnOnce() -> Trainer<E>, steps: usize) -> Trainer<E> {
     let feeds = batches(steps);
     let start = Instant::now();
     let mut trainer = make();
@@ -68,7 +68,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let steps = args.iter().position(|a| a == "--steps").map_or(20, |i| args[i + 1].parse().expect("--steps N"));
     let training = Training::adam(1e-3);
-    measure("cpu", || CpuTrainer::new(reference_cnn(), training), steps);
+    measure("cpu", || Trainer::new(CpuExecutor::new(), &reference_cnn(), training).unwrap(), steps);
     if args.iter().any(|a| a == "--cpu-only") {
         return;
     }
@@ -79,8 +79,10 @@ fn main() {
     // A software adapter is orders of magnitude slower: a few steps tell its rate.
     let gpu_steps = if gpu.class() == AdapterClass::Cpu { steps.min(3) } else { steps };
     let name = format!("gpu ({})", gpu.summary().name);
-    let trainer = measure(&name, || GpuTrainer::new(&gpu, reference_cnn(), training).unwrap(), gpu_steps);
-    let (train, eval) = trainer.memory();
+    let trainer =
+        measure(&name, || Trainer::new(GpuExecutor::new(&gpu), &reference_cnn(), training).unwrap(), gpu_steps);
+    let (train, eval) = trainer.runs();
+    let (train, eval) = (trainer.executor().memory(train), trainer.executor().memory(eval));
     println!(
         "gpu memory: planned {:.1} MiB for a training step (one buffer per tensor: {:.1} MiB), evaluation {:.1} MiB \
          (shared with training), parameters and fed data {:.1} MiB",

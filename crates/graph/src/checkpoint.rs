@@ -19,7 +19,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::classifier::Classifier;
 use crate::error::{GraphError, Result};
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, optimizer_state_name};
 use crate::trainer::TrainerState;
 
 /// What a checkpoint records besides tensors.
@@ -36,16 +36,6 @@ pub struct Meta {
 pub struct Checkpoint {
     pub state: TrainerState,
     pub meta: Meta,
-}
-
-const OPTIMIZER_PREFIX: &str = "optimizer.";
-
-/// PyTorch's names for the optimizer's per-parameter state tensors.
-fn optimizer_slots(optimizer: &Optimizer) -> &'static [&'static str] {
-    match optimizer {
-        Optimizer::Sgd(_) => &["momentum_buffer"],
-        Optimizer::Adam(_) => &["exp_avg", "exp_avg_sq"],
-    }
 }
 
 fn optimizer_name(optimizer: &Optimizer) -> &'static str {
@@ -73,9 +63,10 @@ impl Checkpoint {
         for p in &model.params {
             let slots =
                 self.state.optimizer.get(&p.name).ok_or_else(|| bad(format!("no optimizer state for {}", p.name)))?;
-            for (slot, value) in optimizer_slots(optimizer).iter().zip(slots) {
+            for (slot, value) in slots.iter().enumerate() {
                 let shape = model.graph.shape(p.node).to_vec();
-                tensors.push((format!("{OPTIMIZER_PREFIX}{slot}.{}", p.name), Dtype::F32, shape, f32_bytes(value)));
+                let name = optimizer_state_name(optimizer, slot, &p.name);
+                tensors.push((name, Dtype::F32, shape, f32_bytes(value)));
             }
         }
         let views = tensors
@@ -113,12 +104,9 @@ impl Checkpoint {
             expected.iter().filter_map(|(n, ..)| n.strip_suffix(".running_mean").map(str::to_owned)).collect();
         expected.extend(layers.iter().map(|l| (format!("{l}.num_batches_tracked"), vec![], Dtype::I64)));
         for p in &model.params {
-            for slot in optimizer_slots(optimizer) {
-                expected.push((
-                    format!("{OPTIMIZER_PREFIX}{slot}.{}", p.name),
-                    model.graph.shape(p.node).to_vec(),
-                    Dtype::F32,
-                ));
+            for slot in 0..optimizer.state_count() {
+                let name = optimizer_state_name(optimizer, slot, &p.name);
+                expected.push((name, model.graph.shape(p.node).to_vec(), Dtype::F32));
             }
         }
         let found: HashMap<String, TensorView> = file.tensors().into_iter().collect();
@@ -151,7 +139,7 @@ impl Checkpoint {
             .iter()
             .map(|p| {
                 let slots =
-                    optimizer_slots(optimizer).iter().map(|s| f32s(&format!("{OPTIMIZER_PREFIX}{s}.{}", p.name)));
+                    (0..optimizer.state_count()).map(|slot| f32s(&optimizer_state_name(optimizer, slot, &p.name)));
                 (p.name.clone(), slots.collect())
             })
             .collect();

@@ -90,3 +90,25 @@ impl Classifier {
         self.graph.shape(self.input)[0]
     }
 }
+
+impl crate::trainer::Trainable for Classifier {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn loss(&self) -> TensorId {
+        self.loss
+    }
+
+    fn metrics(&self) -> Vec<(&'static str, TensorId)> {
+        vec![("correct", self.correct)]
+    }
+
+    fn parameters(&self) -> &[Parameter] {
+        &self.params
+    }
+
+    fn initial(&self) -> &HashMap<String, Vec<f32>> {
+        &self.initial
+    }
+}

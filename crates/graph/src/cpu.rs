@@ -1,12 +1,13 @@
 //! The CPU executor: runs every node on the kernels crate's CPU implementations
 //! (`kernels::cpu`, the same code the kernel tests hold the GPU to), over buffers planned by
-//! liveness as the GPU executor's are ([`crate::plan`]). Buffers are allocated when the
-//! executor is built; a run writes the fed data into them and allocates nothing.
+//! liveness as the GPU executor's are ([`crate::plan`]). A run's buffers are allocated when it
+//! is prepared; running it writes the fed data into them and allocates nothing.
 
 use std::collections::HashMap;
 
-use crate::error::Result;
-use crate::feed::{Feed, present};
+use crate::error::{GraphError, Result};
+use crate::executor::{Executor, RunId};
+use crate::feed::{Feed, check_len};
 use crate::ir::{Graph, Mode, NodeId, Op, TensorId};
 use crate::ops::CpuCall;
 use crate::plan::{Plan, storage_len};
@@ -22,9 +23,71 @@ enum Location {
     Held(usize),
 }
 
-/// A graph prepared to run on the CPU for some of its outputs.
+/// Runs graphs on the CPU; owns the named tensors its runs share.
+#[derive(Default)]
 pub struct CpuExecutor {
-    /// The executor's own copy (ops are shared), so that it can live beside the model.
+    named: HashMap<String, Vec<f32>>,
+    runs: Vec<CpuRun>,
+}
+
+impl CpuExecutor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Executor for CpuExecutor {
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn prepare(&mut self, graph: &Graph, mode: Mode, outputs: &[TensorId]) -> Result<RunId> {
+        for (_, node) in graph.nodes() {
+            if let Op::Param { name } | Op::State { name } = &node.op {
+                self.named.entry(name.clone()).or_insert_with(|| vec![0.0; node.outputs[0].len()]);
+            }
+        }
+        self.runs.push(CpuRun::new(graph, mode, outputs));
+        Ok(RunId(self.runs.len() - 1))
+    }
+
+    fn run(&mut self, run: RunId, feed: &Feed, step: u64) -> Result<()> {
+        self.runs[run.0].run(&mut self.named, feed, step)
+    }
+
+    fn read(&self, run: RunId, t: TensorId) -> Result<Vec<f32>> {
+        Ok(self.runs[run.0].read(&self.named, t).to_vec())
+    }
+
+    fn read_named(&self, name: &str) -> Result<Vec<f32>> {
+        self.named.get(name).cloned().ok_or_else(|| unknown(name))
+    }
+
+    fn write_named(&mut self, name: &str, values: &[f32]) -> Result<()> {
+        match self.named.get_mut(name) {
+            Some(t) if t.len() != values.len() => Err(GraphError::Shape {
+                node: name.into(),
+                detail: format!("{} values for a tensor of {}", values.len(), t.len()),
+            }),
+            Some(t) => {
+                t.copy_from_slice(values);
+                Ok(())
+            }
+            None => {
+                self.named.insert(name.into(), values.to_vec());
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(crate) fn unknown(name: &str) -> GraphError {
+    GraphError::Shape { node: name.into(), detail: "no tensor of this name".into() }
+}
+
+/// One prepared run of a graph on the CPU.
+struct CpuRun {
+    /// The run's own copy of the graph (ops are shared).
     graph: Graph,
     mode: Mode,
     order: Vec<NodeId>,
@@ -38,9 +101,8 @@ pub struct CpuExecutor {
     fed: Vec<(NodeId, usize)>,
 }
 
-impl CpuExecutor {
-    /// Prepares the nodes that `outputs` depend on, in `mode`.
-    pub fn new(graph: &Graph, mode: Mode, outputs: &[TensorId]) -> Self {
+impl CpuRun {
+    fn new(graph: &Graph, mode: Mode, outputs: &[TensorId]) -> Self {
         let plan = Plan::new(graph, outputs);
         let buffers = plan.buffers.iter().map(|&len| vec![0.0; len]).collect();
         let mut location: HashMap<TensorId, Location> = HashMap::new();
@@ -59,11 +121,14 @@ impl CpuExecutor {
                     held.push(vec![*value; graph.numel(out)]);
                     Location::Held(held.len() - 1)
                 }
-                Op::Compute(op) if op.is_view() => location[&node.inputs[0]].clone(),
-                Op::Compute(_) => {
+                Op::Compute(op) => {
                     for slot in 0..node.outputs.len() {
                         let t = id.out(slot);
-                        location.insert(t, Location::Buffer { buffer: plan.buffer[&t], len: storage_len(graph, t) });
+                        let place = match slot == 0 && op.aliases_input() {
+                            true => location[&node.inputs[0]].clone(),
+                            false => Location::Buffer { buffer: plan.buffer[&t], len: storage_len(graph, t) },
+                        };
+                        location.insert(t, place);
                     }
                     continue;
                 }
@@ -71,12 +136,10 @@ impl CpuExecutor {
             location.insert(out, place);
         }
         let wanted = plan.order.iter().map(|&id| (id, plan.wanted(graph, id))).collect();
-        CpuExecutor { graph: graph.clone(), mode, order: plan.order, wanted, location, buffers, held, fed }
+        CpuRun { graph: graph.clone(), mode, order: plan.order, wanted, location, buffers, held, fed }
     }
 
-    /// Runs the step on `feed`, with parameters and state from `tensors` by `state_dict`
-    /// name; training updates the state there (batch norm's running statistics).
-    pub fn run(&mut self, tensors: &mut HashMap<String, Vec<f32>>, feed: &Feed) -> Result<()> {
+    fn run(&mut self, named: &mut HashMap<String, Vec<f32>>, feed: &Feed, step: u64) -> Result<()> {
         for &(id, index) in &self.fed {
             let node = self.graph.node(id);
             let target = &mut self.held[index];
@@ -91,84 +154,109 @@ impl CpuExecutor {
         for &id in &self.order {
             let node = self.graph.node(id);
             if let Op::Param { name } | Op::State { name } = &node.op {
-                present(node, name, tensors.get(name))?;
+                check_len(node, named.get(name).ok_or_else(|| unknown(name))?.len())?;
             }
         }
         for i in 0..self.order.len() {
-            self.run_node(self.order[i], tensors, feed.step);
+            self.run_node(self.order[i], named, step);
         }
         Ok(())
     }
 
-    fn run_node(&mut self, id: NodeId, tensors: &mut HashMap<String, Vec<f32>>, step: u64) {
-        let Some(op) = self.graph.node(id).op.compute().filter(|op| !op.is_view()).cloned() else { return };
-        let (graph, node) = (&self.graph, self.graph.node(id));
-        // Take the outputs' buffers and the state updated in place out of their stores, so the
-        // inputs can be borrowed from what remains.
-        let outputs: Vec<(usize, usize, Vec<f32>)> = (0..node.outputs.len())
-            .map(|slot| match self.location[&id.out(slot)] {
-                Location::Buffer { buffer, len } => (buffer, len, std::mem::take(&mut self.buffers[buffer])),
-                _ => unreachable!("computed tensors are planned"),
-            })
-            .collect();
-        let updated_names: Vec<String> = op
-            .updates_inputs()
-            .iter()
-            .map(|&k| match &self.location[&node.inputs[k]] {
-                Location::Named(name) => name.clone(),
-                _ => unreachable!("what an op updates in place is state"),
-            })
-            .collect();
-        let mut updated: Vec<Vec<f32>> =
-            updated_names.iter().map(|name| tensors.remove(name).expect("checked before the run")).collect();
-        let mut outputs = outputs;
+    /// Takes a tensor's data out of its store, to lend it mutably while the rest is read.
+    fn take(&mut self, named: &mut HashMap<String, Vec<f32>>, place: &Location) -> Vec<f32> {
+        match place {
+            Location::Buffer { buffer, .. } => std::mem::take(&mut self.buffers[*buffer]),
+            Location::Named(name) => named.remove(name).expect("checked before the run"),
+            // A constant gradient (zeros, for a parameter the loss does not reach) that
+            // clipping scales in place.
+            Location::Held(index) => std::mem::take(&mut self.held[*index]),
+        }
+    }
+
+    fn put_back(&mut self, named: &mut HashMap<String, Vec<f32>>, place: &Location, data: Vec<f32>) {
+        match place {
+            Location::Buffer { buffer, .. } => self.buffers[*buffer] = data,
+            Location::Named(name) => drop(named.insert(name.clone(), data)),
+            Location::Held(index) => self.held[*index] = data,
+        }
+    }
+
+    fn run_node(&mut self, id: NodeId, named: &mut HashMap<String, Vec<f32>>, step: u64) {
+        let Some(op) = self.graph.node(id).op.compute().cloned() else { return };
+        let node = self.graph.node(id).clone();
+        // The outputs' buffers and the inputs updated in place leave their stores while the op
+        // runs, so that the other inputs can be borrowed from what remains.
+        let aliased = op.aliases_input() as usize;
+        let out_places: Vec<Location> =
+            (aliased..node.outputs.len()).map(|s| self.location[&id.out(s)].clone()).collect();
+        let updated: Vec<usize> = (0..node.inputs.len()).filter(|&k| op.updates(k)).collect();
+        let updated_places: Vec<Location> = updated.iter().map(|&k| self.location[&node.inputs[k]].clone()).collect();
+        let mut outputs: Vec<Vec<f32>> = out_places.iter().map(|p| self.take(named, p)).collect();
+        let mut updated_data: Vec<Vec<f32>> = updated_places.iter().map(|p| self.take(named, p)).collect();
         {
+            // A planned buffer may be longer than the tensor in it.
+            let extent = |p: &Location, data: &mut Vec<f32>| -> usize {
+                match p {
+                    Location::Buffer { len, .. } => *len,
+                    _ => data.len(),
+                }
+            };
             let inputs: Vec<&[f32]> = node
                 .inputs
                 .iter()
                 .enumerate()
-                .map(|(k, t)| {
-                    if op.updates_inputs().contains(&k) {
-                        return &[][..];
-                    }
-                    match &self.location[t] {
-                        Location::Buffer { buffer, len } => &self.buffers[*buffer][..*len],
-                        Location::Named(name) => tensors[name].as_slice(),
-                        Location::Held(index) => self.held[*index].as_slice(),
-                    }
+                .map(|(k, t)| match &self.location[t] {
+                    _ if updated.contains(&k) => &[][..],
+                    Location::Buffer { buffer, len } => &self.buffers[*buffer][..*len],
+                    Location::Named(name) => named[name].as_slice(),
+                    Location::Held(index) => self.held[*index].as_slice(),
                 })
                 .collect();
+            let mut output_views: Vec<&mut [f32]> = outputs
+                .iter_mut()
+                .zip(&out_places)
+                .map(|(d, p)| {
+                    let n = extent(p, d);
+                    &mut d[..n]
+                })
+                .collect();
+            if aliased == 1 {
+                output_views.insert(0, &mut []);
+            }
             op.cpu(CpuCall {
                 mode: self.mode,
                 step,
-                input_types: node.inputs.iter().map(|&t| graph.ty(t)).collect(),
+                input_types: node.inputs.iter().map(|&t| self.graph.ty(t)).collect(),
                 output_types: &node.outputs,
                 wanted: &self.wanted[&id],
                 inputs,
-                outputs: outputs.iter_mut().map(|(_, len, data)| &mut data[..*len]).collect(),
-                updated: updated.iter_mut().map(|v| v.as_mut_slice()).collect(),
+                outputs: output_views,
+                updated: updated_data
+                    .iter_mut()
+                    .zip(&updated_places)
+                    .map(|(d, p)| {
+                        let n = extent(p, d);
+                        &mut d[..n]
+                    })
+                    .collect(),
             });
         }
-        for (buffer, _, data) in outputs {
-            self.buffers[buffer] = data;
+        for (place, data) in out_places.iter().zip(outputs) {
+            self.put_back(named, place, data);
         }
-        for (name, value) in updated_names.into_iter().zip(updated) {
-            tensors.insert(name, value);
+        for (place, data) in updated_places.iter().zip(updated_data) {
+            self.put_back(named, place, data);
         }
     }
 
-    /// The data of tensor `t` after a run (an output the executor was prepared for).
-    pub fn read(&self, t: TensorId) -> &[f32] {
+    /// The data of tensor `t` after a run (an output the run was prepared for).
+    fn read<'a>(&'a self, named: &'a HashMap<String, Vec<f32>>, t: TensorId) -> &'a [f32] {
         match &self.location[&t] {
             Location::Buffer { buffer, .. } => &self.buffers[*buffer][..self.graph.numel(t)],
             Location::Held(index) => &self.held[*index],
-            Location::Named(_) => panic!("{t:?} is a named tensor; read it from the tensors the run was given"),
+            Location::Named(name) => &named[name],
         }
-    }
-
-    /// Bytes of the planned buffers.
-    pub fn planned_bytes(&self) -> u64 {
-        self.buffers.iter().map(|b| b.len() as u64 * 4).sum()
     }
 }
 
@@ -192,8 +280,9 @@ impl Values {
     }
 }
 
-/// Runs `graph` once for `outputs` in `mode`, with `params` by `state_dict` name: planning,
-/// buffers and all, for one-off uses (tests, a single explanation).
+/// Runs `graph` once for `outputs` in `mode` on the CPU at step 0, with `params` by
+/// `state_dict` name: planning, buffers and all, for one-off uses (tests, a single
+/// explanation). [`Executor`]s prepare once and run many times.
 pub fn evaluate(
     graph: &Graph,
     mode: Mode,
@@ -201,23 +290,14 @@ pub fn evaluate(
     feed: &Feed,
     outputs: &[TensorId],
 ) -> Result<Values> {
-    let mut exec = CpuExecutor::new(graph, mode, outputs);
-    let mut tensors = params.clone();
-    exec.run(&mut tensors, feed)?;
-    let values = outputs
-        .iter()
-        .map(|&t| {
-            let value = match &graph.node(t.node).op {
-                Op::Param { name } | Op::State { name } => tensors[name].clone(),
-                _ => exec.read(t).to_vec(),
-            };
-            (t, value)
-        })
-        .collect();
+    let mut named = params.clone();
+    let mut run = CpuRun::new(graph, mode, outputs);
+    run.run(&mut named, feed, 0)?;
+    let values = outputs.iter().map(|&t| (t, run.read(&named, t).to_vec())).collect();
     let updated_state = graph
         .nodes()
         .filter_map(|(_, n)| match &n.op {
-            Op::State { name } if tensors.get(name) != params.get(name) => Some((name.clone(), tensors[name].clone())),
+            Op::State { name } if named.get(name) != params.get(name) => Some((name.clone(), named[name].clone())),
             _ => None,
         })
         .collect();

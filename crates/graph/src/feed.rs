@@ -7,13 +7,11 @@ use crate::classifier::PADDING_LABEL;
 use crate::error::{GraphError, Result};
 use crate::ir::Node;
 
-/// What a run is fed: f32 inputs and u32 labels by name, and the step number that picks
-/// this run's dropout masks.
+/// What a run is fed: f32 inputs and u32 labels by name.
 #[derive(Debug, Clone, Default)]
 pub struct Feed {
     pub inputs: HashMap<String, Vec<f32>>,
     pub labels: HashMap<String, Vec<u32>>,
-    pub step: u64,
 }
 
 impl Feed {

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use kernels::{Dispatch, Gpu, GpuTensor};
 
+use crate::cpu::unknown;
 use crate::error::{GraphError, Result};
+use crate::executor::{Executor, RunId};
 use crate::feed::{Feed, check_len};
 use crate::ir::{Graph, Mode, Node, Op, TensorId, TensorType};
 use crate::ops::{GpuCall, Operation};
@@ -58,9 +60,85 @@ struct Lowered {
     dispatches: Range<usize>,
 }
 
-/// A graph prepared to run on a device.
+/// Runs graphs on a device; owns the named tensors its runs share and the planned buffers
+/// they take turns using (a training step and an evaluation never run at once).
 pub struct GpuExecutor<'g> {
     gpu: &'g Gpu,
+    named: HashMap<String, GpuTensor>,
+    shared: SharedBuffers,
+    runs: Vec<GpuRun>,
+}
+
+impl<'g> GpuExecutor<'g> {
+    pub fn new(gpu: &'g Gpu) -> Self {
+        GpuExecutor { gpu, named: HashMap::new(), shared: SharedBuffers::default(), runs: Vec::new() }
+    }
+
+    /// Device memory of a prepared run.
+    pub fn memory(&self, run: RunId) -> Memory {
+        self.runs[run.0].memory
+    }
+
+    /// Kernel dispatches of one run of `run`.
+    pub fn dispatch_count(&self, run: RunId) -> usize {
+        self.runs[run.0].dispatches.len()
+    }
+
+    /// The device tensor of an output of `run` (to chain more dispatches onto it).
+    pub fn output(&self, run: RunId, t: TensorId) -> &GpuTensor {
+        &self.runs[run.0].outputs[&t]
+    }
+}
+
+impl Executor for GpuExecutor<'_> {
+    fn name(&self) -> String {
+        format!("gpu ({})", self.gpu.summary().name)
+    }
+
+    fn prepare(&mut self, graph: &Graph, mode: Mode, outputs: &[TensorId]) -> Result<RunId> {
+        for (_, node) in graph.nodes() {
+            if let Op::Param { name } | Op::State { name } = &node.op
+                && !self.named.contains_key(name)
+            {
+                let zeros = self.gpu.upload(&vec![0f32; node.outputs[0].len()])?;
+                self.named.insert(name.clone(), zeros);
+            }
+        }
+        let run = GpuRun::new(self.gpu, graph, mode, outputs, &self.named, &mut self.shared)?;
+        self.runs.push(run);
+        Ok(RunId(self.runs.len() - 1))
+    }
+
+    fn run(&mut self, run: RunId, feed: &Feed, step: u64) -> Result<()> {
+        self.runs[run.0].run(self.gpu, feed, step)
+    }
+
+    fn read(&self, run: RunId, t: TensorId) -> Result<Vec<f32>> {
+        Ok(self.gpu.read(self.output(run, t))?)
+    }
+
+    fn read_named(&self, name: &str) -> Result<Vec<f32>> {
+        Ok(self.gpu.read(self.named.get(name).ok_or_else(|| unknown(name))?)?)
+    }
+
+    /// Writes into the existing tensor, so every prepared dispatch stays valid.
+    fn write_named(&mut self, name: &str, values: &[f32]) -> Result<()> {
+        match self.named.get(name) {
+            Some(t) if t.len() != values.len() => Err(GraphError::Shape {
+                node: name.into(),
+                detail: format!("{} values for a tensor of {}", values.len(), t.len()),
+            }),
+            Some(t) => Ok(self.gpu.write(t, values)?),
+            None => {
+                self.named.insert(name.into(), self.gpu.upload(values)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A graph prepared to run on a device.
+struct GpuRun {
     mode: Mode,
     fed: Vec<FedTensor>,
     dispatches: Vec<Dispatch>,
@@ -70,11 +148,11 @@ pub struct GpuExecutor<'g> {
     memory: Memory,
 }
 
-impl<'g> GpuExecutor<'g> {
+impl GpuRun {
     /// Prepares the nodes that `outputs` depend on, in `mode`. `params` holds the tensor of
     /// every parameter and state by name; `shared` lends the planned buffers.
-    pub fn new(
-        gpu: &'g Gpu,
+    fn new(
+        gpu: &Gpu,
         graph: &Graph,
         mode: Mode,
         outputs: &[TensorId],
@@ -84,8 +162,7 @@ impl<'g> GpuExecutor<'g> {
         let plan = Plan::new(graph, outputs);
         let buffers: Vec<GpuTensor> =
             plan.buffers.iter().enumerate().map(|(i, &len)| shared.get(gpu, i, len)).collect::<Result<_>>()?;
-        let mut exec = GpuExecutor {
-            gpu,
+        let mut exec = GpuRun {
             mode,
             fed: Vec::new(),
             dispatches: Vec::new(),
@@ -118,10 +195,12 @@ impl<'g> GpuExecutor<'g> {
                     exec.memory.persistent += tensor.bytes();
                     tensor
                 }
-                Op::Compute(op) if op.is_view() => tensors[&node.inputs[0]].clone(),
                 Op::Compute(op) => {
                     let outs: Vec<GpuTensor> = (0..node.outputs.len())
-                        .map(|slot| buffers[plan.buffer[&id.out(slot)]].prefix(storage_len(graph, id.out(slot))))
+                        .map(|slot| match slot == 0 && op.aliases_input() {
+                            true => tensors[&node.inputs[0]].clone(),
+                            false => buffers[plan.buffer[&id.out(slot)]].prefix(storage_len(graph, id.out(slot))),
+                        })
                         .collect();
                     let call = GpuCall {
                         mode,
@@ -147,44 +226,20 @@ impl<'g> GpuExecutor<'g> {
         Ok(exec)
     }
 
-    /// Writes `feed` and runs the step as one submission, followed by `after` (an
-    /// optimizer's updates) in the same command encoder.
-    pub fn run_with(&self, feed: &Feed, after: &[&Dispatch]) -> Result<()> {
+    /// Writes `feed` and runs the step as one submission.
+    fn run(&self, gpu: &Gpu, feed: &Feed, step: u64) -> Result<()> {
         for f in &self.fed {
             match &f.node.op {
-                Op::Input { name } => self.gpu.write(&f.tensor, feed.input(&f.node, name)?)?,
-                Op::Labels { name, classes } => self.gpu.write(&f.tensor, feed.labels(&f.node, name, *classes)?)?,
+                Op::Input { name } => gpu.write(&f.tensor, feed.input(&f.node, name)?)?,
+                Op::Labels { name, classes } => gpu.write(&f.tensor, feed.labels(&f.node, name, *classes)?)?,
                 _ => unreachable!("only inputs and labels are fed"),
             }
         }
         for l in &self.lowered {
-            l.op.before_run(self.gpu, self.mode, &l.outputs, &self.dispatches[l.dispatches.clone()], feed.step);
+            l.op.before_run(gpu, self.mode, &l.outputs, &self.dispatches[l.dispatches.clone()], step);
         }
-        let all: Vec<&Dispatch> = self.dispatches.iter().chain(after.iter().copied()).collect();
-        Ok(self.gpu.run(&all)?)
-    }
-
-    pub fn run(&self, feed: &Feed) -> Result<()> {
-        self.run_with(feed, &[])
-    }
-
-    /// The device tensor of an output (to chain more dispatches onto it).
-    pub fn output(&self, t: TensorId) -> &GpuTensor {
-        &self.outputs[&t]
-    }
-
-    /// Reads an output back to the host.
-    pub fn read(&self, t: TensorId) -> Result<Vec<f32>> {
-        Ok(self.gpu.read(self.output(t))?)
-    }
-
-    pub fn memory(&self) -> Memory {
-        self.memory
-    }
-
-    /// Kernel dispatches of one run.
-    pub fn dispatch_count(&self) -> usize {
-        self.dispatches.len()
+        let all: Vec<&Dispatch> = self.dispatches.iter().collect();
+        Ok(gpu.run(&all)?)
     }
 }
 

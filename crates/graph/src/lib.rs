@@ -8,13 +8,15 @@
 //! and GPU code). [`CpuExecutor`] runs a graph on the kernels crate's CPU references, one
 //! implementation per op shared with the kernel tests; [`GpuExecutor`] on a device. Both
 //! run over buffers planned by liveness ([`Plan`]). A [`Classifier`] is a model's complete training graph;
-//! a [`Trainer`] trains it on one executor.
+//! a [`Trainer`] trains any [`Trainable`] model on any executor.
 
 mod autodiff;
 mod checkpoint;
 mod classifier;
 mod cpu;
+mod crosscheck;
 mod error;
+mod executor;
 mod feed;
 mod gpu;
 mod ir;
@@ -29,12 +31,14 @@ pub use autodiff::{Gradients, backward};
 pub use checkpoint::{Checkpoint, Meta};
 pub use classifier::{Classifier, PADDING_LABEL, Parameter};
 pub use cpu::{CpuExecutor, Values, evaluate};
+pub use crosscheck::CrossCheck;
 pub use error::{GraphError, Result};
+pub use executor::{Executor, RunId};
 pub use feed::Feed;
 pub use gpu::{GpuExecutor, Memory, SharedBuffers};
 pub use ir::{DType, Graph, Mode, Node, NodeId, Op, TensorId, TensorType};
 pub use layers::Model;
 pub use ops::{ConvGeometry, CpuCall, GpuCall, Operation, PoolGeometry};
-pub use optim::{Adam, Optimizer, Schedule, Sgd, Training};
+pub use optim::{Adam, Optimizer, Schedule, Sgd, Training, optimizer_slots, optimizer_state_name};
 pub use plan::Plan;
-pub use trainer::{CpuTrainer, GpuTrainer, StepStats, Trainer, TrainerState};
+pub use trainer::{StepStats, Trainable, Trainer, TrainerState};

@@ -87,3 +87,18 @@ impl Training {
         Training { optimizer: Optimizer::Adam(adam), schedule: Schedule::Constant, clip_grad_norm: None }
     }
 }
+
+/// PyTorch's names for an optimizer's per-parameter state tensors, in
+/// [`Optimizer::state_count`] order.
+pub fn optimizer_slots(optimizer: &Optimizer) -> &'static [&'static str] {
+    match optimizer {
+        Optimizer::Sgd(_) => &["momentum_buffer"],
+        Optimizer::Adam(_) => &["exp_avg", "exp_avg_sq"],
+    }
+}
+
+/// The name of state tensor `slot` of parameter `param`, as checkpoints store it
+/// (`optimizer.exp_avg.fc1.weight`).
+pub fn optimizer_state_name(optimizer: &Optimizer, slot: usize, param: &str) -> String {
+    format!("optimizer.{}.{param}", optimizer_slots(optimizer)[slot])
+}

@@ -3,7 +3,7 @@
 //! Tensors whose lifetimes do not overlap share a buffer. A tensor lives from the node that
 //! writes it to the last node that reads it (or to the end of the run for the outputs the
 //! caller reads); a view (reshape) is the same buffer under another shape, so it extends its
-//! input's life. What a forward saves for its backward is an ordinary output that lives until
+//! input's life (so does an optimizer update, whose output is its parameter). What a forward saves for its backward is an ordinary output that lives until
 //! the backward reads it; workspace that nothing reads is free once its node has run.
 //! Parameters, state, fed data and constants are not planned: they persist across runs.
 
@@ -35,9 +35,9 @@ pub(crate) fn storage_len(graph: &Graph, t: TensorId) -> usize {
     }
 }
 
-/// Is `t` the buffer of another tensor under another shape?
-fn is_view(graph: &Graph, t: TensorId) -> bool {
-    graph.node(t.node).op.compute().is_some_and(|op| op.is_view() && t.slot == 0)
+/// Is `t` the buffer of its node's first input (a view, an updated parameter)?
+fn is_alias(graph: &Graph, t: TensorId) -> bool {
+    graph.node(t.node).op.compute().is_some_and(|op| op.aliases_input() && t.slot == 0)
 }
 
 impl Plan {
@@ -49,7 +49,7 @@ impl Plan {
         let root_of = |root: &HashMap<TensorId, TensorId>, t: TensorId| root.get(&t).copied().unwrap_or(t);
         for &id in &order {
             let out = id.out(0);
-            if is_view(graph, out) {
+            if is_alias(graph, out) {
                 let source = root_of(&root, graph.node(id).inputs[0]);
                 root.insert(out, source);
             }
@@ -81,7 +81,7 @@ impl Plan {
             }
             let slots = (0..node.outputs.len()).map(|slot| id.out(slot));
             for t in slots.clone() {
-                let buffer = if is_view(graph, t) {
+                let buffer = if is_alias(graph, t) {
                     plan.buffer.get(&root_of(&root, t)).copied()
                 } else {
                     Some(plan.take(&mut free, storage_len(graph, t)))

@@ -350,7 +350,6 @@ fn batch_norm_dropout_and_global_pool_gradients_match_finite_differences() {
             let mut feed = Feed::default();
             feed.inputs.insert("x".into(), x.to_vec());
             feed.labels.insert("y".into(), vec![1, 0, 1]);
-            feed.step = 3;
             feed
         };
         let exec = common::Everything { graph: &g, mode };

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use common::{gpu, values};
 use graph::{
-    Checkpoint, Classifier, ConvGeometry, CpuTrainer, Feed, GpuTrainer, Meta, Model, PoolGeometry, Trainer, Training,
+    Checkpoint, Classifier, ConvGeometry, CpuExecutor, Feed, GpuExecutor, Meta, Model, PoolGeometry, Trainer, Training,
 };
 use kernels::Unary;
 use safetensors::SafeTensors;
@@ -30,7 +30,6 @@ fn batch(i: u64) -> Feed {
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), values(100 + i, 144, 1.0));
     feed.labels.insert("y".into(), vec![0, 1, 2, (i % 3) as u32]);
-    feed.step = i;
     feed
 }
 
@@ -48,8 +47,8 @@ fn meta() -> Meta {
 fn a_round_trip_continues_training_bit_identically() {
     let training = Training::adam(1e-2);
     let path = temp_dir("round-trip").join("model.safetensors");
-    let mut uninterrupted = CpuTrainer::new(model(3), training);
-    let mut first = CpuTrainer::new(model(3), training);
+    let mut uninterrupted = Trainer::new(CpuExecutor::new(), &model(3), training).unwrap();
+    let mut first = Trainer::new(CpuExecutor::new(), &model(3), training).unwrap();
     for i in 0..3 {
         uninterrupted.train_step(&batch(i)).unwrap();
         first.train_step(&batch(i)).unwrap();
@@ -59,7 +58,7 @@ fn a_round_trip_continues_training_bit_identically() {
 
     let loaded = Checkpoint::load(&path, &model(3), &training.optimizer).unwrap();
     assert_eq!(loaded, checkpoint);
-    let mut resumed = CpuTrainer::new(model(3), training);
+    let mut resumed = Trainer::new(CpuExecutor::new(), &model(3), training).unwrap();
     resumed.restore(&loaded.state).unwrap();
     assert_eq!(resumed.evaluate(&batch(9)).unwrap(), uninterrupted.evaluate(&batch(9)).unwrap());
     for i in 3..5 {
@@ -85,12 +84,12 @@ fn a_checkpoint_moves_between_executors() {
     let Some(gpu) = gpu() else { return };
     let training = Training::adam(1e-2);
     let path = temp_dir("executors").join("model.safetensors");
-    let mut on_gpu = GpuTrainer::new(gpu, model(3), training).unwrap();
+    let mut on_gpu = Trainer::new(GpuExecutor::new(gpu), &model(3), training).unwrap();
     for i in 0..2 {
         on_gpu.train_step(&batch(i)).unwrap();
     }
     Checkpoint { state: on_gpu.state().unwrap(), meta: meta() }.save(&path, &model(3), &training.optimizer).unwrap();
-    let mut on_cpu = CpuTrainer::new(model(3), training);
+    let mut on_cpu = Trainer::new(CpuExecutor::new(), &model(3), training).unwrap();
     on_cpu.restore(&Checkpoint::load(&path, &model(3), &training.optimizer).unwrap().state).unwrap();
     let (want, got) = (on_gpu.evaluate(&batch(7)).unwrap(), on_cpu.evaluate(&batch(7)).unwrap());
     common::assert_close("loss after moving", &[got.loss], &[want.loss]);
@@ -101,7 +100,7 @@ fn damaged_and_mismatched_files_are_named_errors() {
     let training = Training::adam(1e-2);
     let dir = temp_dir("errors");
     let path = dir.join("model.safetensors");
-    let trainer = CpuTrainer::new(model(3), training);
+    let trainer = Trainer::new(CpuExecutor::new(), &model(3), training).unwrap();
     Checkpoint { state: trainer.state().unwrap(), meta: meta() }.save(&path, &model(3), &training.optimizer).unwrap();
     let bytes = std::fs::read(&path).unwrap();
 

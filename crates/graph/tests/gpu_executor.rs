@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use common::{assert_close, gpu, values};
 use graph::{
-    Classifier, ConvGeometry, CpuTrainer, Feed, GpuExecutor, GpuTrainer, Graph, Mode, Model, PoolGeometry,
-    SharedBuffers, TensorId, Trainer, Training, backward,
+    Classifier, ConvGeometry, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Graph, Mode, Model, PoolGeometry,
+    TensorId, Trainer, Training, backward,
 };
 use kernels::{Binary, Unary};
 
@@ -17,14 +17,23 @@ fn compare(graph: &Graph, mode: Mode, outputs: &[(TensorId, &str)], params: &Has
     let Some(gpu) = gpu() else { return };
     let ids: Vec<TensorId> = outputs.iter().map(|o| o.0).collect();
     let want = graph::evaluate(graph, mode, params, feed, &ids).unwrap();
-    let device: HashMap<String, kernels::GpuTensor> =
-        params.iter().map(|(k, v)| (k.clone(), gpu.upload(v).unwrap())).collect();
-    let exec = GpuExecutor::new(gpu, graph, mode, &ids, &device, &mut SharedBuffers::default()).unwrap();
-    exec.run(feed).unwrap();
-    for &(id, what) in outputs {
-        assert_close(what, &exec.read(id).unwrap(), want.get(id));
+    let mut exec = GpuExecutor::new(gpu);
+    for (name, value) in params {
+        exec.write_named(name, value).unwrap();
     }
-    let memory = exec.memory();
+    let run = exec.prepare(graph, mode, &ids).unwrap();
+    exec.run(run, feed, 0).unwrap();
+    for &(id, what) in outputs {
+        assert_close(what, &exec.read(run, id).unwrap(), want.get(id));
+    }
+    let memory = exec.memory(run);
+    // Node by node too: every tensor the run reads, on both executors.
+    let mut both = CrossCheck::new(GpuExecutor::new(gpu), CpuExecutor::new(), 1e-4);
+    for (name, value) in params {
+        both.write_named(name, value).unwrap();
+    }
+    let run = both.prepare(graph, mode, &ids).unwrap();
+    both.run(run, feed, 0).unwrap();
     assert!(memory.planned <= memory.unshared, "{memory:?}");
 }
 
@@ -138,15 +147,15 @@ fn three_adam_steps_match_the_cpu_and_rerun_bit_identically() {
         })
         .collect();
     let training = Training::adam(1e-2);
-    let mut cpu = CpuTrainer::new(build(), training);
-    let mut first = GpuTrainer::new(gpu, build(), training).unwrap();
-    let mut second = GpuTrainer::new(gpu, build(), training).unwrap();
+    let mut cpu = Trainer::new(CpuExecutor::new(), &build(), training).unwrap();
+    let mut first = Trainer::new(GpuExecutor::new(gpu), &build(), training).unwrap();
+    let mut second = Trainer::new(GpuExecutor::new(gpu), &build(), training).unwrap();
     let (mut losses, mut again) = (Vec::new(), Vec::new());
     for feed in &batches {
         let want = cpu.train_step(feed).unwrap();
         let got = first.train_step(feed).unwrap();
         assert_close("loss", &[got.loss], &[want.loss]);
-        assert_eq!(got.correct, want.correct);
+        assert_eq!(got.metric("correct"), want.metric("correct"));
         losses.push(got.loss.to_bits());
         again.push(second.train_step(feed).unwrap().loss.to_bits());
     }
@@ -171,7 +180,8 @@ fn steps_after_the_first_allocate_nothing() {
     let own = kernels::Gpu::open().unwrap();
     let gpu = &own;
     let (m, x, logits) = residual_cnn(6, 2);
-    let mut trainer = GpuTrainer::new(gpu, Classifier::new(m, x, logits, 0.0).unwrap(), Training::adam(1e-3)).unwrap();
+    let model = Classifier::new(m, x, logits, 0.0).unwrap();
+    let mut trainer = Trainer::new(GpuExecutor::new(gpu), &model, Training::adam(1e-3)).unwrap();
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), values(7, 2 * 2 * 81, 1.0));
     feed.labels.insert("y".into(), vec![1, 2]);
@@ -183,7 +193,8 @@ fn steps_after_the_first_allocate_nothing() {
         trainer.evaluate(&feed).unwrap();
     }
     assert_eq!(gpu.pool_stats(), before, "buffers created after the first step");
-    let (train, eval) = trainer.memory();
+    let (train, eval) = trainer.runs();
+    let (train, eval) = (trainer.executor().memory(train), trainer.executor().memory(eval));
     println!(
         "residual CNN step: planned {} B vs {} B unshared; eval planned {} B",
         train.planned, train.unshared, eval.planned
@@ -197,7 +208,8 @@ fn steps_after_the_first_allocate_nothing() {
 fn bad_feeds_are_errors_on_the_gpu_too() {
     let Some(gpu) = gpu() else { return };
     let (m, x, logits) = residual_cnn(8, 2);
-    let mut trainer = GpuTrainer::new(gpu, Classifier::new(m, x, logits, 0.0).unwrap(), Training::adam(1e-3)).unwrap();
+    let model = Classifier::new(m, x, logits, 0.0).unwrap();
+    let mut trainer = Trainer::new(GpuExecutor::new(gpu), &model, Training::adam(1e-3)).unwrap();
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), values(7, 2 * 2 * 81, 1.0));
     feed.labels.insert("y".into(), vec![1, 3]);
@@ -231,4 +243,27 @@ fn a_chain_of_ops_plans_two_buffers_and_keeps_outputs_apart() {
     let later: Vec<usize> = plan.order.iter().skip(6).filter_map(|id| plan.buffer.get(&id.out(0)).copied()).collect();
     assert!(!later.contains(&kept), "{later:?} reuse {kept}");
     assert_eq!(plan.buffers.len(), 3);
+}
+
+#[test]
+fn the_cross_check_names_the_first_node_that_differs() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 3]);
+    let w = g.param("w", &[4, 3]);
+    let h = g.matmul(x, w, false, true).unwrap();
+    g.set_label(h, "fc");
+    let y = g.unary(Unary::Tanh, h).unwrap();
+    let mut feed = Feed::default();
+    feed.inputs.insert("x".into(), values(1, 6, 1.0));
+    let mut both = CrossCheck::new(CpuExecutor::new(), CpuExecutor::new(), 1e-4);
+    both.write_named("w", &values(2, 12, 1.0)).unwrap();
+    let run = both.prepare(&g, Mode::Eval, &[y]).unwrap();
+    both.run(run, &feed, 0).unwrap();
+    // The same executor twice agrees; a weight changed on one side shows at the product.
+    let mut skewed = CrossCheck::new(CpuExecutor::new(), CpuExecutor::new(), 1e-4);
+    skewed.write_named("w", &values(2, 12, 1.0)).unwrap();
+    let run = skewed.prepare(&g, Mode::Eval, &[y]).unwrap();
+    skewed.reference_mut().write_named("w", &values(3, 12, 1.0)).unwrap();
+    let err = skewed.run(run, &feed, 0).unwrap_err().to_string();
+    assert!(err.starts_with("fc: output 0 element 0: cpu gives"), "{err}");
 }

@@ -5,7 +5,9 @@ mod common;
 use std::path::Path;
 
 use data::{Batches, Dataset, load_digits};
-use graph::{Classifier, ConvGeometry, CpuTrainer, Feed, GpuTrainer, Model, PoolGeometry, Trainer, Training};
+use graph::{
+    Classifier, ConvGeometry, CpuExecutor, Executor, Feed, GpuExecutor, Model, PoolGeometry, Trainer, Training,
+};
 use kernels::Unary;
 
 const BATCH: usize = 32;
@@ -41,14 +43,15 @@ fn feed(batch: &data::Batch) -> Feed {
 }
 
 /// Trains for `epochs` and returns the test accuracy.
-fn train_and_test(trainer: &mut dyn Trainer, epochs: u64) -> f64 {
+fn train_and_test(trainer: &mut Trainer<impl Executor>, epochs: u64) -> f64 {
     let (train, test) = digits();
     for epoch in 0..epochs {
         for batch in Batches::shuffled(&train, BATCH, 1, epoch) {
             trainer.train_step(&feed(&batch)).unwrap();
         }
     }
-    let correct: f32 = Batches::in_order(&test, BATCH).map(|b| trainer.evaluate(&feed(&b)).unwrap().correct).sum();
+    let correct: f32 =
+        Batches::in_order(&test, BATCH).map(|b| trainer.evaluate(&feed(&b)).unwrap().metric("correct").unwrap()).sum();
     correct as f64 / test.len() as f64
 }
 
@@ -59,7 +62,7 @@ fn padding_labels_agree_between_data_and_graph() {
 
 #[test]
 fn cpu_trainer_learns_digits_to_97_percent() {
-    let mut trainer = CpuTrainer::new(digits_cnn(0), Training::adam(3e-3));
+    let mut trainer = Trainer::new(CpuExecutor::new(), &digits_cnn(0), Training::adam(3e-3)).unwrap();
     let accuracy = train_and_test(&mut trainer, 15);
     println!("digits CNN, CPU executor: test accuracy {:.2}%", 100.0 * accuracy);
     assert!(accuracy >= 0.97, "test accuracy {accuracy}");
@@ -68,7 +71,7 @@ fn cpu_trainer_learns_digits_to_97_percent() {
 #[test]
 fn gpu_trainer_learns_digits_to_97_percent() {
     let Some(gpu) = common::gpu() else { return };
-    let mut trainer = GpuTrainer::new(gpu, digits_cnn(0), Training::adam(3e-3)).unwrap();
+    let mut trainer = Trainer::new(GpuExecutor::new(gpu), &digits_cnn(0), Training::adam(3e-3)).unwrap();
     let accuracy = train_and_test(&mut trainer, 15);
     println!("digits CNN, GPU executor on {}: test accuracy {:.2}%", gpu.summary(), 100.0 * accuracy);
     assert!(accuracy >= 0.97, "test accuracy {accuracy}");

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_close, gpu, values};
-use graph::{Classifier, CpuTrainer, Feed, GpuTrainer, Model, Optimizer, Schedule, Sgd, Trainer, Training};
+use graph::{Classifier, CpuExecutor, Feed, GpuExecutor, Model, Optimizer, Schedule, Sgd, Trainer, Training};
 use kernels::Unary;
 
 fn factors(schedule: Schedule, steps: u64) -> Vec<f32> {
@@ -56,10 +56,10 @@ fn sgd_with_clipping_and_a_schedule_matches_between_executors() {
         // Small enough that every step clips.
         clip_grad_norm: Some(0.05),
     };
-    let mut cpu = CpuTrainer::new(small_mlp(), training);
-    let mut on_gpu = GpuTrainer::new(gpu, small_mlp(), training).unwrap();
+    let mut cpu = Trainer::new(CpuExecutor::new(), &small_mlp(), training).unwrap();
+    let mut on_gpu = Trainer::new(GpuExecutor::new(gpu), &small_mlp(), training).unwrap();
     for i in 0..4 {
-        let mut feed = Feed { step: i, ..Feed::default() };
+        let mut feed = Feed::default();
         feed.inputs.insert("x".into(), values(90 + i, 30, 1.0));
         feed.labels.insert("y".into(), vec![0, 1, 2, 0, 1, 2]);
         let (want, got) = (cpu.train_step(&feed).unwrap(), on_gpu.train_step(&feed).unwrap());
@@ -70,9 +70,10 @@ fn sgd_with_clipping_and_a_schedule_matches_between_executors() {
         assert_close(&format!("{name} after 4 clipped, scheduled SGD steps"), &got[name], w);
     }
     // Clipping did something: without it the parameters end elsewhere.
-    let mut unclipped = CpuTrainer::new(small_mlp(), Training { clip_grad_norm: None, ..training });
+    let mut unclipped =
+        Trainer::new(CpuExecutor::new(), &small_mlp(), Training { clip_grad_norm: None, ..training }).unwrap();
     for i in 0..4 {
-        let mut feed = Feed { step: i, ..Feed::default() };
+        let mut feed = Feed::default();
         feed.inputs.insert("x".into(), values(90 + i, 30, 1.0));
         feed.labels.insert("y".into(), vec![0, 1, 2, 0, 1, 2]);
         unclipped.train_step(&feed).unwrap();

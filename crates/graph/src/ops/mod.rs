@@ -21,6 +21,7 @@ mod layout;
 mod loss;
 mod matmul;
 mod norm;
+mod optimizer;
 mod pool;
 mod reduce;
 mod softmax;
@@ -32,6 +33,7 @@ pub use layout::{Concat, Reshape, Slice};
 pub use loss::{BceWithLogits, Correct, CrossEntropy, CrossEntropyBackward};
 pub use matmul::MatMul;
 pub use norm::{BatchNorm, BatchNormBackward, LayerNorm, LayerNormBackward};
+pub use optimizer::{ClipGradNorm, Update};
 pub use pool::{AvgPool2d, AvgPool2dBackward, MaxPool2d, MaxPool2dBackward, PoolGeometry};
 pub use reduce::SumTo;
 pub use softmax::{Softmax, SoftmaxBackward};
@@ -66,14 +68,15 @@ pub trait Operation: fmt::Debug + Send + Sync {
         outputs[slot].len()
     }
 
-    /// Output 0 is input 0's buffer under another shape (a reshape): nothing runs.
-    fn is_view(&self) -> bool {
+    /// Output 0 is input 0's buffer (a reshape's view, an update's parameter).
+    fn aliases_input(&self) -> bool {
         false
     }
 
-    /// Inputs the op updates in place (batch norm's running statistics, in training).
-    fn updates_inputs(&self) -> &'static [usize] {
-        &[]
+    /// Whether the op updates input `input` in place (batch norm's running statistics in
+    /// training, an optimizer's parameters and state).
+    fn updates(&self, _input: usize) -> bool {
+        false
     }
 
     /// Called before each GPU run with the node's dispatches: an op whose parameters follow
@@ -87,8 +90,8 @@ pub(crate) fn no_second_derivative(g: &Graph, node: NodeId) -> GraphError {
 }
 
 /// One CPU run of a node: its inputs' data and its outputs' buffers (each of the op's
-/// [`Operation::storage_len`]). Inputs the op updates in place are in `updated`, in the
-/// order [`Operation::updates_inputs`] lists them, and empty in `inputs`.
+/// [`Operation::storage_len`]; an aliased output 0 is empty, its data is input 0's). Inputs
+/// the op updates in place are in `updated`, in input order, and empty in `inputs`.
 pub struct CpuCall<'a> {
     pub mode: Mode,
     /// The run's step, which picks dropout masks.

@@ -172,8 +172,8 @@ impl Operation for BatchNorm {
         8 * inputs[0].len() as u64
     }
 
-    fn updates_inputs(&self) -> &'static [usize] {
-        &[3, 4]
+    fn updates(&self, input: usize) -> bool {
+        input == 3 || input == 4
     }
 
     fn cpu(&self, mut call: CpuCall) {

@@ -50,6 +50,29 @@ pub enum DataSource {
     ImageFolder { train_dir: PathBuf, test_dir: PathBuf, shape: [usize; 3] },
 }
 
+impl DataSource {
+    /// Makes the dataset paths absolute, a relative one taken from `base` (the config file's
+    /// directory, as Cargo and docker-compose read theirs), so that a run's resolved config
+    /// works from any working directory.
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                // Canonical where the file exists ("configs/../datasets" reads "datasets").
+                let joined = base.join(&*p);
+                *p = joined.canonicalize().or_else(|_| std::path::absolute(&joined)).unwrap_or(joined);
+            }
+        };
+        match self {
+            DataSource::Idx { train_images, train_labels, test_images, test_labels } => {
+                [train_images, train_labels, test_images, test_labels].into_iter().for_each(fix)
+            }
+            DataSource::Digits { path, .. } => fix(path),
+            DataSource::Cifar10 { train_files, test_files } => train_files.iter_mut().chain(test_files).for_each(fix),
+            DataSource::ImageFolder { train_dir, test_dir, .. } => [train_dir, test_dir].into_iter().for_each(fix),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataConfig {
     pub source: DataSource,
@@ -86,9 +109,37 @@ pub enum LayerKind {
     Concat,
 }
 
+/// Which executor runs a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    /// A hardware GPU if there is one, else the CPU executor.
+    Auto,
+    /// The best wgpu adapter, even a software one (lavapipe).
+    Gpu,
+    Cpu,
+}
+
+impl Device {
+    const NAMES: [&str; 3] = ["auto", "gpu", "cpu"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    fn parse(name: &str) -> Device {
+        match name {
+            "gpu" => Device::Gpu,
+            "cpu" => Device::Cpu,
+            _ => Device::Auto,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
     pub epochs: u64,
+    /// The executor training runs on; `--device` overrides it and the run records the choice.
+    pub device: Device,
     pub batch_size: usize,
     pub seed: u64,
     /// "sgd", "adam" or "adamw".
@@ -160,7 +211,9 @@ impl Config {
             path: path.to_owned(),
             problems: vec![Problem { line: 0, column: 0, key: "(file)".into(), message: e.to_string() }],
         })?;
-        Config::parse(path, &text)
+        let mut config = Config::parse(path, &text)?;
+        config.data.source.resolve(path.parent().unwrap_or(Path::new("")));
+        Ok(config)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -498,10 +551,20 @@ impl Validator<'_> {
     fn layer(&mut self, t: &dyn TableLike, path: &str, earlier: &[LayerConfig]) -> Option<LayerConfig> {
         let kind = self.string(t, path, "type", None);
         let name = self.string(t, path, "name", Some(&format!("{kind}{}", earlier.len() + 1)));
+        if let Some(j) = earlier.iter().position(|l| l.name == name) {
+            let span = t.get("name").and_then(|i| i.span()).or(self.here.clone());
+            let detail = format!("{name:?} already names model.layers[{j}]; layer names must be unique");
+            self.problem(span, &join(path, "name"), detail);
+        }
         let inputs: Vec<String> = match t.get("inputs").and_then(Item::as_array) {
             Some(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
             None => earlier.last().map(|l| vec![l.name.clone()]).unwrap_or_default(),
         };
+        // An empty list is the network's input, which only the first layer may take.
+        if let Some(given) = t.get("inputs").filter(|_| inputs.is_empty() && !earlier.is_empty()) {
+            let detail = "expected a list naming at least one earlier layer, e.g. inputs = [\"conv1\"]".into();
+            self.problem(given.span(), &join(path, "inputs"), detail);
+        }
         for input in &inputs {
             if !earlier.iter().any(|l| &l.name == input) {
                 let names: Vec<&str> = earlier.iter().map(|l| l.name.as_str()).collect();
@@ -606,6 +669,7 @@ impl Validator<'_> {
         let clip = self.f32(t, p, "clip_grad_norm", Some(0.0));
         let config = TrainConfig {
             epochs: self.usize(t, p, "epochs", Some(2)) as u64,
+            device: Device::parse(&self.choice(t, p, "device", "auto", &Device::NAMES)),
             batch_size: self.usize(t, p, "batch_size", Some(64)).max(1),
             seed: self.usize(t, p, "seed", Some(0)) as u64,
             optimizer: self.choice(t, p, "optimizer", "adam", &OPTIMIZERS),
@@ -626,8 +690,9 @@ impl Validator<'_> {
     }
 }
 
-const TRAIN_KEYS: [&str; 15] = [
+const TRAIN_KEYS: [&str; 16] = [
     "epochs",
+    "device",
     "batch_size",
     "seed",
     "optimizer",
@@ -793,6 +858,7 @@ impl Config {
         let t = &self.train;
         let mut train = Table::new();
         train["epochs"] = value(t.epochs as i64);
+        train["device"] = value(t.device.name());
         train["batch_size"] = value(t.batch_size as i64);
         train["seed"] = value(t.seed as i64);
         train["optimizer"] = value(t.optimizer.as_str());

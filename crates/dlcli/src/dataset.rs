@@ -29,7 +29,31 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<(Dataset, Dataset)> {
         }
     };
     for set in [&mut train, &mut test] {
-        set.samples.iter_mut().for_each(|x| *x = (*x - config.mean) / config.std);
+        normalise(set, config);
     }
     Ok((train, test))
+}
+
+/// The test set alone (what eval, predict and explain read), normalised as [`load`]'s.
+pub fn load_test(config: &DataConfig, seed: u64) -> Result<Dataset> {
+    let mut test = match &config.source {
+        DataSource::Idx { test_images, test_labels, .. } => {
+            load_idx(test_images, test_labels).context("loading the test set ([data] test_images/labels)")?
+        }
+        // The digits' test set is a split of the one file.
+        DataSource::Digits { path, test_fraction } => {
+            load_digits(path).context("loading [data] path")?.split(*test_fraction, seed).1
+        }
+        DataSource::Cifar10 { test_files, .. } => load_cifar10(test_files).context("loading [data] test_files")?,
+        DataSource::ImageFolder { test_dir, shape, .. } => {
+            load_image_folder(test_dir, *shape).context("loading [data] test_dir")?.0
+        }
+    };
+    normalise(&mut test, config);
+    Ok(test)
+}
+
+/// Every pixel as (x - mean) / std.
+fn normalise(set: &mut Dataset, config: &DataConfig) {
+    set.samples.iter_mut().for_each(|x| *x = (*x - config.mean) / config.std);
 }

@@ -10,7 +10,7 @@ use explain::Explainer;
 use graph::{Checkpoint, Classifier, Executor, TensorId};
 use kernels::Gpu;
 
-use crate::config::Config;
+use crate::config::{Config, Device};
 use crate::{dataset, eval, model, train};
 
 /// Which trained model a command uses: a run directory or a checkpoint file.
@@ -23,8 +23,8 @@ pub struct ModelSource {
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Which executor runs the model.
-    #[arg(long, value_enum, default_value_t = train::Device::Auto)]
-    pub device: train::Device,
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
 }
 
 /// Which sample a command looks at: an image file or a test sample.
@@ -54,7 +54,7 @@ pub struct Loaded {
 /// The model of `source` built for batches of `batch` (None: the config's batch size).
 pub fn load(source: &ModelSource, batch: Option<usize>) -> Result<Loaded> {
     let (config, file) = eval::locate(source)?;
-    let (_, test) = dataset::load(&config.data, config.train.seed)?;
+    let test = dataset::load_test(&config.data, config.train.seed)?;
     let batch = batch.unwrap_or(config.train.batch_size);
     let (model, layers) = model::build_layers(&config, &test.sample_shape, test.classes, batch)?;
     let training = train::training(&config.train, 1);

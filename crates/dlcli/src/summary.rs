@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use graph::{GpuExecutor, Plan, Trainer};
+use graph::{GpuExecutor, Plan, Trainer, TrainingStep};
 
 use crate::config::{Config, LayerKind};
 use crate::{dataset, model, train};
@@ -53,19 +53,19 @@ pub fn run(args: &Args) -> Result<()> {
     );
     let batch = config.train.batch_size;
     let at_batch = model::build(&config, &train.sample_shape, train.classes, batch)?;
-    let mut wanted = vec![at_batch.loss, at_batch.correct];
-    wanted.extend(at_batch.params.iter().map(|p| p.grad));
-    let plan = Plan::new(&at_batch.graph, &wanted);
+    let training = train::training(&config.train, 1);
+    let step = TrainingStep::new(&at_batch, &training)?;
+    let plan = Plan::new(&step.graph, &step.outputs);
     println!(
         "training step at batch {batch}: {:.3} GFLOP, {:.1} MiB planned for activations and gradients (one buffer per tensor: {:.1} MiB)",
-        plan.flops(&at_batch.graph) as f64 / 1e9,
+        plan.flops(&step.graph) as f64 / 1e9,
         mib(plan.planned_elements() as u64 * 4),
         mib(plan.unshared_elements as u64 * 4)
     );
     // Counting dispatches needs the kernels prepared on an adapter; without one, say so.
     match kernels::Gpu::open() {
         Ok(gpu) => {
-            let trainer = Trainer::new(GpuExecutor::new(&gpu), &at_batch, train::training(&config.train, 1))?;
+            let trainer = Trainer::new(GpuExecutor::new(&gpu), &at_batch, training)?;
             let dispatches = trainer.executor().dispatch_count(trainer.runs().0);
             println!("GPU executor ({}): {dispatches} kernel dispatches per training step", gpu.summary().name);
         }

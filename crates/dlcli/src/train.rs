@@ -10,23 +10,13 @@ use anyhow::{Context, Result, bail};
 use data::{Batches, Dataset};
 use graph::{
     Adam, Checkpoint, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Meta, Optimizer, Schedule, Sgd, StepStats,
-    Trainer, Training,
+    Trainer, Training, write_atomically,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use kernels::{AdapterClass, Gpu};
 
-use crate::config::{Config, TrainConfig};
+use crate::config::{Config, Device, TrainConfig};
 use crate::{dataset, model, plots};
-
-/// Which executor to train on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Device {
-    /// A hardware GPU if there is one, else the CPU executor.
-    Auto,
-    /// The best wgpu adapter, even a software one (lavapipe).
-    Gpu,
-    Cpu,
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,9 +27,11 @@ pub struct Args {
     /// schedule, step, epoch, random streams), with its own config.
     #[arg(long)]
     resume: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "auto")]
-    device: Device,
-    /// Overrides train.epochs.
+    /// Overrides train.device; the run records it.
+    #[arg(long, value_enum)]
+    device: Option<Device>,
+    /// Overrides train.epochs; the run records it. On a resume it may only extend a run
+    /// whose schedule is constant.
     #[arg(long)]
     epochs: Option<u64>,
     /// The run directory's name under --runs-dir (default: the config's name and a number).
@@ -134,6 +126,29 @@ fn run_dir(runs_dir: &Path, config: &Path, name: Option<&str>, force: bool) -> R
     Ok(dir)
 }
 
+/// Puts the command line's overrides into the config the run keeps. On a resume, `--epochs`
+/// may extend a run only when its learning rate does not depend on the run's length (a
+/// constant schedule): the step, cosine and one-cycle schedules plan their rates over every
+/// step of the run, and a new end would change the rates of steps already planned.
+fn apply_overrides(config: &mut Config, args: &Args, resuming: bool) -> Result<()> {
+    if let Some(device) = args.device {
+        config.train.device = device;
+    }
+    if let Some(epochs) = args.epochs {
+        let t = &config.train;
+        if resuming && epochs != t.epochs && t.schedule != "constant" {
+            bail!(
+                "--epochs {epochs}: this run's {:?} schedule plans its learning rate over {} epochs, and a new end \
+                 would change the rate of steps already planned; resume without --epochs, or start a new run",
+                t.schedule,
+                t.epochs
+            );
+        }
+        config.train.epochs = epochs;
+    }
+    Ok(())
+}
+
 /// A run being started or resumed: its directory, config and where training stands.
 struct Start {
     dir: PathBuf,
@@ -182,12 +197,10 @@ fn epoch_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
 
 pub fn run(args: &Args) -> Result<()> {
     let Start { mut dir, mut config, resume_from, mut kept } = start(args)?;
-    // What the run directory and checkpoints keep: the file's settings with every default
-    // written out (command-line overrides stay out, so a resumed run stores the same text).
+    apply_overrides(&mut config, args, resume_from.is_some())?;
+    // What the run directory and checkpoints keep: every setting, defaults and overrides
+    // written out, so that `--resume RUN` alone continues the run to the same end.
     let resolved = config.resolved();
-    if let Some(epochs) = args.epochs {
-        config.train.epochs = epochs;
-    }
     let (train_set, test_set) = dataset::load(&config.data, config.train.seed)?;
     let (train_set, validation) = match config.data.validation_fraction {
         f if f > 0.0 => {
@@ -203,12 +216,17 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("train.batch_size = {batch} is larger than the {} training samples", train_set.len());
     }
     let training = training(&config.train, steps_per_epoch * config.train.epochs);
-    let gpu = open_device(args.device)?;
+    let gpu = open_device(config.train.device)?;
     let mut trainer = Trainer::new(executor(gpu.as_ref()), &classifier, training)?;
     let first_epoch = match &resume_from {
         Some(path) => {
             let checkpoint = Checkpoint::load(path, &classifier, &training.optimizer)?;
             trainer.restore(&checkpoint.state)?;
+            // An override (a longer run, another device) becomes part of the run.
+            if std::fs::read_to_string(dir.join("config.toml")).ok().as_deref() != Some(resolved.as_str()) {
+                let path = dir.join("config.toml");
+                write_atomically(&path, resolved.as_bytes()).with_context(|| format!("updating {}", path.display()))?;
+            }
             checkpoint.meta.epoch
         }
         None => {
@@ -227,6 +245,12 @@ pub fn run(args: &Args) -> Result<()> {
     println!("dlcli train: {device}; {action} {}", dir.display());
     let metrics_path = dir.join("metrics.jsonl");
     let mut monitor = Monitor::new(&config.train, validation.is_some());
+    if validation.is_none() {
+        println!(
+            "no validation split ([data] validation_fraction = 0): best.safetensors is picked by {} on the test set",
+            monitor.key()
+        );
+    }
     for row in read_metrics(&metrics_path).unwrap_or_default() {
         monitor.update(row[monitor.key()].as_f64().unwrap_or(f64::NAN));
     }
@@ -261,7 +285,7 @@ pub fn run(args: &Args) -> Result<()> {
         let (test_loss, test_acc) = evaluate(&mut trainer, &test_set, batch)?;
         let mut line = serde_json::json!({
             "kind": "epoch", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss, "train_accuracy": train_acc,
-            "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate,
+            "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate, "best_by": monitor.key(),
         });
         let mut summary = format!("test loss {test_loss:.4} accuracy {:.2}%", 100.0 * test_acc);
         if let Some(validation) = &validation {

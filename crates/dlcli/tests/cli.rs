@@ -265,9 +265,14 @@ fn bad_configs_name_every_problem_with_its_position() {
     fails_with(&dlcli(&["train", "--config", &typos, "--runs-dir", dir.to_str().unwrap()]), &["4 problems"]);
     assert!(!dir.join("typos-1").exists(), "a bad config leaves no run directory");
 
+    // Dataset paths start at the config's directory: this one names the shipped digits by theirs.
+    let digits = std::path::absolute(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz"));
     let no_flatten = write(
         "shape.toml",
-        "[data]\nkind = \"digits\"\n\n[model]\nlayers = [{ type = \"linear\", name = \"fc\", out_features = 10 }]\n",
+        &format!(
+            "[data]\nkind = \"digits\"\npath = {:?}\n\n[model]\nlayers = [{{ type = \"linear\", name = \"fc\", out_features = 10 }}]\n",
+            digits.unwrap().to_str().unwrap()
+        ),
     );
     fails_with(
         &dlcli(&["train", "--config", &no_flatten, "--runs-dir", dir.to_str().unwrap(), "--device", "cpu"]),
@@ -427,6 +432,9 @@ fn config_defaults_is_a_valid_config_with_every_key() {
     ] {
         assert!(defaults.contains(&format!("{key} =")), "{key} missing");
     }
+    // Saved elsewhere, its dataset path (relative to the file) is made absolute first.
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz");
+    let defaults = defaults.replace("\"datasets/digits/digits.csv.gz\"", &format!("{:?}", digits.to_str().unwrap()));
     let dir = temp_dir("defaults");
     let path = dir.join("defaults.toml");
     std::fs::write(&path, defaults).unwrap();
@@ -437,8 +445,10 @@ fn config_defaults_is_a_valid_config_with_every_key() {
 #[test]
 fn validation_augmentation_and_early_stopping() {
     let dir = temp_dir("early");
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz");
     let config = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/digits.toml"))
         .unwrap()
+        .replace("../datasets/digits/digits.csv.gz", digits.to_str().unwrap())
         .replace("test_fraction = 0.2", "test_fraction = 0.2\nvalidation_fraction = 0.1\nrandom_crop_padding = 1")
         .replace("seed = 0", "seed = 0\nmonitor = \"loss\"\npatience = 1\nmin_delta = 10.0");
     let path = dir.join("early.toml");
@@ -545,4 +555,54 @@ fn eval_predict_and_explain_agree_between_devices() {
         };
         assert_within(method, &map("gpu"), &map("cpu"));
     }
+}
+
+#[test]
+fn a_run_keeps_its_overrides_and_absolute_paths() {
+    let runs = temp_dir("overrides");
+    let out = train(Path::new("configs/digits.toml"), &runs, &["--epochs", "1", "--run", "r"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).0.contains("best.safetensors is picked by test_accuracy on the test set"), "{:?}", text(&out));
+    let run = runs.join("r");
+    let kept = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(kept.contains("epochs = 1") && kept.contains("device = \"cpu\""), "{kept}");
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz");
+    let digits = digits.canonicalize().unwrap();
+    assert!(kept.contains(&format!("path = {:?}", digits.to_str().unwrap())), "{kept}");
+    assert_eq!(epoch_lines(&run.join("metrics.jsonl"))[0]["best_by"], "test_accuracy");
+    // Evaluated from another working directory, through the absolute paths it kept.
+    let elsewhere = Command::new(env!("CARGO_BIN_EXE_dlcli"))
+        .args(["eval", "--run", run.to_str().unwrap(), "--device", "cpu"])
+        .current_dir(&runs)
+        .output()
+        .unwrap();
+    assert!(elsewhere.status.success(), "{:?}", text(&elsewhere));
+
+    // A schedule planned over the run's length refuses a new end and changes nothing.
+    let cosine = kept.replace("schedule = \"constant\"", "schedule = \"cosine\"");
+    assert_ne!(cosine, kept);
+    let planned = runs.join("cosine");
+    std::fs::create_dir_all(&planned).unwrap();
+    std::fs::write(planned.join("config.toml"), &cosine).unwrap();
+    std::fs::copy(run.join("epoch-1.safetensors"), planned.join("epoch-1.safetensors")).unwrap();
+    let refused = dlcli(&["train", "--resume", planned.to_str().unwrap(), "--epochs", "3", "--quiet"]);
+    fails_with(&refused, &["--epochs 3", "\"cosine\" schedule plans its learning rate over 1 epochs"]);
+    assert_eq!(std::fs::read_to_string(planned.join("config.toml")).unwrap(), cosine);
+}
+
+#[test]
+fn layer_names_are_unique_and_inputs_name_a_layer() {
+    let dir = temp_dir("names");
+    let path = dir.join("names.toml");
+    let config = "[data]\nkind = \"digits\"\npath = \"none.csv.gz\"\n\n[model]\nlayers = [\n  \
+                  { type = \"flatten\", name = \"a\" },\n  { type = \"relu\", name = \"a\" },\n  \
+                  { type = \"linear\", out_features = 10, inputs = [] },\n]\n";
+    std::fs::write(&path, config).unwrap();
+    fails_with(
+        &dlcli(&["config", "check", path.to_str().unwrap()]),
+        &[
+            "names.toml:8:27: model.layers[1].name: \"a\" already names model.layers[0]",
+            "model.layers[2].inputs: expected a list naming at least one earlier layer",
+        ],
+    );
 }

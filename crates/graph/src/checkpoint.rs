@@ -178,7 +178,7 @@ impl Checkpoint {
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut temp_name = path.file_name().unwrap_or_default().to_owned();
     temp_name.push(format!(".tmp-{}", std::process::id()));

@@ -28,7 +28,7 @@ mod trainer;
 pub mod zoo;
 
 pub use autodiff::{Gradients, backward};
-pub use checkpoint::{Checkpoint, Meta};
+pub use checkpoint::{Checkpoint, Meta, write_atomically};
 pub use classifier::{Classifier, PADDING_LABEL, Parameter};
 pub use cpu::{CpuExecutor, Values, evaluate};
 pub use crosscheck::CrossCheck;
@@ -41,4 +41,4 @@ pub use layers::Model;
 pub use ops::{ConvGeometry, CpuCall, GpuCall, Operation, PoolGeometry};
 pub use optim::{Adam, Optimizer, Schedule, Sgd, Training, optimizer_slots, optimizer_state_name};
 pub use plan::Plan;
-pub use trainer::{StepStats, Trainable, Trainer, TrainerState};
+pub use trainer::{StepStats, Trainable, Trainer, TrainerState, TrainingStep};

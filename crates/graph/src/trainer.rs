@@ -70,13 +70,10 @@ impl<E: Executor> Trainer<E> {
     /// Prepares `model`'s training step and evaluation on `exec` and writes its initial
     /// parameters there, the optimizer state zero.
     pub fn new(mut exec: E, model: &impl Trainable, training: Training) -> Result<Self> {
-        let mut graph = model.graph().clone();
-        let metrics = model.metrics();
-        let stats = gather(&mut graph, model.loss(), &metrics)?;
-        let eval = exec.prepare(&graph, Mode::Eval, &[stats])?;
-        let mut outputs = append_updates(&mut graph, model.parameters(), &training)?;
-        outputs.push(stats);
-        let train = exec.prepare(&graph, Mode::Train, &outputs)?;
+        let step = TrainingStep::new(model, &training)?;
+        let eval = exec.prepare(&step.graph, Mode::Eval, &[step.stats])?;
+        let train = exec.prepare(&step.graph, Mode::Train, &step.outputs)?;
+        let (stats, metrics) = (step.stats, model.metrics());
         let initial = model.initial();
         let tensors = state_dict(model.graph()).into_iter().map(|name| (name.clone(), initial[&name].len())).collect();
         let trained = model.parameters().iter().map(|p| p.name.clone()).collect();
@@ -177,6 +174,28 @@ impl<E: Executor> Trainer<E> {
             }
         }
         Ok(())
+    }
+}
+
+/// One training step of a model as a graph: its forward and backward, global-norm clipping
+/// (if asked), every parameter's update, and the loss and metrics gathered into one tensor.
+/// Evaluation runs the same graph for `stats` alone, which the updates do not feed.
+pub struct TrainingStep {
+    pub graph: Graph,
+    /// [loss, metrics...].
+    pub stats: TensorId,
+    /// What a training run asks for: every updated parameter (so that the updates run) and
+    /// `stats`.
+    pub outputs: Vec<TensorId>,
+}
+
+impl TrainingStep {
+    pub fn new(model: &impl Trainable, training: &Training) -> Result<Self> {
+        let mut graph = model.graph().clone();
+        let stats = gather(&mut graph, model.loss(), &model.metrics())?;
+        let mut outputs = append_updates(&mut graph, model.parameters(), training)?;
+        outputs.push(stats);
+        Ok(TrainingStep { graph, stats, outputs })
     }
 }
 

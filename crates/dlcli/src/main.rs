@@ -2,6 +2,7 @@
 //! line, runs the command, and prints any error once, with a non-zero exit code.
 
 mod config;
+mod config_command;
 mod dataset;
 mod devices;
 mod eval;
@@ -37,7 +38,7 @@ enum Command {
     /// A table of a config's layers: output shapes, parameters, FLOPs, planned memory.
     Summary(summary::Args),
     /// Check a config file and report every problem in it at once.
-    Config(config::Args),
+    Config(config_command::Args),
 }
 
 fn main() {
@@ -54,7 +55,7 @@ fn main() {
         Command::Predict(args) => predict::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Summary(args) => summary::run(&args),
-        Command::Config(args) => config::run(&args),
+        Command::Config(args) => config_command::run(&args),
     };
     if let Err(e) = result {
         eprintln!("dlcli: {e:#}");

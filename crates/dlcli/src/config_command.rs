@@ -29,12 +29,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ConfigCommand::Check { file } => {
             let config = Config::load(file)?;
             let (train, _) = crate::dataset::load(&config.data, config.train.seed)?;
-            let model = crate::model::build(&config, &train.sample_shape, train.classes, config.train.batch_size)?;
+            let batch = config.train.batch_size;
+            let model = crate::model::build(&config, &train.sample_shape, train.classes, batch)?;
+            let estimate = crate::memory::Estimate::of(&model, &crate::train::training(&config.train, 1))?;
+            estimate.check(None, batch)?;
             println!(
-                "{}: ok ({} layers, {} parameter tensors)",
+                "{}: ok ({} layers, {} parameter tensors; a training step at batch {batch} holds about {:.1} MiB)",
                 file.display(),
                 config.layers.len(),
-                model.params.len()
+                model.params.len(),
+                estimate.total() as f64 / (1 << 20) as f64
             );
             Ok(())
         }
@@ -44,4 +48,3 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
 }
-

@@ -8,6 +8,7 @@ mod devices;
 mod eval;
 mod explain;
 mod inference;
+mod memory;
 mod model;
 mod plots;
 mod predict;

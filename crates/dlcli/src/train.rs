@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kernels::{AdapterClass, Gpu};
 
 use crate::config::{Config, Device, TrainConfig};
-use crate::{dataset, model, plots};
+use crate::{dataset, memory, model, plots};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -217,6 +217,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let training = training(&config.train, steps_per_epoch * config.train.epochs);
     let gpu = open_device(config.train.device)?;
+    memory::Estimate::of(&classifier, &training)?.check(gpu.as_ref(), batch)?;
     let mut trainer = Trainer::new(executor(gpu.as_ref()), &classifier, training)?;
     let first_epoch = match &resume_from {
         Some(path) => {

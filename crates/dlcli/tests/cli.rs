@@ -606,3 +606,24 @@ fn layer_names_are_unique_and_inputs_name_a_layer() {
         ],
     );
 }
+
+#[test]
+fn a_model_too_large_for_memory_is_refused_before_anything_is_allocated() {
+    let dir = temp_dir("huge");
+    let digits = std::path::absolute(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz"));
+    // 64 x 4e9 weights: a terabyte of parameters.
+    let config = format!(
+        "[data]\nkind = \"digits\"\npath = {:?}\n\n[model]\nlayers = [{{ type = \"flatten\" }}, \
+         {{ type = \"linear\", out_features = 4000000000 }}, {{ type = \"linear\", out_features = 10 }}]\n",
+        digits.unwrap().to_str().unwrap()
+    );
+    let path = dir.join("huge.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = train(&path, &dir, &["--run", "r"]);
+    fails_with(&out, &["a training step at batch 64 needs about", "TiB", "lower [train] batch_size"]);
+    assert!(!dir.join("r").exists(), "a refused run leaves no run directory");
+    fails_with(
+        &dlcli(&["config", "check", path.to_str().unwrap()]),
+        &["more than the", "of memory free on this machine"],
+    );
+}

@@ -115,7 +115,7 @@ fn grad_cam_passes_the_randomisation_and_faithfulness_checks() {
     let cam = Method::GradCam { layer };
 
     // Model randomisation: re-initialise the top layers (fc1 and fc2) from another seed.
-    let fresh = mnist_cnn(99, 1).unwrap().model.params;
+    let fresh = mnist_cnn(99, 1).unwrap().model.init.values();
     let mut randomised = params.clone();
     for name in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"] {
         randomised.insert(name.into(), fresh[name].clone());

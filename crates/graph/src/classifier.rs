@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::autodiff::backward;
 use crate::error::Result;
 use crate::ir::{Graph, Op, TensorId};
-use crate::layers::Model;
+use crate::layers::{Initializers, Model};
 
 /// Label of a row that pads a batch: it counts in neither the loss nor the correct count.
 pub const PADDING_LABEL: u32 = u32::MAX;
@@ -35,8 +35,8 @@ pub struct Classifier {
     pub correct: TensorId,
     /// Every parameter in declaration order, with its gradient.
     pub params: Vec<Parameter>,
-    /// Initial values of the parameters and state by name.
-    pub initial: HashMap<String, Vec<f32>>,
+    /// How the parameters and state start (drawn when a trainer asks for them).
+    pub init: Initializers,
     /// Every `state_dict` key (parameters and state) in declaration order.
     pub state_dict: Vec<String>,
 }
@@ -44,7 +44,8 @@ pub struct Classifier {
 impl Classifier {
     /// Completes `model`, whose input node is `input` and output `logits` [rows, classes].
     pub fn new(model: Model, input: TensorId, logits: TensorId, label_smoothing: f32) -> Result<Self> {
-        let Model { mut graph, params: initial, order, .. } = model;
+        let Model { mut graph, init, .. } = model;
+        let order: Vec<String> = init.names().map(str::to_string).collect();
         let (rows, classes) = match *graph.shape(logits) {
             [rows, classes] => (rows, classes),
             ref other => (other.first().copied().unwrap_or(0), 0),
@@ -70,7 +71,7 @@ impl Classifier {
                 Parameter { name, node, grad }
             })
             .collect();
-        Ok(Classifier { graph, input, labels, logits, loss, correct, params, initial, state_dict: order })
+        Ok(Classifier { graph, input, labels, logits, loss, correct, params, init, state_dict: order })
     }
 
     /// The `state_dict` keys with their shapes, in declaration order.
@@ -108,7 +109,7 @@ impl crate::trainer::Trainable for Classifier {
         &self.params
     }
 
-    fn initial(&self) -> &HashMap<String, Vec<f32>> {
-        &self.initial
+    fn initial(&self) -> HashMap<String, Vec<f32>> {
+        self.init.values()
     }
 }

@@ -11,57 +11,90 @@ use crate::error::Result;
 use crate::ir::{Graph, TensorId};
 use crate::ops::ConvGeometry;
 
-/// A model under construction: its graph, the initial values of its parameters and state by
-/// name (in declaration order, like a `state_dict`), and the seeded stream they are drawn from.
+/// How a parameter or state tensor starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Uniform in [-bound, bound), from the model's Philox stream at this offset.
+    Uniform {
+        bound: f32,
+        offset: u64,
+    },
+    Constant(f32),
+}
+
+/// The initial values of a model's parameters and state, declared but not yet drawn: a
+/// model's memory can be weighed from its shapes before anything is allocated.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Initializers {
+    seed: u64,
+    /// Name, element count and initialiser, in declaration order (a `state_dict`'s).
+    entries: Vec<(String, usize, Init)>,
+}
+
+impl Initializers {
+    /// Every value, drawn now. The same seed gives the same values on every machine.
+    pub fn values(&self) -> HashMap<String, Vec<f32>> {
+        self.entries.iter().map(|(name, len, init)| (name.clone(), self.draw(*len, *init))).collect()
+    }
+
+    /// The names in declaration order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, ..)| name.as_str())
+    }
+
+    /// Elements of every tensor together.
+    pub fn elements(&self) -> usize {
+        self.entries.iter().map(|(_, len, _)| len).sum()
+    }
+
+    /// Word 1 of the Philox counter is all ones here and zero in dropout's, so the two
+    /// streams never share a counter.
+    fn draw(&self, n: usize, init: Init) -> Vec<f32> {
+        let (bound, offset) = match init {
+            Init::Constant(v) => return vec![v; n],
+            Init::Uniform { bound, offset } => (bound, offset),
+        };
+        let key = [self.seed as u32, (self.seed >> 32) as u32];
+        (0..n as u64)
+            .map(|i| {
+                let counter = offset + i;
+                let words = philox4x32_10([(counter / 4) as u32, u32::MAX, (counter >> 34) as u32, 0], key);
+                let u = (words[(counter % 4) as usize] >> 8) as f32 / 16_777_216.0;
+                (2.0 * u - 1.0) * bound
+            })
+            .collect()
+    }
+}
+
+/// A model under construction: its graph and how each parameter and state tensor starts,
+/// from the seeded stream.
 pub struct Model {
     pub graph: Graph,
-    pub params: HashMap<String, Vec<f32>>,
-    /// Parameter names in declaration order.
-    pub order: Vec<String>,
-    seed: u64,
+    pub init: Initializers,
     drawn: u64,
     dropouts: u64,
 }
 
 impl Model {
     pub fn new(seed: u64) -> Self {
-        Model { graph: Graph::new(), params: HashMap::new(), order: Vec::new(), seed, drawn: 0, dropouts: 0 }
+        Model { graph: Graph::new(), init: Initializers { seed, entries: Vec::new() }, drawn: 0, dropouts: 0 }
     }
 
-    /// `n` values uniform in [-bound, bound) from the model's Philox stream: the same seed
-    /// gives the same parameters on every machine. Word 1 of the counter is all ones here and
-    /// zero in dropout's, so the two streams never share a counter.
-    fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
-        let key = [self.seed as u32, (self.seed >> 32) as u32];
-        let values = (0..n)
-            .map(|i| {
-                let counter = self.drawn + i as u64;
-                let words = philox4x32_10([(counter / 4) as u32, u32::MAX, (counter >> 34) as u32, 0], key);
-                let u = (words[(counter % 4) as usize] >> 8) as f32 / 16_777_216.0;
-                (2.0 * u - 1.0) * bound
-            })
-            .collect();
-        self.drawn += n as u64;
-        values
-    }
-
-    /// Declares parameter `name` of `shape`, uniform in ±`bound`.
+    /// Declares parameter `name` of `shape`, uniform in ±`bound`: the next values of the
+    /// model's stream.
     fn param(&mut self, name: String, shape: &[usize], bound: f32) -> TensorId {
-        let values = self.uniform(shape.iter().product(), bound);
+        let len: usize = shape.iter().product();
         let node = self.graph.param(&name, shape);
-        self.declare(name, values);
+        self.init.entries.push((name, len, Init::Uniform { bound, offset: self.drawn }));
+        self.drawn += len as u64;
         node
     }
 
     /// Declares parameter (or, with `trained` false, state) `name` of `len` equal values.
     fn constant(&mut self, name: String, len: usize, value: f32, trained: bool) -> TensorId {
-        self.declare(name.clone(), vec![value; len]);
-        if trained { self.graph.param(&name, &[len]) } else { self.graph.state(&name, &[len]) }
-    }
-
-    fn declare(&mut self, name: String, values: Vec<f32>) {
-        self.params.insert(name.clone(), values);
-        self.order.push(name);
+        let node = if trained { self.graph.param(&name, &[len]) } else { self.graph.state(&name, &[len]) };
+        self.init.entries.push((name, len, Init::Constant(value)));
+        node
     }
 
     /// `nn.Linear(inputs, outputs, bias)` named `name`: x [rows, inputs] -> [rows, outputs].
@@ -127,7 +160,7 @@ impl Model {
     /// `nn.Dropout(p)`: each dropout layer draws its masks from its own stream of the seed.
     pub fn dropout(&mut self, x: TensorId, p: f32) -> Result<TensorId> {
         self.dropouts += 1;
-        let seed = self.seed ^ self.dropouts.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let seed = self.init.seed ^ self.dropouts.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.graph.dropout(x, p, seed)
     }
 }

@@ -21,7 +21,8 @@ pub trait Trainable {
     fn loss(&self) -> TensorId;
     fn metrics(&self) -> Vec<(&'static str, TensorId)>;
     fn parameters(&self) -> &[Parameter];
-    fn initial(&self) -> &HashMap<String, Vec<f32>>;
+    /// Drawn when called: a model's memory can be weighed before this allocates it.
+    fn initial(&self) -> HashMap<String, Vec<f32>>;
 }
 
 /// The scalars one step reads back.
@@ -79,7 +80,7 @@ impl<E: Executor> Trainer<E> {
         let trained = model.parameters().iter().map(|p| p.name.clone()).collect();
         let metric_names = metrics.iter().map(|&(name, _)| name).collect();
         let mut trainer = Trainer { exec, training, tensors, trained, metric_names, train, eval, stats, steps: 0 };
-        for (name, value) in initial {
+        for (name, value) in &initial {
             trainer.exec.write_named(name, value)?;
         }
         Ok(trainer)

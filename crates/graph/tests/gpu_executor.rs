@@ -127,7 +127,7 @@ fn residual_cnn_forward_and_every_gradient_match_the_cpu() {
     outputs.extend(model.params.iter().map(|p| (p.grad, format!("d {}", p.name))));
     let outputs: Vec<(TensorId, &str)> = outputs.iter().map(|(id, s)| (*id, s.as_str())).collect();
     for mode in [Mode::Train, Mode::Eval] {
-        compare(&g, mode, &outputs, &model.initial, &feed);
+        compare(&g, mode, &outputs, &model.init.values(), &feed);
     }
 }
 

@@ -10,8 +10,9 @@ fn parameters_are_named_and_shaped_like_torch_nn() {
     let c = m.conv2d("conv1", x, 4, (3, 3), geo, true).unwrap();
     let flat = m.graph.reshape(c, &[2, 256]).unwrap();
     let y = m.linear("fc1", flat, 256, 10, true).unwrap();
-    assert_eq!(m.order, ["conv1.weight", "conv1.bias", "fc1.weight", "fc1.bias"]);
-    let shape = |name: &str| m.params[name].len();
+    assert_eq!(m.init.names().collect::<Vec<_>>(), ["conv1.weight", "conv1.bias", "fc1.weight", "fc1.bias"]);
+    let params = m.init.values();
+    let shape = |name: &str| params[name].len();
     assert_eq!((shape("conv1.weight"), shape("conv1.bias"), shape("fc1.weight"), shape("fc1.bias")), (36, 4, 2560, 10));
     assert_eq!(m.graph.shape(y), &[2, 10]);
     assert_eq!(m.graph.label(y), "fc1");
@@ -24,11 +25,12 @@ fn initialisation_is_pytorch_default_uniform() {
     let x = m.graph.input("x", &[1, 256]);
     m.linear("fc", x, 256, 128, true).unwrap();
     let bound = 1.0 / 16.0;
+    let params = m.init.values();
     for name in ["fc.weight", "fc.bias"] {
-        let v = &m.params[name];
+        let v = &params[name];
         assert!(v.iter().all(|w| w.abs() <= bound), "{name} outside ±{bound}");
     }
-    let w = &m.params["fc.weight"];
+    let w = &params["fc.weight"];
     let n = w.len() as f64;
     let mean = w.iter().map(|&v| v as f64).sum::<f64>() / n;
     let var = w.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
@@ -44,7 +46,7 @@ fn the_same_seed_gives_the_same_parameters() {
         let x = m.graph.input("x", &[1, 8]);
         let h = m.linear("a", x, 8, 8, true).unwrap();
         m.linear("b", h, 8, 8, true).unwrap();
-        m.params
+        m.init.values()
     };
     assert_eq!(build(3), build(3));
     assert_ne!(build(3)["a.weight"], build(4)["a.weight"]);
@@ -60,8 +62,9 @@ fn linear_computes_x_times_weight_transposed_plus_bias() {
     let xs = vec![1.0, -2.0, 0.5, 3.0, 0.25, -1.0];
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), xs.clone());
-    let out = evaluate(&m.graph, Mode::Train, &m.params, &feed, &[y]).unwrap();
-    let (w, b) = (&m.params["fc.weight"], &m.params["fc.bias"]);
+    let params = m.init.values();
+    let out = evaluate(&m.graph, Mode::Train, &params, &feed, &[y]).unwrap();
+    let (w, b) = (&params["fc.weight"], &params["fc.bias"]);
     for r in 0..2 {
         for o in 0..2 {
             let want: f32 = b[o] + (0..3).map(|i| xs[r * 3 + i] * w[o * 3 + i]).sum::<f32>();

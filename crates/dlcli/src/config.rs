@@ -259,6 +259,49 @@ fn did_you_mean(word: &str, choices: &[&str]) -> String {
 }
 
 /// Reads typed values out of the document, recording a problem for each one that is wrong.
+/// Where a number must lie, stated as the error states it.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// Any finite number.
+    Finite,
+    Positive,
+    NonNegative,
+    AtLeastOne,
+    /// [0, 1)
+    Fraction,
+    /// (0, 1)
+    OpenFraction,
+    /// [0, 1]
+    Probability,
+}
+
+impl Bound {
+    fn holds(self, v: f64) -> bool {
+        v.is_finite()
+            && match self {
+                Bound::Finite => true,
+                Bound::Positive => v > 0.0,
+                Bound::NonNegative => v >= 0.0,
+                Bound::AtLeastOne => v >= 1.0,
+                Bound::Fraction => (0.0..1.0).contains(&v),
+                Bound::OpenFraction => v > 0.0 && v < 1.0,
+                Bound::Probability => (0.0..=1.0).contains(&v),
+            }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Bound::Finite => "a finite number",
+            Bound::Positive => "a positive number",
+            Bound::NonNegative => "zero or more",
+            Bound::AtLeastOne => "at least 1",
+            Bound::Fraction => "in [0, 1)",
+            Bound::OpenFraction => "in (0, 1)",
+            Bound::Probability => "in [0, 1]",
+        }
+    }
+}
+
 struct Validator<'t> {
     text: &'t str,
     problems: Vec<Problem>,
@@ -332,6 +375,30 @@ impl Validator<'_> {
             },
             None => default.unwrap_or(0.0),
         }
+    }
+
+    /// A problem unless `value` (of `key`) lies within `bound`.
+    fn check_bound(&mut self, t: &dyn TableLike, path: &str, key: &str, value: f64, bound: Bound) {
+        if !bound.holds(value) {
+            let span = t.get(key).and_then(|i| i.span());
+            self.problem(span, &join(path, key), format!("must be {}, got {value}", bound.text()));
+        }
+    }
+
+    /// A number within `bound`.
+    fn f32_in(&mut self, t: &dyn TableLike, path: &str, key: &str, default: Option<f32>, bound: Bound) -> f32 {
+        let v = self.f32(t, path, key, default);
+        self.check_bound(t, path, key, v as f64, bound);
+        v
+    }
+
+    /// A non-negative integer, at least 1.
+    fn count(&mut self, t: &dyn TableLike, path: &str, key: &str, default: Option<usize>) -> usize {
+        let v = self.usize(t, path, key, default);
+        if t.get(key).is_some_and(|i| i.as_integer().is_some()) {
+            self.check_bound(t, path, key, v as f64, Bound::AtLeastOne);
+        }
+        v
     }
 
     fn bool(&mut self, t: &dyn TableLike, path: &str, key: &str, default: bool) -> bool {
@@ -475,15 +542,15 @@ impl Validator<'_> {
             let mut path = |key| PathBuf::from(self.string(t, "data", key, None));
             let (train_dir, test_dir) = (path("train_dir"), path("test_dir"));
             let shape = [
-                self.usize(t, "data", "channels", Some(3)),
-                self.usize(t, "data", "height", None),
-                self.usize(t, "data", "width", None),
+                self.count(t, "data", "channels", Some(3)),
+                self.count(t, "data", "height", None),
+                self.count(t, "data", "width", None),
             ];
             DataSource::ImageFolder { train_dir, test_dir, shape }
         } else if kind == "digits" {
             known.extend(["path", "test_fraction"]);
             let path = self.string(t, "data", "path", Some("datasets/digits/digits.csv.gz")).into();
-            let test_fraction = self.f32(t, "data", "test_fraction", Some(0.2)) as f64;
+            let test_fraction = self.f32_in(t, "data", "test_fraction", Some(0.2), Bound::OpenFraction) as f64;
             DataSource::Digits { path, test_fraction }
         } else {
             known.extend(["train_images", "train_labels", "test_images", "test_labels"]);
@@ -495,16 +562,9 @@ impl Validator<'_> {
                 test_labels: path("test_labels"),
             }
         };
-        let (mean, std) = (self.f32(t, "data", "mean", Some(0.0)), self.f32(t, "data", "std", Some(1.0)));
-        if std <= 0.0 {
-            let span = t.get("std").and_then(|i| i.span());
-            self.problem(span, "data.std", format!("must be positive, got {std}"));
-        }
-        let validation_fraction = self.f32(t, "data", "validation_fraction", Some(0.0)) as f64;
-        if !(0.0..1.0).contains(&validation_fraction) {
-            let span = t.get("validation_fraction").and_then(|i| i.span());
-            self.problem(span, "data.validation_fraction", format!("must be in [0, 1), got {validation_fraction}"));
-        }
+        let mean = self.f32_in(t, "data", "mean", Some(0.0), Bound::Finite);
+        let std = self.f32_in(t, "data", "std", Some(1.0), Bound::Positive);
+        let validation_fraction = self.f32_in(t, "data", "validation_fraction", Some(0.0), Bound::Fraction) as f64;
         let augment = data::Augment {
             crop_padding: self.usize(t, "data", "random_crop_padding", Some(0)),
             horizontal_flip: self.bool(t, "data", "horizontal_flip", false),
@@ -577,9 +637,10 @@ impl Validator<'_> {
             }
         }
         let mut known = vec!["type", "name", "inputs"];
+        // Sizes are at least 1, padding any count.
         let mut num = |v: &mut Self, key: &'static str, default: Option<usize>| {
             known.push(key);
-            v.usize(t, path, key, default)
+            if key == "padding" { v.usize(t, path, key, default) } else { v.count(t, path, key, default) }
         };
         let kind = match kind.as_str() {
             "conv2d" => {
@@ -615,32 +676,24 @@ impl Validator<'_> {
             "batch_norm" => {
                 known.extend(["eps", "momentum"]);
                 LayerKind::BatchNorm {
-                    eps: self.f32(t, path, "eps", Some(1e-5)),
-                    momentum: self.f32(t, path, "momentum", Some(0.1)),
+                    eps: self.f32_in(t, path, "eps", Some(1e-5), Bound::Positive),
+                    momentum: self.f32_in(t, path, "momentum", Some(0.1), Bound::Probability),
                 }
             }
             "layer_norm" => {
                 known.push("eps");
-                LayerKind::LayerNorm { eps: self.f32(t, path, "eps", Some(1e-5)) }
+                LayerKind::LayerNorm { eps: self.f32_in(t, path, "eps", Some(1e-5), Bound::Positive) }
             }
             "dropout" => {
                 known.push("p");
-                let p = self.f32(t, path, "p", Some(0.5));
-                if !(0.0..1.0).contains(&p) {
-                    self.problem(
-                        t.get("p").and_then(|i| i.span()),
-                        &join(path, "p"),
-                        format!("must be in [0, 1), got {p}"),
-                    );
-                }
-                LayerKind::Dropout { p }
+                LayerKind::Dropout { p: self.f32_in(t, path, "p", Some(0.5), Bound::Fraction) }
             }
             "flatten" => LayerKind::Flatten,
             "add" => LayerKind::Add,
             "concat" => LayerKind::Concat,
             "leaky_relu" => {
                 known.push("slope");
-                LayerKind::Activation(Unary::LeakyRelu(self.f32(t, path, "slope", Some(0.01))))
+                LayerKind::Activation(Unary::LeakyRelu(self.f32_in(t, path, "slope", Some(0.01), Bound::Finite)))
             }
             other => match ACTIVATIONS.iter().find(|(n, _)| *n == other) {
                 Some(&(_, op)) => LayerKind::Activation(op),
@@ -666,24 +719,24 @@ impl Validator<'_> {
 
     fn train(&mut self, t: &dyn TableLike) -> TrainConfig {
         let p = "train";
-        let clip = self.f32(t, p, "clip_grad_norm", Some(0.0));
+        let clip = self.f32_in(t, p, "clip_grad_norm", Some(0.0), Bound::NonNegative);
         let config = TrainConfig {
-            epochs: self.usize(t, p, "epochs", Some(2)) as u64,
+            epochs: self.count(t, p, "epochs", Some(2)) as u64,
             device: Device::parse(&self.choice(t, p, "device", "auto", &Device::NAMES)),
-            batch_size: self.usize(t, p, "batch_size", Some(64)).max(1),
+            batch_size: self.count(t, p, "batch_size", Some(64)),
             seed: self.usize(t, p, "seed", Some(0)) as u64,
             optimizer: self.choice(t, p, "optimizer", "adam", &OPTIMIZERS),
-            lr: self.f32(t, p, "lr", Some(1e-3)),
-            momentum: self.f32(t, p, "momentum", Some(0.9)),
-            weight_decay: self.f32(t, p, "weight_decay", Some(0.0)),
+            lr: self.f32_in(t, p, "lr", Some(1e-3), Bound::Positive),
+            momentum: self.f32_in(t, p, "momentum", Some(0.9), Bound::Fraction),
+            weight_decay: self.f32_in(t, p, "weight_decay", Some(0.0), Bound::NonNegative),
             schedule: self.choice(t, p, "schedule", "constant", &SCHEDULES),
             warmup_steps: self.usize(t, p, "warmup_steps", Some(0)) as u64,
             clip_grad_norm: (clip > 0.0).then_some(clip),
-            label_smoothing: self.f32(t, p, "label_smoothing", Some(0.0)),
-            keep_last: self.usize(t, p, "keep_last", Some(2)),
+            label_smoothing: self.f32_in(t, p, "label_smoothing", Some(0.0), Bound::Fraction),
+            keep_last: self.count(t, p, "keep_last", Some(2)),
             patience: self.usize(t, p, "patience", Some(0)) as u64,
             monitor: self.choice(t, p, "monitor", "accuracy", &["accuracy", "loss"]),
-            min_delta: self.f32(t, p, "min_delta", Some(0.0)) as f64,
+            min_delta: self.f32_in(t, p, "min_delta", Some(0.0), Bound::NonNegative) as f64,
         };
         self.unknown_keys(t, p, &TRAIN_KEYS);
         config

@@ -627,3 +627,27 @@ fn a_model_too_large_for_memory_is_refused_before_anything_is_allocated() {
         &["more than the", "of memory free on this machine"],
     );
 }
+
+#[test]
+fn numbers_out_of_range_are_named_with_their_position() {
+    let dir = temp_dir("ranges");
+    let path = dir.join("ranges.toml");
+    let config = "[data]\nkind = \"digits\"\ntest_fraction = 1.5\n\n[model]\nlayers = [\n  \
+                  { type = \"conv2d\", out_channels = 4, kernel = 0 },\n  { type = \"dropout\", p = 1.0 },\n  \
+                  { type = \"flatten\" },\n  { type = \"linear\", out_features = 10 },\n]\n\n\
+                  [train]\nepochs = 0\nlr = nan\nmomentum = 1.5\nbatch_size = 0\n";
+    std::fs::write(&path, config).unwrap();
+    fails_with(
+        &dlcli(&["config", "check", path.to_str().unwrap()]),
+        &[
+            "7 problems",
+            "ranges.toml:3:17: data.test_fraction: must be in (0, 1), got 1.5",
+            "ranges.toml:7:49: model.layers[0].kernel: must be at least 1, got 0",
+            "ranges.toml:8:27: model.layers[1].p: must be in [0, 1), got 1",
+            "ranges.toml:14:10: train.epochs: must be at least 1, got 0",
+            "ranges.toml:15:6: train.lr: must be a positive number, got NaN",
+            "ranges.toml:16:12: train.momentum: must be in [0, 1), got 1.5",
+            "ranges.toml:17:14: train.batch_size: must be at least 1, got 0",
+        ],
+    );
+}

@@ -109,6 +109,24 @@ pub enum LayerKind {
     Concat,
 }
 
+/// A config value that is one of a few names, parsed once into its enum: no later code
+/// matches on the strings.
+pub trait Named: Sized + Copy + PartialEq + 'static {
+    const ALL: &'static [(&'static str, Self)];
+
+    fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, v)| *v == self).map_or("", |(n, _)| n)
+    }
+
+    fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|(n, _)| *n).collect()
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
 /// Which executor runs a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Device {
@@ -119,18 +137,86 @@ pub enum Device {
     Cpu,
 }
 
-impl Device {
-    const NAMES: [&str; 3] = ["auto", "gpu", "cpu"];
+impl Named for Device {
+    const ALL: &'static [(&'static str, Self)] = &[("auto", Device::Auto), ("gpu", Device::Gpu), ("cpu", Device::Cpu)];
+}
 
-    pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+    /// Adam with decoupled weight decay.
+    AdamW,
+}
+
+impl Named for OptimizerKind {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("sgd", OptimizerKind::Sgd), ("adam", OptimizerKind::Adam), ("adamw", OptimizerKind::AdamW)];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleKind {
+    Constant,
+    /// x0.1 at each third of the run.
+    Step,
+    /// Linear warm-up, then a cosine to zero.
+    Cosine,
+    OneCycle,
+}
+
+impl Named for ScheduleKind {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("constant", ScheduleKind::Constant),
+        ("step", ScheduleKind::Step),
+        ("cosine", ScheduleKind::Cosine),
+        ("one_cycle", ScheduleKind::OneCycle),
+    ];
+}
+
+/// The metric that picks the best checkpoint and stops early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorMetric {
+    Accuracy,
+    Loss,
+}
+
+impl Named for MonitorMetric {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("accuracy", MonitorMetric::Accuracy), ("loss", MonitorMetric::Loss)];
+}
+
+/// What `dlcli eval` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalMetric {
+    Loss,
+    Accuracy,
+    /// The label among the k largest logits.
+    TopK(usize),
+    /// Precision, recall and F1 of each class.
+    PerClass,
+    /// The confusion matrix and confusion.png.
+    Confusion,
+}
+
+impl EvalMetric {
+    const NAMED: [(&str, EvalMetric); 4] = [
+        ("loss", EvalMetric::Loss),
+        ("accuracy", EvalMetric::Accuracy),
+        ("per_class", EvalMetric::PerClass),
+        ("confusion", EvalMetric::Confusion),
+    ];
+
+    fn parse(name: &str) -> Option<EvalMetric> {
+        match name.strip_prefix("top").map(str::parse::<usize>) {
+            Some(Ok(k)) if k > 0 => Some(EvalMetric::TopK(k)),
+            _ => Self::NAMED.iter().find(|(n, _)| *n == name).map(|(_, m)| *m),
+        }
     }
 
-    fn parse(name: &str) -> Device {
-        match name {
-            "gpu" => Device::Gpu,
-            "cpu" => Device::Cpu,
-            _ => Device::Auto,
+    pub fn name(self) -> String {
+        match self {
+            EvalMetric::TopK(k) => format!("top{k}"),
+            other => Self::NAMED.iter().find(|(_, m)| *m == other).map_or(String::new(), |(n, _)| n.to_string()),
         }
     }
 }
@@ -142,13 +228,11 @@ pub struct TrainConfig {
     pub device: Device,
     pub batch_size: usize,
     pub seed: u64,
-    /// "sgd", "adam" or "adamw".
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     pub lr: f32,
     pub momentum: f32,
     pub weight_decay: f32,
-    /// "constant", "step", "cosine" or "one_cycle".
-    pub schedule: String,
+    pub schedule: ScheduleKind,
     pub warmup_steps: u64,
     pub clip_grad_norm: Option<f32>,
     pub label_smoothing: f32,
@@ -157,8 +241,8 @@ pub struct TrainConfig {
     /// Stop when the monitored metric has not improved by `min_delta` for this many epochs
     /// (0: never).
     pub patience: u64,
-    /// "accuracy" or "loss", of the validation set (the test set when there is none).
-    pub monitor: String,
+    /// Of the validation set (the test set when there is none).
+    pub monitor: MonitorMetric,
     pub min_delta: f64,
 }
 
@@ -167,12 +251,12 @@ pub struct Config {
     pub data: DataConfig,
     pub layers: Vec<LayerConfig>,
     pub train: TrainConfig,
-    /// What `dlcli eval` reports: "loss", "accuracy", "top<k>" (e.g. "top3"), "per_class",
-    /// "confusion".
-    pub eval_metrics: Vec<String>,
+    /// What `dlcli eval` reports.
+    pub eval_metrics: Vec<EvalMetric>,
 }
 
-const DEFAULT_EVAL_METRICS: [&str; 4] = ["loss", "accuracy", "per_class", "confusion"];
+const DEFAULT_EVAL_METRICS: [EvalMetric; 4] =
+    [EvalMetric::Loss, EvalMetric::Accuracy, EvalMetric::PerClass, EvalMetric::Confusion];
 
 const ACTIVATIONS: [(&str, Unary); 6] = [
     ("relu", Unary::Relu),
@@ -202,8 +286,6 @@ const LAYER_TYPES: [&str; 17] = [
     "leaky_relu",
 ];
 const KINDS: [&str; 4] = ["idx", "digits", "cifar10", "image_folder"];
-const OPTIMIZERS: [&str; 3] = ["sgd", "adam", "adamw"];
-const SCHEDULES: [&str; 4] = ["constant", "step", "cosine", "one_cycle"];
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -441,6 +523,12 @@ impl Validator<'_> {
         }
     }
 
+    /// One of an enum's names.
+    fn named<T: Named>(&mut self, t: &dyn TableLike, path: &str, key: &str, default: T) -> T {
+        let name = self.choice(t, path, key, default.name(), &T::names());
+        T::parse(&name).unwrap_or(default)
+    }
+
     /// A string that must be one of `choices`.
     fn choice(&mut self, t: &dyn TableLike, path: &str, key: &str, default: &str, choices: &[&str]) -> String {
         let s = self.string(t, path, key, Some(default));
@@ -497,31 +585,25 @@ impl Validator<'_> {
                 self.here = root.get("eval").and_then(Item::span);
                 self.eval_metrics(t)
             }
-            None => DEFAULT_EVAL_METRICS.map(String::from).to_vec(),
+            None => DEFAULT_EVAL_METRICS.to_vec(),
         };
         Config { data, layers, train, eval_metrics }
     }
 
-    fn eval_metrics(&mut self, t: &dyn TableLike) -> Vec<String> {
+    fn eval_metrics(&mut self, t: &dyn TableLike) -> Vec<EvalMetric> {
         self.unknown_keys(t, "eval", &["metrics"]);
         let Some(v) = self.value(t, "eval", "metrics", false) else {
-            return DEFAULT_EVAL_METRICS.map(String::from).to_vec();
+            return DEFAULT_EVAL_METRICS.to_vec();
         };
-        let names: Vec<String> =
-            v.as_array().map_or(Vec::new(), |a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect());
-        let known = |m: &str| {
-            DEFAULT_EVAL_METRICS.contains(&m)
-                || m.strip_prefix("top").is_some_and(|k| k.parse::<usize>().is_ok_and(|k| k > 0))
-        };
-        if names.is_empty() || names.iter().any(|m| !known(m)) {
-            let detail = format!(
-                "expected a list of {:?} or \"top<k>\" (e.g. \"top3\"), got {}",
-                DEFAULT_EVAL_METRICS,
-                v.to_string().trim()
-            );
+        let names: Vec<&str> = v.as_array().map_or(Vec::new(), |a| a.iter().filter_map(|m| m.as_str()).collect());
+        let metrics: Vec<EvalMetric> = names.iter().filter_map(|m| EvalMetric::parse(m)).collect();
+        if names.is_empty() || metrics.len() != names.len() {
+            let known: Vec<String> = DEFAULT_EVAL_METRICS.iter().map(|m| m.name()).collect();
+            let detail =
+                format!("expected a list of {known:?} or \"top<k>\" (e.g. \"top3\"), got {}", v.to_string().trim());
             self.problem(v.span(), "eval.metrics", detail);
         }
-        names
+        metrics
     }
 
     fn data(&mut self, t: &dyn TableLike) -> DataConfig {
@@ -722,20 +804,20 @@ impl Validator<'_> {
         let clip = self.f32_in(t, p, "clip_grad_norm", Some(0.0), Bound::NonNegative);
         let config = TrainConfig {
             epochs: self.count(t, p, "epochs", Some(2)) as u64,
-            device: Device::parse(&self.choice(t, p, "device", "auto", &Device::NAMES)),
+            device: self.named(t, p, "device", Device::Auto),
             batch_size: self.count(t, p, "batch_size", Some(64)),
             seed: self.usize(t, p, "seed", Some(0)) as u64,
-            optimizer: self.choice(t, p, "optimizer", "adam", &OPTIMIZERS),
+            optimizer: self.named(t, p, "optimizer", OptimizerKind::Adam),
             lr: self.f32_in(t, p, "lr", Some(1e-3), Bound::Positive),
             momentum: self.f32_in(t, p, "momentum", Some(0.9), Bound::Fraction),
             weight_decay: self.f32_in(t, p, "weight_decay", Some(0.0), Bound::NonNegative),
-            schedule: self.choice(t, p, "schedule", "constant", &SCHEDULES),
+            schedule: self.named(t, p, "schedule", ScheduleKind::Constant),
             warmup_steps: self.usize(t, p, "warmup_steps", Some(0)) as u64,
             clip_grad_norm: (clip > 0.0).then_some(clip),
             label_smoothing: self.f32_in(t, p, "label_smoothing", Some(0.0), Bound::Fraction),
             keep_last: self.count(t, p, "keep_last", Some(2)),
             patience: self.usize(t, p, "patience", Some(0)) as u64,
-            monitor: self.choice(t, p, "monitor", "accuracy", &["accuracy", "loss"]),
+            monitor: self.named(t, p, "monitor", MonitorMetric::Accuracy),
             min_delta: self.f32_in(t, p, "min_delta", Some(0.0), Bound::NonNegative) as f64,
         };
         self.unknown_keys(t, p, &TRAIN_KEYS);
@@ -875,21 +957,21 @@ impl Config {
         train["device"] = value(t.device.name());
         train["batch_size"] = value(t.batch_size as i64);
         train["seed"] = value(t.seed as i64);
-        train["optimizer"] = value(t.optimizer.as_str());
+        train["optimizer"] = value(t.optimizer.name());
         train["lr"] = float(t.lr);
         train["momentum"] = float(t.momentum);
         train["weight_decay"] = float(t.weight_decay);
-        train["schedule"] = value(t.schedule.as_str());
+        train["schedule"] = value(t.schedule.name());
         train["warmup_steps"] = value(t.warmup_steps as i64);
         train["clip_grad_norm"] = float(t.clip_grad_norm.unwrap_or(0.0));
         train["label_smoothing"] = float(t.label_smoothing);
         train["keep_last"] = value(t.keep_last as i64);
-        train["monitor"] = value(t.monitor.as_str());
+        train["monitor"] = value(t.monitor.name());
         train["patience"] = value(t.patience as i64);
         train["min_delta"] = float(t.min_delta as f32);
         doc["train"] = toml_edit::Item::Table(train);
         let mut eval = Table::new();
-        eval["metrics"] = value(self.eval_metrics.iter().map(String::as_str).collect::<Array>());
+        eval["metrics"] = value(self.eval_metrics.iter().map(|m| m.name()).collect::<Array>());
         doc["eval"] = toml_edit::Item::Table(eval);
         format!(
             "# Resolved by dlcli {}: every setting of this run, defaults included.\n{doc}",

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use data::Batches;
 use graph::{Checkpoint, Mode};
 
-use crate::config::Config;
+use crate::config::{Config, EvalMetric};
 use crate::inference::{self, Loaded, ModelSource};
 use crate::{plots, train};
 
@@ -42,8 +42,15 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let Loaded { config, file, model, params, test, .. } = inference::load(&args.model, None)?;
-    let wants = |m: &str| config.eval_metrics.iter().any(|w| w == m);
-    let top_ks: Vec<usize> = config.eval_metrics.iter().filter_map(|m| m.strip_prefix("top")?.parse().ok()).collect();
+    let wants = |m: EvalMetric| config.eval_metrics.contains(&m);
+    let top_ks: Vec<usize> = config
+        .eval_metrics
+        .iter()
+        .filter_map(|m| match m {
+            EvalMetric::TopK(k) => Some(*k),
+            _ => None,
+        })
+        .collect();
     let k = test.classes;
     let mut confusion = vec![vec![0usize; k]; k];
     let (mut loss_sum, mut top1) = (0.0, 0usize);
@@ -80,31 +87,34 @@ pub fn run(args: &Args) -> Result<()> {
             (precision, recall, f1)
         })
         .collect();
-    let top: Vec<(String, f64)> =
-        top_ks.iter().zip(&top_hits).map(|(t, &h)| (format!("top{t}"), h as f64 / test.len() as f64)).collect();
+    let top: Vec<(String, f64)> = top_ks
+        .iter()
+        .zip(&top_hits)
+        .map(|(&k, &h)| (EvalMetric::TopK(k).name(), h as f64 / test.len() as f64))
+        .collect();
     let picture = file.parent().unwrap_or(Path::new(".")).join("confusion.png");
-    if wants("confusion") {
+    if wants(EvalMetric::Confusion) {
         plots::confusion(&picture, &confusion)?;
     }
     if args.json {
         let mut out = serde_json::json!({ "checkpoint": file.display().to_string(), "samples": test.len() });
-        if wants("loss") {
+        if wants(EvalMetric::Loss) {
             out["loss"] = loss.into();
         }
-        if wants("accuracy") {
+        if wants(EvalMetric::Accuracy) {
             out["accuracy"] = accuracy.into();
         }
         for (name, value) in &top {
             out[name] = (*value).into();
         }
-        if wants("per_class") {
+        if wants(EvalMetric::PerClass) {
             let rows = per_class.iter().enumerate();
             let classes: Vec<_> = rows
                 .map(|(c, (p, r, f))| serde_json::json!({"class": c, "precision": p, "recall": r, "f1": f}))
                 .collect();
             out["classes"] = classes.into();
         }
-        if wants("confusion") {
+        if wants(EvalMetric::Confusion) {
             out["confusion"] = serde_json::json!(confusion);
             out["confusion_png"] = picture.display().to_string().into();
         }
@@ -112,23 +122,23 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let mut headline = format!("{}: {} test samples", file.display(), test.len());
-    if wants("loss") {
+    if wants(EvalMetric::Loss) {
         headline += &format!(", loss {loss:.4}");
     }
-    if wants("accuracy") {
+    if wants(EvalMetric::Accuracy) {
         headline += &format!(", accuracy {:.2}%", 100.0 * accuracy);
     }
     for (name, value) in &top {
         headline += &format!(", {name} {:.2}%", 100.0 * value);
     }
     println!("{headline}");
-    if wants("per_class") {
+    if wants(EvalMetric::PerClass) {
         println!("\nclass  precision  recall     f1");
         for (c, (p, r, f)) in per_class.iter().enumerate() {
             println!("{c:>5}  {:>8.2}%  {:>5.2}%  {:>5.2}%", 100.0 * p, 100.0 * r, 100.0 * f);
         }
     }
-    if wants("confusion") {
+    if wants(EvalMetric::Confusion) {
         println!("\nconfusion matrix (rows: true class, columns: predicted)");
         print!("      ");
         (0..k).for_each(|c| print!("{c:>6}"));

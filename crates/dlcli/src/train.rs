@@ -15,7 +15,7 @@ use graph::{
 use indicatif::{ProgressBar, ProgressStyle};
 use kernels::{AdapterClass, Gpu};
 
-use crate::config::{Config, Device, TrainConfig};
+use crate::config::{Config, Device, MonitorMetric, Named, OptimizerKind, ScheduleKind, TrainConfig};
 use crate::{dataset, memory, model, plots};
 
 #[derive(clap::Args)]
@@ -49,28 +49,28 @@ pub struct Args {
 
 /// The optimizer, schedule and clipping a config asks for, over `total` updates.
 pub fn training(t: &TrainConfig, total: u64) -> Training {
-    let optimizer = match t.optimizer.as_str() {
-        "sgd" => Optimizer::Sgd(Sgd {
+    let optimizer = match t.optimizer {
+        OptimizerKind::Sgd => Optimizer::Sgd(Sgd {
             lr: t.lr,
             momentum: t.momentum,
             dampening: 0.0,
             weight_decay: t.weight_decay,
             nesterov: false,
         }),
-        name => Optimizer::Adam(Adam {
+        adam @ (OptimizerKind::Adam | OptimizerKind::AdamW) => Optimizer::Adam(Adam {
             lr: t.lr,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: t.weight_decay,
-            decoupled: name == "adamw",
+            decoupled: adam == OptimizerKind::AdamW,
         }),
     };
-    let schedule = match t.schedule.as_str() {
-        "step" => Schedule::Step { every: (total / 3).max(1), gamma: 0.1 },
-        "cosine" => Schedule::WarmupCosine { warmup: t.warmup_steps, total, floor: 0.0 },
-        "one_cycle" => Schedule::OneCycle { total, pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 },
-        _ => Schedule::Constant,
+    let schedule = match t.schedule {
+        ScheduleKind::Step => Schedule::Step { every: (total / 3).max(1), gamma: 0.1 },
+        ScheduleKind::Cosine => Schedule::WarmupCosine { warmup: t.warmup_steps, total, floor: 0.0 },
+        ScheduleKind::OneCycle => Schedule::OneCycle { total, pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 },
+        ScheduleKind::Constant => Schedule::Constant,
     };
     Training { optimizer, schedule, clip_grad_norm: t.clip_grad_norm }
 }
@@ -136,11 +136,11 @@ fn apply_overrides(config: &mut Config, args: &Args, resuming: bool) -> Result<(
     }
     if let Some(epochs) = args.epochs {
         let t = &config.train;
-        if resuming && epochs != t.epochs && t.schedule != "constant" {
+        if resuming && epochs != t.epochs && t.schedule != ScheduleKind::Constant {
             bail!(
                 "--epochs {epochs}: this run's {:?} schedule plans its learning rate over {} epochs, and a new end \
                  would change the rate of steps already planned; resume without --epochs, or start a new run",
-                t.schedule,
+                t.schedule.name(),
                 t.epochs
             );
         }
@@ -438,10 +438,10 @@ struct Monitor {
 impl Monitor {
     fn new(t: &TrainConfig, has_validation: bool) -> Self {
         let set = if has_validation { "validation" } else { "test" };
-        let higher_is_better = t.monitor == "accuracy";
+        let higher_is_better = t.monitor == MonitorMetric::Accuracy;
         let best = if higher_is_better { f64::NEG_INFINITY } else { f64::INFINITY };
         Monitor {
-            key: format!("{set}_{}", t.monitor),
+            key: format!("{set}_{}", t.monitor.name()),
             higher_is_better,
             min_delta: t.min_delta,
             patience: t.patience,

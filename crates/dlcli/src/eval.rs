@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use data::Batches;
 use graph::{Checkpoint, Mode};
 
-use crate::config::{Config, EvalMetric};
+use crate::config::{Config, Device, EvalMetric};
 use crate::inference::{self, Loaded, ModelSource};
 use crate::{plots, train};
 
@@ -40,9 +40,38 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let Loaded { config, file, model, params, test, .. } = inference::load(&args.model, None)?;
-    let wants = |m: EvalMetric| config.eval_metrics.contains(&m);
+/// What one pass over the test set counted.
+struct Tally {
+    loss: f64,
+    accuracy: f64,
+    /// [true class][predicted class] counts.
+    confusion: Vec<Vec<usize>>,
+    /// Each asked-for top-k metric's name and share of rows.
+    top: Vec<(String, f64)>,
+}
+
+impl Tally {
+    /// Precision, recall and F1 of each class.
+    fn per_class(&self) -> Vec<(f64, f64, f64)> {
+        let (k, confusion) = (self.confusion.len(), &self.confusion);
+        (0..k)
+            .map(|c| {
+                let tp = confusion[c][c] as f64;
+                let predicted: usize = (0..k).map(|r| confusion[r][c]).sum();
+                let actual: usize = confusion[c].iter().sum();
+                let precision = if predicted == 0 { 0.0 } else { tp / predicted as f64 };
+                let recall = if actual == 0 { 0.0 } else { tp / actual as f64 };
+                let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+                (precision, recall, f1)
+            })
+            .collect()
+    }
+}
+
+/// One pass over the test set on the executor `device` picks: each batch's logits and mean
+/// loss (padding rows count in neither).
+fn tally(loaded: &Loaded, device: Device) -> Result<Tally> {
+    let Loaded { config, model, params, test, .. } = loaded;
     let top_ks: Vec<usize> = config
         .eval_metrics
         .iter()
@@ -55,11 +84,10 @@ pub fn run(args: &Args) -> Result<()> {
     let mut confusion = vec![vec![0usize; k]; k];
     let (mut loss_sum, mut top1) = (0.0, 0usize);
     let mut top_hits = vec![0usize; top_ks.len()];
-    // One pass: each batch's logits and mean loss (padding rows count in neither).
-    let gpu = train::open_device(args.model.device)?;
-    let mut exec = inference::executor(gpu.as_ref(), &params)?;
+    let gpu = train::open_device(device)?;
+    let mut exec = inference::executor(gpu.as_ref(), params)?;
     let run = exec.prepare(&model.graph, Mode::Eval, &[model.logits, model.loss])?;
-    for b in Batches::in_order(&test, config.train.batch_size) {
+    for b in Batches::in_order(test, config.train.batch_size) {
         exec.run(run, &train::feed(&b), 0)?;
         loss_sum += exec.read(run, model.loss)?[0] as f64 * b.valid as f64;
         for (row, logits) in exec.read(run, model.logits)?.chunks(k).take(b.valid).enumerate() {
@@ -75,47 +103,40 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     }
-    let (loss, accuracy) = (loss_sum / test.len() as f64, top1 as f64 / test.len() as f64);
-    let per_class: Vec<(f64, f64, f64)> = (0..k)
-        .map(|c| {
-            let tp = confusion[c][c] as f64;
-            let predicted: usize = (0..k).map(|r| confusion[r][c]).sum();
-            let actual: usize = confusion[c].iter().sum();
-            let precision = if predicted == 0 { 0.0 } else { tp / predicted as f64 };
-            let recall = if actual == 0 { 0.0 } else { tp / actual as f64 };
-            let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-            (precision, recall, f1)
-        })
-        .collect();
-    let top: Vec<(String, f64)> = top_ks
-        .iter()
-        .zip(&top_hits)
-        .map(|(&k, &h)| (EvalMetric::TopK(k).name(), h as f64 / test.len() as f64))
-        .collect();
+    let n = test.len() as f64;
+    let top = top_ks.iter().zip(&top_hits).map(|(&k, &h)| (EvalMetric::TopK(k).name(), h as f64 / n)).collect();
+    Ok(Tally { loss: loss_sum / n, accuracy: top1 as f64 / n, confusion, top })
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let loaded = inference::load(&args.model, None)?;
+    let tally = tally(&loaded, args.model.device)?;
+    let Loaded { config, file, test, .. } = &loaded;
+    let wants = |m: EvalMetric| config.eval_metrics.contains(&m);
     let picture = file.parent().unwrap_or(Path::new(".")).join("confusion.png");
     if wants(EvalMetric::Confusion) {
-        plots::confusion(&picture, &confusion)?;
+        plots::confusion(&picture, &tally.confusion)?;
     }
     if args.json {
         let mut out = serde_json::json!({ "checkpoint": file.display().to_string(), "samples": test.len() });
         if wants(EvalMetric::Loss) {
-            out["loss"] = loss.into();
+            out["loss"] = tally.loss.into();
         }
         if wants(EvalMetric::Accuracy) {
-            out["accuracy"] = accuracy.into();
+            out["accuracy"] = tally.accuracy.into();
         }
-        for (name, value) in &top {
+        for (name, value) in &tally.top {
             out[name] = (*value).into();
         }
         if wants(EvalMetric::PerClass) {
-            let rows = per_class.iter().enumerate();
+            let rows = tally.per_class().into_iter().enumerate();
             let classes: Vec<_> = rows
                 .map(|(c, (p, r, f))| serde_json::json!({"class": c, "precision": p, "recall": r, "f1": f}))
                 .collect();
             out["classes"] = classes.into();
         }
         if wants(EvalMetric::Confusion) {
-            out["confusion"] = serde_json::json!(confusion);
+            out["confusion"] = serde_json::json!(tally.confusion);
             out["confusion_png"] = picture.display().to_string().into();
         }
         println!("{out}");
@@ -123,32 +144,36 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let mut headline = format!("{}: {} test samples", file.display(), test.len());
     if wants(EvalMetric::Loss) {
-        headline += &format!(", loss {loss:.4}");
+        headline += &format!(", loss {:.4}", tally.loss);
     }
     if wants(EvalMetric::Accuracy) {
-        headline += &format!(", accuracy {:.2}%", 100.0 * accuracy);
+        headline += &format!(", accuracy {:.2}%", 100.0 * tally.accuracy);
     }
-    for (name, value) in &top {
+    for (name, value) in &tally.top {
         headline += &format!(", {name} {:.2}%", 100.0 * value);
     }
     println!("{headline}");
     if wants(EvalMetric::PerClass) {
         println!("\nclass  precision  recall     f1");
-        for (c, (p, r, f)) in per_class.iter().enumerate() {
+        for (c, (p, r, f)) in tally.per_class().iter().enumerate() {
             println!("{c:>5}  {:>8.2}%  {:>5.2}%  {:>5.2}%", 100.0 * p, 100.0 * r, 100.0 * f);
         }
     }
     if wants(EvalMetric::Confusion) {
-        println!("\nconfusion matrix (rows: true class, columns: predicted)");
-        print!("      ");
-        (0..k).for_each(|c| print!("{c:>6}"));
-        println!();
-        for (r, row) in confusion.iter().enumerate() {
-            print!("{r:>6}");
-            row.iter().for_each(|n| print!("{n:>6}"));
-            println!();
-        }
+        print_confusion(&tally.confusion);
         println!("drawn in {}", picture.display());
     }
     Ok(())
+}
+
+fn print_confusion(confusion: &[Vec<usize>]) {
+    println!("\nconfusion matrix (rows: true class, columns: predicted)");
+    print!("      ");
+    (0..confusion.len()).for_each(|c| print!("{c:>6}"));
+    println!();
+    for (r, row) in confusion.iter().enumerate() {
+        print!("{r:>6}");
+        row.iter().for_each(|n| print!("{n:>6}"));
+        println!();
+    }
 }

@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use data::{Batches, Dataset};
 use graph::{
-    Adam, Checkpoint, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Meta, Optimizer, Schedule, Sgd, StepStats,
-    Trainer, Training, write_atomically,
+    Adam, Checkpoint, Classifier, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Meta, Optimizer, Schedule, Sgd,
+    StepStats, Trainer, Training, write_atomically,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use kernels::{AdapterClass, Gpu};
@@ -196,7 +196,7 @@ fn epoch_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let Start { mut dir, mut config, resume_from, mut kept } = start(args)?;
+    let Start { mut dir, mut config, resume_from, kept } = start(args)?;
     apply_overrides(&mut config, args, resume_from.is_some())?;
     // What the run directory and checkpoints keep: every setting, defaults and overrides
     // written out, so that `--resume RUN` alone continues the run to the same end.
@@ -220,16 +220,7 @@ pub fn run(args: &Args) -> Result<()> {
     memory::Estimate::of(&classifier, &training)?.check(gpu.as_ref(), batch)?;
     let mut trainer = Trainer::new(executor(gpu.as_ref()), &classifier, training)?;
     let first_epoch = match &resume_from {
-        Some(path) => {
-            let checkpoint = Checkpoint::load(path, &classifier, &training.optimizer)?;
-            trainer.restore(&checkpoint.state)?;
-            // An override (a longer run, another device) becomes part of the run.
-            if std::fs::read_to_string(dir.join("config.toml")).ok().as_deref() != Some(resolved.as_str()) {
-                let path = dir.join("config.toml");
-                write_atomically(&path, resolved.as_bytes()).with_context(|| format!("updating {}", path.display()))?;
-            }
-            checkpoint.meta.epoch
-        }
+        Some(path) => resume(&mut trainer, path, &dir, &classifier, &resolved)?,
         None => {
             let config_path = args.config.as_deref().expect("checked in start");
             dir = run_dir(&args.runs_dir, config_path, args.run.as_deref(), args.force)?;
@@ -244,84 +235,155 @@ pub fn run(args: &Args) -> Result<()> {
     let action =
         if resume_from.is_some() { format!("resuming after epoch {first_epoch} in") } else { "run directory".into() };
     println!("dlcli train: {device}; {action} {}", dir.display());
-    let metrics_path = dir.join("metrics.jsonl");
-    let mut monitor = Monitor::new(&config.train, validation.is_some());
-    if validation.is_none() {
-        println!(
-            "no validation split ([data] validation_fraction = 0): best.safetensors is picked by {} on the test set",
-            monitor.key()
-        );
-    }
-    for row in read_metrics(&metrics_path).unwrap_or_default() {
-        monitor.update(row[monitor.key()].as_f64().unwrap_or(f64::NAN));
-    }
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
+    let mut run = Run::open(dir, &config, resolved, &classifier, training, validation.is_some(), kept)?;
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
     for epoch in first_epoch..config.train.epochs {
-        if monitor.should_stop() {
-            println!("early stop: {} has not improved for {} epochs", monitor.key(), config.train.patience);
+        if run.monitor.should_stop() {
+            println!("early stop: {} has not improved for {} epochs", run.monitor.key(), config.train.patience);
             break;
         }
         // Batches of this epoch an interrupted run already trained on.
         let done = trainer.steps() - epoch * steps_per_epoch;
-        let (train_loss, train_acc, rate) =
-            match train_epoch(&mut trainer, &train_set, &config, epoch, done, args.quiet, &mut metrics)? {
-                Epoch::Done(loss, accuracy, rate) => (loss, accuracy, rate),
-                Epoch::Interrupted => {
-                    let checkpoint = Checkpoint {
-                        state: trainer.state()?,
-                        meta: Meta { epoch, seed: config.train.seed, config: resolved.clone() },
-                    };
-                    let path = dir.join(INTERRUPTED_CHECKPOINT);
-                    checkpoint.save(&path, &classifier, &training.optimizer)?;
-                    eprintln!(
-                        "interrupted at step {}; saved {}; continue with dlcli train --resume {}",
-                        trainer.steps(),
-                        path.display(),
-                        dir.display()
-                    );
-                    std::process::exit(130);
-                }
-            };
-        let (test_loss, test_acc) = evaluate(&mut trainer, &test_set, batch)?;
+        match train_epoch(&mut trainer, &train_set, &config, epoch, done, args.quiet, &mut run.metrics)? {
+            Epoch::Done(loss, accuracy, rate) => {
+                let sets = HeldOut { test: &test_set, validation: validation.as_ref() };
+                run.end_epoch(&mut trainer, epoch, (loss, accuracy, rate), sets)?
+            }
+            Epoch::Interrupted => run.interrupted(&trainer, epoch)?,
+        }
+    }
+    println!("best {} {:.4}; checkpoints in {}", run.monitor.key(), run.monitor.best, run.dir.display());
+    Ok(())
+}
+
+/// Restores `trainer` from the checkpoint at `path` of the run in `dir`; returns the epochs
+/// it has done. An override (a longer run, another device) becomes part of the run's config.
+fn resume(trainer: &mut AnyTrainer, path: &Path, dir: &Path, model: &Classifier, resolved: &str) -> Result<u64> {
+    let checkpoint = Checkpoint::load(path, model, &trainer.training().optimizer)?;
+    trainer.restore(&checkpoint.state)?;
+    let config = dir.join("config.toml");
+    if std::fs::read_to_string(&config).ok().as_deref() != Some(resolved) {
+        write_atomically(&config, resolved.as_bytes()).with_context(|| format!("updating {}", config.display()))?;
+    }
+    Ok(checkpoint.meta.epoch)
+}
+
+/// The sets evaluated after each epoch.
+struct HeldOut<'d> {
+    test: &'d Dataset,
+    validation: Option<&'d Dataset>,
+}
+
+/// A run directory being written: its metrics, its checkpoints, and what picks the best.
+struct Run<'m> {
+    dir: PathBuf,
+    seed: u64,
+    epochs: u64,
+    keep_last: usize,
+    batch: usize,
+    /// The resolved config, stored in every checkpoint.
+    resolved: String,
+    model: &'m Classifier,
+    training: Training,
+    monitor: Monitor,
+    metrics: std::fs::File,
+    /// Epoch checkpoints kept, oldest first.
+    kept: Vec<PathBuf>,
+}
+
+impl<'m> Run<'m> {
+    fn open(
+        dir: PathBuf,
+        config: &Config,
+        resolved: String,
+        model: &'m Classifier,
+        training: Training,
+        has_validation: bool,
+        kept: Vec<PathBuf>,
+    ) -> Result<Self> {
+        let mut monitor = Monitor::new(&config.train, has_validation);
+        if !has_validation {
+            println!(
+                "no validation split ([data] validation_fraction = 0): best.safetensors is picked by {} on the test set",
+                monitor.key()
+            );
+        }
+        for row in read_metrics(&dir.join("metrics.jsonl")).unwrap_or_default() {
+            monitor.update(row[monitor.key()].as_f64().unwrap_or(f64::NAN));
+        }
+        let metrics = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("metrics.jsonl"))?;
+        let t = &config.train;
+        Ok(Run {
+            dir,
+            seed: t.seed,
+            epochs: t.epochs,
+            keep_last: t.keep_last,
+            batch: t.batch_size,
+            resolved,
+            model,
+            training,
+            monitor,
+            metrics,
+            kept,
+        })
+    }
+
+    fn checkpoint(&self, trainer: &AnyTrainer, epoch: u64) -> Result<Checkpoint> {
+        Ok(Checkpoint { state: trainer.state()?, meta: Meta { epoch, seed: self.seed, config: self.resolved.clone() } })
+    }
+
+    /// Ctrl-C: the step in flight finished; write it down and exit 130.
+    fn interrupted(&self, trainer: &AnyTrainer, epoch: u64) -> Result<()> {
+        let path = self.dir.join(INTERRUPTED_CHECKPOINT);
+        self.checkpoint(trainer, epoch)?.save(&path, self.model, &self.training.optimizer)?;
+        eprintln!(
+            "interrupted at step {}; saved {}; continue with dlcli train --resume {}",
+            trainer.steps(),
+            path.display(),
+            self.dir.display()
+        );
+        std::process::exit(130);
+    }
+
+    /// After epoch `epoch` (0-based) trained with `train` = (loss, accuracy, samples/s):
+    /// evaluation, its metrics line and curves, the epoch checkpoint and the best one.
+    fn end_epoch(&mut self, trainer: &mut AnyTrainer, epoch: u64, train: (f64, f64, f64), sets: HeldOut) -> Result<()> {
+        let (train_loss, train_acc, rate) = train;
+        let (test_loss, test_acc) = evaluate(trainer, sets.test, self.batch)?;
         let mut line = serde_json::json!({
             "kind": "epoch", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss, "train_accuracy": train_acc,
-            "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate, "best_by": monitor.key(),
+            "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate, "best_by": self.monitor.key(),
         });
         let mut summary = format!("test loss {test_loss:.4} accuracy {:.2}%", 100.0 * test_acc);
-        if let Some(validation) = &validation {
-            let (loss, accuracy) = evaluate(&mut trainer, validation, batch)?;
+        if let Some(validation) = sets.validation {
+            let (loss, accuracy) = evaluate(trainer, validation, self.batch)?;
             line["validation_loss"] = loss.into();
             line["validation_accuracy"] = accuracy.into();
             summary = format!("validation loss {loss:.4} accuracy {:.2}% | {summary}", 100.0 * accuracy);
         }
-        writeln!(metrics, "{line}")?;
-        let held_out = if validation.is_some() { "validation" } else { "test" };
-        draw_curves(&dir.join("curves.png"), &read_metrics(&metrics_path)?, held_out)?;
+        writeln!(self.metrics, "{line}")?;
+        let held_out = if sets.validation.is_some() { "validation" } else { "test" };
+        draw_curves(&self.dir.join("curves.png"), &read_metrics(&self.dir.join("metrics.jsonl"))?, held_out)?;
         println!(
             "epoch {}/{}: train loss {train_loss:.4} accuracy {:.2}% | {summary} | {rate:.0} samples/s",
             epoch + 1,
-            config.train.epochs,
+            self.epochs,
             100.0 * train_acc,
         );
-        let checkpoint = Checkpoint {
-            state: trainer.state()?,
-            meta: Meta { epoch: epoch + 1, seed: config.train.seed, config: resolved.clone() },
-        };
-        let path = dir.join(format!("epoch-{}.safetensors", epoch + 1));
-        checkpoint.save(&path, &classifier, &training.optimizer)?;
-        kept.push(path);
-        while kept.len() > config.train.keep_last.max(1) {
-            std::fs::remove_file(kept.remove(0))?;
+        let checkpoint = self.checkpoint(trainer, epoch + 1)?;
+        let path = self.dir.join(format!("epoch-{}.safetensors", epoch + 1));
+        checkpoint.save(&path, self.model, &self.training.optimizer)?;
+        self.kept.push(path);
+        while self.kept.len() > self.keep_last.max(1) {
+            std::fs::remove_file(self.kept.remove(0))?;
         }
-        if monitor.update(line[monitor.key()].as_f64().unwrap_or(f64::NAN)) {
-            checkpoint.save(&dir.join("best.safetensors"), &classifier, &training.optimizer)?;
+        if self.monitor.update(line[self.monitor.key()].as_f64().unwrap_or(f64::NAN)) {
+            checkpoint.save(&self.dir.join("best.safetensors"), self.model, &self.training.optimizer)?;
         }
         // Superseded by the epoch checkpoint just written.
-        let _ = std::fs::remove_file(dir.join(INTERRUPTED_CHECKPOINT));
+        let _ = std::fs::remove_file(self.dir.join(INTERRUPTED_CHECKPOINT));
+        Ok(())
     }
-    println!("best {} {:.4}; checkpoints in {}", monitor.key(), monitor.best, dir.display());
-    Ok(())
 }
 
 /// The GPU to train on, or None for the CPU executor.

@@ -118,6 +118,11 @@ impl<E: Executor> Trainer<E> {
         self.steps
     }
 
+    /// The optimizer, schedule and clipping it trains with.
+    pub fn training(&self) -> &Training {
+        &self.training
+    }
+
     pub fn executor(&self) -> &E {
         &self.exec
     }

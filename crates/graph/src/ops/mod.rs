@@ -32,7 +32,7 @@ pub use elementwise::{BinaryOp, UnaryBackward, UnaryOp};
 pub use layout::{Concat, Reshape, Slice};
 pub use loss::{BceWithLogits, Correct, CrossEntropy, CrossEntropyBackward};
 pub use matmul::MatMul;
-pub use norm::{BatchNorm, BatchNormBackward, LayerNorm, LayerNormBackward};
+pub use norm::{BatchNorm, LayerNorm, Norm, NormBackward};
 pub use optimizer::{ClipGradNorm, Update};
 pub use pool::{AvgPool2d, AvgPool2dBackward, MaxPool2d, MaxPool2dBackward, PoolGeometry};
 pub use reduce::SumTo;

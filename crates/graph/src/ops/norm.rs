@@ -53,7 +53,7 @@ impl Operation for LayerNorm {
     fn backward(&self, g: &mut Graph, node: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
         let Some(dy) = grads[0] else { return Ok(vec![None; 3]) };
         let [x, gamma, _] = g.node(node).inputs[..] else { unreachable!("three inputs") };
-        let back = g.apply(LayerNormBackward { eps: self.eps }, &[x, gamma, node.out(1), dy])?;
+        let back = g.apply(NormBackward { norm: Norm::Layer, eps: self.eps }, &[x, gamma, node.out(1), dy])?;
         Ok(three_gradients(back))
     }
 
@@ -71,47 +71,6 @@ impl Operation for LayerNorm {
         let ln = layer_norm_shape(call.shape(0), self.eps);
         let [x, gamma, beta] = &call.inputs[..] else { unreachable!("three inputs") };
         Ok(vec![norm::layer_norm(gpu, &ln, x, gamma, beta, &call.outputs[0], &call.outputs[1])?])
-    }
-}
-
-/// Inputs [x, gamma, saved statistics, dy]. Outputs: dx, dgamma, dbeta.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LayerNormBackward {
-    pub eps: f32,
-}
-
-impl Operation for LayerNormBackward {
-    fn name(&self) -> &'static str {
-        "layer_norm_backward"
-    }
-
-    fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
-        match inputs {
-            [x, gamma, _, dy] if x == dy => Ok(vec![(*x).clone(), (*gamma).clone(), (*gamma).clone()]),
-            _ => Err(format!("takes x, gamma, the statistics and dy, got {}", describe(inputs))),
-        }
-    }
-
-    fn backward(&self, g: &mut Graph, node: NodeId, _: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
-        Err(no_second_derivative(g, node))
-    }
-
-    fn flops(&self, inputs: &[&TensorType], _: &[TensorType], _: &[bool]) -> u64 {
-        10 * inputs[0].len() as u64
-    }
-
-    fn cpu(&self, mut call: CpuCall) {
-        let ln = layer_norm_shape(call.shape(0), self.eps);
-        let [x, gamma, saved, dy] = call.inputs[..] else { unreachable!("four inputs") };
-        let [dx, dgamma, dbeta] = &mut call.outputs[..] else { unreachable!("three outputs") };
-        cpu::layer_norm_backward(&ln, x, dy, saved, gamma, dgamma, dbeta, dx);
-    }
-
-    fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
-        let ln = layer_norm_shape(call.shape(0), self.eps);
-        let [x, gamma, saved, dy] = &call.inputs[..] else { unreachable!("four inputs") };
-        let [dx, dgamma, dbeta] = &call.outputs[..] else { unreachable!("three outputs") };
-        Ok(norm::layer_norm_backward(gpu, &ln, x, dy, saved, gamma, dgamma, dbeta, dx)?.into())
     }
 }
 
@@ -162,7 +121,7 @@ impl Operation for BatchNorm {
     fn backward(&self, g: &mut Graph, node: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
         let Some(dy) = grads[0] else { return Ok(vec![None; 5]) };
         let [x, gamma, ..] = g.node(node).inputs[..] else { unreachable!("five inputs") };
-        let back = g.apply(BatchNormBackward { eps: self.eps }, &[x, gamma, node.out(1), dy])?;
+        let back = g.apply(NormBackward { norm: Norm::Batch, eps: self.eps }, &[x, gamma, node.out(1), dy])?;
         let mut grads = three_gradients(back);
         grads.extend([None, None]);
         Ok(grads)
@@ -190,16 +149,28 @@ impl Operation for BatchNorm {
     }
 }
 
-/// Inputs [x, gamma, saved statistics, dy]. Outputs: dx, dgamma, dbeta. In evaluation mode
-/// the statistics are constants, so dx is dy scaled per channel.
+/// Which normalisation a backward belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Norm {
+    Layer,
+    Batch,
+}
+
+/// Inputs [x, gamma, saved statistics, dy]: every gradient of a layer or batch norm from the
+/// statistics its forward saved. Outputs: dx, dgamma, dbeta. A batch norm in evaluation mode
+/// normalised with constants, so its dx is dy scaled per channel.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BatchNormBackward {
+pub struct NormBackward {
+    pub norm: Norm,
     pub eps: f32,
 }
 
-impl Operation for BatchNormBackward {
+impl Operation for NormBackward {
     fn name(&self) -> &'static str {
-        "batch_norm_backward"
+        match self.norm {
+            Norm::Layer => "layer_norm_backward",
+            Norm::Batch => "batch_norm_backward",
+        }
     }
 
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
@@ -218,17 +189,35 @@ impl Operation for BatchNormBackward {
     }
 
     fn cpu(&self, mut call: CpuCall) {
-        let bn = batch_norm_shape(call.shape(0), self.eps, 0.0, call.mode);
+        let (x_shape, mode) = (call.shape(0).to_vec(), call.mode);
         let [x, gamma, saved, dy] = call.inputs[..] else { unreachable!("four inputs") };
         let [dx, dgamma, dbeta] = &mut call.outputs[..] else { unreachable!("three outputs") };
-        cpu::batch_norm_backward(&bn, x, dy, saved, gamma, dgamma, dbeta, dx);
+        match self.norm {
+            Norm::Layer => {
+                let ln = layer_norm_shape(&x_shape, self.eps);
+                cpu::layer_norm_backward(&ln, x, dy, saved, gamma, dgamma, dbeta, dx)
+            }
+            Norm::Batch => {
+                let bn = batch_norm_shape(&x_shape, self.eps, 0.0, mode);
+                cpu::batch_norm_backward(&bn, x, dy, saved, gamma, dgamma, dbeta, dx)
+            }
+        }
     }
 
     fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
-        let bn = batch_norm_shape(call.shape(0), self.eps, 0.0, call.mode);
         let [x, gamma, saved, dy] = &call.inputs[..] else { unreachable!("four inputs") };
         let [dx, dgamma, dbeta] = &call.outputs[..] else { unreachable!("three outputs") };
-        Ok(norm::batch_norm_backward(gpu, &bn, x, dy, saved, gamma, dgamma, dbeta, dx)?.into())
+        Ok(match self.norm {
+            Norm::Layer => {
+                let ln = layer_norm_shape(call.shape(0), self.eps);
+                norm::layer_norm_backward(gpu, &ln, x, dy, saved, gamma, dgamma, dbeta, dx)?
+            }
+            Norm::Batch => {
+                let bn = batch_norm_shape(call.shape(0), self.eps, 0.0, call.mode);
+                norm::batch_norm_backward(gpu, &bn, x, dy, saved, gamma, dgamma, dbeta, dx)?
+            }
+        }
+        .into())
     }
 }
 

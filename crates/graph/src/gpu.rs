@@ -32,7 +32,7 @@ pub struct Memory {
 /// Planned buffers that several executors of one model take turns using (a training step and
 /// an evaluation never run at once), so they are allocated once, at the larger size.
 #[derive(Default)]
-pub struct SharedBuffers {
+struct SharedBuffers {
     buffers: Vec<GpuTensor>,
 }
 

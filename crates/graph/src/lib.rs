@@ -35,7 +35,7 @@ pub use crosscheck::CrossCheck;
 pub use error::{GraphError, Result};
 pub use executor::{Executor, RunId};
 pub use feed::Feed;
-pub use gpu::{GpuExecutor, Memory, SharedBuffers};
+pub use gpu::{GpuExecutor, Memory};
 pub use ir::{DType, Graph, Mode, Node, NodeId, Op, TensorId, TensorType};
 pub use layers::{Init, Initializers, Model};
 pub use ops::{ConvGeometry, CpuCall, GpuCall, Operation, PoolGeometry};

@@ -56,7 +56,11 @@ impl Executor for CpuExecutor {
     }
 
     fn read(&self, run: RunId, t: TensorId) -> Result<Vec<f32>> {
-        Ok(self.runs[run.0].read(&self.named, t).to_vec())
+        let run = &self.runs[run.0];
+        if !run.outputs.contains(&t) {
+            return Err(not_an_output(&run.graph.node(t.node).label, t));
+        }
+        Ok(run.read(&self.named, t).to_vec())
     }
 
     fn read_named(&self, name: &str) -> Result<Vec<f32>> {
@@ -85,12 +89,20 @@ pub(crate) fn unknown(name: &str) -> GraphError {
     GraphError::Shape { node: name.into(), detail: "no tensor of this name".into() }
 }
 
+/// A read of a tensor the run was not prepared for: its buffer may hold another tensor by now.
+pub(crate) fn not_an_output(node: &str, t: TensorId) -> GraphError {
+    let detail = format!("output {} is not one the run was prepared for; prepare a run that asks for it", t.slot);
+    GraphError::Shape { node: node.to_string(), detail }
+}
+
 /// One prepared run of a graph on the CPU.
 struct CpuRun {
     /// The run's own copy of the graph (ops are shared).
     graph: Graph,
     mode: Mode,
     order: Vec<NodeId>,
+    /// What the run was prepared for: the tensors a read may ask for.
+    outputs: Vec<TensorId>,
     /// Per node, which of its outputs the run reads.
     wanted: HashMap<NodeId, Vec<bool>>,
     location: HashMap<TensorId, Location>,
@@ -136,7 +148,8 @@ impl CpuRun {
             location.insert(out, place);
         }
         let wanted = plan.order.iter().map(|&id| (id, plan.wanted(graph, id))).collect();
-        CpuRun { graph: graph.clone(), mode, order: plan.order, wanted, location, buffers, held, fed }
+        let outputs = outputs.to_vec();
+        CpuRun { graph: graph.clone(), mode, order: plan.order, outputs, wanted, location, buffers, held, fed }
     }
 
     fn run(&mut self, named: &mut HashMap<String, Vec<f32>>, feed: &Feed, step: u64) -> Result<()> {

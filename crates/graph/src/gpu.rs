@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use kernels::{Dispatch, Gpu, GpuTensor};
 
-use crate::cpu::unknown;
+use crate::cpu::{not_an_output, unknown};
 use crate::error::{GraphError, Result};
 use crate::executor::{Executor, RunId};
 use crate::feed::{Feed, check_len};
@@ -114,7 +114,9 @@ impl Executor for GpuExecutor<'_> {
     }
 
     fn read(&self, run: RunId, t: TensorId) -> Result<Vec<f32>> {
-        Ok(self.gpu.read(self.output(run, t))?)
+        let r = &self.runs[run.0];
+        let tensor = r.outputs.get(&t).ok_or_else(|| not_an_output(&format!("node {}", t.node.0), t))?;
+        Ok(self.gpu.read(tensor)?)
     }
 
     fn read_named(&self, name: &str) -> Result<Vec<f32>> {

@@ -719,12 +719,26 @@ impl Validator<'_> {
             }
         }
         let mut known = vec!["type", "name", "inputs"];
+        let kind = self.layer_kind(t, path, &kind, &mut known)?;
+        self.unknown_keys(t, path, &known);
+        Some(LayerConfig { name, inputs, kind })
+    }
+
+    /// A layer's kind and its fields (named in `known` as they are read), or None for an
+    /// unknown type, which is reported.
+    fn layer_kind(
+        &mut self,
+        t: &dyn TableLike,
+        path: &str,
+        kind: &str,
+        known: &mut Vec<&'static str>,
+    ) -> Option<LayerKind> {
         // Sizes are at least 1, padding any count.
         let mut num = |v: &mut Self, key: &'static str, default: Option<usize>| {
             known.push(key);
             if key == "padding" { v.usize(t, path, key, default) } else { v.count(t, path, key, default) }
         };
-        let kind = match kind.as_str() {
+        Some(match kind {
             "conv2d" => {
                 let out_channels = num(self, "out_channels", None);
                 let kernel = num(self, "kernel", None);
@@ -794,9 +808,7 @@ impl Validator<'_> {
                     return None;
                 }
             },
-        };
-        self.unknown_keys(t, path, &known);
-        Some(LayerConfig { name, inputs, kind })
+        })
     }
 
     fn train(&mut self, t: &dyn TableLike) -> TrainConfig {
@@ -852,12 +864,23 @@ impl Config {
     /// The config with every default written out: what a run directory keeps, so the run says
     /// exactly what it trained with.
     pub fn resolved(&self) -> String {
-        use toml_edit::{Array, DocumentMut, InlineTable, Table, value};
-        // f32 settings printed by their shortest form (0.1307, not 0.130700007...).
-        let float = |x: f32| value(format!("{x}").parse::<f64>().unwrap_or(x as f64));
+        let mut doc = toml_edit::DocumentMut::new();
+        doc["data"] = Item::Table(self.data_table());
+        doc["model"] = Item::Table(self.model_table());
+        doc["train"] = Item::Table(self.train_table());
+        let mut eval = toml_edit::Table::new();
+        eval["metrics"] = toml_edit::value(self.eval_metrics.iter().map(|m| m.name()).collect::<toml_edit::Array>());
+        doc["eval"] = Item::Table(eval);
+        format!(
+            "# Resolved by dlcli {}: every setting of this run, defaults included.\n{doc}",
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
+    fn data_table(&self) -> toml_edit::Table {
+        use toml_edit::{Array, value};
         let path = |p: &PathBuf| value(p.display().to_string());
-        let mut doc = DocumentMut::new();
-        let mut data = Table::new();
+        let mut data = toml_edit::Table::new();
         match &self.data.source {
             DataSource::Idx { train_images, train_labels, test_images, test_labels } => {
                 data["kind"] = value("idx");
@@ -869,7 +892,7 @@ impl Config {
             DataSource::Digits { path: p, test_fraction } => {
                 data["kind"] = value("digits");
                 data["path"] = path(p);
-                data["test_fraction"] = float(*test_fraction as f32);
+                data["test_fraction"] = value(shortest(*test_fraction as f32));
             }
             DataSource::Cifar10 { train_files, test_files } => {
                 data["kind"] = value("cifar10");
@@ -886,96 +909,97 @@ impl Config {
                 }
             }
         }
-        data["mean"] = float(self.data.mean);
-        data["std"] = float(self.data.std);
-        data["validation_fraction"] = float(self.data.validation_fraction as f32);
+        data["mean"] = value(shortest(self.data.mean));
+        data["std"] = value(shortest(self.data.std));
+        data["validation_fraction"] = value(shortest(self.data.validation_fraction as f32));
         data["random_crop_padding"] = value(self.data.augment.crop_padding as i64);
         data["horizontal_flip"] = value(self.data.augment.horizontal_flip);
-        doc["data"] = toml_edit::Item::Table(data);
+        data
+    }
 
-        let mut layers = Array::new();
+    fn model_table(&self) -> toml_edit::Table {
+        let mut layers = toml_edit::Array::new();
         for layer in &self.layers {
-            let mut t = InlineTable::new();
-            let mut set = |key: &str, v: toml_edit::Value| {
-                t.insert(key, v);
-            };
-            let int = |n: usize| toml_edit::Value::from(n as i64);
-            let num = |x: f32| toml_edit::Value::from(format!("{x}").parse::<f64>().unwrap_or(x as f64));
-            let (kind, fields): (&str, Vec<(&str, toml_edit::Value)>) = match &layer.kind {
-                LayerKind::Conv2d { out_channels, kernel, stride, padding, dilation, bias } => (
-                    "conv2d",
-                    vec![
-                        ("out_channels", int(*out_channels)),
-                        ("kernel", int(*kernel)),
-                        ("stride", int(*stride)),
-                        ("padding", int(*padding)),
-                        ("dilation", int(*dilation)),
-                        ("bias", (*bias).into()),
-                    ],
-                ),
-                LayerKind::Linear { out_features, bias } => {
-                    ("linear", vec![("out_features", int(*out_features)), ("bias", (*bias).into())])
-                }
-                LayerKind::MaxPool2d { kernel, stride, padding } | LayerKind::AvgPool2d { kernel, stride, padding } => {
-                    (
-                        if matches!(layer.kind, LayerKind::MaxPool2d { .. }) { "max_pool2d" } else { "avg_pool2d" },
-                        vec![("kernel", int(*kernel)), ("stride", int(*stride)), ("padding", int(*padding))],
-                    )
-                }
-                LayerKind::GlobalAvgPool => ("global_avg_pool", vec![]),
-                LayerKind::BatchNorm { eps, momentum } => {
-                    ("batch_norm", vec![("eps", num(*eps)), ("momentum", num(*momentum))])
-                }
-                LayerKind::LayerNorm { eps } => ("layer_norm", vec![("eps", num(*eps))]),
-                LayerKind::Dropout { p } => ("dropout", vec![("p", num(*p))]),
-                LayerKind::Flatten => ("flatten", vec![]),
-                LayerKind::Activation(Unary::LeakyRelu(slope)) => ("leaky_relu", vec![("slope", num(*slope))]),
-                LayerKind::Activation(op) => {
-                    (ACTIVATIONS.iter().find(|(_, a)| a == op).map_or("relu", |(n, _)| n), vec![])
-                }
-                LayerKind::Add => ("add", vec![]),
-                LayerKind::Concat => ("concat", vec![]),
-            };
-            set("type", kind.into());
-            set("name", layer.name.as_str().into());
-            set("inputs", toml_edit::Value::Array(layer.inputs.iter().map(String::as_str).collect()));
+            let mut t = toml_edit::InlineTable::new();
+            let (kind, fields) = layer_fields(&layer.kind);
+            t.insert("type", kind.into());
+            t.insert("name", layer.name.as_str().into());
+            t.insert("inputs", toml_edit::Value::Array(layer.inputs.iter().map(String::as_str).collect()));
             for (key, v) in fields {
-                set(key, v);
+                t.insert(key, v);
             }
             layers.push(toml_edit::Value::InlineTable(t));
         }
         layers.iter_mut().for_each(|l| l.decor_mut().set_prefix("\n    "));
         layers.set_trailing("\n");
         layers.set_trailing_comma(true);
-        let mut model = Table::new();
-        model["layers"] = value(layers);
-        doc["model"] = toml_edit::Item::Table(model);
+        let mut model = toml_edit::Table::new();
+        model["layers"] = toml_edit::value(layers);
+        model
+    }
 
+    fn train_table(&self) -> toml_edit::Table {
+        use toml_edit::value;
         let t = &self.train;
-        let mut train = Table::new();
+        let mut train = toml_edit::Table::new();
         train["epochs"] = value(t.epochs as i64);
         train["device"] = value(t.device.name());
         train["batch_size"] = value(t.batch_size as i64);
         train["seed"] = value(t.seed as i64);
         train["optimizer"] = value(t.optimizer.name());
-        train["lr"] = float(t.lr);
-        train["momentum"] = float(t.momentum);
-        train["weight_decay"] = float(t.weight_decay);
+        train["lr"] = value(shortest(t.lr));
+        train["momentum"] = value(shortest(t.momentum));
+        train["weight_decay"] = value(shortest(t.weight_decay));
         train["schedule"] = value(t.schedule.name());
         train["warmup_steps"] = value(t.warmup_steps as i64);
-        train["clip_grad_norm"] = float(t.clip_grad_norm.unwrap_or(0.0));
-        train["label_smoothing"] = float(t.label_smoothing);
+        train["clip_grad_norm"] = value(shortest(t.clip_grad_norm.unwrap_or(0.0)));
+        train["label_smoothing"] = value(shortest(t.label_smoothing));
         train["keep_last"] = value(t.keep_last as i64);
         train["monitor"] = value(t.monitor.name());
         train["patience"] = value(t.patience as i64);
-        train["min_delta"] = float(t.min_delta as f32);
-        doc["train"] = toml_edit::Item::Table(train);
-        let mut eval = Table::new();
-        eval["metrics"] = value(self.eval_metrics.iter().map(|m| m.name()).collect::<Array>());
-        doc["eval"] = toml_edit::Item::Table(eval);
-        format!(
-            "# Resolved by dlcli {}: every setting of this run, defaults included.\n{doc}",
-            env!("CARGO_PKG_VERSION")
-        )
+        train["min_delta"] = value(shortest(t.min_delta as f32));
+        train
+    }
+}
+
+/// An f32 setting by its shortest form (0.1307, not 0.130700007...).
+fn shortest(x: f32) -> f64 {
+    format!("{x}").parse::<f64>().unwrap_or(x as f64)
+}
+
+/// A layer kind's type name and fields, as a config writes them.
+fn layer_fields(kind: &LayerKind) -> (&'static str, Vec<(&'static str, toml_edit::Value)>) {
+    let int = |n: usize| toml_edit::Value::from(n as i64);
+    let num = |x: f32| toml_edit::Value::from(shortest(x));
+    match kind {
+        LayerKind::Conv2d { out_channels, kernel, stride, padding, dilation, bias } => (
+            "conv2d",
+            vec![
+                ("out_channels", int(*out_channels)),
+                ("kernel", int(*kernel)),
+                ("stride", int(*stride)),
+                ("padding", int(*padding)),
+                ("dilation", int(*dilation)),
+                ("bias", (*bias).into()),
+            ],
+        ),
+        LayerKind::Linear { out_features, bias } => {
+            ("linear", vec![("out_features", int(*out_features)), ("bias", (*bias).into())])
+        }
+        LayerKind::MaxPool2d { kernel, stride, padding } | LayerKind::AvgPool2d { kernel, stride, padding } => (
+            if matches!(kind, LayerKind::MaxPool2d { .. }) { "max_pool2d" } else { "avg_pool2d" },
+            vec![("kernel", int(*kernel)), ("stride", int(*stride)), ("padding", int(*padding))],
+        ),
+        LayerKind::GlobalAvgPool => ("global_avg_pool", vec![]),
+        LayerKind::BatchNorm { eps, momentum } => {
+            ("batch_norm", vec![("eps", num(*eps)), ("momentum", num(*momentum))])
+        }
+        LayerKind::LayerNorm { eps } => ("layer_norm", vec![("eps", num(*eps))]),
+        LayerKind::Dropout { p } => ("dropout", vec![("p", num(*p))]),
+        LayerKind::Flatten => ("flatten", vec![]),
+        LayerKind::Activation(Unary::LeakyRelu(slope)) => ("leaky_relu", vec![("slope", num(*slope))]),
+        LayerKind::Activation(op) => (ACTIVATIONS.iter().find(|(_, a)| a == op).map_or("relu", |(n, _)| n), vec![]),
+        LayerKind::Add => ("add", vec![]),
+        LayerKind::Concat => ("concat", vec![]),
     }
 }

@@ -37,8 +37,9 @@ fn planes<'a, T: Send>(
 }
 
 pub fn max_pool(p: &Pool2d, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
-    let mut winners: Vec<(f32, u32)> = vec![(0.0, 0); p.output_len()];
-    planes(p, &mut winners, x).for_each(|(out, plane)| {
+    let out_plane = (p.out_height() * p.out_width()).max(1);
+    let winners = argmax[..p.output_len()].par_chunks_mut(out_plane);
+    planes(p, y, x).zip(winners).for_each(|((out, plane), at_of)| {
         for_each_window(p, |o, rows, cols| {
             // The first maximum wins; a NaN wins at once (it propagates, as in PyTorch). An
             // empty window (all padding) gives f32::MIN at index 0.
@@ -56,23 +57,20 @@ pub fn max_pool(p: &Pool2d, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
                     }
                 }
             }
-            out[o] = (best, at as u32);
+            (out[o], at_of[o]) = (best, at as u32);
         });
     });
-    for (o, (v, at)) in winners.into_iter().enumerate() {
-        (y[o], argmax[o]) = (v, at);
-    }
 }
 
+/// Each window's gradient to its winner, one plane per task. A pixel sums at most KH·KW terms
+/// (windows overlap only when the stride is below the kernel), so f32 loses nothing that
+/// matters, and nothing is allocated.
 pub fn max_pool_backward(p: &Pool2d, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
     let (out_plane, in_plane) = (p.out_height() * p.out_width(), p.height * p.width);
     dx[..p.planes * in_plane].par_chunks_mut(in_plane.max(1)).enumerate().for_each(|(n, plane)| {
-        let mut acc = vec![0f64; in_plane];
+        plane.fill(0.0);
         for o in n * out_plane..(n + 1) * out_plane {
-            acc[argmax[o] as usize] += dy[o] as f64;
-        }
-        for (d, a) in plane.iter_mut().zip(acc) {
-            *d = a as f32;
+            plane[argmax[o] as usize] += dy[o];
         }
     });
 }
@@ -94,18 +92,16 @@ pub fn avg_pool(p: &Pool2d, x: &[f32], y: &mut [f32]) {
 
 pub fn avg_pool_backward(p: &Pool2d, dy: &[f32], dx: &mut [f32]) {
     let (out_plane, in_plane) = (p.out_height() * p.out_width(), p.height * p.width);
+    // As max pooling's: at most KH·KW terms a pixel, summed in f32 in place.
     dx[..p.planes * in_plane].par_chunks_mut(in_plane.max(1)).enumerate().for_each(|(n, plane)| {
-        let mut acc = vec![0f64; in_plane];
+        plane.fill(0.0);
         for_each_window(p, |o, rows, cols| {
-            let share = dy[n * out_plane + o] as f64 / divisor(p, &rows, &cols);
+            let share = (dy[n * out_plane + o] as f64 / divisor(p, &rows, &cols)) as f32;
             for yy in rows {
                 for xx in cols.clone() {
-                    acc[yy * p.width + xx] += share;
+                    plane[yy * p.width + xx] += share;
                 }
             }
         });
-        for (d, a) in plane.iter_mut().zip(acc) {
-            *d = a as f32;
-        }
     });
 }

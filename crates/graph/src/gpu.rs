@@ -83,11 +83,6 @@ impl<'g> GpuExecutor<'g> {
     pub fn dispatch_count(&self, run: RunId) -> usize {
         self.runs[run.0].dispatches.len()
     }
-
-    /// The device tensor of an output of `run` (to chain more dispatches onto it).
-    pub fn output(&self, run: RunId, t: TensorId) -> &GpuTensor {
-        &self.runs[run.0].outputs[&t]
-    }
 }
 
 impl Executor for GpuExecutor<'_> {

@@ -1,57 +1,13 @@
 //! Elementwise kernels: unary functions and their backward, and broadcasting binary ops.
-//! Shader: `shaders/elementwise.wgsl` (with `shaders/activation.wgsl`).
+//! Shader: `shaders/elementwise.wgsl` (with the unary functions of `unary.rs`).
 
 use crate::error::{Result, check_len, shape_error};
 use crate::gpu::{Access, Dispatch, Gpu, Kernel, Shader};
 use crate::shape::{contiguous_strides, vec8};
 use crate::tensor::GpuTensor;
+use crate::unary::Unary;
 
-pub(crate) static SHADER: Shader = crate::shader!("elementwise", "activation.wgsl", "elementwise.wgsl");
-
-/// A unary function. Codes match `shaders/activation.wgsl`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Unary {
-    Identity,
-    Relu,
-    /// max(x, 0) + slope * min(x, 0)
-    LeakyRelu(f32),
-    GeluTanh,
-    GeluErf,
-    Sigmoid,
-    Tanh,
-    Silu,
-    Exp,
-    Log,
-    Sqrt,
-    /// factor * x
-    Scale(f32),
-}
-
-impl Unary {
-    pub(crate) fn code(self) -> u32 {
-        match self {
-            Unary::Identity => 0,
-            Unary::Relu => 1,
-            Unary::LeakyRelu(_) => 2,
-            Unary::GeluTanh => 3,
-            Unary::GeluErf => 4,
-            Unary::Sigmoid => 5,
-            Unary::Tanh => 6,
-            Unary::Silu => 7,
-            Unary::Exp => 8,
-            Unary::Log => 9,
-            Unary::Sqrt => 10,
-            Unary::Scale(_) => 11,
-        }
-    }
-
-    pub(crate) fn alpha(self) -> f32 {
-        match self {
-            Unary::LeakyRelu(a) | Unary::Scale(a) => a,
-            _ => 0.0,
-        }
-    }
-}
+pub(crate) static SHADER: Shader = crate::shader!("elementwise", unary, "elementwise.wgsl");
 
 /// A binary operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +113,7 @@ fn constants(op: u32) -> [(&'static str, f64); 1] {
 pub fn unary(gpu: &Gpu, op: Unary, x: &GpuTensor, y: &GpuTensor, n: usize) -> Result<Dispatch> {
     check_len("unary", "x", x.len(), n)?;
     check_len("unary", "y", y.len(), n)?;
-    gpu.dispatch_linear(&UNARY, &constants(op.code()), &Params::flat(n, op.alpha()), &[x, y], n)
+    gpu.dispatch_linear(&UNARY, &constants(op.code()), &Params::flat(n, op.parameter()), &[x, y], n)
 }
 
 /// dx[i] = dy[i] * op'(x[i]) for i < n.
@@ -172,7 +128,7 @@ pub fn unary_backward(
     for (name, t) in [("x", x), ("dy", dy), ("dx", dx)] {
         check_len("unary_backward", name, t.len(), n)?;
     }
-    gpu.dispatch_linear(&UNARY_BACKWARD, &constants(op.code()), &Params::flat(n, op.alpha()), &[x, dy, dx], n)
+    gpu.dispatch_linear(&UNARY_BACKWARD, &constants(op.code()), &Params::flat(n, op.parameter()), &[x, dy, dx], n)
 }
 
 /// out = a (op) b, broadcast as `shape` says; `out` is contiguous with shape `shape.out`.

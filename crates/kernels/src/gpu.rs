@@ -72,10 +72,23 @@ pub enum Access {
     ReadWrite,
 }
 
-/// Builds a [`Shader`] from `shaders/common.wgsl` followed by the named files of `shaders/`.
+/// Builds a [`Shader`] from `shaders/common.wgsl` followed by the named files of `shaders/`;
+/// after `unary,` also `shaders/activation.wgsl` and the unary switches generated from the
+/// table in `unary.rs`.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! shader {
+    ($name:literal, unary, $($file:literal),+) => {
+        $crate::Shader {
+            name: $name,
+            source: concat!(
+                include_str!("../../../shaders/common.wgsl"),
+                include_str!("../../../shaders/activation.wgsl"),
+                $(include_str!(concat!("../../../shaders/", $file))),+
+            ),
+            generated: Some($crate::unary::wgsl),
+        }
+    };
     ($name:literal, $($file:literal),+) => {
         $crate::Shader {
             name: $name,
@@ -83,6 +96,7 @@ macro_rules! shader {
                 include_str!("../../../shaders/common.wgsl"),
                 $(include_str!(concat!("../../../shaders/", $file))),+
             ),
+            generated: None,
         }
     };
 }
@@ -92,6 +106,18 @@ macro_rules! shader {
 pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
+    /// WGSL generated from a Rust table, appended to `source` (module-scope declarations may
+    /// come in any order).
+    pub generated: Option<fn() -> String>,
+}
+
+impl Shader {
+    pub fn full_source(&self) -> std::borrow::Cow<'static, str> {
+        match self.generated {
+            Some(generate) => format!("{}\n{}", self.source, generate()).into(),
+            None => self.source.into(),
+        }
+    }
 }
 
 /// One entry point of a shader and its binding signature. Binding 0 is always the kernel's
@@ -439,7 +465,7 @@ impl Gpu {
         let module = self.scoped(shader.name, || {
             self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(shader.name),
-                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                source: wgpu::ShaderSource::Wgsl(shader.full_source()),
             })
         })?;
         self.modules.lock().unwrap().insert(shader.name, module.clone());

@@ -26,11 +26,12 @@ pub mod shape;
 pub mod softmax;
 mod tensor;
 pub mod timing;
+mod unary;
 
 pub use attention::Attention;
 pub use conv::Conv2d;
 pub use dropout::Dropout;
-pub use elementwise::{Binary, Broadcast, Unary};
+pub use elementwise::{Binary, Broadcast};
 pub use embedding::Embedding;
 pub use error::{KernelError, Result};
 pub use gpu::{
@@ -45,3 +46,4 @@ pub use recurrent::{Cell, RowView};
 pub use reduce::{ReduceOp, Reduction};
 pub use softmax::CrossEntropy;
 pub use tensor::{GpuTensor, PoolStats};
+pub use unary::{Unary, UnaryRow};

@@ -6,7 +6,7 @@ use crate::error::{Result, check_len, shape_error};
 use crate::gpu::{Access, AdapterClass, Dispatch, Gpu, Kernel, Shader};
 use crate::tensor::GpuTensor;
 
-pub(crate) static SHADER: Shader = crate::shader!("matmul", "activation.wgsl", "matmul.wgsl");
+pub(crate) static SHADER: Shader = crate::shader!("matmul", unary, "matmul.wgsl");
 
 /// How one operand is laid out in its buffer: element (z, row, col) lives at
 /// `offset + z * batch_stride + row * row_stride + col * col_stride`.
@@ -275,7 +275,7 @@ fn dispatch_one(
         bias_mode,
         alpha: mm.alpha,
         beta: mm.beta,
-        act_alpha: mm.activation.alpha(),
+        act_alpha: mm.activation.parameter(),
         _pad: 0,
     };
     let (bm, bn) = tiling.block();

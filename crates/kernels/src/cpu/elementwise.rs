@@ -2,7 +2,6 @@
 
 use rayon::prelude::*;
 
-use super::activation;
 use crate::shape::for_each_offset;
 use crate::{Binary, Broadcast, Unary};
 
@@ -12,7 +11,7 @@ const CHUNK: usize = 1 << 14;
 pub fn unary(op: Unary, x: &[f32], y: &mut [f32]) {
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = activation::apply(op, x as f64) as f32;
+            *y = op.apply(x as f64) as f32;
         }
     });
 }
@@ -20,7 +19,7 @@ pub fn unary(op: Unary, x: &[f32], y: &mut [f32]) {
 pub fn unary_backward(op: Unary, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dx, (x, dy))| {
         for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-            *dx = (dy as f64 * activation::derivative(op, x as f64)) as f32;
+            *dx = (dy as f64 * op.derivative(x as f64)) as f32;
         }
     });
 }

@@ -3,7 +3,6 @@
 //! and the bias is added in place; an activation sits between the product and beta·C, so then
 //! the product goes through a scratch matrix and the epilogue runs in f64.
 
-use super::activation;
 use crate::Unary;
 use crate::matmul::{Bias, Matmul};
 
@@ -40,7 +39,7 @@ pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [
             for i in 0..m {
                 for j in 0..n {
                     let v = mm.alpha as f64 * product[i * n + j] as f64 + bias_at(i, j) as f64;
-                    let mut v = activation::apply(mm.activation, v);
+                    let mut v = mm.activation.apply(v);
                     let at = c_at + i * mm.c.row_stride + j;
                     if mm.beta != 0.0 {
                         v += mm.beta as f64 * c[at] as f64;

@@ -6,6 +6,7 @@ use kernels::{Access, Kernel, KernelError, Shader, Unary, elementwise};
 static BROKEN: Shader = Shader {
     name: "broken",
     source: "@compute @workgroup_size(1) fn main() { let target = 1u; }", // reserved word
+    generated: None,
 };
 static BROKEN_KERNEL: Kernel = Kernel { shader: &BROKEN, entry: "main", bindings: &[Access::ReadWrite] };
 

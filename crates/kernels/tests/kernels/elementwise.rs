@@ -1,34 +1,28 @@
 use crate::common::*;
 use kernels::{Binary, Broadcast, Unary, cpu, elementwise};
 
-const UNARY_OPS: [Unary; 12] = [
-    Unary::Identity,
-    Unary::Relu,
-    Unary::LeakyRelu(0.1),
-    Unary::GeluTanh,
-    Unary::GeluErf,
-    Unary::Sigmoid,
-    Unary::Tanh,
-    Unary::Silu,
-    Unary::Exp,
-    Unary::Log,
-    Unary::Sqrt,
-    Unary::Scale(-2.5),
-];
-
-/// Inputs inside each function's domain.
-fn inputs(op: Unary, rng: &mut Rng, n: usize) -> Vec<f32> {
-    match op {
-        Unary::Log | Unary::Sqrt => rng.vec(n, 0.05, 8.0),
-        _ => rng.vec(n, -6.0, 6.0),
+/// Every row of the unary table, those with a parameter also at a non-default one, with the
+/// domain its inputs come from.
+fn unary_ops() -> Vec<(Unary, (f64, f64))> {
+    let mut ops = Vec::new();
+    for row in Unary::ALL {
+        ops.push((row.op, row.domain));
+        if row.parameter.is_some() {
+            ops.push((row.op.with_parameter(-0.35), row.domain));
+        }
     }
+    ops
+}
+
+fn inputs(rng: &mut Rng, (lo, hi): (f64, f64), n: usize) -> Vec<f32> {
+    rng.vec(n, lo as f32, hi as f32)
 }
 
 gpu_test!(unary_matches_reference, |gpu| {
     let mut rng = Rng::new(1);
-    for op in UNARY_OPS {
+    for (op, domain) in unary_ops() {
         for n in ODD_SIZES.into_iter().chain([70_001]) {
-            let x = inputs(op, &mut rng, n);
+            let x = inputs(&mut rng, domain, n);
             let mut want = vec![0.0; n];
             cpu::unary(op, &x, &mut want);
             let (xg, yg) = (upload(gpu, &x), poisoned(gpu, n));
@@ -40,9 +34,9 @@ gpu_test!(unary_matches_reference, |gpu| {
 
 gpu_test!(unary_backward_matches_reference, |gpu| {
     let mut rng = Rng::new(2);
-    for op in UNARY_OPS {
+    for (op, domain) in unary_ops() {
         for n in ODD_SIZES {
-            let x = inputs(op, &mut rng, n);
+            let x = inputs(&mut rng, domain, n);
             let dy = rng.vec(n, -1.0, 1.0);
             let mut want = vec![0.0; n];
             cpu::unary_backward(op, &x, &dy, &mut want);
@@ -56,17 +50,47 @@ gpu_test!(unary_backward_matches_reference, |gpu| {
 #[test]
 fn unary_derivatives_match_finite_differences() {
     let mut rng = Rng::new(3);
-    for op in UNARY_OPS {
-        for x in inputs(op, &mut rng, 50) {
+    for (op, domain) in unary_ops() {
+        for x in inputs(&mut rng, domain, 50) {
             let x = x as f64;
-            if matches!(op, Unary::Relu | Unary::LeakyRelu(_)) && x.abs() < 1e-3 {
-                continue; // the kink
+            if x.abs() < 1e-3 {
+                continue; // ReLU's kink
             }
             let h = 1e-5;
-            let fd = (cpu::activation::apply(op, x + h) - cpu::activation::apply(op, x - h)) / (2.0 * h);
-            let d = cpu::activation::derivative(op, x);
+            let fd = (op.apply(x + h) - op.apply(x - h)) / (2.0 * h);
+            let d = op.derivative(x);
             assert!((fd - d).abs() <= 1e-6 * (1.0 + d.abs()), "{op:?} at {x}: derivative {d}, finite difference {fd}");
         }
+    }
+}
+
+/// Every row against PyTorch (f64, autograd for the derivative) on the grid of
+/// `fixtures/unary.json`, written by `scripts/torch_activations.py`.
+#[test]
+fn unary_functions_match_pytorch() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/unary.json")).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let functions = fixture["functions"].as_object().unwrap();
+    let numbers =
+        |v: &serde_json::Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    for row in Unary::ALL {
+        let golden = functions.get(row.name).unwrap_or_else(|| {
+            panic!("{:?} has no golden values: add it to scripts/torch_activations.py and run it", row.name)
+        });
+        let op = golden["parameter"].as_f64().map_or(row.op, |p| row.op.with_parameter(p as f32));
+        let (xs, ys, ds) = (numbers(&golden["x"]), numbers(&golden["y"]), numbers(&golden["dydx"]));
+        assert!(xs.len() > 30, "{}: {} points", row.name, xs.len());
+        for ((x, y), d) in xs.into_iter().zip(ys).zip(ds) {
+            assert!(x >= row.domain.0 && x <= row.domain.1, "{}: fixture x = {x} outside the row's domain", row.name);
+            // GELU's erfc approximation has a relative error below 1.2e-7; the rest are exact.
+            let close = |got: f64, want: f64| (got - want).abs() <= 3e-7 * (1.0 + want.abs());
+            assert!(close(op.apply(x), y), "{} at {x}: {} vs torch {y}", row.name, op.apply(x));
+            assert!(close(op.derivative(x), d), "{}' at {x}: {} vs torch {d}", row.name, op.derivative(x));
+        }
+    }
+    let names: Vec<&str> = Unary::ALL.iter().map(|r| r.name).collect();
+    for name in functions.keys() {
+        assert!(names.contains(&name.as_str()), "fixture entry {name:?} is no row of the unary table");
     }
 }
 
@@ -79,7 +103,7 @@ fn gelu_erf_matches_the_exact_normal_cdf() {
         (0.5, 0.345_731_230_637_007),
         (2.0, 1.954_499_736_103_642),
     ] {
-        let got = cpu::activation::apply(Unary::GeluErf, x);
+        let got = Unary::GeluErf.apply(x);
         assert!((got - want).abs() < 1e-6 * want.abs().max(1e-3), "gelu({x}) = {got}, want {want}");
     }
 }

@@ -1,6 +1,7 @@
 //! `dlcli config check FILE` and `dlcli config defaults`: the command that reports every
 //! problem of a config at once (building its model on its data, so shape mismatches show too)
-//! and the commented config of every key. The schema itself lives in `config.rs`.
+//! and the commented config of every key. The keys are declared in `config.rs`, written out
+//! by `reference.rs`.
 
 use std::path::PathBuf;
 
@@ -17,12 +18,13 @@ enum ConfigCommand {
     /// Report every problem in a config file, or say it is fine (builds the model on the
     /// config's data, so shape mismatches are found too).
     Check { file: PathBuf },
-    /// Print a commented config with every key and its default.
-    Defaults,
+    /// Print a commented config with every key and its default (itself a valid config).
+    Defaults {
+        /// Print the keys as Markdown tables instead (the README's reference).
+        #[arg(long)]
+        markdown: bool,
+    },
 }
-
-/// Every key with its default and what it means; a valid config itself.
-const DEFAULTS: &str = include_str!("defaults.toml");
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
@@ -42,8 +44,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        ConfigCommand::Defaults => {
-            print!("{DEFAULTS}");
+        ConfigCommand::Defaults { markdown } => {
+            print!("{}", if *markdown { crate::reference::markdown() } else { crate::reference::defaults_toml() });
             Ok(())
         }
     }

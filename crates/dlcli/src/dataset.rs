@@ -19,9 +19,10 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<(Dataset, Dataset)> {
             load_cifar10(train_files).context("loading [data] train_files")?,
             load_cifar10(test_files).context("loading [data] test_files")?,
         ),
-        DataSource::ImageFolder { train_dir, test_dir, shape } => {
-            let (train, names) = load_image_folder(train_dir, *shape).context("loading [data] train_dir")?;
-            let (test, test_names) = load_image_folder(test_dir, *shape).context("loading [data] test_dir")?;
+        DataSource::ImageFolder { train_dir, test_dir, channels, height, width } => {
+            let shape = [*channels, *height, *width];
+            let (train, names) = load_image_folder(train_dir, shape).context("loading [data] train_dir")?;
+            let (test, test_names) = load_image_folder(test_dir, shape).context("loading [data] test_dir")?;
             if names != test_names {
                 anyhow::bail!("[data] train_dir has classes {names:?} but test_dir has {test_names:?}");
             }
@@ -45,8 +46,8 @@ pub fn load_test(config: &DataConfig, seed: u64) -> Result<Dataset> {
             load_digits(path).context("loading [data] path")?.split(*test_fraction, seed).1
         }
         DataSource::Cifar10 { test_files, .. } => load_cifar10(test_files).context("loading [data] test_files")?,
-        DataSource::ImageFolder { test_dir, shape, .. } => {
-            load_image_folder(test_dir, *shape).context("loading [data] test_dir")?.0
+        DataSource::ImageFolder { test_dir, channels, height, width, .. } => {
+            load_image_folder(test_dir, [*channels, *height, *width]).context("loading [data] test_dir")?.0
         }
     };
     normalise(&mut test, config);

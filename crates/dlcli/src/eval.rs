@@ -73,7 +73,8 @@ impl Tally {
 fn tally(loaded: &Loaded, device: Device) -> Result<Tally> {
     let Loaded { config, model, params, test, .. } = loaded;
     let top_ks: Vec<usize> = config
-        .eval_metrics
+        .eval
+        .metrics
         .iter()
         .filter_map(|m| match m {
             EvalMetric::TopK(k) => Some(*k),
@@ -112,7 +113,7 @@ pub fn run(args: &Args) -> Result<()> {
     let loaded = inference::load(&args.model, None)?;
     let tally = tally(&loaded, args.model.device)?;
     let Loaded { config, file, test, .. } = &loaded;
-    let wants = |m: EvalMetric| config.eval_metrics.contains(&m);
+    let wants = |m: EvalMetric| config.eval.metrics.contains(&m);
     let picture = file.parent().unwrap_or(Path::new(".")).join("confusion.png");
     if wants(EvalMetric::Confusion) {
         plots::confusion(&picture, &tally.confusion)?;

@@ -12,6 +12,8 @@ mod memory;
 mod model;
 mod plots;
 mod predict;
+mod reference;
+mod schema;
 mod summary;
 mod train;
 

@@ -68,7 +68,7 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -
         LayerKind::MaxPool2d { kernel, stride, padding } | LayerKind::AvgPool2d { kernel, stride, padding } => {
             let geo = PoolGeometry {
                 kernel: (kernel, kernel),
-                stride: (stride, stride),
+                stride: (stride.unwrap_or(kernel), stride.unwrap_or(kernel)),
                 padding: (padding, padding),
                 count_include_pad: true,
             };
@@ -78,13 +78,13 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -
                 m.graph.avg_pool2d(x, geo)?
             }
         }
-        LayerKind::GlobalAvgPool => m.graph.global_avg_pool(x)?,
+        LayerKind::GlobalAvgPool {} => m.graph.global_avg_pool(x)?,
         LayerKind::BatchNorm { eps, momentum } => m.batch_norm(name, x, eps, momentum)?,
         LayerKind::LayerNorm { eps } => m.layer_norm(name, x, eps)?,
         LayerKind::Dropout { p } => m.dropout(x, p)?,
-        LayerKind::Flatten => m.graph.flatten(x)?,
+        LayerKind::Flatten {} => m.graph.flatten(x)?,
         LayerKind::Activation(op) => m.graph.unary(op, x)?,
-        LayerKind::Add => {
+        LayerKind::Add {} => {
             if inputs.len() < 2 {
                 bail!("add needs at least two inputs (inputs = [\"a\", \"b\"])");
             }
@@ -94,6 +94,6 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -
             }
             sum
         }
-        LayerKind::Concat => m.graph.concat(inputs, 1)?,
+        LayerKind::Concat {} => m.graph.concat(inputs, 1)?,
     })
 }

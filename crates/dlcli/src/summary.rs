@@ -38,7 +38,7 @@ pub fn run(args: &Args) -> Result<()> {
                 2 * out_len * (input * kernel * kernel) as u64
             }
             LayerKind::Linear { .. } => 2 * params as u64,
-            LayerKind::Flatten => 0,
+            LayerKind::Flatten {} => 0,
             _ => out_len,
         };
         total_params += params;

@@ -15,7 +15,8 @@ use graph::{
 use indicatif::{ProgressBar, ProgressStyle};
 use kernels::{AdapterClass, Gpu};
 
-use crate::config::{Config, Device, MonitorMetric, Named, OptimizerKind, ScheduleKind, TrainConfig};
+use crate::config::{Config, Device, MonitorMetric, OptimizerKind, ScheduleKind, TrainConfig};
+use crate::schema::Named;
 use crate::{dataset, memory, model, plots};
 
 #[derive(clap::Args)]
@@ -72,7 +73,7 @@ pub fn training(t: &TrainConfig, total: u64) -> Training {
         ScheduleKind::OneCycle => Schedule::OneCycle { total, pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 },
         ScheduleKind::Constant => Schedule::Constant,
     };
-    Training { optimizer, schedule, clip_grad_norm: t.clip_grad_norm }
+    Training { optimizer, schedule, clip_grad_norm: (t.clip_grad_norm > 0.0).then_some(t.clip_grad_norm) }
 }
 
 /// A trainer on whichever executor the device choice gave.
@@ -432,7 +433,7 @@ fn train_epoch(
     let (mut loss, mut correct, mut seen) = (0.0, 0.0, 0usize);
     // Loss sum, correct count and samples since the last step line.
     let mut interval = (0.0, 0.0, 0usize);
-    let (seed, first_step, augment) = (config.train.seed, trainer.steps(), config.data.augment);
+    let (seed, first_step, augment) = (config.train.seed, trainer.steps(), config.data.augment());
     // A loader thread shuffles, gathers and augments the next batches while this one trains.
     let interrupted = std::thread::scope(|scope| -> Result<bool> {
         let (ready, batches) = std::sync::mpsc::sync_channel::<data::Batch>(2);

@@ -408,38 +408,49 @@ fn ctrl_c_checkpoints_the_step_and_resuming_continues_exactly() {
 }
 
 #[test]
-fn config_defaults_is_a_valid_config_with_every_key() {
-    let out = dlcli(&["config", "defaults"]);
-    let defaults = text(&out).0;
-    for key in [
-        "kind",
-        "test_fraction",
-        "mean",
-        "std",
-        "layers",
-        "epochs",
-        "batch_size",
-        "seed",
-        "optimizer",
-        "lr",
-        "momentum",
-        "weight_decay",
-        "schedule",
-        "warmup_steps",
-        "clip_grad_norm",
-        "label_smoothing",
-        "keep_last",
-    ] {
-        assert!(defaults.contains(&format!("{key} =")), "{key} missing");
-    }
+fn config_defaults_is_a_valid_config_whose_defaults_a_run_applies() {
+    let defaults = text(&dlcli(&["config", "defaults"])).0;
     // Saved elsewhere, its dataset path (relative to the file) is made absolute first.
     let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz");
-    let defaults = defaults.replace("\"datasets/digits/digits.csv.gz\"", &format!("{:?}", digits.to_str().unwrap()));
+    let digits = format!("{:?}", digits.canonicalize().unwrap().to_str().unwrap());
+    let defaults = defaults.replace("\"datasets/digits/digits.csv.gz\"", &digits);
     let dir = temp_dir("defaults");
     let path = dir.join("defaults.toml");
-    std::fs::write(&path, defaults).unwrap();
+    std::fs::write(&path, &defaults).unwrap();
     let check = dlcli(&["config", "check", path.to_str().unwrap()]);
     assert!(check.status.success(), "{:?}", text(&check));
+    // What the file says each default is, the run applies: every `key = value` line outside
+    // [model] is in the run's resolved config, as written.
+    // No --device: an override would be recorded in place of the file's default.
+    let runs = dir.to_str().unwrap();
+    let out = dlcli(&["train", "--config", path.to_str().unwrap(), "--quiet", "--runs-dir", runs, "--run", "r"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let resolved = std::fs::read_to_string(dir.join("r/config.toml")).unwrap();
+    let mut table = "";
+    let mut checked = 0;
+    for line in defaults.lines() {
+        if line.starts_with('[') {
+            table = line;
+        } else if table != "[model]" && !line.starts_with('#') && line.contains(" = ") {
+            let assignment = line.split("  #").next().unwrap().trim_end();
+            assert!(
+                resolved.lines().any(|l| l == assignment),
+                "{table} {assignment:?} is not in the run's config:\n{resolved}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} keys checked");
+}
+
+/// The README's key tables are `dlcli config defaults --markdown`, written from the same
+/// declarations as validation and the defaults.
+#[test]
+fn the_readme_key_tables_are_the_declarations() {
+    let tables = text(&dlcli(&["config", "defaults", "--markdown"])).0;
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    assert!(tables.lines().count() > 40, "{tables}");
+    assert!(readme.contains(&tables), "README.md's key tables are stale: run scripts/update_readme_keys.sh");
 }
 
 #[test]

@@ -24,6 +24,8 @@ FUNCTIONS = {
     "sigmoid": (None, (-6, 6), lambda x, p: torch.sigmoid(x)),
     "tanh": (None, (-6, 6), lambda x, p: torch.tanh(x)),
     "silu": (None, (-6, 6), lambda x, p: F.silu(x)),
+    "softplus": (None, (-6, 6), lambda x, p: F.softplus(x)),
+    "elu": (0.7, (-6, 6), lambda x, p: F.elu(x, p)),
     "exp": (None, (-6, 6), lambda x, p: torch.exp(x)),
     "log": (None, (0.05, 8), lambda x, p: torch.log(x)),
     "sqrt": (None, (0.05, 8), lambda x, p: torch.sqrt(x)),

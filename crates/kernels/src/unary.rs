@@ -165,6 +165,13 @@ unary_functions! {
     /// x sigmoid(x) (swish).
     Silu = "silu", layer: true, on (-6.0, 6.0), |x| x * sigmoid(x), |x| sigmoid(x) * (1.0 + x * sigmoid(-x)),
         wgsl "x * sigmoid(x)", "sigmoid(x) * (1.0 + x * sigmoid(-x))";
+    /// ln(1 + exp(x)), written so that it neither overflows nor cancels.
+    Softplus = "softplus", layer: true, on (-6.0, 6.0), |x| x.max(0.0) + (-x.abs()).exp().ln_1p(), |x| sigmoid(x),
+        wgsl "max(x, 0.0) + log(1.0 + exp(-abs(x)))", "sigmoid(x)";
+    /// x for x > 0, else alpha (exp(x) - 1).
+    Elu(alpha = 1.0) = "elu", layer: true, on (-6.0, 6.0),
+        |x| if x > 0.0 { x } else { alpha * x.exp_m1() }, |x| if x > 0.0 { 1.0 } else { alpha * x.exp() },
+        wgsl "select(alpha * (exp(x) - 1.0), x, x > 0.0)", "select(alpha * exp(x), 1.0, x > 0.0)";
     /// exp(x)
     Exp = "exp", layer: false, on (-6.0, 6.0), |x| x.exp(), |x| x.exp(),
         wgsl "exp(x)", "exp(x)";

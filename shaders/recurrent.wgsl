@@ -33,6 +33,7 @@ fn tanh_safe(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }
 @group(0) @binding(5) var<storage, read_write> t5: array<f32>;
 @group(0) @binding(6) var<storage, read_write> t6: array<f32>;
 @group(0) @binding(7) var<storage, read_write> t7: array<f32>;
+@group(0) @binding(8) var<storage, read_write> t8: array<f32>;
 
 // LSTM gates (i, f, g, o) of unit j of row b, activated, from t1 at view 0.
 fn lstm_gates(b: u32, j: u32) -> vec4<f32> {
@@ -68,8 +69,9 @@ fn lstm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     t4[at(3u, b, j)] = c;
 }
 
-// LSTM backward. t1 gates (view 0), t2 c_prev (1), t3 dh (2), t4 dc from the next step (3),
-// t5 dgates (4, written), t6 dc_prev (5, written). c is recomputed from the gates.
+// LSTM backward. t1 gates (view 0), t2 c_prev (1), t3 dh from the layer's output (2), t4 dh
+// from the next step through the recurrence (3), t5 dc from the next step (4); writes t6
+// dgates (5) and t7 dc_prev (6). c is recomputed from the gates.
 @compute @workgroup_size(WG)
 fn lstm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let e = linear_id(gid, groups, WG);
@@ -84,13 +86,13 @@ fn lstm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let o = gate.w;
     let c_prev = t2[at(1u, b, j)];
     let tc = tanh_safe(f * c_prev + i * g);
-    let dh = t3[at(2u, b, j)];
-    let dc = t4[at(3u, b, j)] + dh * o * (1.0 - tc * tc);
-    t5[at(4u, b, j)] = dc * g * i * (1.0 - i);
-    t5[at(4u, b, h + j)] = dc * c_prev * f * (1.0 - f);
-    t5[at(4u, b, 2u * h + j)] = dc * i * (1.0 - g * g);
-    t5[at(4u, b, 3u * h + j)] = dh * tc * o * (1.0 - o);
-    t6[at(5u, b, j)] = dc * f;
+    let dh = t3[at(2u, b, j)] + t4[at(3u, b, j)];
+    let dc = t5[at(4u, b, j)] + dh * o * (1.0 - tc * tc);
+    t6[at(5u, b, j)] = dc * g * i * (1.0 - i);
+    t6[at(5u, b, h + j)] = dc * c_prev * f * (1.0 - f);
+    t6[at(5u, b, 2u * h + j)] = dc * i * (1.0 - g * g);
+    t6[at(5u, b, 3u * h + j)] = dh * tc * o * (1.0 - o);
+    t7[at(6u, b, j)] = dc * f;
 }
 
 // GRU forward. t1 input gates x Wᵢₕᵀ + bᵢₕ [B, 3H] (view 0), t2 hidden gates h Wₕₕᵀ + bₕₕ
@@ -105,9 +107,10 @@ fn gru_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     t4[at(3u, b, j)] = (1.0 - gate.y) * gate.z + gate.y * t3[at(2u, b, j)];
 }
 
-// GRU backward. t1 input gates (view 0), t2 hidden gates (1), t3 h_prev (2), t4 dh (3);
-// writes t5 dinput-gates (4), t6 dhidden-gates (5) and t7 = z * dh (6), the direct part of
-// dh_prev (the caller adds dhidden-gates . Wₕₕ to it with a beta = 1 matmul).
+// GRU backward. t1 input gates (view 0), t2 hidden gates (1), t3 h_prev (2), t4 dh from the
+// layer's output (3), t5 dh from the next step (4); writes t6 dinput-gates (5), t7
+// dhidden-gates (6) and t8 = z * dh (7), the direct part of dh_prev (the caller adds
+// dhidden-gates . Wₕₕ to it with a beta = 1 matmul).
 @compute @workgroup_size(WG)
 fn gru_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let e = linear_id(gid, groups, WG);
@@ -121,15 +124,15 @@ fn gru_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let n = gate.z;
     let hn = gate.w;
     let h_prev = t3[at(2u, b, j)];
-    let dh = t4[at(3u, b, j)];
+    let dh = t4[at(3u, b, j)] + t5[at(4u, b, j)];
     let dn = dh * (1.0 - z) * (1.0 - n * n);
     let dz = dh * (h_prev - n) * z * (1.0 - z);
     let dr = dn * hn * r * (1.0 - r);
-    t5[at(4u, b, j)] = dr;
-    t5[at(4u, b, h + j)] = dz;
-    t5[at(4u, b, 2u * h + j)] = dn;
     t6[at(5u, b, j)] = dr;
     t6[at(5u, b, h + j)] = dz;
-    t6[at(5u, b, 2u * h + j)] = dn * r;
-    t7[at(6u, b, j)] = dh * z;
+    t6[at(5u, b, 2u * h + j)] = dn;
+    t7[at(6u, b, j)] = dr;
+    t7[at(6u, b, h + j)] = dz;
+    t7[at(6u, b, 2u * h + j)] = dn * r;
+    t8[at(7u, b, j)] = dh * z;
 }

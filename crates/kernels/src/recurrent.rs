@@ -83,9 +83,9 @@ struct Params {
 
 use Access::ReadWrite as RW;
 static LSTM_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "lstm_forward", bindings: &[RW; 4] };
-static LSTM_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "lstm_backward", bindings: &[RW; 6] };
+static LSTM_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "lstm_backward", bindings: &[RW; 7] };
 static GRU_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "gru_forward", bindings: &[RW; 4] };
-static GRU_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "gru_backward", bindings: &[RW; 7] };
+static GRU_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "gru_backward", bindings: &[RW; 8] };
 
 /// h, c from the gate pre-activations [B, 4H] (order i, f, g, o) and c_prev.
 pub fn lstm_cell(gpu: &Gpu, cell: &Cell, gates: Viewed, c_prev: Viewed, h: Viewed, c: Viewed) -> Result<Dispatch> {
@@ -93,7 +93,8 @@ pub fn lstm_cell(gpu: &Gpu, cell: &Cell, gates: Viewed, c_prev: Viewed, h: Viewe
     cell.dispatch(gpu, &LSTM_FORWARD, &[("gates", gates, 4 * hd), ("c_prev", c_prev, hd), ("h", h, hd), ("c", c, hd)])
 }
 
-/// dgates [B, 4H] and dc_prev from dh and dc (the gradient reaching c_t from step t + 1).
+/// dgates [B, 4H] and dc_prev from dh (the layer output's gradient at this step), dh_next
+/// (the gradient reaching h from the next step) and dc (the gradient reaching c from it).
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_cell_backward(
     gpu: &Gpu,
@@ -101,6 +102,7 @@ pub fn lstm_cell_backward(
     gates: Viewed,
     c_prev: Viewed,
     dh: Viewed,
+    dh_next: Viewed,
     dc: Viewed,
     dgates: Viewed,
     dc_prev: Viewed,
@@ -110,6 +112,7 @@ pub fn lstm_cell_backward(
         ("gates", gates, 4 * hd),
         ("c_prev", c_prev, hd),
         ("dh", dh, hd),
+        ("dh_next", dh_next, hd),
         ("dc", dc, hd),
         ("dgates", dgates, 4 * hd),
         ("dc_prev", dc_prev, hd),
@@ -136,8 +139,9 @@ pub fn gru_cell(
     cell.dispatch(gpu, &GRU_FORWARD, &args)
 }
 
-/// Gradients of both gate sets and the direct part of dh_prev (z * dh); the full dh_prev adds
-/// dhidden_gates . Wₕₕ.
+/// Gradients of both gate sets and the direct part of dh_prev (z * (dh + dh_next)); the full
+/// dh_prev adds dhidden_gates . Wₕₕ. dh is the layer output's gradient at this step, dh_next
+/// the gradient reaching h from the next step.
 #[allow(clippy::too_many_arguments)]
 pub fn gru_cell_backward(
     gpu: &Gpu,
@@ -146,6 +150,7 @@ pub fn gru_cell_backward(
     hidden_gates: Viewed,
     h_prev: Viewed,
     dh: Viewed,
+    dh_next: Viewed,
     dinput_gates: Viewed,
     dhidden_gates: Viewed,
     dh_prev: Viewed,
@@ -156,6 +161,7 @@ pub fn gru_cell_backward(
         ("hidden_gates", hidden_gates, 3 * hd),
         ("h_prev", h_prev, hd),
         ("dh", dh, hd),
+        ("dh_next", dh_next, hd),
         ("dinput_gates", dinput_gates, 3 * hd),
         ("dhidden_gates", dhidden_gates, 3 * hd),
         ("dh_prev", dh_prev, hd),

@@ -31,11 +31,15 @@ pub fn lstm_cell(cell: &Cell, gates: &[f32], c_prev: &[f32], h: &mut [f32], c: &
     }
 }
 
+/// As the GPU's: dh is the layer output's gradient, dh_next and dc_next what reaches h and c
+/// from the next step.
+#[allow(clippy::too_many_arguments)]
 pub fn lstm_cell_backward(
     cell: &Cell,
     gates: &[f32],
     c_prev: &[f32],
     dh: &[f32],
+    dh_next: &[f32],
     dc_next: &[f32],
     dgates: &mut [f32],
     dc_prev: &mut [f32],
@@ -46,7 +50,7 @@ pub fn lstm_cell_backward(
             let [i, f, gg, o] = lstm_gates(cell, gates, b, j);
             let cp = c_prev[b * hd + j] as f64;
             let tc = (f * cp + i * gg).tanh();
-            let dhv = dh[b * hd + j] as f64;
+            let dhv = dh[b * hd + j] as f64 + dh_next[b * hd + j] as f64;
             let dc = dc_next[b * hd + j] as f64 + dhv * o * (1.0 - tc * tc);
             let out = &mut dgates[b * 4 * hd..];
             out[j] = (dc * gg * i * (1.0 - i)) as f32;
@@ -76,6 +80,7 @@ pub fn gru_cell_backward(
     hidden_gates: &[f32],
     h_prev: &[f32],
     dh: &[f32],
+    dh_next: &[f32],
     dinput_gates: &mut [f32],
     dhidden_gates: &mut [f32],
     dh_prev: &mut [f32],
@@ -84,7 +89,7 @@ pub fn gru_cell_backward(
     for b in 0..cell.batch {
         for j in 0..hd {
             let [r, z, n, hn] = gru_gates(cell, input_gates, hidden_gates, b, j);
-            let (hp, d) = (h_prev[b * hd + j] as f64, dh[b * hd + j] as f64);
+            let (hp, d) = (h_prev[b * hd + j] as f64, dh[b * hd + j] as f64 + dh_next[b * hd + j] as f64);
             let dn = d * (1.0 - z) * (1.0 - n * n);
             let dz = d * (hp - n) * z * (1.0 - z);
             let dr = dn * hn * r * (1.0 - r);

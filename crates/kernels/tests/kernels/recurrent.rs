@@ -26,9 +26,10 @@ gpu_test!(lstm_cell_matches_reference_through_step_views, |gpu| {
         let (h4, n) = (4 * hidden, batch * hidden);
         let gates = rng.vec(batch * h4, -3.0, 3.0);
         let (c_prev, dh, dc) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+        let dh_next = rng.vec(n, -1.0, 1.0);
         let (mut h, mut c, mut dg, mut dcp) = (vec![0.0; n], vec![0.0; n], vec![0.0; batch * h4], vec![0.0; n]);
         cpu::lstm_cell(&cell, &gates, &c_prev, &mut h, &mut c);
-        cpu::lstm_cell_backward(&cell, &gates, &c_prev, &dh, &dc, &mut dg, &mut dcp);
+        cpu::lstm_cell_backward(&cell, &gates, &c_prev, &dh, &dh_next, &dc, &mut dg, &mut dcp);
         // Gates, h, c and their gradients at step 1 of [B, 3, ·] buffers; c_prev at step 0 of
         // the same c buffer, as an executor keeps them.
         let step = |w| RowView::step(t, steps, w);
@@ -40,6 +41,7 @@ gpu_test!(lstm_cell_matches_reference_through_step_views, |gpu| {
             upload(gpu, &embed(&dh, batch, t, steps, hidden, 0.0)),
             upload(gpu, &embed(&dc, batch, t, steps, hidden, 0.0)),
         );
+        let dh_next_g = upload(gpu, &dh_next);
         let (dg_g, dcp_g) = (poisoned(gpu, batch * steps * h4), poisoned(gpu, batch * steps * hidden));
         let fwd = lstm_cell(gpu, &cell, (&gates_g, step(h4)), (&c_g, prev), (&h_g, step(hidden)), (&c_g, step(hidden)))
             .unwrap();
@@ -49,6 +51,7 @@ gpu_test!(lstm_cell_matches_reference_through_step_views, |gpu| {
             (&gates_g, step(h4)),
             (&c_g, prev),
             (&dh_g, step(hidden)),
+            (&dh_next_g, RowView::rows(hidden)),
             (&dc_g, step(hidden)),
             (&dg_g, step(h4)),
             (&dcp_g, prev),
@@ -69,13 +72,14 @@ gpu_test!(gru_cell_matches_reference, |gpu| {
         let cell = Cell { batch, hidden };
         let (h3, n) = (3 * hidden, batch * hidden);
         let (xg, hg) = (rng.vec(batch * h3, -3.0, 3.0), rng.vec(batch * h3, -3.0, 3.0));
-        let (h_prev, dh) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+        let (h_prev, dh, dh_next) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
         let (mut h, mut dxg, mut dhg, mut dhp) =
             (vec![0.0; n], vec![0.0; batch * h3], vec![0.0; batch * h3], vec![0.0; n]);
         cpu::gru_cell(&cell, &xg, &hg, &h_prev, &mut h);
-        cpu::gru_cell_backward(&cell, &xg, &hg, &h_prev, &dh, &mut dxg, &mut dhg, &mut dhp);
+        cpu::gru_cell_backward(&cell, &xg, &hg, &h_prev, &dh, &dh_next, &mut dxg, &mut dhg, &mut dhp);
         let rows = RowView::rows;
         let (xg_g, hg_g, hp_g, dh_g) = (upload(gpu, &xg), upload(gpu, &hg), upload(gpu, &h_prev), upload(gpu, &dh));
+        let dh_next_g = upload(gpu, &dh_next);
         let (h_g, dxg_g, dhg_g, dhp_g) =
             (poisoned(gpu, n), poisoned(gpu, batch * h3), poisoned(gpu, batch * h3), poisoned(gpu, n));
         let fwd =
@@ -88,6 +92,7 @@ gpu_test!(gru_cell_matches_reference, |gpu| {
             (&hg_g, rows(h3)),
             (&hp_g, rows(hidden)),
             (&dh_g, rows(hidden)),
+            (&dh_next_g, rows(hidden)),
             (&dxg_g, rows(h3)),
             (&dhg_g, rows(h3)),
             (&dhp_g, rows(hidden)),
@@ -115,8 +120,11 @@ fn cell_backward_matches_finite_differences() {
         cpu::lstm_cell(&cell, g, cp, &mut h, &mut c);
         dot(&h, &rh) + dot(&c, &rc)
     };
+    // dh arrives in two parts, which the cell sums.
+    let part = rng.vec(n, -1.0, 1.0);
+    let rest: Vec<f32> = rh.iter().zip(&part).map(|(a, b)| a - b).collect();
     let (mut dg, mut dcp) = (vec![0.0; 24], vec![0.0; n]);
-    cpu::lstm_cell_backward(&cell, &gates, &c_prev, &rh, &rc, &mut dg, &mut dcp);
+    cpu::lstm_cell_backward(&cell, &gates, &c_prev, &part, &rest, &rc, &mut dg, &mut dcp);
     check_gradient("lstm dgates", &gates, &dg, 1e-3, 1e-3, 24, |g| lstm(g, &c_prev));
     check_gradient("lstm dc_prev", &c_prev, &dcp, 1e-3, 1e-3, n, |cp| lstm(&gates, cp));
     // GRU: loss = r . h; dh_prev's direct part plus dhidden . (d hidden gates / d h_prev) is
@@ -129,7 +137,9 @@ fn cell_backward_matches_finite_differences() {
         dot(&h, &r)
     };
     let (mut dx, mut dhh, mut dhp) = (vec![0.0; 18], vec![0.0; 18], vec![0.0; n]);
-    cpu::gru_cell_backward(&cell, &xg, &hg, &hp, &r, &mut dx, &mut dhh, &mut dhp);
+    let part = rng.vec(n, -1.0, 1.0);
+    let rest: Vec<f32> = r.iter().zip(&part).map(|(a, b)| a - b).collect();
+    cpu::gru_cell_backward(&cell, &xg, &hg, &hp, &part, &rest, &mut dx, &mut dhh, &mut dhp);
     check_gradient("gru dinput", &xg, &dx, 1e-3, 1e-3, 18, |x| gru(x, &hg, &hp));
     check_gradient("gru dhidden", &hg, &dhh, 1e-3, 1e-3, 18, |hh| gru(&xg, hh, &hp));
     check_gradient("gru dh_prev (direct)", &hp, &dhp, 1e-3, 1e-3, n, |h| gru(&xg, &hg, h));

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use kernels::Binary;
 use kernels::cpu::dropout::philox4x32_10;
 
-use crate::error::Result;
+use crate::error::{GraphError, Result};
 use crate::ir::{Graph, TensorId};
-use crate::ops::ConvGeometry;
+use crate::ops::{CellKind, ConvGeometry};
 
 /// How a parameter or state tensor starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -162,5 +162,65 @@ impl Model {
         self.dropouts += 1;
         let seed = self.init.seed ^ self.dropouts.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.graph.dropout(x, p, seed)
+    }
+}
+
+/// An `nn.LSTM` or `nn.GRU` (batch first): its cell, hidden units, stacked layers, whether
+/// each layer also runs backwards in time, and the dropout between layers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recurrent {
+    pub cell: CellKind,
+    pub hidden: usize,
+    pub layers: usize,
+    pub bidirectional: bool,
+    pub dropout: f32,
+}
+
+impl Model {
+    /// `nn.LSTM` / `nn.GRU(inputs, hidden, layers, batch_first=True, bidirectional)` named
+    /// `name` on x [B, T, I]: the outputs of every step [B, T, D·H] (D = 2 if bidirectional,
+    /// the backward direction's features second), from a zero initial state. Parameters
+    /// `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}` (`_reverse` for the
+    /// backward direction) in PyTorch's order and layout, all U(±1/√H) as PyTorch draws them.
+    /// The layers run time-major: one permute in and one out, each step's rows contiguous.
+    pub fn recurrent(&mut self, name: &str, x: TensorId, r: &Recurrent) -> Result<TensorId> {
+        let [batch, steps, _] = self.graph.shape(x)[..] else {
+            let shape = self.graph.shape(x).to_vec();
+            return Err(GraphError::Shape {
+                node: name.into(),
+                detail: format!("needs a sequence [batch, steps, features], got {shape:?}"),
+            });
+        };
+        let (hd, width) = (r.hidden, r.cell.gates() * r.hidden);
+        let bound = 1.0 / (hd as f32).sqrt();
+        let mut seq = self.graph.permute(x, &[1, 0, 2])?; // [T, B, I]
+        for layer in 0..r.layers {
+            let inputs = self.graph.shape(seq)[2];
+            let flat = self.graph.reshape(seq, &[steps * batch, inputs])?;
+            let mut directions = Vec::new();
+            for reverse in [false, true].into_iter().take(if r.bidirectional { 2 } else { 1 }) {
+                let suffix = format!("_l{layer}{}", if reverse { "_reverse" } else { "" });
+                let w_ih = self.param(format!("{name}.weight_ih{suffix}"), &[width, inputs], bound);
+                let w_hh = self.param(format!("{name}.weight_hh{suffix}"), &[width, hd], bound);
+                let b_ih = self.param(format!("{name}.bias_ih{suffix}"), &[width], bound);
+                let b_hh = self.param(format!("{name}.bias_hh{suffix}"), &[width], bound);
+                // Every step's input gates at once: one matmul.
+                let xgates = self.graph.matmul(flat, w_ih, false, true)?;
+                let xgates = self.graph.binary(Binary::Add, xgates, b_ih)?;
+                let xgates = self.graph.reshape(xgates, &[steps, batch, width])?;
+                let initial: Vec<TensorId> = match r.cell {
+                    CellKind::Lstm => vec![self.graph.fill(0.0, &[batch, hd]), self.graph.fill(0.0, &[batch, hd])],
+                    CellKind::Gru => vec![self.graph.fill(0.0, &[batch, hd])],
+                };
+                directions.push(self.graph.recurrence(r.cell, reverse, xgates, w_hh, b_hh, &initial)?);
+            }
+            seq = if r.bidirectional { self.graph.concat(&directions, 2)? } else { directions[0] };
+            if r.dropout > 0.0 && layer + 1 < r.layers {
+                seq = self.dropout(seq, r.dropout)?;
+            }
+        }
+        let y = self.graph.permute(seq, &[1, 0, 2])?;
+        self.graph.set_label(y, name);
+        Ok(y)
     }
 }

@@ -1,4 +1,5 @@
-//! Ops that move data without arithmetic: reshape (a view), concatenation and slices.
+//! Ops that move data without arithmetic: reshape (a view), permutation, concatenation and
+//! slices.
 
 use kernels::{Dispatch, Gpu, StridedCopy, cpu, layout};
 
@@ -184,6 +185,51 @@ impl Operation for Slice {
     }
 }
 
+/// Input [x]: its axes reordered, output axis a being input axis perm[a].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permute {
+    pub perm: Vec<usize>,
+}
+
+impl Permute {
+    fn copy(&self, x: &[usize]) -> StridedCopy {
+        StridedCopy::permute(x, &self.perm).expect("checked when built")
+    }
+}
+
+impl Operation for Permute {
+    fn name(&self) -> &'static str {
+        "permute"
+    }
+
+    fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+        let x = one_f32(inputs)?;
+        StridedCopy::permute(&x.shape, &self.perm).map_err(|e| e.to_string())?;
+        Ok(vec![TensorType::f32(&self.perm.iter().map(|&a| x.shape[a]).collect::<Vec<_>>())])
+    }
+
+    // The inverse permutation takes dy back.
+    fn backward(&self, g: &mut Graph, _: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
+        let Some(dy) = grads[0] else { return Ok(vec![None]) };
+        let mut inverse = vec![0; self.perm.len()];
+        self.perm.iter().enumerate().for_each(|(out, &axis)| inverse[axis] = out);
+        Ok(vec![Some(g.permute(dy, &inverse)?)])
+    }
+
+    fn flops(&self, _: &[&TensorType], outputs: &[TensorType], _: &[bool]) -> u64 {
+        outputs[0].len() as u64
+    }
+
+    fn cpu(&self, mut call: CpuCall) {
+        let copy = self.copy(call.shape(0));
+        cpu::strided_copy(&copy, call.inputs[0], call.outputs[0]);
+    }
+
+    fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
+        Ok(vec![layout::strided_copy(gpu, &self.copy(call.shape(0)), &call.inputs[0], &call.outputs[0])?])
+    }
+}
+
 impl Graph {
     /// The same values as `shape`, which must hold as many elements.
     pub fn reshape(&mut self, x: TensorId, shape: &[usize]) -> Result<TensorId> {
@@ -195,6 +241,11 @@ impl Graph {
         let shape = self.shape(x).to_vec();
         let rows = shape.first().copied().unwrap_or(1);
         self.reshape(x, &[rows, shape.iter().skip(1).product()])
+    }
+
+    /// `x` with its axes reordered: output axis a is input axis `perm[a]`.
+    pub fn permute(&mut self, x: TensorId, perm: &[usize]) -> Result<TensorId> {
+        self.apply1(Permute { perm: perm.to_vec() }, &[x])
     }
 
     /// Joins `parts` along `axis`; every other axis must agree.

@@ -23,18 +23,20 @@ mod matmul;
 mod norm;
 mod optimizer;
 mod pool;
+mod recurrent;
 mod reduce;
 mod softmax;
 
 pub use conv::{Conv2d, Conv2dBackward, ConvGeometry};
 pub use dropout::Dropout;
 pub use elementwise::{BinaryOp, UnaryBackward, UnaryOp};
-pub use layout::{Concat, Reshape, Slice};
+pub use layout::{Concat, Permute, Reshape, Slice};
 pub use loss::{BceWithLogits, Correct, CrossEntropy, CrossEntropyBackward};
 pub use matmul::MatMul;
 pub use norm::{BatchNorm, LayerNorm, Norm, NormBackward};
 pub use optimizer::{ClipGradNorm, Update};
 pub use pool::{AvgPool2d, AvgPool2dBackward, MaxPool2d, MaxPool2dBackward, PoolGeometry};
+pub use recurrent::{CellKind, Recurrence, RecurrenceBackward};
 pub use reduce::SumTo;
 pub use softmax::{Softmax, SoftmaxBackward};
 

@@ -1,0 +1,468 @@
+//! The recurrence of an LSTM or GRU layer: one direction of one layer run over time, on
+//! time-major tensors ([T, B, ·], so each step's rows are contiguous). The input projection of
+//! every step (x Wᵢₕᵀ + bᵢₕ) is one matmul before it (see `layers.rs`); each step here is one
+//! matmul (h Wₕₕᵀ + bₕₕ) and the fused cell kernel. The forward saves the gates and states; the
+//! backward runs back through time once, from them, and returns every gradient.
+
+use std::ops::Range;
+
+use kernels::{
+    Bias, Cell, Dispatch, Gpu, GpuTensor, Matmul, ReduceOp, Reduction, RowView, StridedCopy, cpu, layout, matmul,
+    recurrent, reduce,
+};
+
+use super::{CpuCall, GpuCall, Operation, describe, no_second_derivative};
+use crate::error::{GraphError, Result};
+use crate::ir::{Graph, NodeId, TensorId, TensorType};
+
+/// Which recurrent cell, with PyTorch's gate order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    /// Gates i, f, g, o; state (h, c).
+    Lstm,
+    /// Gates r, z, n; state h.
+    Gru,
+}
+
+impl CellKind {
+    /// Gate blocks per hidden unit.
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+        }
+    }
+}
+
+/// The sizes of one run and the order its steps go in.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    steps: usize,
+    batch: usize,
+    hidden: usize,
+    cell: CellKind,
+    reverse: bool,
+}
+
+impl Dims {
+    /// From xgates [T, B, G·H].
+    fn of(xgates: &[usize], cell: CellKind, reverse: bool) -> Dims {
+        let hidden = xgates[2] / cell.gates();
+        Dims { steps: xgates[0], batch: xgates[1], hidden, cell, reverse }
+    }
+
+    /// The gate width G·H.
+    fn width(&self) -> usize {
+        self.cell.gates() * self.hidden
+    }
+
+    fn cell(&self) -> Cell {
+        Cell { batch: self.batch, hidden: self.hidden }
+    }
+
+    /// The steps in the order the forward runs them.
+    fn order(&self) -> impl DoubleEndedIterator<Item = usize> + use<> {
+        let (steps, reverse) = (self.steps, self.reverse);
+        (0..steps).map(move |i| if reverse { steps - 1 - i } else { i })
+    }
+
+    /// The step before `t` in the forward's order (None: the initial state comes first).
+    fn prev(&self, t: usize) -> Option<usize> {
+        if self.reverse { (t + 1 < self.steps).then_some(t + 1) } else { t.checked_sub(1) }
+    }
+
+    /// The step after `t` in the forward's order.
+    fn next(&self, t: usize) -> Option<usize> {
+        if self.reverse { t.checked_sub(1) } else { (t + 1 < self.steps).then_some(t + 1) }
+    }
+
+    /// Step t's rows of a [T, B, w] buffer.
+    fn rows(&self, t: usize, w: usize) -> Range<usize> {
+        t * self.batch * w..(t + 1) * self.batch * w
+    }
+
+    fn view(&self, t: usize, w: usize) -> RowView {
+        RowView { offset: t * self.batch * w, stride: w }
+    }
+
+    /// gates[t] (+)= h_prev Wₕₕᵀ + bₕₕ: [B, G·H] from h_prev at `h_offset` and gates at step t.
+    fn recurrent_product(&self, h_offset: usize, t: usize, beta: f32) -> Matmul {
+        let mut mm = Matmul::new(self.batch, self.width(), self.hidden).transpose_b();
+        mm.bias = Bias::PerColumn;
+        mm.beta = beta;
+        mm.a.offset = h_offset;
+        mm.c.offset = t * self.batch * self.width();
+        mm
+    }
+
+    /// dh_prev (+)= dgates[t] Wₕₕ: [B, H] into a [B, H] slice at `offset`.
+    fn hidden_gradient(&self, t: usize, offset: usize, beta: f32) -> Matmul {
+        let mut mm = Matmul::new(self.batch, self.hidden, self.width());
+        mm.beta = beta;
+        mm.a.offset = t * self.batch * self.width();
+        mm.c.offset = offset;
+        mm
+    }
+
+    /// dWₕₕ = Σₜ dgates[t]ᵀ h_prev(t), as at most two products: the steps whose h_prev is
+    /// another step's h (one product over their rows, which lie together) and the step whose
+    /// h_prev is h0. Each is (product, whether its B operand is h0).
+    fn weight_gradient(&self) -> Vec<(Matmul, bool)> {
+        let (b, w, hd, steps) = (self.batch, self.width(), self.hidden, self.steps);
+        let first = if self.reverse { steps - 1 } else { 0 };
+        let mut products = Vec::new();
+        if steps > 1 {
+            let mut mm = Matmul::new(w, hd, (steps - 1) * b).transpose_a();
+            // Forward: steps 1.. read h of steps 0..; reverse: steps ..T-1 read h of 1...
+            (mm.a.offset, mm.b.offset) = if self.reverse { (0, b * hd) } else { (b * w, 0) };
+            products.push((mm, false));
+        }
+        let mut mm = Matmul::new(w, hd, b).transpose_a();
+        mm.a.offset = first * b * w;
+        mm.beta = if steps > 1 { 1.0 } else { 0.0 };
+        products.push((mm, true));
+        products
+    }
+
+    /// dbₕₕ: the gate gradients summed over every row.
+    fn bias_gradient(&self) -> Reduction {
+        Reduction::along(&[self.steps * self.batch, self.width()], 0)
+    }
+}
+
+/// Step `read`'s rows (to read) and step `write`'s (to write) of one buffer.
+fn read_write(buf: &mut [f32], read: Range<usize>, write: Range<usize>) -> (&[f32], &mut [f32]) {
+    if read.start < write.start {
+        let (a, b) = buf.split_at_mut(write.start);
+        (&a[read], &mut b[..write.len()])
+    } else {
+        let (a, b) = buf.split_at_mut(read.start);
+        (&b[..read.len()], &mut a[write])
+    }
+}
+
+/// Inputs [xgates [T, B, G·H] (x Wᵢₕᵀ + bᵢₕ of every step), w_hh [G·H, H], b_hh [G·H],
+/// h0 [B, H]] and, for an LSTM, c0 [B, H]: the recurrence, backwards in time if `reverse`.
+/// Outputs: h [T, B, H] and what the backward reads: an LSTM's c [T, B, H] and gate
+/// pre-activations [T, B, 4H], a GRU's hidden gates h_prev Wₕₕᵀ + bₕₕ [T, B, 3H].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recurrence {
+    pub cell: CellKind,
+    pub reverse: bool,
+}
+
+impl Operation for Recurrence {
+    fn name(&self) -> &'static str {
+        match self.cell {
+            CellKind::Lstm => "lstm",
+            CellKind::Gru => "gru",
+        }
+    }
+
+    fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+        let states = if self.cell == CellKind::Lstm { 2 } else { 1 };
+        let fits = |xg: &TensorType, w: &TensorType, b: &TensorType, init: &[&TensorType]| {
+            let [t, batch, width] = xg.shape[..] else { return None };
+            let hidden = width / self.cell.gates();
+            let ok = width == hidden * self.cell.gates()
+                && w.shape == [width, hidden]
+                && b.shape == [width]
+                && init.iter().all(|s| s.shape == [batch, hidden]);
+            ok.then_some((t, batch, hidden, width))
+        };
+        match inputs {
+            [xg, w, b, init @ ..] if init.len() == states => match fits(xg, w, b, init) {
+                Some((t, batch, hidden, width)) => {
+                    let state = TensorType::f32(&[t, batch, hidden]);
+                    let gates = TensorType::f32(&[t, batch, width]);
+                    Ok(match self.cell {
+                        CellKind::Lstm => vec![state.clone(), state, gates],
+                        CellKind::Gru => vec![state, gates],
+                    })
+                }
+                None => Err(format!(
+                    "needs xgates [T, B, G·H], w_hh [G·H, H], b_hh [G·H] and [B, H] states, got {}",
+                    describe(inputs)
+                )),
+            },
+            _ => Err(format!("takes xgates, w_hh, b_hh and {states} initial state(s), got {}", describe(inputs))),
+        }
+    }
+
+    fn backward(&self, g: &mut Graph, node: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
+        let inputs = g.node(node).inputs.clone();
+        if grads[1..].iter().any(Option::is_some) {
+            let detail = "only h takes a gradient, not the cell state or the saved gates".into();
+            return Err(GraphError::Shape { node: g.node(node).label.clone(), detail });
+        }
+        let Some(dh) = grads[0] else { return Ok(vec![None; inputs.len()]) };
+        let state = g.shape(inputs[3]).to_vec();
+        let zeros = g.fill(0.0, &state);
+        let back = RecurrenceBackward { cell: self.cell, reverse: self.reverse };
+        let (xgates, w_hh, h0) = (inputs[0], inputs[1], inputs[3]);
+        let back = match self.cell {
+            CellKind::Lstm => {
+                let saved = [node.out(2), node.out(1), node.out(0)];
+                g.apply(back, &[&saved[..], &[w_hh, h0, inputs[4], dh, zeros]].concat())?
+            }
+            CellKind::Gru => g.apply(back, &[xgates, node.out(1), node.out(0), w_hh, h0, dh, zeros])?,
+        };
+        Ok((0..inputs.len()).map(|slot| Some(back.out(slot))).collect())
+    }
+
+    fn flops(&self, inputs: &[&TensorType], _: &[TensorType], _: &[bool]) -> u64 {
+        let d = Dims::of(&inputs[0].shape, self.cell, self.reverse);
+        ((2 * d.hidden + 12) * d.width() * d.batch * d.steps) as u64
+    }
+
+    fn cpu(&self, mut call: CpuCall) {
+        let d = Dims::of(call.shape(0), self.cell, self.reverse);
+        let (cell, hd, w) = (d.cell(), d.hidden, d.width());
+        let (xgates, w_hh, b_hh, h0) = (call.inputs[0], call.inputs[1], call.inputs[2], call.inputs[3]);
+        match &mut call.outputs[..] {
+            [h, c, gates] => {
+                gates.copy_from_slice(xgates);
+                for t in d.order() {
+                    let (a, offset) = d.prev(t).map_or((h0, 0), |p| (&h[..], d.rows(p, hd).start));
+                    cpu::matmul(&d.recurrent_product(offset, t, 1.0), a, w_hh, Some(b_hh), gates);
+                    let (c_prev, c_t) = match d.prev(t) {
+                        Some(p) => read_write(c, d.rows(p, hd), d.rows(t, hd)),
+                        None => (call.inputs[4], &mut c[d.rows(t, hd)]),
+                    };
+                    cpu::lstm_cell(&cell, &gates[d.rows(t, w)], c_prev, &mut h[d.rows(t, hd)], c_t);
+                }
+            }
+            [h, hidden_gates] => {
+                for t in d.order() {
+                    let (a, offset) = d.prev(t).map_or((h0, 0), |p| (&h[..], d.rows(p, hd).start));
+                    cpu::matmul(&d.recurrent_product(offset, t, 0.0), a, w_hh, Some(b_hh), hidden_gates);
+                    let (h_prev, h_t) = match d.prev(t) {
+                        Some(p) => read_write(h, d.rows(p, hd), d.rows(t, hd)),
+                        None => (h0, &mut h[d.rows(t, hd)]),
+                    };
+                    cpu::gru_cell(&cell, &xgates[d.rows(t, w)], &hidden_gates[d.rows(t, w)], h_prev, h_t);
+                }
+            }
+            _ => unreachable!("checked when built"),
+        }
+    }
+
+    fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
+        let d = Dims::of(call.shape(0), self.cell, self.reverse);
+        let (cell, hd, w) = (d.cell(), d.hidden, d.width());
+        let [xgates, w_hh, b_hh, h0, ..] = &call.inputs[..] else { unreachable!("checked when built") };
+        let h = &call.outputs[0];
+        let prev_h = |t: usize| d.prev(t).map_or((h0, 0), |p| (h, d.rows(p, hd).start));
+        let mut out = Vec::new();
+        match self.cell {
+            CellKind::Lstm => {
+                let (c, gates, c0) = (&call.outputs[1], &call.outputs[2], &call.inputs[4]);
+                let copy = StridedCopy::permute(&[xgates.len()], &[0])?;
+                out.push(layout::strided_copy(gpu, &copy, xgates, gates)?);
+                for t in d.order() {
+                    let (a, offset) = prev_h(t);
+                    out.extend(matmul::matmul(gpu, &d.recurrent_product(offset, t, 1.0), a, w_hh, Some(b_hh), gates)?);
+                    let c_prev = d.prev(t).map_or((c0, RowView::rows(hd)), |p| (c, d.view(p, hd)));
+                    let (gates, h, c) = ((gates, d.view(t, w)), (h, d.view(t, hd)), (c, d.view(t, hd)));
+                    out.push(recurrent::lstm_cell(gpu, &cell, gates, c_prev, h, c)?);
+                }
+            }
+            CellKind::Gru => {
+                let hidden_gates = &call.outputs[1];
+                for t in d.order() {
+                    let (a, offset) = prev_h(t);
+                    let product = d.recurrent_product(offset, t, 0.0);
+                    out.extend(matmul::matmul(gpu, &product, a, w_hh, Some(b_hh), hidden_gates)?);
+                    let h_prev = d.prev(t).map_or((h0, RowView::rows(hd)), |p| (h, d.view(p, hd)));
+                    let (xg, hg) = ((xgates, d.view(t, w)), (hidden_gates, d.view(t, w)));
+                    out.push(recurrent::gru_cell(gpu, &cell, xg, hg, h_prev, (h, d.view(t, hd)))?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every gradient of a [`Recurrence`] from what its forward saved, back through time once.
+/// LSTM inputs [gates, c, h, w_hh, h0, c0, dh, zeros [B, H]], outputs [dxgates, dw_hh, db_hh,
+/// dh0, dc0] and workspace [dh_next, dc_next] ([T, B, H]: what reaches each step from the
+/// next). GRU inputs [xgates, hidden_gates, h, w_hh, h0, dh, zeros], outputs [dxgates, dw_hh,
+/// db_hh, dh0] and workspace [dhidden_gates [T, B, 3H], dh_next].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecurrenceBackward {
+    pub cell: CellKind,
+    pub reverse: bool,
+}
+
+impl Operation for RecurrenceBackward {
+    fn name(&self) -> &'static str {
+        match self.cell {
+            CellKind::Lstm => "lstm_backward",
+            CellKind::Gru => "gru_backward",
+        }
+    }
+
+    fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+        let owned = |t: &&TensorType| (*t).clone();
+        match (self.cell, inputs) {
+            (CellKind::Lstm, [gates, _, h, w_hh, h0, c0, dh, _]) if h == dh => {
+                let db = TensorType::f32(&[gates.shape[2]]);
+                Ok(vec![owned(gates), owned(w_hh), db, owned(h0), owned(c0), owned(h), owned(h)])
+            }
+            (CellKind::Gru, [xgates, hidden_gates, h, w_hh, h0, dh, _]) if h == dh => {
+                let db = TensorType::f32(&[xgates.shape[2]]);
+                Ok(vec![owned(xgates), owned(w_hh), db, owned(h0), owned(hidden_gates), owned(h)])
+            }
+            _ => Err(format!(
+                "takes the forward's saved tensors, w_hh, the initial state(s), dh and zeros, got {}",
+                describe(inputs)
+            )),
+        }
+    }
+
+    fn backward(&self, g: &mut Graph, node: NodeId, _: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
+        Err(no_second_derivative(g, node))
+    }
+
+    fn flops(&self, inputs: &[&TensorType], _: &[TensorType], _: &[bool]) -> u64 {
+        let d = Dims::of(&inputs[0].shape, self.cell, self.reverse);
+        ((4 * d.hidden + 24) * d.width() * d.batch * d.steps) as u64
+    }
+
+    fn cpu(&self, mut call: CpuCall) {
+        let d = Dims::of(call.shape(0), self.cell, self.reverse);
+        match self.cell {
+            CellKind::Lstm => lstm_backward_cpu(&d, &mut call),
+            CellKind::Gru => gru_backward_cpu(&d, &mut call),
+        }
+        // dWₕₕ and dbₕₕ from the gate gradients: output 0 for an LSTM, workspace 4 for a GRU.
+        let dgates_slot = if self.cell == CellKind::Lstm { 0 } else { 4 };
+        let (h, h0) = (call.inputs[2], call.inputs[4]);
+        let [dgates, dw, db] = [dgates_slot, 1, 2].map(|slot| std::mem::take(&mut call.outputs[slot]));
+        for (mm, from_h0) in d.weight_gradient() {
+            cpu::matmul(&mm, dgates, if from_h0 { h0 } else { h }, None, dw);
+        }
+        cpu::reduce(ReduceOp::Sum, &d.bias_gradient(), dgates, db);
+    }
+
+    fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
+        let d = Dims::of(call.shape(0), self.cell, self.reverse);
+        let mut out = match self.cell {
+            CellKind::Lstm => lstm_backward_gpu(gpu, &d, call)?,
+            CellKind::Gru => gru_backward_gpu(gpu, &d, call)?,
+        };
+        let dgates = &call.outputs[if self.cell == CellKind::Lstm { 0 } else { 4 }];
+        let (h, h0, dw, db) = (&call.inputs[2], &call.inputs[4], &call.outputs[1], &call.outputs[2]);
+        for (mm, from_h0) in d.weight_gradient() {
+            out.extend(matmul::matmul(gpu, &mm, dgates, if from_h0 { h0 } else { h }, None, dw)?);
+        }
+        out.push(reduce::reduce(gpu, ReduceOp::Sum, &d.bias_gradient(), dgates, db)?);
+        Ok(out)
+    }
+}
+
+fn lstm_backward_cpu(d: &Dims, call: &mut CpuCall) {
+    let (cell, hd, w) = (d.cell(), d.hidden, d.width());
+    let [gates, c, _, w_hh, _, c0, dh, zeros] = call.inputs[..] else { unreachable!("eight inputs") };
+    let [dgates, _, _, dh0, dc0, dh_next, dc_next] = &mut call.outputs[..] else { unreachable!("seven outputs") };
+    for t in d.order().rev() {
+        let step = d.rows(t, hd);
+        let c_prev = d.prev(t).map_or(c0, |p| &c[d.rows(p, hd)]);
+        // What reaches step t from the next one (nothing at the last), and where step t's
+        // gradient for its predecessor goes (dc0 at the first).
+        let (dc_in, dc_out) = match (d.next(t), d.prev(t)) {
+            (Some(_), Some(p)) => read_write(dc_next, step.clone(), d.rows(p, hd)),
+            (Some(_), None) => (&dc_next[step.clone()], &mut dc0[..]),
+            (None, Some(p)) => (zeros, &mut dc_next[d.rows(p, hd)]),
+            (None, None) => (zeros, &mut dc0[..]),
+        };
+        let dh_in = if d.next(t).is_some() { &dh_next[step.clone()] } else { zeros };
+        let dgates_t = &mut dgates[d.rows(t, w)];
+        cpu::lstm_cell_backward(&cell, &gates[d.rows(t, w)], c_prev, &dh[step], dh_in, dc_in, dgates_t, dc_out);
+        let (target, offset) = d.prev(t).map_or((&mut dh0[..], 0), |p| (&mut dh_next[..], d.rows(p, hd).start));
+        cpu::matmul(&d.hidden_gradient(t, offset, 0.0), dgates, w_hh, None, target);
+    }
+}
+
+fn gru_backward_cpu(d: &Dims, call: &mut CpuCall) {
+    let (cell, hd, w) = (d.cell(), d.hidden, d.width());
+    let [xgates, hidden_gates, h, w_hh, h0, dh, zeros] = call.inputs[..] else { unreachable!("seven inputs") };
+    let [dxgates, _, _, dh0, dhg, dh_next] = &mut call.outputs[..] else { unreachable!("six outputs") };
+    for t in d.order().rev() {
+        let (step, gates) = (d.rows(t, hd), d.rows(t, w));
+        let h_prev = d.prev(t).map_or(h0, |p| &h[d.rows(p, hd)]);
+        let (dh_in, dh_out) = match (d.next(t), d.prev(t)) {
+            (Some(_), Some(p)) => read_write(dh_next, step.clone(), d.rows(p, hd)),
+            (Some(_), None) => (&dh_next[step.clone()], &mut dh0[..]),
+            (None, Some(p)) => (zeros, &mut dh_next[d.rows(p, hd)]),
+            (None, None) => (zeros, &mut dh0[..]),
+        };
+        let (xg, hg) = (&xgates[gates.clone()], &hidden_gates[gates.clone()]);
+        let (dxg, dhg_t) = (&mut dxgates[gates.clone()], &mut dhg[gates]);
+        cpu::gru_cell_backward(&cell, xg, hg, h_prev, &dh[step], dh_in, dxg, dhg_t, dh_out);
+        // dh_prev = the cell's direct part + dhidden_gates Wₕₕ.
+        let (target, offset) = d.prev(t).map_or((&mut dh0[..], 0), |p| (&mut dh_next[..], d.rows(p, hd).start));
+        cpu::matmul(&d.hidden_gradient(t, offset, 1.0), dhg, w_hh, None, target);
+    }
+}
+
+/// `buffer` at step t's rows, or `zeros` where `step` is None.
+fn step_or<'a>(step: Option<usize>, d: &Dims, buffer: &'a GpuTensor, zeros: &'a GpuTensor) -> (&'a GpuTensor, RowView) {
+    match step {
+        Some(t) => (buffer, d.view(t, d.hidden)),
+        None => (zeros, RowView::rows(d.hidden)),
+    }
+}
+
+fn lstm_backward_gpu(gpu: &Gpu, d: &Dims, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
+    let (cell, hd, w) = (d.cell(), d.hidden, d.width());
+    let [gates, c, _, w_hh, _, c0, dh, zeros] = &call.inputs[..] else { unreachable!("eight inputs") };
+    let [dgates, _, _, dh0, dc0, dh_next, dc_next] = &call.outputs[..] else { unreachable!("seven outputs") };
+    let mut out = Vec::new();
+    for t in d.order().rev() {
+        let c_prev = d.prev(t).map_or((c0, RowView::rows(hd)), |p| (c, d.view(p, hd)));
+        let (dh_in, dc_in) =
+            (step_or(d.next(t).map(|_| t), d, dh_next, zeros), step_or(d.next(t).map(|_| t), d, dc_next, zeros));
+        let dc_out = d.prev(t).map_or((dc0, RowView::rows(hd)), |p| (dc_next, d.view(p, hd)));
+        let (g, dg, dh_t) = ((gates, d.view(t, w)), (dgates, d.view(t, w)), (dh, d.view(t, hd)));
+        out.push(recurrent::lstm_cell_backward(gpu, &cell, g, c_prev, dh_t, dh_in, dc_in, dg, dc_out)?);
+        let (target, offset) = d.prev(t).map_or((dh0, 0), |p| (dh_next, d.rows(p, hd).start));
+        out.extend(matmul::matmul(gpu, &d.hidden_gradient(t, offset, 0.0), dgates, w_hh, None, target)?);
+    }
+    Ok(out)
+}
+
+fn gru_backward_gpu(gpu: &Gpu, d: &Dims, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
+    let (cell, hd, w) = (d.cell(), d.hidden, d.width());
+    let [xgates, hidden_gates, h, w_hh, h0, dh, zeros] = &call.inputs[..] else { unreachable!("seven inputs") };
+    let [dxgates, _, _, dh0, dhg, dh_next] = &call.outputs[..] else { unreachable!("six outputs") };
+    let mut out = Vec::new();
+    for t in d.order().rev() {
+        let h_prev = d.prev(t).map_or((h0, RowView::rows(hd)), |p| (h, d.view(p, hd)));
+        let dh_in = step_or(d.next(t).map(|_| t), d, dh_next, zeros);
+        let dh_out = d.prev(t).map_or((dh0, RowView::rows(hd)), |p| (dh_next, d.view(p, hd)));
+        let (xg, hg) = ((xgates, d.view(t, w)), (hidden_gates, d.view(t, w)));
+        let (dxg, dhg_t, dh_t) = ((dxgates, d.view(t, w)), (dhg, d.view(t, w)), (dh, d.view(t, hd)));
+        out.push(recurrent::gru_cell_backward(gpu, &cell, xg, hg, h_prev, dh_t, dh_in, dxg, dhg_t, dh_out)?);
+        let (target, offset) = d.prev(t).map_or((dh0, 0), |p| (dh_next, d.rows(p, hd).start));
+        out.extend(matmul::matmul(gpu, &d.hidden_gradient(t, offset, 1.0), dhg, w_hh, None, target)?);
+    }
+    Ok(out)
+}
+
+impl Graph {
+    /// One direction of one recurrent layer over time-major xgates [T, B, G·H] (x Wᵢₕᵀ + bᵢₕ of
+    /// every step), from the initial state h0 (and c0 for an LSTM): h [T, B, H].
+    pub fn recurrence(
+        &mut self,
+        cell: CellKind,
+        reverse: bool,
+        xgates: TensorId,
+        w_hh: TensorId,
+        b_hh: TensorId,
+        initial: &[TensorId],
+    ) -> Result<TensorId> {
+        let node = self.apply(Recurrence { cell, reverse }, &[&[xgates, w_hh, b_hh][..], initial].concat())?;
+        Ok(node.out(0))
+    }
+}

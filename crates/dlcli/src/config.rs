@@ -6,6 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use graph::CellKind;
 use kernels::Unary;
 use toml_edit::{Item, TableLike, Value};
 
@@ -175,8 +176,69 @@ variants! {
         Add = "add" {}
         /// Its inputs joined along the channels (inputs = ["a", "b"]).
         Concat = "concat" {}
+        /// [N, C, H, W] as a sequence [N, H, C·W]: each image row one step (for lstm and gru).
+        ImageRows = "image_rows" {}
     }
+    else Recurrent(RecurrentLayer)
     else Activation(Unary)
+}
+
+/// What a recurrent layer gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceOutput {
+    /// Every step's output, [batch, steps, features].
+    Sequence,
+    /// The last step's, [batch, features] (`output[:, -1]` in PyTorch).
+    Last,
+}
+
+impl Named for SequenceOutput {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("sequence", SequenceOutput::Sequence), ("last", SequenceOutput::Last)];
+}
+
+settings! {
+    /// The keys of an `lstm` or a `gru` layer.
+    pub struct RecurrentKeys {
+        /// Hidden units (per direction).
+        hidden: usize, Bound::AtLeastOne;
+        /// Stacked layers.
+        layers: usize = 1, Bound::AtLeastOne;
+        /// Also run each layer backwards in time; the features are then the forward's, then the backward's.
+        bidirectional: bool = false;
+        /// Between stacked layers, in training.
+        dropout: f32 = 0.0, Bound::Fraction;
+        /// "sequence": every step's output; "last": the last step's, [batch, features].
+        r#return: SequenceOutput = SequenceOutput::Sequence;
+    }
+}
+
+/// An `lstm` or `gru` layer over [batch, steps, features] (torch.nn.LSTM / GRU, batch_first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecurrentLayer {
+    pub cell: CellKind,
+    pub keys: RecurrentKeys,
+}
+
+const CELLS: [(&str, CellKind, &str); 2] = [
+    ("lstm", CellKind::Lstm, "Long short-term memory (torch.nn.LSTM, batch_first), from a zero state."),
+    ("gru", CellKind::Gru, "Gated recurrent unit (torch.nn.GRU, batch_first), from a zero state."),
+];
+
+impl Tagged for RecurrentLayer {
+    fn variants() -> Vec<Variant> {
+        CELLS.iter().map(|(name, _, doc)| Variant { name, doc: doc.to_string(), keys: RecurrentKeys::keys() }).collect()
+    }
+
+    fn read(name: &str, r: &mut Reader, t: &dyn TableLike, path: &str) -> Option<RecurrentLayer> {
+        let &(_, cell, _) = CELLS.iter().find(|(n, ..)| *n == name)?;
+        Some(RecurrentLayer { cell, keys: RecurrentKeys::read_known(r, t, path, &mut Vec::new())? })
+    }
+
+    fn write(&self) -> (&'static str, Vec<(&'static str, Value)>) {
+        let name = CELLS.iter().find(|(_, c, _)| *c == self.cell).map_or("lstm", |(n, ..)| n);
+        (name, self.keys.write())
+    }
 }
 
 /// The unary table's layer rows (`kernels/src/unary.rs`) are layer types: `{ type = "relu" }`,

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use graph::{Classifier, ConvGeometry, Model, PoolGeometry, TensorId};
+use graph::{Classifier, ConvGeometry, Model, PoolGeometry, Recurrent, TensorId};
 use kernels::Binary;
 
-use crate::config::{Config, LayerKind};
+use crate::config::{Config, LayerKind, RecurrentLayer, SequenceOutput};
 
 /// The classifier of `config` for samples of `sample_shape` (e.g. [1, 28, 28]) and `classes`
 /// classes, at batch size `batch`, its parameters initialised from the config's seed.
@@ -95,5 +95,42 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -
             sum
         }
         LayerKind::Concat {} => m.graph.concat(inputs, 1)?,
+        LayerKind::ImageRows {} => {
+            let [n, c, h, w] = shape[..] else {
+                bail!("image_rows needs images [batch, channels, height, width], got {shape:?}");
+            };
+            let rows = m.graph.permute(x, &[0, 2, 1, 3])?;
+            m.graph.reshape(rows, &[n, h, c * w])?
+        }
+        LayerKind::Recurrent(ref layer) => recurrent(m, name, x, layer)?,
+    })
+}
+
+fn recurrent(m: &mut Model, name: &str, x: TensorId, layer: &RecurrentLayer) -> Result<TensorId> {
+    let shape = m.graph.shape(x).to_vec();
+    if shape.len() != 3 {
+        bail!(
+            "a recurrent layer needs a sequence [batch, steps, features], got {shape:?}: for images, add an \
+             image_rows layer before it"
+        );
+    }
+    let k = &layer.keys;
+    let spec = Recurrent {
+        cell: layer.cell,
+        hidden: k.hidden,
+        layers: k.layers,
+        bidirectional: k.bidirectional,
+        dropout: k.dropout,
+    };
+    let y = m.recurrent(name, x, &spec)?;
+    Ok(match k.r#return {
+        SequenceOutput::Sequence => y,
+        SequenceOutput::Last => {
+            let last = m.graph.slice(y, 1, shape[1] - 1, 1)?;
+            let features = m.graph.shape(last)[2];
+            let last = m.graph.reshape(last, &[shape[0], features])?;
+            m.graph.set_label(last, name);
+            last
+        }
     })
 }

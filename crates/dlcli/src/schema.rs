@@ -348,8 +348,17 @@ impl<T: Named> Setting for T {
 /// A table's keys, declared by `settings!`.
 pub trait Section: Sized {
     fn keys() -> Vec<Key>;
-    /// The typed table, or None after recording its problems.
-    fn read(r: &mut Reader, t: &dyn TableLike, path: &str) -> Option<Self>;
+    /// The typed table's keys read from `t` (their names added to `known`), or None after
+    /// recording its problems.
+    fn read_known(r: &mut Reader, t: &dyn TableLike, path: &str, known: &mut Vec<&'static str>) -> Option<Self>;
+
+    /// The typed table, every other key of `t` a problem.
+    fn read(r: &mut Reader, t: &dyn TableLike, path: &str) -> Option<Self> {
+        let mut known = Vec::new();
+        let value = Self::read_known(r, t, path, &mut known);
+        r.unknown_keys(t, path, &known);
+        value
+    }
     /// Every key, in declaration order, as the config writes it.
     fn write(&self) -> Vec<(&'static str, Value)>;
 }
@@ -414,7 +423,7 @@ macro_rules! settings {
                 let mut keys: Vec<$crate::schema::Key> = Vec::new();
                 $(keys.push($crate::schema::Key::tag($tag, $tdefault, $what));)?
                 keys.extend([$($crate::schema::Key::new::<$ty>(
-                    stringify!($field),
+                    $crate::schema::key_name(stringify!($field)),
                     concat!($($doc, " ",)*),
                     $crate::schema::optional!($($default)?),
                     $crate::schema::optional!($($bound)?),
@@ -422,18 +431,21 @@ macro_rules! settings {
                 keys
             }
 
-            fn read(r: &mut $crate::schema::Reader, t: &dyn toml_edit::TableLike, path: &str) -> Option<Self> {
-                #[allow(unused_mut)]
-                let mut known: Vec<&'static str> = vec![$(stringify!($field)),*];
-                $(let $tfield = r.tagged::<$tty>(t, path, ($tag, $tdefault, $what), &mut known);)?
+            fn read_known(
+                r: &mut $crate::schema::Reader,
+                t: &dyn toml_edit::TableLike,
+                path: &str,
+                known: &mut Vec<&'static str>,
+            ) -> Option<Self> {
+                known.extend([$($crate::schema::key_name(stringify!($field))),*]);
+                $(let $tfield = r.tagged::<$tty>(t, path, ($tag, $tdefault, $what), known);)?
                 $(let $field: Option<$ty> = r.setting(
                     t,
                     path,
-                    stringify!($field),
+                    $crate::schema::key_name(stringify!($field)),
                     $crate::schema::optional!($($default)?),
                     $crate::schema::optional!($($bound)?),
                 );)*
-                r.unknown_keys(t, path, &known);
                 Some($name { $($tfield: $tfield?,)? $($field: $field?,)* })
             }
 
@@ -444,7 +456,7 @@ macro_rules! settings {
                     out.push(($tag, tag.into()));
                     out.extend(keys);
                 )?
-                $(out.extend($crate::schema::Setting::write(&self.$field).map(|v| (stringify!($field), v)));)*
+                $(out.extend($crate::schema::Setting::write(&self.$field).map(|v| ($crate::schema::key_name(stringify!($field)), v)));)*
                 out
             }
         }
@@ -453,8 +465,9 @@ macro_rules! settings {
 pub(crate) use settings;
 
 /// Declares a tagged table as an enum with one struct variant per tag value, each with its keys
-/// declared as in [`settings!`]; after the variants, `else Name(Type)` adds a variant whose
-/// tag values and keys come from another [`Tagged`] type.
+/// declared as in [`settings!`]; after the variants, each `else Name(Type)` adds a variant whose
+/// tag values and keys come from another [`Tagged`] type (a family of tag values sharing keys).
+/// A variant without keys is written `Name {}` in patterns.
 macro_rules! variants {
     (
         $(#[doc = $edoc:literal])*
@@ -469,13 +482,13 @@ macro_rules! variants {
                 }
             )*
         }
-        $(else $other:ident($oty:ty))?
+        $(else $other:ident($oty:ty))*
     ) => {
         $(#[doc = $edoc])*
         #[derive(Debug, Clone, PartialEq)]
         pub enum $name {
             $($(#[doc = $vdoc])* $variant { $($(#[doc = $doc])* $field: $ty,)* },)*
-            $($other($oty),)?
+            $($other($oty),)*
         }
 
         impl $crate::schema::Tagged for $name {
@@ -485,13 +498,13 @@ macro_rules! variants {
                     name: $vname,
                     doc: concat!($($vdoc, " ",)*).split_whitespace().collect::<Vec<_>>().join(" "),
                     keys: vec![$($crate::schema::Key::new::<$ty>(
-                        stringify!($field),
+                        $crate::schema::key_name(stringify!($field)),
                         concat!($($doc, " ",)*),
                         $crate::schema::optional!($($default)?),
                         $crate::schema::optional!($($bound)?),
                     ),)*],
                 },)*];
-                $(all.extend(<$oty as $crate::schema::Tagged>::variants());)?
+                $(all.extend(<$oty as $crate::schema::Tagged>::variants());)*
                 all
             }
 
@@ -502,15 +515,16 @@ macro_rules! variants {
                         $(let $field: Option<$ty> = r.setting(
                             t,
                             path,
-                            stringify!($field),
+                            $crate::schema::key_name(stringify!($field)),
                             $crate::schema::optional!($($default)?),
                             $crate::schema::optional!($($bound)?),
                         );)*
                         Some($name::$variant { $($field: $field?,)* })
                     })*
                     _ => {
-                        $(return <$oty as $crate::schema::Tagged>::read(name, r, t, path).map($name::$other);)?
-                        #[allow(unreachable_code)]
+                        $(if <$oty as $crate::schema::Tagged>::variants().iter().any(|v| v.name == name) {
+                            return <$oty as $crate::schema::Tagged>::read(name, r, t, path).map($name::$other);
+                        })*
                         None
                     }
                 }
@@ -521,10 +535,10 @@ macro_rules! variants {
                     $($name::$variant { $($field,)* } => {
                         #[allow(unused_mut)]
                         let mut out = Vec::new();
-                        $(out.extend($crate::schema::Setting::write($field).map(|v| (stringify!($field), v)));)*
+                        $(out.extend($crate::schema::Setting::write($field).map(|v| ($crate::schema::key_name(stringify!($field)), v)));)*
                         ($vname, out)
                     })*
-                    $($name::$other(v) => <$oty as $crate::schema::Tagged>::write(v),)?
+                    $($name::$other(v) => <$oty as $crate::schema::Tagged>::write(v),)*
                 }
             }
         }
@@ -665,6 +679,11 @@ pub fn did_you_mean(word: &str, choices: &[&str]) -> String {
         Some(best) if distance(word, best) <= 2.max(word.len() / 3) => format!(" (did you mean {best:?}?)"),
         _ => String::new(),
     }
+}
+
+/// A declared field's key: its name without a raw identifier's `r#` (`r#return` is `return`).
+pub fn key_name(field: &'static str) -> &'static str {
+    field.strip_prefix("r#").unwrap_or(field)
 }
 
 pub fn join(path: &str, key: &str) -> String {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use graph::{GpuExecutor, Plan, Trainer, TrainingStep};
 
-use crate::config::{Config, LayerKind};
+use crate::config::Config;
+use crate::schema::Tagged;
 use crate::{dataset, model, train};
 
 #[derive(clap::Args)]
@@ -23,6 +24,8 @@ pub fn run(args: &Args) -> Result<()> {
     let g = &classifier.graph;
     println!("{:<18} {:<16} {:<18} {:>10} {:>14}", "layer", "type", "output", "params", "FLOPs/sample");
     let (mut total_params, mut total_flops) = (0usize, 0u64);
+    // A layer's nodes are those built after the previous layer's output, up to its own.
+    let mut first = 0;
     for (layer, &out) in config.layers.iter().zip(&outputs) {
         let params: usize = classifier
             .params
@@ -30,20 +33,15 @@ pub fn run(args: &Args) -> Result<()> {
             .filter(|p| p.name.rsplit_once('.').is_some_and(|(owner, _)| owner == layer.name))
             .map(|p| g.numel(p.node))
             .sum();
-        let out_len = g.numel(out) as u64;
-        // Multiply-adds count two FLOPs; element-wise layers one per output.
-        let flops = match &layer.kind {
-            LayerKind::Conv2d { kernel, .. } => {
-                let input = g.node(out.node).inputs.first().map_or(0, |&i| g.shape(i)[1]);
-                2 * out_len * (input * kernel * kernel) as u64
-            }
-            LayerKind::Linear { .. } => 2 * params as u64,
-            LayerKind::Flatten {} => 0,
-            _ => out_len,
-        };
+        let flops: u64 = g
+            .nodes()
+            .filter(|(id, _)| (first..=out.node.index()).contains(&id.index()))
+            .map(|(id, node)| g.node_flops(id, &vec![true; node.outputs.len()]))
+            .sum();
+        first = out.node.index() + 1;
         total_params += params;
         total_flops += flops;
-        let kind = format!("{:?}", layer.kind).split([' ', '(', '{']).next().unwrap_or("").to_string();
+        let kind = layer.kind.write().0;
         println!("{:<18} {:<16} {:<18} {:>10} {:>14}", layer.name, kind, format!("{:?}", g.shape(out)), params, flops);
     }
     println!(

@@ -662,3 +662,31 @@ fn numbers_out_of_range_are_named_with_their_position() {
         ],
     );
 }
+
+/// An LSTM and a GRU read the digits a row at a time (8 steps of 8 pixels) and learn them;
+/// the run's checkpoint has torch.nn.LSTM's / GRU's parameter names.
+#[test]
+fn recurrent_layers_learn_the_digits_row_by_row() {
+    let dir = temp_dir("recurrent");
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz");
+    for cell in ["lstm", "gru"] {
+        let config = format!(
+            "[data]\nkind = \"digits\"\npath = {:?}\n\n[model]\nlayers = [\n  {{ type = \"image_rows\" }},\n  \
+             {{ type = \"{cell}\", name = \"rnn\", hidden = 32, bidirectional = true, return = \"last\" }},\n  \
+             {{ type = \"linear\", name = \"fc\", out_features = 10 }},\n]\n\n\
+             [train]\nepochs = 20\nbatch_size = 32\nlr = 5e-3\nclip_grad_norm = 1.0\n",
+            digits.to_str().unwrap()
+        );
+        let path = dir.join(format!("{cell}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let out = train(&path, &dir, &["--run", cell]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        let last = epoch_lines(&dir.join(cell).join("metrics.jsonl")).pop().unwrap();
+        let accuracy = last["test_accuracy"].as_f64().unwrap();
+        assert!(accuracy >= 0.94, "{cell}: test accuracy {accuracy}");
+        let (header, _) = safetensors_parts(&dir.join(cell).join("best.safetensors"));
+        for name in ["rnn.weight_ih_l0", "rnn.weight_hh_l0_reverse", "rnn.bias_hh_l0", "fc.weight"] {
+            assert!(header.get(name).is_some(), "{cell}: {name} missing from the checkpoint");
+        }
+    }
+}

@@ -1,8 +1,9 @@
-//! Training throughput of the reference CNN on MNIST-shaped input, per executor:
-//! Conv 1→32 3×3, ReLU, MaxPool 2, Conv 32→64 3×3, ReLU, MaxPool 2, Flatten, Linear 1600→128,
-//! ReLU, Linear 128→10; Adam 1e-3; batch 64.
+//! Training throughput of a reference model on MNIST-shaped input, per executor: the CNN
+//! (Conv 1→32 3×3, ReLU, MaxPool 2, Conv 32→64 3×3, ReLU, MaxPool 2, Flatten, Linear 1600→128,
+//! ReLU, Linear 128→10) or, with `--model lstm|gru`, the row-by-row recurrent classifier
+//! (28 steps, 128 hidden, last step → Linear 128→10); Adam 1e-3; batch 64.
 //!
-//! `cargo run --release -p graph --example train_bench [-- --steps N] [-- --cpu-only]`
+//! `cargo run --release -p graph --example train_bench [-- --model cnn|lstm|gru] [--steps N] [--cpu-only]`
 //! prints samples/s (median of 3 timed runs of N steps after a warm-up step), the time to the
 //! first step (building, planning, compiling included) and the planned device memory, as text
 //! and as one JSON line per executor. `scripts/torch_train_bench.py` measures PyTorch on the
@@ -10,13 +11,19 @@
 
 use std::time::Instant;
 
-use graph::{Classifier, CpuExecutor, Executor, Feed, GpuExecutor, Trainer, Training};
+use graph::{CellKind, Classifier, CpuExecutor, Executor, Feed, GpuExecutor, Trainer, Training};
 use kernels::{AdapterClass, Gpu};
 
 const BATCH: usize = 64;
 
-fn reference_cnn() -> Classifier {
-    let built = graph::zoo::mnist_cnn(0, BATCH).unwrap();
+fn reference_model(model: &str) -> Classifier {
+    let built = match model {
+        "cnn" => graph::zoo::mnist_cnn(0, BATCH),
+        "lstm" => graph::zoo::mnist_rnn(CellKind::Lstm, 0, BATCH),
+        "gru" => graph::zoo::mnist_rnn(CellKind::Gru, 0, BATCH),
+        other => panic!("--model {other:?}: expected cnn, lstm or gru"),
+    }
+    .unwrap();
     Classifier::new(built.model, built.input, built.logits, 0.0).unwrap()
 }
 
@@ -41,7 +48,7 @@ fn batches(n: usize) -> Vec<Feed> {
 
 /// Builds a trainer, times its first step, then the median of 3 runs of `steps` steps;
 /// returns the trainer and prints samples/s.
-fn measure<E: Executor>(name: &str, make: impl FnOnce() -> Trainer<E>, steps: usize) -> Trainer<E> {
+fn measure<E: Executor>(name: &str, model: &str, make: impl FnOnce() -> Trainer<E>, steps: usize) -> Trainer<E> {
     let feeds = batches(steps);
     let start = Instant::now();
     let mut trainer = make();
@@ -58,7 +65,7 @@ fn measure<E: Executor>(name: &str, make: impl FnOnce() -> Trainer<E>, steps: us
     rates.sort_by(f64::total_cmp);
     println!("{name}: {:.0} samples/s (runs: {rates:.0?}), first step {first:.2} s", rates[1]);
     println!(
-        "{{\"bench\":\"train_reference_cnn\",\"executor\":\"{name}\",\"batch\":{BATCH},\"samples_per_s\":{:.1},\"first_step_s\":{first:.3}}}",
+        "{{\"bench\":\"train_reference_{model}\",\"executor\":\"{name}\",\"batch\":{BATCH},\"samples_per_s\":{:.1},\"first_step_s\":{first:.3}}}",
         rates[1]
     );
     trainer
@@ -67,8 +74,9 @@ fn measure<E: Executor>(name: &str, make: impl FnOnce() -> Trainer<E>, steps: us
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let steps = args.iter().position(|a| a == "--steps").map_or(20, |i| args[i + 1].parse().expect("--steps N"));
+    let model = args.iter().position(|a| a == "--model").map_or("cnn", |i| args[i + 1].as_str());
     let training = Training::adam(1e-3);
-    measure("cpu", || Trainer::new(CpuExecutor::new(), &reference_cnn(), training).unwrap(), steps);
+    measure("cpu", model, || Trainer::new(CpuExecutor::new(), &reference_model(model), training).unwrap(), steps);
     if args.iter().any(|a| a == "--cpu-only") {
         return;
     }
@@ -79,8 +87,12 @@ fn main() {
     // A software adapter is orders of magnitude slower: a few steps tell its rate.
     let gpu_steps = if gpu.class() == AdapterClass::Cpu { steps.min(3) } else { steps };
     let name = format!("gpu ({})", gpu.summary().name);
-    let trainer =
-        measure(&name, || Trainer::new(GpuExecutor::new(&gpu), &reference_cnn(), training).unwrap(), gpu_steps);
+    let trainer = measure(
+        &name,
+        model,
+        || Trainer::new(GpuExecutor::new(&gpu), &reference_model(model), training).unwrap(),
+        gpu_steps,
+    );
     let (train, eval) = trainer.runs();
     let (train, eval) = (trainer.executor().memory(train), trainer.executor().memory(eval));
     println!(

@@ -19,6 +19,11 @@ impl NodeId {
     pub fn out(self, slot: usize) -> TensorId {
         TensorId { node: self, slot }
     }
+
+    /// Its position: nodes are numbered in the order they were added, a topological order.
+    pub fn index(self) -> usize {
+        self.0
+    }
 }
 
 /// One output of a node: what ops read, gradients are taken of, and runs return.
@@ -154,6 +159,14 @@ impl Graph {
 
     pub fn ty(&self, t: TensorId) -> &TensorType {
         &self.nodes[t.node.0].outputs[t.slot]
+    }
+
+    /// FLOPs of one run of node `id` as its op counts them (0 for a leaf), `wanted` saying
+    /// which outputs the run reads.
+    pub fn node_flops(&self, id: NodeId, wanted: &[bool]) -> u64 {
+        let node = self.node(id);
+        let inputs: Vec<&TensorType> = node.inputs.iter().map(|&t| self.ty(t)).collect();
+        node.op.compute().map_or(0, |op| op.flops(&inputs, &node.outputs, wanted))
     }
 
     pub fn shape(&self, t: TensorId) -> &[usize] {

@@ -140,13 +140,6 @@ impl Plan {
 
     /// FLOPs of one run of the planned nodes, as their ops count them.
     pub fn flops(&self, graph: &Graph) -> u64 {
-        self.order
-            .iter()
-            .filter_map(|&id| {
-                let node = graph.node(id);
-                let inputs: Vec<_> = node.inputs.iter().map(|&t| graph.ty(t)).collect();
-                Some(node.op.compute()?.flops(&inputs, &node.outputs, &self.wanted(graph, id)))
-            })
-            .sum()
+        self.order.iter().map(|&id| graph.node_flops(id, &self.wanted(graph, id))).sum()
     }
 }

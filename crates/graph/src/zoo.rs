@@ -4,8 +4,8 @@ use kernels::Unary;
 
 use crate::error::Result;
 use crate::ir::TensorId;
-use crate::layers::Model;
-use crate::ops::{ConvGeometry, PoolGeometry};
+use crate::layers::{Model, Recurrent};
+use crate::ops::{CellKind, ConvGeometry, PoolGeometry};
 
 /// The nodes of a built reference model.
 pub struct Built {
@@ -34,5 +34,21 @@ pub fn mnist_cnn(seed: u64, batch: usize) -> Result<Built> {
     let h = m.linear("fc1", h, 1600, 128, true)?;
     let h = m.graph.unary(Unary::Relu, h)?;
     let logits = m.linear("fc2", h, 128, 10, true)?;
+    Ok(Built { model: m, input, logits, features })
+}
+
+/// The reference MNIST recurrent classifiers (`configs/lstm-mnist.toml`, `gru-mnist.toml`,
+/// `scripts/torch_train_bench.py --model lstm|gru`): each image row one step, an LSTM or GRU
+/// 28→128, its last step's output to Linear 128→10, on [batch, 1, 28, 28]. `features` is the
+/// recurrent layer's output at every step.
+pub fn mnist_rnn(cell: CellKind, seed: u64, batch: usize) -> Result<Built> {
+    let mut m = Model::new(seed);
+    let input = m.graph.input("x", &[batch, 1, 28, 28]);
+    let rows = m.graph.reshape(input, &[batch, 28, 28])?;
+    let layer = Recurrent { cell, hidden: 128, layers: 1, bidirectional: false, dropout: 0.0 };
+    let features = m.recurrent("rnn", rows, &layer)?;
+    let last = m.graph.slice(features, 1, 27, 1)?;
+    let last = m.graph.reshape(last, &[batch, 128])?;
+    let logits = m.linear("fc", last, 128, 10, true)?;
     Ok(Built { model: m, input, logits, features })
 }

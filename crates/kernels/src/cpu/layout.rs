@@ -13,17 +13,27 @@ pub fn strided_copy(copy: &StridedCopy, src: &[f32], dst: &mut [f32]) {
     for_each_offset(&copy.shape, &copy.src_strides, &copy.dst_strides, |s, d| dst[d] = src[s]);
 }
 
+/// Sums (in f64), means or maxima along the middle axis. Column runs in parallel; each walks
+/// the reduced axis row by row, reading contiguous memory.
 pub fn reduce(op: ReduceOp, r: &Reduction, x: &[f32], y: &mut [f32]) {
-    for o in 0..r.outer {
-        for i in 0..r.inner {
-            let along = (0..r.axis).map(|a| x[(o * r.axis + a) * r.inner + i] as f64);
-            y[o * r.inner + i] = match op {
-                ReduceOp::Sum => along.sum::<f64>(),
-                ReduceOp::Mean => along.sum::<f64>() / r.axis as f64,
-                ReduceOp::Max => along.fold(f64::NEG_INFINITY, f64::max),
-            } as f32;
-        }
+    const COLUMNS: usize = 512;
+    if r.inner == 0 {
+        return;
     }
+    let start = if op == ReduceOp::Max { f64::NEG_INFINITY } else { 0.0 };
+    y.par_chunks_mut(r.inner).enumerate().for_each(|(o, y)| {
+        y.par_chunks_mut(COLUMNS).enumerate().for_each(|(c, y)| {
+            let mut acc = [start; COLUMNS];
+            for a in 0..r.axis {
+                let row = &x[(o * r.axis + a) * r.inner + c * COLUMNS..][..y.len()];
+                for (acc, &v) in acc.iter_mut().zip(row) {
+                    *acc = if op == ReduceOp::Max { acc.max(v as f64) } else { *acc + v as f64 };
+                }
+            }
+            let count = if op == ReduceOp::Mean { r.axis as f64 } else { 1.0 };
+            y.iter_mut().zip(acc).for_each(|(y, acc)| *y = (acc / count) as f32);
+        });
+    });
 }
 
 pub fn argmax(r: &Reduction, x: &[f32], y: &mut [u32]) {

@@ -1,34 +1,82 @@
-//! Reference LSTM and GRU cells on contiguous [B, ·] slices, in f64.
+//! LSTM and GRU cells on contiguous [B, ·] slices: the CPU executor's and the tests' reference.
+//! In f32 (a cell sums nothing long), rows in parallel.
 
-use super::activation::sigmoid;
+use rayon::prelude::*;
+
 use crate::recurrent::Cell;
 
-/// Activated LSTM gates (i, f, g, o) of unit j of row b.
-fn lstm_gates(cell: &Cell, gates: &[f32], b: usize, j: usize) -> [f64; 4] {
-    let g = |k: usize| gates[b * 4 * cell.hidden + k * cell.hidden + j] as f64;
-    [sigmoid(g(0)), sigmoid(g(1)), g(2).tanh(), sigmoid(g(3))]
+/// Rows per parallel task: a row is a few hundred units, too little work alone.
+const ROWS: usize = 8;
+
+/// eˣ without a libm call, so that the cells' loops vectorise: 2ⁿ p(r) with x = n ln2 + r,
+/// |r| <= ln2 / 2 and p Cephes' degree-6 polynomial for expf (within 2 ulp); n is rounded by the
+/// 1.5·2²³ trick, which needs no rounding instruction.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1]
+        .iter()
+        .fold(0.0, |p, &c| p * r + c);
+    (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
-/// GRU gates (r, z, n) of unit j of row b, and the hidden part hₙ of n.
-fn gru_gates(cell: &Cell, input_gates: &[f32], hidden_gates: &[f32], b: usize, j: usize) -> [f64; 4] {
-    let at = |k: usize| b * 3 * cell.hidden + k * cell.hidden + j;
-    let (x, hh) = (|k| input_gates[at(k)] as f64, |k| hidden_gates[at(k)] as f64);
-    let r = sigmoid(x(0) + hh(0));
-    let z = sigmoid(x(1) + hh(1));
-    [r, z, (x(2) + r * hh(2)).tanh(), hh(2)]
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// tanh as a rational function of degree 13/6 on [-7.9, 7.9] (Eigen's fast float tanh; the
+/// result is ±1 in f32 beyond): within 4.4e-7 of the exact value everywhere, branch-free, and
+/// several times faster than libm's tanhf, which was most of a cell's time.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    const ALPHA: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_3e-4,
+        1.485_722_4e-5,
+        5.122_297e-8,
+        -8.604_671_5e-11,
+        2.000_187_9e-13,
+        -2.760_768_5e-16,
+    ];
+    const BETA: [f32; 4] = [4.893_525_2e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    let c = x.clamp(-7.905_311, 7.905_311);
+    let c2 = c * c;
+    let p = ALPHA.iter().rev().fold(0.0, |p, &a| p * c2 + a);
+    let q = BETA.iter().rev().fold(0.0, |q, &b| q * c2 + b);
+    // tanh(x) = x - x³/3 + ...: x itself is exact in f32 for |x| < 4e-4.
+    if x.abs() < 4e-4 { x } else { c * p / q }
+}
+
+/// A row's [G·H] gates as its G blocks of H.
+fn blocks<const G: usize>(row: &[f32], hd: usize) -> [&[f32]; G] {
+    std::array::from_fn(|k| &row[k * hd..(k + 1) * hd])
+}
+
+fn blocks_mut<const G: usize>(row: &mut [f32], hd: usize) -> [&mut [f32]; G] {
+    let mut rest = row;
+    std::array::from_fn(|_| {
+        let (block, tail) = std::mem::take(&mut rest).split_at_mut(hd);
+        rest = tail;
+        block
+    })
 }
 
 /// h, c from gates [B, 4H] (i, f, g, o) and c_prev.
 pub fn lstm_cell(cell: &Cell, gates: &[f32], c_prev: &[f32], h: &mut [f32], c: &mut [f32]) {
     let hd = cell.hidden;
-    for b in 0..cell.batch {
-        for j in 0..hd {
-            let [i, f, gg, o] = lstm_gates(cell, gates, b, j);
-            let cv = f * c_prev[b * hd + j] as f64 + i * gg;
-            c[b * hd + j] = cv as f32;
-            h[b * hd + j] = (o * cv.tanh()) as f32;
+    let rows = h.par_chunks_mut(hd).zip(c.par_chunks_mut(hd)).zip(gates.par_chunks(4 * hd).zip(c_prev.par_chunks(hd)));
+    rows.with_min_len(ROWS).for_each(|((h, c), (gates, c_prev))| {
+        let [gi, gf, gg, go] = blocks::<4>(gates, hd);
+        let units = h.iter_mut().zip(c.iter_mut()).zip(gi.iter().zip(gf)).zip(gg.iter().zip(go).zip(c_prev));
+        for (((h, c), (&i, &f)), ((&g, &o), &cp)) in units {
+            *c = sigmoid(f) * cp + sigmoid(i) * tanh(g);
+            *h = sigmoid(o) * tanh(*c);
         }
-    }
+    });
 }
 
 /// As the GPU's: dh is the layer output's gradient, dh_next and dc_next what reaches h and c
@@ -45,34 +93,50 @@ pub fn lstm_cell_backward(
     dc_prev: &mut [f32],
 ) {
     let hd = cell.hidden;
-    for b in 0..cell.batch {
-        for j in 0..hd {
-            let [i, f, gg, o] = lstm_gates(cell, gates, b, j);
-            let cp = c_prev[b * hd + j] as f64;
-            let tc = (f * cp + i * gg).tanh();
-            let dhv = dh[b * hd + j] as f64 + dh_next[b * hd + j] as f64;
-            let dc = dc_next[b * hd + j] as f64 + dhv * o * (1.0 - tc * tc);
-            let out = &mut dgates[b * 4 * hd..];
-            out[j] = (dc * gg * i * (1.0 - i)) as f32;
-            out[hd + j] = (dc * cp * f * (1.0 - f)) as f32;
-            out[2 * hd + j] = (dc * i * (1.0 - gg * gg)) as f32;
-            out[3 * hd + j] = (dhv * tc * o * (1.0 - o)) as f32;
-            dc_prev[b * hd + j] = (dc * f) as f32;
-        }
-    }
+    let outputs = dgates.par_chunks_mut(4 * hd).zip(dc_prev.par_chunks_mut(hd));
+    let inputs = gates.par_chunks(4 * hd).zip(c_prev.par_chunks(hd));
+    let grads = dh.par_chunks(hd).zip(dh_next.par_chunks(hd)).zip(dc_next.par_chunks(hd));
+    outputs.zip(inputs.zip(grads)).with_min_len(ROWS).for_each(
+        |((dgates, dc_prev), ((gates, c_prev), ((dh, dh_next), dc_next)))| {
+            let [gi, gf, gg, go] = blocks::<4>(gates, hd);
+            let [di, df, dg, d_o] = blocks_mut::<4>(dgates, hd);
+            for j in 0..hd {
+                let (i, f, g, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+                let tc = tanh(f * c_prev[j] + i * g);
+                let dhv = dh[j] + dh_next[j];
+                let dc = dc_next[j] + dhv * o * (1.0 - tc * tc);
+                di[j] = dc * g * i * (1.0 - i);
+                df[j] = dc * c_prev[j] * f * (1.0 - f);
+                dg[j] = dc * i * (1.0 - g * g);
+                d_o[j] = dhv * tc * o * (1.0 - o);
+                dc_prev[j] = dc * f;
+            }
+        },
+    );
+}
+
+/// GRU gates (r, z, n) of unit j of one row, and the hidden part hₙ of n.
+#[inline(always)]
+fn gru_gates(x: &[&[f32]; 3], hh: &[&[f32]; 3], j: usize) -> [f32; 4] {
+    let r = sigmoid(x[0][j] + hh[0][j]);
+    let z = sigmoid(x[1][j] + hh[1][j]);
+    [r, z, tanh(x[2][j] + r * hh[2][j]), hh[2][j]]
 }
 
 /// h from input gates and hidden gates [B, 3H] (r, z, n) and h_prev.
 pub fn gru_cell(cell: &Cell, input_gates: &[f32], hidden_gates: &[f32], h_prev: &[f32], h: &mut [f32]) {
     let hd = cell.hidden;
-    for b in 0..cell.batch {
+    let inputs = input_gates.par_chunks(3 * hd).zip(hidden_gates.par_chunks(3 * hd)).zip(h_prev.par_chunks(hd));
+    h.par_chunks_mut(hd).zip(inputs).with_min_len(ROWS).for_each(|(h, ((xg, hg), h_prev))| {
+        let (x, hh) = (blocks::<3>(xg, hd), blocks::<3>(hg, hd));
         for j in 0..hd {
-            let [_, z, n, _] = gru_gates(cell, input_gates, hidden_gates, b, j);
-            h[b * hd + j] = ((1.0 - z) * n + z * h_prev[b * hd + j] as f64) as f32;
+            let [_, z, n, _] = gru_gates(&x, &hh, j);
+            h[j] = (1.0 - z) * n + z * h_prev[j];
         }
-    }
+    });
 }
 
+/// Gradients of both gate sets and the direct part of dh_prev, z (dh + dh_next).
 #[allow(clippy::too_many_arguments)]
 pub fn gru_cell_backward(
     cell: &Cell,
@@ -86,17 +150,48 @@ pub fn gru_cell_backward(
     dh_prev: &mut [f32],
 ) {
     let hd = cell.hidden;
-    for b in 0..cell.batch {
-        for j in 0..hd {
-            let [r, z, n, hn] = gru_gates(cell, input_gates, hidden_gates, b, j);
-            let (hp, d) = (h_prev[b * hd + j] as f64, dh[b * hd + j] as f64 + dh_next[b * hd + j] as f64);
-            let dn = d * (1.0 - z) * (1.0 - n * n);
-            let dz = d * (hp - n) * z * (1.0 - z);
-            let dr = dn * hn * r * (1.0 - r);
-            let (gi, gh) = (&mut dinput_gates[b * 3 * hd..], &mut dhidden_gates[b * 3 * hd..]);
-            (gi[j], gi[hd + j], gi[2 * hd + j]) = (dr as f32, dz as f32, dn as f32);
-            (gh[j], gh[hd + j], gh[2 * hd + j]) = (dr as f32, dz as f32, (dn * r) as f32);
-            dh_prev[b * hd + j] = (d * z) as f32;
+    let outputs =
+        dinput_gates.par_chunks_mut(3 * hd).zip(dhidden_gates.par_chunks_mut(3 * hd)).zip(dh_prev.par_chunks_mut(hd));
+    let inputs = input_gates.par_chunks(3 * hd).zip(hidden_gates.par_chunks(3 * hd)).zip(h_prev.par_chunks(hd));
+    let grads = dh.par_chunks(hd).zip(dh_next.par_chunks(hd));
+    outputs.zip(inputs.zip(grads)).with_min_len(ROWS).for_each(
+        |(((dxg, dhg), dh_prev), (((xg, hg), h_prev), (dh, dh_next)))| {
+            let (x, hh) = (blocks::<3>(xg, hd), blocks::<3>(hg, hd));
+            let ([dxr, dxz, dxn], [dhr, dhz, dhn]) = (blocks_mut::<3>(dxg, hd), blocks_mut::<3>(dhg, hd));
+            for j in 0..hd {
+                let [r, z, n, hn] = gru_gates(&x, &hh, j);
+                let d = dh[j] + dh_next[j];
+                let dn = d * (1.0 - z) * (1.0 - n * n);
+                let dz = d * (h_prev[j] - n) * z * (1.0 - z);
+                let dr = dn * hn * r * (1.0 - r);
+                (dxr[j], dxz[j], dxn[j]) = (dr, dz, dn);
+                (dhr[j], dhz[j], dhn[j]) = (dr, dz, dn * r);
+                dh_prev[j] = d * z;
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_polynomial_exp_is_within_two_ulp() {
+        for i in -8_700..=8_800 {
+            let x = i as f32 * 1e-2;
+            let exact = (x as f64).exp();
+            let got = super::exp(x) as f64;
+            assert!((got - exact).abs() <= 2.5e-7 * exact, "exp({x}) = {got}, exact {exact}");
         }
+    }
+
+    #[test]
+    fn the_rational_tanh_is_within_half_a_micro_of_the_exact_one() {
+        let mut worst = 0f64;
+        for i in -120_000..=120_000 {
+            let x = i as f32 * 1e-4;
+            let exact = (x as f64).tanh();
+            worst = worst.max((super::tanh(x) as f64 - exact).abs() / exact.abs().max(1e-30));
+        }
+        assert!(worst < 4.5e-7, "worst relative error {worst:e}");
     }
 }

@@ -110,6 +110,7 @@ gpu_test!(gru_cell_matches_reference, |gpu| {
 #[test]
 fn cell_backward_matches_finite_differences() {
     let mut rng = Rng::new(112);
+    // The cells compute in f32: a step of 1e-2 keeps rounding out of the differences.
     let cell = Cell { batch: 2, hidden: 3 };
     let n = 6;
     // LSTM: loss = rh . h + rc . c
@@ -125,8 +126,8 @@ fn cell_backward_matches_finite_differences() {
     let rest: Vec<f32> = rh.iter().zip(&part).map(|(a, b)| a - b).collect();
     let (mut dg, mut dcp) = (vec![0.0; 24], vec![0.0; n]);
     cpu::lstm_cell_backward(&cell, &gates, &c_prev, &part, &rest, &rc, &mut dg, &mut dcp);
-    check_gradient("lstm dgates", &gates, &dg, 1e-3, 1e-3, 24, |g| lstm(g, &c_prev));
-    check_gradient("lstm dc_prev", &c_prev, &dcp, 1e-3, 1e-3, n, |cp| lstm(&gates, cp));
+    check_gradient("lstm dgates", &gates, &dg, 1e-2, 1e-3, 24, |g| lstm(g, &c_prev));
+    check_gradient("lstm dc_prev", &c_prev, &dcp, 1e-2, 1e-3, n, |cp| lstm(&gates, cp));
     // GRU: loss = r . h; dh_prev's direct part plus dhidden . (d hidden gates / d h_prev) is
     // checked in the sequence test; here the three gate gradients and the direct part.
     let (xg, hg, hp, r) =
@@ -140,9 +141,9 @@ fn cell_backward_matches_finite_differences() {
     let part = rng.vec(n, -1.0, 1.0);
     let rest: Vec<f32> = r.iter().zip(&part).map(|(a, b)| a - b).collect();
     cpu::gru_cell_backward(&cell, &xg, &hg, &hp, &part, &rest, &mut dx, &mut dhh, &mut dhp);
-    check_gradient("gru dinput", &xg, &dx, 1e-3, 1e-3, 18, |x| gru(x, &hg, &hp));
-    check_gradient("gru dhidden", &hg, &dhh, 1e-3, 1e-3, 18, |hh| gru(&xg, hh, &hp));
-    check_gradient("gru dh_prev (direct)", &hp, &dhp, 1e-3, 1e-3, n, |h| gru(&xg, &hg, h));
+    check_gradient("gru dinput", &xg, &dx, 1e-2, 1e-3, 18, |x| gru(x, &hg, &hp));
+    check_gradient("gru dhidden", &hg, &dhh, 1e-2, 1e-3, 18, |hh| gru(&xg, hh, &hp));
+    check_gradient("gru dh_prev (direct)", &hp, &dhp, 1e-2, 1e-3, n, |h| gru(&xg, &hg, h));
 }
 
 /// torch.nn.LSTM / GRU (one layer, batch_first) written out step by step, in f64.

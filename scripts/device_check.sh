@@ -4,8 +4,9 @@
 # Here, once:   echo /.gl/ >> .git/info/exclude   and download the Vulkan loader .debs into .gl/
 #               (see the device tool's README), then build what travels:
 #                 cargo build --release -p kernels --example bench
+#                 cargo build --release -p graph --example train_bench
 #                 cargo test --release -p kernels --no-run   (prints the test binary's path)
-#                 mkdir -p .bin && cp target/release/examples/bench <that test binary> .bin/
+#                 mkdir -p .bin && cp target/release/examples/{bench,train_bench} <that test binary> .bin/
 #               (echo /.bin/ >> .git/info/exclude)
 # There:        bash scripts/device_check.sh      with carry = [".gl", ".bin"]
 # It writes its logs under $OUT and prints a summary table last.
@@ -31,6 +32,12 @@ echo "== our kernels"
 
 echo "== torch.matmul, TF32 off"
 python3 scripts/torch_matmul.py 2>&1 | tee "$out/torch.txt"
+
+echo "== training throughput at batch 64: our GPU executor, then torch on cuda"
+for model in cnn lstm gru; do
+    .bin/train_bench --model "$model" --steps 50 2>&1 | tee -a "$out/train.txt" | grep -v '^{'
+    python3 scripts/torch_train_bench.py --model "$model" --device cuda --steps 50 2>&1 | tee -a "$out/train.txt" | grep -v '^{'
+done
 
 echo "== summary"
 grep -h '"kernel":"matmul"\|"kernel": "torch.matmul"' "$out/bench.txt" "$out/torch.txt"

@@ -44,12 +44,28 @@ enum Command {
     Config(config_command::Args),
 }
 
+/// A closed output pipe (`dlcli eval --run r | head -1`) ends the process quietly, as it does
+/// Unix tools, instead of a panic at the next print: Rust starts with SIGPIPE ignored.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    {
+        unsafe extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13; // on Linux, macOS and the BSDs
+        const SIG_DFL: usize = 0;
+        // SAFETY: restores the default disposition before any thread exists.
+        unsafe { signal(SIGPIPE, SIG_DFL) };
+    }
+}
+
 fn main() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // Mesa prints an error on every device probe when this is unset; it only wants a
         // writable directory. SAFETY: no other thread exists yet.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
+    default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices(args) => devices::run(&args),

@@ -690,3 +690,18 @@ fn recurrent_layers_learn_the_digits_row_by_row() {
         }
     }
 }
+
+/// Output piped into a reader that has gone (`dlcli ... | head -1`) ends dlcli quietly.
+#[test]
+fn a_closed_output_pipe_is_no_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
+        .args(["config", "defaults"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before dlcli prints anything
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && out.status.code() != Some(101), "{:?}: {stderr}", out.status);
+}

@@ -220,7 +220,12 @@ impl Graph {
     }
 
     pub fn labels(&mut self, name: &str, rows: usize, classes: usize) -> TensorId {
-        self.leaf(Op::Labels { name: name.into(), classes }, TensorType::u32(&[rows]))
+        self.indices(name, &[rows], classes)
+    }
+
+    /// u32 indices of any shape fed per run (class labels, token ids), each below `below`.
+    pub fn indices(&mut self, name: &str, shape: &[usize], below: usize) -> TensorId {
+        self.leaf(Op::Labels { name: name.into(), classes: below }, TensorType::u32(shape))
     }
 
     pub fn param(&mut self, name: &str, shape: &[usize]) -> TensorId {

@@ -20,6 +20,13 @@ pub enum Init {
         offset: u64,
     },
     Constant(f32),
+    /// N(0, std²) by Box–Muller from two draws of the stream per element (from `offset`), the
+    /// elements `zeroed.0 .. zeroed.0 + zeroed.1` zero (an embedding's padding row).
+    Normal {
+        std: f32,
+        offset: u64,
+        zeroed: (usize, usize),
+    },
 }
 
 /// The initial values of a model's parameters and state, declared but not yet drawn: a
@@ -50,19 +57,29 @@ impl Initializers {
     /// Word 1 of the Philox counter is all ones here and zero in dropout's, so the two
     /// streams never share a counter.
     fn draw(&self, n: usize, init: Init) -> Vec<f32> {
-        let (bound, offset) = match init {
-            Init::Constant(v) => return vec![v; n],
-            Init::Uniform { bound, offset } => (bound, offset),
-        };
+        match init {
+            Init::Constant(v) => vec![v; n],
+            Init::Uniform { bound, offset } => {
+                (0..n as u64).map(|i| (2.0 * self.uniform(offset + i) - 1.0) * bound).collect()
+            }
+            Init::Normal { std, offset, zeroed: (start, len) } => (0..n)
+                .map(|i| {
+                    if (start..start + len).contains(&i) {
+                        return 0.0;
+                    }
+                    let (u1, u2) = (self.uniform(offset + 2 * i as u64), self.uniform(offset + 2 * i as u64 + 1));
+                    // 1 - u1 lies in (0, 1]: its logarithm is finite.
+                    std * (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+                })
+                .collect(),
+        }
+    }
+
+    /// Draw `counter` of the stream, uniform in [0, 1) on a 2⁻²⁴ grid.
+    fn uniform(&self, counter: u64) -> f32 {
         let key = [self.seed as u32, (self.seed >> 32) as u32];
-        (0..n as u64)
-            .map(|i| {
-                let counter = offset + i;
-                let words = philox4x32_10([(counter / 4) as u32, u32::MAX, (counter >> 34) as u32, 0], key);
-                let u = (words[(counter % 4) as usize] >> 8) as f32 / 16_777_216.0;
-                (2.0 * u - 1.0) * bound
-            })
-            .collect()
+        let words = philox4x32_10([(counter / 4) as u32, u32::MAX, (counter >> 34) as u32, 0], key);
+        (words[(counter % 4) as usize] >> 8) as f32 / 16_777_216.0
     }
 }
 
@@ -108,6 +125,27 @@ impl Model {
             let b = self.param(format!("{name}.bias"), &[outputs], bound);
             y = self.graph.binary(Binary::Add, y, b)?;
         }
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+
+    /// `nn.Embedding(vocab, dim, padding_idx)` named `name` on u32 ids of any shape: [ids'
+    /// shape, dim]. Weight [vocab, dim] is N(0, 1) with the padding row zero, PyTorch's default;
+    /// the padding row gets no gradient.
+    pub fn embedding(
+        &mut self,
+        name: &str,
+        ids: TensorId,
+        vocab: usize,
+        dim: usize,
+        padding: Option<usize>,
+    ) -> Result<TensorId> {
+        let len = vocab * dim;
+        let weight = self.graph.param(&format!("{name}.weight"), &[vocab, dim]);
+        let zeroed = padding.map_or((0, 0), |p| (p * dim, dim));
+        self.init.entries.push((format!("{name}.weight"), len, Init::Normal { std: 1.0, offset: self.drawn, zeroed }));
+        self.drawn += 2 * len as u64;
+        let y = self.graph.embedding(ids, weight, padding)?;
         self.graph.set_label(y, name);
         Ok(y)
     }

@@ -262,3 +262,57 @@ impl Model {
         Ok(y)
     }
 }
+
+impl Model {
+    /// `nn.MultiheadAttention(E, heads, batch_first=True)` named `name` as self-attention on
+    /// x [B, T, E] (optionally causal, and with a key-padding mask [B, T], u32, 0 = hidden):
+    /// [B, T, E]. `in_proj_weight` [3E, E] is Xavier-uniform, `out_proj.weight` U(±1/√E), both
+    /// biases zero, as PyTorch initialises them. The T × T scores are never kept: attention is
+    /// one fused node.
+    pub fn self_attention(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        heads: usize,
+        causal: bool,
+        key_mask: Option<TensorId>,
+    ) -> Result<TensorId> {
+        let [batch, steps, embed] = self.graph.shape(x)[..] else {
+            let shape = self.graph.shape(x).to_vec();
+            return Err(GraphError::Shape {
+                node: name.into(),
+                detail: format!("needs [batch, steps, features], got {shape:?}"),
+            });
+        };
+        if heads == 0 || embed % heads != 0 {
+            let detail = format!("{embed} features do not split into {heads} heads");
+            return Err(GraphError::Shape { node: name.into(), detail });
+        }
+        let head_dim = embed / heads;
+        let flat = self.graph.reshape(x, &[batch * steps, embed])?;
+        let w_in = self.param(format!("{name}.in_proj_weight"), &[3 * embed, embed], (6.0 / (4 * embed) as f32).sqrt());
+        let b_in = self.constant(format!("{name}.in_proj_bias"), 3 * embed, 0.0, true);
+        let qkv = self.graph.matmul(flat, w_in, false, true)?;
+        let qkv = self.graph.binary(Binary::Add, qkv, b_in)?;
+        // [B, T, (q k v), H, D] -> [(q k v), B, H, T, D]: each of q, k, v is [B·H, T, D].
+        let qkv = self.graph.reshape(qkv, &[batch, steps, 3, heads, head_dim])?;
+        let qkv = self.graph.permute(qkv, &[2, 0, 3, 1, 4])?;
+        let part = |m: &mut Model, i: usize| -> Result<TensorId> {
+            let p = m.graph.slice(qkv, 0, i, 1)?;
+            m.graph.reshape(p, &[batch * heads, steps, head_dim])
+        };
+        let (q, k, v) = (part(self, 0)?, part(self, 1)?, part(self, 2)?);
+        let o = self.graph.attention(q, k, v, key_mask, heads, causal)?;
+        let o = self.graph.reshape(o, &[batch, heads, steps, head_dim])?;
+        let o = self.graph.permute(o, &[0, 2, 1, 3])?;
+        let o = self.graph.reshape(o, &[batch * steps, embed])?;
+        let bound = 1.0 / (embed as f32).sqrt();
+        let w_out = self.param(format!("{name}.out_proj.weight"), &[embed, embed], bound);
+        let b_out = self.constant(format!("{name}.out_proj.bias"), embed, 0.0, true);
+        let y = self.graph.matmul(o, w_out, false, true)?;
+        let y = self.graph.binary(Binary::Add, y, b_out)?;
+        let y = self.graph.reshape(y, &[batch, steps, embed])?;
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+}

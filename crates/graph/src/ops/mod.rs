@@ -14,6 +14,7 @@ use kernels::{Dispatch, Gpu, GpuTensor};
 use crate::error::{GraphError, Result};
 use crate::ir::{Graph, Mode, NodeId, TensorId, TensorType};
 
+mod attention;
 mod conv;
 mod dropout;
 mod elementwise;
@@ -28,6 +29,7 @@ mod recurrent;
 mod reduce;
 mod softmax;
 
+pub use attention::{Attention, AttentionBackward};
 pub use conv::{Conv2d, Conv2dBackward, ConvGeometry};
 pub use dropout::Dropout;
 pub use elementwise::{BinaryOp, UnaryBackward, UnaryOp};

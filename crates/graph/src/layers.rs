@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use kernels::Binary;
 use kernels::cpu::dropout::philox4x32_10;
+use kernels::{Binary, Unary};
 
 use crate::error::{GraphError, Result};
 use crate::ir::{Graph, TensorId};
@@ -312,6 +312,74 @@ impl Model {
         let y = self.graph.matmul(o, w_out, false, true)?;
         let y = self.graph.binary(Binary::Add, y, b_out)?;
         let y = self.graph.reshape(y, &[batch, steps, embed])?;
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+}
+
+/// An `nn.TransformerEncoderLayer` (batch first): model width from its input, heads, the
+/// feed-forward width and activation, dropout, and whether each block normalises its input
+/// (pre-norm, `norm_first=True`) or its output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EncoderLayer {
+    pub heads: usize,
+    pub feedforward: usize,
+    pub activation: Unary,
+    pub dropout: f32,
+    pub norm_first: bool,
+    pub eps: f32,
+}
+
+impl Model {
+    /// `nn.TransformerEncoderLayer(d, heads, feedforward, dropout, activation, eps,
+    /// batch_first=True, norm_first)` named `name` on x [B, T, d], optionally causal and with a
+    /// key-padding mask: its parameters are `self_attn.*`, `linear1.*`, `linear2.*`, `norm1.*`,
+    /// `norm2.*`, as PyTorch names and initialises them.
+    pub fn encoder_layer(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        layer: &EncoderLayer,
+        causal: bool,
+        key_mask: Option<TensorId>,
+    ) -> Result<TensorId> {
+        let [batch, steps, d] = self.graph.shape(x)[..] else {
+            let shape = self.graph.shape(x).to_vec();
+            return Err(GraphError::Shape {
+                node: name.into(),
+                detail: format!("needs [batch, steps, features], got {shape:?}"),
+            });
+        };
+        let residual =
+            |m: &mut Model, x: TensorId, block: &dyn Fn(&mut Model, TensorId) -> Result<TensorId>, norm: &str| {
+                let norm = format!("{name}.{norm}");
+                if layer.norm_first {
+                    let h = m.layer_norm(&norm, x, layer.eps)?;
+                    let h = block(m, h)?;
+                    m.graph.binary(Binary::Add, x, h)
+                } else {
+                    let h = block(m, x)?;
+                    let sum = m.graph.binary(Binary::Add, x, h)?;
+                    m.layer_norm(&norm, sum, layer.eps)
+                }
+            };
+        let attention = |m: &mut Model, h: TensorId| -> Result<TensorId> {
+            let h = m.self_attention(&format!("{name}.self_attn"), h, layer.heads, causal, key_mask)?;
+            if layer.dropout > 0.0 { m.dropout(h, layer.dropout) } else { Ok(h) }
+        };
+        let feedforward = |m: &mut Model, h: TensorId| -> Result<TensorId> {
+            let rows = m.graph.reshape(h, &[batch * steps, d])?;
+            let h = m.linear(&format!("{name}.linear1"), rows, d, layer.feedforward, true)?;
+            let mut h = m.graph.unary(layer.activation, h)?;
+            if layer.dropout > 0.0 {
+                h = m.dropout(h, layer.dropout)?;
+            }
+            let h = m.linear(&format!("{name}.linear2"), h, layer.feedforward, d, true)?;
+            let h = m.graph.reshape(h, &[batch, steps, d])?;
+            if layer.dropout > 0.0 { m.dropout(h, layer.dropout) } else { Ok(h) }
+        };
+        let h = residual(self, x, &attention, "norm1")?;
+        let y = residual(self, h, &feedforward, "norm2")?;
         self.graph.set_label(y, name);
         Ok(y)
     }

@@ -1,6 +1,7 @@
 //! The self-attention layer against torch.nn.MultiheadAttention (causal, and with a
 //! key-padding mask) on both executors: output and the gradients of the input and every
-//! parameter (fixture from scripts/torch_attention.py); and causality on both executors.
+//! parameter (fixture from scripts/torch_attention.py); nn.TransformerEncoderLayer likewise
+//! (scripts/torch_encoder.py); and causality on both executors.
 
 mod common;
 
@@ -119,6 +120,57 @@ fn causal_attention_does_not_look_ahead_on_either_executor() {
                 );
                 let next = |v: &[f32]| v[(b * steps + t + 1) * embed..][..embed].to_vec();
                 assert_ne!(next(&after["y"]), next(&before["y"]), "the changed step's own output moved");
+            }
+        }
+    }
+}
+
+/// nn.TransformerEncoderLayer, pre-norm with GELU (causal) and post-norm with ReLU, on both
+/// executors (fixture from scripts/torch_encoder.py).
+#[test]
+fn encoder_layers_match_pytorch_on_both_executors() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/encoder.json")).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let n = |k: &str| fixture[k].as_u64().unwrap() as usize;
+    for golden in fixture["cases"].as_array().unwrap() {
+        let (norm_first, causal) = (golden["norm_first"].as_bool().unwrap(), golden["causal"].as_bool().unwrap());
+        let activation = if golden["activation"] == "gelu" { kernels::Unary::GeluErf } else { kernels::Unary::Relu };
+        let spec = graph::EncoderLayer {
+            heads: n("heads"),
+            feedforward: n("feedforward"),
+            activation,
+            dropout: 0.0,
+            norm_first,
+            eps: 1e-5,
+        };
+        let mut m = Model::new(0);
+        let x = m.graph.input("x", &[n("batch"), n("steps"), n("d")]);
+        let y = m.encoder_layer("enc", x, &spec, causal, None).unwrap();
+        let r = m.graph.input("r", &[n("batch"), n("steps"), n("d")]);
+        let weighted = m.graph.binary(Binary::Mul, y, r).unwrap();
+        let loss = m.graph.sum(weighted).unwrap();
+        let grads = backward(&mut m.graph, loss).unwrap();
+        let mut reads = vec![("y".to_string(), y), ("dx".to_string(), grads.of(x).unwrap())];
+        let mut names: Vec<String> = m.init.names().map(str::to_string).collect();
+        for name in &names {
+            reads.push((name.clone(), grads.of(m.graph.find_param(name).unwrap()).unwrap()));
+        }
+        let mut theirs: Vec<String> =
+            golden["params"].as_object().unwrap().keys().map(|k| format!("enc.{k}")).collect();
+        names.sort();
+        theirs.sort();
+        assert_eq!(names, theirs, "parameter names");
+        let params: HashMap<String, Vec<f32>> =
+            golden["params"].as_object().unwrap().iter().map(|(k, v)| (format!("enc.{k}"), numbers(v))).collect();
+        let mut feed = Feed::default();
+        feed.inputs.insert("x".into(), numbers(&golden["x"]));
+        feed.inputs.insert("r".into(), numbers(&golden["r"]));
+        let what = if norm_first { "pre-norm" } else { "post-norm" };
+        for (device, got) in ["cpu", "gpu"].iter().zip(run_both(&m, &reads, &params, &feed)) {
+            assert_close(&format!("{what} {device} y"), &got["y"], &numbers(&golden["y"]));
+            assert_close(&format!("{what} {device} dx"), &got["dx"], &numbers(&golden["dx"]));
+            for (name, grad) in golden["grads"].as_object().unwrap() {
+                assert_close(&format!("{what} {device} d{name}"), &got[&format!("enc.{name}")], &numbers(grad));
             }
         }
     }

@@ -1,4 +1,7 @@
-//! Reference attention: the unfused definition, with the full score matrix, in f64.
+//! Reference attention: the unfused definition (each query row's scores, softmax, weighted
+//! values), in f64, one (batch·head) slice per parallel task.
+
+use rayon::prelude::*;
 
 use crate::attention::Attention;
 
@@ -6,38 +9,45 @@ fn visible(a: &Attention, mask: Option<&[u32]>, bh: usize, i: usize, j: usize) -
     !(a.causal && j > i) && mask.is_none_or(|m| m[(bh / a.heads) * a.tk + j] != 0)
 }
 
-/// Probabilities [tq, tk] of one (batch*head) slice; rows with no visible key are all zero.
-fn probabilities(a: &Attention, q: &[f32], k: &[f32], mask: Option<&[u32]>, bh: usize) -> (Vec<f64>, Vec<f64>) {
+/// Row r of a [rows, d] slice.
+fn row(t: &[f32], r: usize, d: usize) -> &[f32] {
+    &t[r * d..][..d]
+}
+
+fn dot(x: &[f32], y: &[f32]) -> f64 {
+    x.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+/// Row i's probabilities into `p` [tk] (all zero when no key is visible) and its log-sum-exp
+/// (-inf then).
+fn probabilities(a: &Attention, q: &[f32], k: &[f32], mask: Option<&[u32]>, bh: usize, i: usize, p: &mut [f64]) -> f64 {
     let d_n = a.head_dim;
-    let mut p = vec![0f64; a.tq * a.tk];
-    let mut lse = vec![f64::NEG_INFINITY; a.tq];
-    for i in 0..a.tq {
-        let qi = &q[(bh * a.tq + i) * d_n..][..d_n];
-        let scores: Vec<Option<f64>> = (0..a.tk)
-            .map(|j| {
-                visible(a, mask, bh, i, j).then(|| {
-                    let kj = &k[(bh * a.tk + j) * d_n..][..d_n];
-                    qi.iter().zip(kj).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() * a.scale as f64
-                })
-            })
-            .collect();
-        let m = scores.iter().flatten().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
-        if m == f64::NEG_INFINITY {
-            continue;
-        }
-        let sum: f64 = scores.iter().flatten().map(|s| (s - m).exp()).sum();
-        lse[i] = m + sum.ln();
-        for (j, s) in scores.iter().enumerate() {
-            if let Some(s) = s {
-                p[i * a.tk + j] = (s - lse[i]).exp();
-            }
-        }
+    let qi = &q[(bh * a.tq + i) * d_n..][..d_n];
+    for (j, p) in p.iter_mut().enumerate() {
+        *p = if visible(a, mask, bh, i, j) {
+            dot(qi, &k[(bh * a.tk + j) * d_n..][..d_n]) * a.scale as f64
+        } else {
+            f64::NEG_INFINITY
+        };
     }
-    (p, lse)
+    let m = p.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
+    if m == f64::NEG_INFINITY {
+        p.fill(0.0);
+        return m;
+    }
+    let sum: f64 = p
+        .iter_mut()
+        .map(|s| {
+            *s = (*s - m).exp();
+            *s
+        })
+        .sum();
+    p.iter_mut().for_each(|s| *s /= sum);
+    m + sum.ln()
 }
 
 /// O, the log-sum-exp per row (a large negative number for rows with no visible key, as on
-/// the GPU) and the probabilities [bh, tq, tk].
+/// the GPU) and, when asked, the probabilities [bh, tq, tk].
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     a: &Attention,
@@ -50,22 +60,26 @@ pub fn attention(
     probs: Option<&mut [f32]>,
 ) {
     let d_n = a.head_dim;
-    let mut all_probs = vec![0f32; a.rows() * a.tk];
-    for bh in 0..a.bh() {
-        let (p, l) = probabilities(a, q, k, mask, bh);
+    let mut probs = probs.map(|p| p.par_chunks_mut(a.tq * a.tk));
+    let slices = o.par_chunks_mut(a.tq * d_n).zip(lse.par_chunks_mut(a.tq)).enumerate();
+    let forward = |(bh, (o, lse)): (usize, (&mut [f32], &mut [f32])), mut probs: Option<&mut [f32]>| {
+        let (mut p, mut acc) = (vec![0f64; a.tk], vec![0f64; d_n]);
         for i in 0..a.tq {
-            lse[bh * a.tq + i] = if l[i].is_finite() { l[i] as f32 } else { -3.0e38 };
-            for d in 0..d_n {
-                o[(bh * a.tq + i) * d_n + d] =
-                    (0..a.tk).map(|j| p[i * a.tk + j] * v[(bh * a.tk + j) * d_n + d] as f64).sum::<f64>() as f32;
+            let l = probabilities(a, q, k, mask, bh, i, &mut p);
+            lse[i] = if l.is_finite() { l as f32 } else { -3.0e38 };
+            acc.fill(0.0);
+            for (j, &pj) in p.iter().enumerate() {
+                acc.iter_mut().zip(&v[(bh * a.tk + j) * d_n..][..d_n]).for_each(|(acc, &vj)| *acc += pj * vj as f64);
             }
-            for j in 0..a.tk {
-                all_probs[(bh * a.tq + i) * a.tk + j] = p[i * a.tk + j] as f32;
+            o[i * d_n..][..d_n].iter_mut().zip(&acc).for_each(|(o, &s)| *o = s as f32);
+            if let Some(probs) = probs.as_deref_mut() {
+                probs[i * a.tk..][..a.tk].iter_mut().zip(&p).for_each(|(out, &pj)| *out = pj as f32);
             }
         }
-    }
-    if let Some(out) = probs {
-        out[..all_probs.len()].copy_from_slice(&all_probs);
+    };
+    match probs.take() {
+        Some(chunks) => slices.zip(chunks).for_each(|(s, p)| forward(s, Some(p))),
+        None => slices.for_each(|s| forward(s, None)),
     }
 }
 
@@ -84,31 +98,31 @@ pub fn attention_backward(
 ) {
     let d_n = a.head_dim;
     let scale = a.scale as f64;
-    for bh in 0..a.bh() {
-        let (p, _) = probabilities(a, q, k, mask, bh);
-        let row = |t: &[f32], r: usize| -> Vec<f64> { t[r * d_n..][..d_n].iter().map(|&x| x as f64).collect() };
-        let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
-        // dP = dO Vᵀ; dS = P * (dP - rowsum(P * dP)).
-        let mut ds = vec![0f64; a.tq * a.tk];
+    let slices = dq.par_chunks_mut(a.tq * d_n).zip(dk.par_chunks_mut(a.tk * d_n).zip(dv.par_chunks_mut(a.tk * d_n)));
+    slices.enumerate().for_each(|(bh, (dq, (dk, dv)))| {
+        let (qs, ks, vs, dos) =
+            (&q[bh * a.tq * d_n..], &k[bh * a.tk * d_n..], &v[bh * a.tk * d_n..], &d_o[bh * a.tq * d_n..]);
+        // dS = P * (dP - rowsum(P * dP)), dP = dO Vᵀ, row by row; dQ, dK and dV accumulate.
+        let (mut p, mut acc_k, mut acc_v) = (vec![0f64; a.tk], vec![0f64; a.tk * d_n], vec![0f64; a.tk * d_n]);
+        let (mut acc_q, mut dp) = (vec![0f64; d_n], vec![0f64; a.tk]);
         for i in 0..a.tq {
-            let doi = row(d_o, bh * a.tq + i);
-            let dp: Vec<f64> = (0..a.tk).map(|j| dot(&doi, &row(v, bh * a.tk + j))).collect();
-            let delta: f64 = (0..a.tk).map(|j| p[i * a.tk + j] * dp[j]).sum();
+            probabilities(a, q, k, mask, bh, i, &mut p);
+            let doi = row(dos, i, d_n);
+            dp.iter_mut().enumerate().for_each(|(j, dp)| *dp = dot(doi, row(vs, j, d_n)));
+            let delta: f64 = p.iter().zip(&dp).map(|(p, dp)| p * dp).sum();
+            acc_q.fill(0.0);
             for j in 0..a.tk {
-                ds[i * a.tk + j] = p[i * a.tk + j] * (dp[j] - delta);
+                let ds = p[j] * (dp[j] - delta);
+                let (kj, qi) = (row(ks, j, d_n), row(qs, i, d_n));
+                for d in 0..d_n {
+                    acc_q[d] += ds * kj[d] as f64;
+                    acc_k[j * d_n + d] += ds * qi[d] as f64;
+                    acc_v[j * d_n + d] += p[j] * doi[d] as f64;
+                }
             }
+            dq[i * d_n..][..d_n].iter_mut().zip(&acc_q).for_each(|(out, &s)| *out = (s * scale) as f32);
         }
-        for d in 0..d_n {
-            for i in 0..a.tq {
-                let s: f64 = (0..a.tk).map(|j| ds[i * a.tk + j] * k[(bh * a.tk + j) * d_n + d] as f64).sum();
-                dq[(bh * a.tq + i) * d_n + d] = (s * scale) as f32;
-            }
-            for j in 0..a.tk {
-                let sk: f64 = (0..a.tq).map(|i| ds[i * a.tk + j] * q[(bh * a.tq + i) * d_n + d] as f64).sum();
-                let sv: f64 = (0..a.tq).map(|i| p[i * a.tk + j] * d_o[(bh * a.tq + i) * d_n + d] as f64).sum();
-                dk[(bh * a.tk + j) * d_n + d] = (sk * scale) as f32;
-                dv[(bh * a.tk + j) * d_n + d] = sv as f32;
-            }
-        }
-    }
+        dk.iter_mut().zip(&acc_k).for_each(|(out, &s)| *out = (s * scale) as f32);
+        dv.iter_mut().zip(&acc_v).for_each(|(out, &s)| *out = s as f32);
+    });
 }

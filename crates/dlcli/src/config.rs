@@ -178,9 +178,59 @@ variants! {
         Concat = "concat" {}
         /// [N, C, H, W] as a sequence [N, H, C·W]: each image row one step (for lstm and gru).
         ImageRows = "image_rows" {}
+        /// [N, C, H, W] as the sequence of its positions [N, H·W, C]: after a conv2d with kernel = stride, ViT's patch embedding.
+        Tokens = "tokens" {}
+        /// One learned token put before the sequence (ViT's class token): [N, T, C] to [N, T + 1, C].
+        ClassToken = "class_token" {}
+        /// A learned embedding of each position, added: [N, T, C].
+        Position = "position" {}
+        /// Stacked torch.nn.TransformerEncoderLayer (batch_first) on [N, T, C].
+        TransformerEncoder = "transformer_encoder" {
+            layers: usize = 1, Bound::AtLeastOne;
+            /// Attention heads; they split C.
+            heads: usize, Bound::AtLeastOne;
+            /// Width of the feed-forward block.
+            feedforward: usize, Bound::AtLeastOne;
+            /// Of the feed-forward block: a layer activation ("gelu", "relu", ...).
+            activation: Unary = Unary::GeluErf;
+            dropout: f32 = 0.1, Bound::Fraction;
+            /// Normalise each block's input (pre-norm), not its output.
+            norm_first: bool = true;
+            /// Step t attends to steps up to t only.
+            causal: bool = false;
+            eps: f32 = 1e-5, Bound::Positive;
+        }
+        /// One step of a sequence: [N, T, C] to [N, C] (0: the class token's).
+        Step = "step" {
+            index: usize = 0;
+        }
     }
     else Recurrent(RecurrentLayer)
     else Activation(Unary)
+}
+
+/// A layer activation of the unary table by its name (no parameter: leaky_relu's is its
+/// default).
+impl Setting for Unary {
+    fn kind() -> String {
+        let names: Vec<String> = Unary::ALL.iter().filter(|r| r.layer).map(|r| format!("{:?}", r.name)).collect();
+        names.join(" | ")
+    }
+
+    fn read(value: &Value) -> Result<Self, String> {
+        let name = String::read(value)?;
+        match Unary::ALL.iter().find(|r| r.layer && r.name == name) {
+            Some(row) => Ok(row.op),
+            None => {
+                let names: Vec<&str> = Unary::ALL.iter().filter(|r| r.layer).map(|r| r.name).collect();
+                Err(format!("{name:?} is not one of {names:?}{}", did_you_mean(&name, &names)))
+            }
+        }
+    }
+
+    fn write(&self) -> Option<Value> {
+        Some(self.name().into())
+    }
 }
 
 /// What a recurrent layer gives.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use graph::{Classifier, ConvGeometry, Model, PoolGeometry, Recurrent, TensorId};
+use graph::{Classifier, ConvGeometry, EncoderLayer, Model, PoolGeometry, Recurrent, TensorId};
 use kernels::Binary;
 
 use crate::config::{Config, LayerKind, RecurrentLayer, SequenceOutput};
@@ -103,6 +103,32 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -
             m.graph.reshape(rows, &[n, h, c * w])?
         }
         LayerKind::Recurrent(ref layer) => recurrent(m, name, x, layer)?,
+        LayerKind::Tokens {} => {
+            let [n, c, h, w] = shape[..] else {
+                bail!("tokens needs images [batch, channels, height, width], got {shape:?}");
+            };
+            let positions = m.graph.permute(x, &[0, 2, 3, 1])?;
+            m.graph.reshape(positions, &[n, h * w, c])?
+        }
+        LayerKind::ClassToken {} => m.class_token(name, x)?,
+        LayerKind::Position {} => m.learned_position(name, x)?,
+        LayerKind::TransformerEncoder { layers, heads, feedforward, activation, dropout, norm_first, causal, eps } => {
+            let spec = EncoderLayer { heads, feedforward, activation, dropout, norm_first, eps };
+            let mut h = x;
+            for i in 0..layers {
+                h = m.encoder_layer(&format!("{name}.layers.{i}"), h, &spec, causal, None)?;
+            }
+            m.graph.set_label(h, name);
+            h
+        }
+        LayerKind::Step { index } => {
+            let [n, t, c] = shape[..] else { bail!("step needs a sequence [batch, steps, features], got {shape:?}") };
+            if index >= t {
+                bail!("step index {index} is past the {t} steps of the sequence");
+            }
+            let step = m.graph.slice(x, 1, index, 1)?;
+            m.graph.reshape(step, &[n, c])?
+        }
     })
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use graph::{GpuExecutor, Plan, Trainer, TrainingStep};
+use graph::{GpuExecutor, Op, Plan, Trainer, TrainingStep};
 
 use crate::config::Config;
 use crate::schema::Tagged;
@@ -24,20 +24,17 @@ pub fn run(args: &Args) -> Result<()> {
     let g = &classifier.graph;
     println!("{:<18} {:<16} {:<18} {:>10} {:>14}", "layer", "type", "output", "params", "FLOPs/sample");
     let (mut total_params, mut total_flops) = (0usize, 0u64);
-    // A layer's nodes are those built after the previous layer's output, up to its own.
+    // A layer's nodes (its parameters among them) are those built after the previous layer's
+    // output, up to its own.
     let mut first = 0;
     for (layer, &out) in config.layers.iter().zip(&outputs) {
-        let params: usize = classifier
-            .params
+        let nodes: Vec<_> = g.nodes().filter(|(id, _)| (first..=out.node.index()).contains(&id.index())).collect();
+        let params: usize = nodes
             .iter()
-            .filter(|p| p.name.rsplit_once('.').is_some_and(|(owner, _)| owner == layer.name))
-            .map(|p| g.numel(p.node))
+            .filter(|(_, node)| matches!(node.op, Op::Param { .. }))
+            .map(|(id, _)| g.numel(id.out(0)))
             .sum();
-        let flops: u64 = g
-            .nodes()
-            .filter(|(id, _)| (first..=out.node.index()).contains(&id.index()))
-            .map(|(id, node)| g.node_flops(id, &vec![true; node.outputs.len()]))
-            .sum();
+        let flops: u64 = nodes.iter().map(|(id, node)| g.node_flops(*id, &vec![true; node.outputs.len()])).sum();
         first = out.node.index() + 1;
         total_params += params;
         total_flops += flops;

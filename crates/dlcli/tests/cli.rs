@@ -705,3 +705,38 @@ fn a_closed_output_pipe_is_no_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked") && out.status.code() != Some(101), "{:?}: {stderr}", out.status);
 }
+
+/// A Vision Transformer (2×2 patches of the 8×8 digits: 16 tokens and a class token, one
+/// pre-norm encoder layer) learns the digits; its checkpoint has nn.TransformerEncoder's names.
+#[test]
+fn a_small_vision_transformer_learns_the_digits() {
+    let dir = temp_dir("vit");
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz");
+    let config = format!(
+        "[data]\nkind = \"digits\"\npath = {:?}\n\n[model]\nlayers = [\n  \
+         {{ type = \"conv2d\", name = \"patch\", out_channels = 32, kernel = 2, stride = 2 }},\n  \
+         {{ type = \"tokens\" }},\n  {{ type = \"class_token\", name = \"cls\" }},\n  {{ type = \"position\", name = \"pos\" }},\n  \
+         {{ type = \"transformer_encoder\", name = \"enc\", heads = 4, feedforward = 64, dropout = 0.0 }},\n  \
+         {{ type = \"layer_norm\", name = \"norm\" }},\n  {{ type = \"step\" }},\n  \
+         {{ type = \"linear\", name = \"head\", out_features = 10 }},\n]\n\n\
+         [train]\nepochs = 30\nbatch_size = 32\nlr = 2e-3\n",
+        digits.to_str().unwrap()
+    );
+    let path = dir.join("vit.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = train(&path, &dir, &["--run", "vit"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let last = epoch_lines(&dir.join("vit/metrics.jsonl")).pop().unwrap();
+    let accuracy = last["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.9, "test accuracy {accuracy}");
+    let (header, _) = safetensors_parts(&dir.join("vit/best.safetensors"));
+    for name in [
+        "cls.token",
+        "pos.weight",
+        "enc.layers.0.self_attn.in_proj_weight",
+        "enc.layers.0.linear2.bias",
+        "enc.layers.0.norm1.weight",
+    ] {
+        assert!(header.get(name).is_some(), "{name} missing from the checkpoint");
+    }
+}

@@ -107,6 +107,16 @@ impl Model {
         node
     }
 
+    /// Declares parameter `name` of `shape`, N(0, std²) with the elements `zeroed` zero: the
+    /// next values of the stream (two draws each).
+    fn normal_param(&mut self, name: String, shape: &[usize], std: f32, zeroed: (usize, usize)) -> TensorId {
+        let len: usize = shape.iter().product();
+        let node = self.graph.param(&name, shape);
+        self.init.entries.push((name, len, Init::Normal { std, offset: self.drawn, zeroed }));
+        self.drawn += 2 * len as u64;
+        node
+    }
+
     /// Declares parameter (or, with `trained` false, state) `name` of `len` equal values.
     fn constant(&mut self, name: String, len: usize, value: f32, trained: bool) -> TensorId {
         let node = if trained { self.graph.param(&name, &[len]) } else { self.graph.state(&name, &[len]) };
@@ -140,11 +150,8 @@ impl Model {
         dim: usize,
         padding: Option<usize>,
     ) -> Result<TensorId> {
-        let len = vocab * dim;
-        let weight = self.graph.param(&format!("{name}.weight"), &[vocab, dim]);
         let zeroed = padding.map_or((0, 0), |p| (p * dim, dim));
-        self.init.entries.push((format!("{name}.weight"), len, Init::Normal { std: 1.0, offset: self.drawn, zeroed }));
-        self.drawn += 2 * len as u64;
+        let weight = self.normal_param(format!("{name}.weight"), &[vocab, dim], 1.0, zeroed);
         let y = self.graph.embedding(ids, weight, padding)?;
         self.graph.set_label(y, name);
         Ok(y)
@@ -380,6 +387,42 @@ impl Model {
         };
         let h = residual(self, x, &attention, "norm1")?;
         let y = residual(self, h, &feedforward, "norm2")?;
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+}
+
+impl Model {
+    /// ViT's class token: one learned vector [C] (N(0, 0.02²), as timm draws it) named
+    /// `name.token`, put before the sequence x [B, T, C]: [B, T + 1, C].
+    pub fn class_token(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        let [batch, _, c] = self.graph.shape(x)[..] else {
+            let shape = self.graph.shape(x).to_vec();
+            return Err(GraphError::Shape {
+                node: name.into(),
+                detail: format!("needs [batch, steps, features], got {shape:?}"),
+            });
+        };
+        let token = self.normal_param(format!("{name}.token"), &[1, 1, c], 0.02, (0, 0));
+        let zeros = self.graph.fill(0.0, &[batch, 1, c]);
+        let tokens = self.graph.binary(Binary::Add, zeros, token)?; // one per sample
+        let y = self.graph.concat(&[tokens, x], 1)?;
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+
+    /// A learned embedding of each position, `name.weight` [1, T, C] (N(0, 0.02²)), added to
+    /// x [B, T, C].
+    pub fn learned_position(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        let [_, steps, c] = self.graph.shape(x)[..] else {
+            let shape = self.graph.shape(x).to_vec();
+            return Err(GraphError::Shape {
+                node: name.into(),
+                detail: format!("needs [batch, steps, features], got {shape:?}"),
+            });
+        };
+        let table = self.normal_param(format!("{name}.weight"), &[1, steps, c], 0.02, (0, 0));
+        let y = self.graph.binary(Binary::Add, x, table)?;
         self.graph.set_label(y, name);
         Ok(y)
     }

@@ -175,13 +175,12 @@ impl Operation for Slice {
         outputs[0].len() as u64
     }
 
-    fn cpu(&self, mut call: CpuCall) {
-        let copy = self.copy(call.shape(0));
-        cpu::strided_copy(&copy, call.inputs[0], call.outputs[0]);
+    fn cpu(&self, call: CpuCall) {
+        copy_on_cpu(&self.copy(call.shape(0)), call);
     }
 
     fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
-        Ok(vec![layout::strided_copy(gpu, &self.copy(call.shape(0)), &call.inputs[0], &call.outputs[0])?])
+        copy_on_gpu(gpu, &self.copy(call.shape(0)), call)
     }
 }
 
@@ -220,14 +219,23 @@ impl Operation for Permute {
         outputs[0].len() as u64
     }
 
-    fn cpu(&self, mut call: CpuCall) {
-        let copy = self.copy(call.shape(0));
-        cpu::strided_copy(&copy, call.inputs[0], call.outputs[0]);
+    fn cpu(&self, call: CpuCall) {
+        copy_on_cpu(&self.copy(call.shape(0)), call);
     }
 
     fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
-        Ok(vec![layout::strided_copy(gpu, &self.copy(call.shape(0)), &call.inputs[0], &call.outputs[0])?])
+        copy_on_gpu(gpu, &self.copy(call.shape(0)), call)
     }
+}
+
+/// The CPU run of an op that is one strided copy of its input (a slice, a permutation).
+fn copy_on_cpu(copy: &StridedCopy, mut call: CpuCall) {
+    cpu::strided_copy(copy, call.inputs[0], call.outputs[0]);
+}
+
+/// The GPU dispatch of an op that is one strided copy of its input.
+fn copy_on_gpu(gpu: &Gpu, copy: &StridedCopy, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
+    Ok(vec![layout::strided_copy(gpu, copy, &call.inputs[0], &call.outputs[0])?])
 }
 
 impl Graph {

@@ -107,6 +107,15 @@ impl Model {
         node
     }
 
+    /// The [batch, steps, features] of a sequence x that layer `name` reads, or what it is instead.
+    fn sequence(&self, name: &str, x: TensorId) -> Result<[usize; 3]> {
+        let shape = self.graph.shape(x);
+        shape.try_into().map_err(|_| GraphError::Shape {
+            node: name.into(),
+            detail: format!("needs a sequence [batch, steps, features], got {shape:?}"),
+        })
+    }
+
     /// Declares parameter `name` of `shape`, N(0, std²) with the elements `zeroed` zero: the
     /// next values of the stream (two draws each).
     fn normal_param(&mut self, name: String, shape: &[usize], std: f32, zeroed: (usize, usize)) -> TensorId {
@@ -229,13 +238,7 @@ impl Model {
     /// backward direction) in PyTorch's order and layout, all U(±1/√H) as PyTorch draws them.
     /// The layers run time-major: one permute in and one out, each step's rows contiguous.
     pub fn recurrent(&mut self, name: &str, x: TensorId, r: &Recurrent) -> Result<TensorId> {
-        let [batch, steps, _] = self.graph.shape(x)[..] else {
-            let shape = self.graph.shape(x).to_vec();
-            return Err(GraphError::Shape {
-                node: name.into(),
-                detail: format!("needs a sequence [batch, steps, features], got {shape:?}"),
-            });
-        };
+        let [batch, steps, _] = self.sequence(name, x)?;
         let (hd, width) = (r.hidden, r.cell.gates() * r.hidden);
         let bound = 1.0 / (hd as f32).sqrt();
         let mut seq = self.graph.permute(x, &[1, 0, 2])?; // [T, B, I]
@@ -284,13 +287,7 @@ impl Model {
         causal: bool,
         key_mask: Option<TensorId>,
     ) -> Result<TensorId> {
-        let [batch, steps, embed] = self.graph.shape(x)[..] else {
-            let shape = self.graph.shape(x).to_vec();
-            return Err(GraphError::Shape {
-                node: name.into(),
-                detail: format!("needs [batch, steps, features], got {shape:?}"),
-            });
-        };
+        let [batch, steps, embed] = self.sequence(name, x)?;
         if heads == 0 || embed % heads != 0 {
             let detail = format!("{embed} features do not split into {heads} heads");
             return Err(GraphError::Shape { node: name.into(), detail });
@@ -350,13 +347,7 @@ impl Model {
         causal: bool,
         key_mask: Option<TensorId>,
     ) -> Result<TensorId> {
-        let [batch, steps, d] = self.graph.shape(x)[..] else {
-            let shape = self.graph.shape(x).to_vec();
-            return Err(GraphError::Shape {
-                node: name.into(),
-                detail: format!("needs [batch, steps, features], got {shape:?}"),
-            });
-        };
+        let [batch, steps, d] = self.sequence(name, x)?;
         let residual =
             |m: &mut Model, x: TensorId, block: &dyn Fn(&mut Model, TensorId) -> Result<TensorId>, norm: &str| {
                 let norm = format!("{name}.{norm}");
@@ -396,13 +387,7 @@ impl Model {
     /// ViT's class token: one learned vector [C] (N(0, 0.02²), as timm draws it) named
     /// `name.token`, put before the sequence x [B, T, C]: [B, T + 1, C].
     pub fn class_token(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
-        let [batch, _, c] = self.graph.shape(x)[..] else {
-            let shape = self.graph.shape(x).to_vec();
-            return Err(GraphError::Shape {
-                node: name.into(),
-                detail: format!("needs [batch, steps, features], got {shape:?}"),
-            });
-        };
+        let [batch, _, c] = self.sequence(name, x)?;
         let token = self.normal_param(format!("{name}.token"), &[1, 1, c], 0.02, (0, 0));
         let zeros = self.graph.fill(0.0, &[batch, 1, c]);
         let tokens = self.graph.binary(Binary::Add, zeros, token)?; // one per sample
@@ -414,13 +399,7 @@ impl Model {
     /// A learned embedding of each position, `name.weight` [1, T, C] (N(0, 0.02²)), added to
     /// x [B, T, C].
     pub fn learned_position(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
-        let [_, steps, c] = self.graph.shape(x)[..] else {
-            let shape = self.graph.shape(x).to_vec();
-            return Err(GraphError::Shape {
-                node: name.into(),
-                detail: format!("needs [batch, steps, features], got {shape:?}"),
-            });
-        };
+        let [_, steps, c] = self.sequence(name, x)?;
         let table = self.normal_param(format!("{name}.weight"), &[1, steps, c], 0.02, (0, 0));
         let y = self.graph.binary(Binary::Add, x, table)?;
         self.graph.set_label(y, name);

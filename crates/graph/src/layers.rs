@@ -287,25 +287,72 @@ impl Model {
         causal: bool,
         key_mask: Option<TensorId>,
     ) -> Result<TensorId> {
+        self.multihead_attention(name, x, None, heads, causal, key_mask)
+    }
+
+    /// The same module attending from x [B, Tq, E] to `memory` [B, Tk, E] (a decoder's
+    /// cross-attention), with an optional key-padding mask of the memory [B, Tk].
+    pub fn cross_attention(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        memory: TensorId,
+        heads: usize,
+        memory_mask: Option<TensorId>,
+    ) -> Result<TensorId> {
+        self.multihead_attention(name, x, Some(memory), heads, false, memory_mask)
+    }
+
+    fn multihead_attention(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        memory: Option<TensorId>,
+        heads: usize,
+        causal: bool,
+        key_mask: Option<TensorId>,
+    ) -> Result<TensorId> {
         let [batch, steps, embed] = self.sequence(name, x)?;
         if heads == 0 || embed % heads != 0 {
             let detail = format!("{embed} features do not split into {heads} heads");
             return Err(GraphError::Shape { node: name.into(), detail });
         }
         let head_dim = embed / heads;
-        let flat = self.graph.reshape(x, &[batch * steps, embed])?;
         let w_in = self.param(format!("{name}.in_proj_weight"), &[3 * embed, embed], (6.0 / (4 * embed) as f32).sqrt());
         let b_in = self.constant(format!("{name}.in_proj_bias"), 3 * embed, 0.0, true);
-        let qkv = self.graph.matmul(flat, w_in, false, true)?;
-        let qkv = self.graph.binary(Binary::Add, qkv, b_in)?;
-        // [B, T, (q k v), H, D] -> [(q k v), B, H, T, D]: each of q, k, v is [B·H, T, D].
-        let qkv = self.graph.reshape(qkv, &[batch, steps, 3, heads, head_dim])?;
-        let qkv = self.graph.permute(qkv, &[2, 0, 3, 1, 4])?;
-        let part = |m: &mut Model, i: usize| -> Result<TensorId> {
-            let p = m.graph.slice(qkv, 0, i, 1)?;
-            m.graph.reshape(p, &[batch * heads, steps, head_dim])
+        // Rows `parts` (of q, k, v) of the input projection applied to `source` [B, T, E], as
+        // [parts, B·H, T, D].
+        let project = |m: &mut Model, source: TensorId, first: usize, parts: usize| -> Result<(TensorId, usize)> {
+            let t = m.sequence(name, source)?[1];
+            let rows = m.graph.reshape(source, &[batch * t, embed])?;
+            let (w, b) = if parts == 3 {
+                (w_in, b_in)
+            } else {
+                (
+                    m.graph.slice(w_in, 0, first * embed, parts * embed)?,
+                    m.graph.slice(b_in, 0, first * embed, parts * embed)?,
+                )
+            };
+            let h = m.graph.matmul(rows, w, false, true)?;
+            let h = m.graph.binary(Binary::Add, h, b)?;
+            // [B, T, parts, H, D] -> [parts, B, H, T, D].
+            let h = m.graph.reshape(h, &[batch, t, parts, heads, head_dim])?;
+            Ok((m.graph.permute(h, &[2, 0, 3, 1, 4])?, t))
         };
-        let (q, k, v) = (part(self, 0)?, part(self, 1)?, part(self, 2)?);
+        let part = |m: &mut Model, (all, t): (TensorId, usize), i: usize| -> Result<TensorId> {
+            let p = m.graph.slice(all, 0, i, 1)?;
+            m.graph.reshape(p, &[batch * heads, t, head_dim])
+        };
+        let (q, k, v) = match memory {
+            None => {
+                let qkv = project(self, x, 0, 3)?;
+                (part(self, qkv, 0)?, part(self, qkv, 1)?, part(self, qkv, 2)?)
+            }
+            Some(memory) => {
+                let (q, kv) = (project(self, x, 0, 1)?, project(self, memory, 1, 2)?);
+                (part(self, q, 0)?, part(self, kv, 0)?, part(self, kv, 1)?)
+            }
+        };
         let o = self.graph.attention(q, k, v, key_mask, heads, causal)?;
         let o = self.graph.reshape(o, &[batch, heads, steps, head_dim])?;
         let o = self.graph.permute(o, &[0, 2, 1, 3])?;
@@ -321,9 +368,9 @@ impl Model {
     }
 }
 
-/// An `nn.TransformerEncoderLayer` (batch first): model width from its input, heads, the
-/// feed-forward width and activation, dropout, and whether each block normalises its input
-/// (pre-norm, `norm_first=True`) or its output.
+/// A Transformer encoder or decoder layer (batch first): model width from its input, heads,
+/// the feed-forward width and activation, dropout, and whether each block normalises its
+/// input (pre-norm, `norm_first=True`) or its output.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EncoderLayer {
     pub heads: usize,
@@ -334,7 +381,39 @@ pub struct EncoderLayer {
     pub eps: f32,
 }
 
+/// One sub-block of a Transformer layer: what it computes from its (normalised) input.
+type Block<'a> = dyn Fn(&mut Model, TensorId) -> Result<TensorId> + 'a;
+
 impl Model {
+    /// x + block(norm(x)) (pre-norm) or norm(x + block(x)), the norm named `norm`.
+    fn residual(&mut self, x: TensorId, block: &Block, norm: &str, layer: &EncoderLayer) -> Result<TensorId> {
+        if layer.norm_first {
+            let h = self.layer_norm(norm, x, layer.eps)?;
+            let h = block(self, h)?;
+            self.graph.binary(Binary::Add, x, h)
+        } else {
+            let h = block(self, x)?;
+            let sum = self.graph.binary(Binary::Add, x, h)?;
+            self.layer_norm(norm, sum, layer.eps)
+        }
+    }
+
+    fn dropped(&mut self, x: TensorId, p: f32) -> Result<TensorId> {
+        if p > 0.0 { self.dropout(x, p) } else { Ok(x) }
+    }
+
+    /// linear2(dropout(activation(linear1(x)))), then dropout, named `name.linear1`, `.linear2`.
+    fn feedforward(&mut self, name: &str, x: TensorId, layer: &EncoderLayer) -> Result<TensorId> {
+        let [batch, steps, d] = self.sequence(name, x)?;
+        let rows = self.graph.reshape(x, &[batch * steps, d])?;
+        let h = self.linear(&format!("{name}.linear1"), rows, d, layer.feedforward, true)?;
+        let h = self.graph.unary(layer.activation, h)?;
+        let h = self.dropped(h, layer.dropout)?;
+        let h = self.linear(&format!("{name}.linear2"), h, layer.feedforward, d, true)?;
+        let h = self.graph.reshape(h, &[batch, steps, d])?;
+        self.dropped(h, layer.dropout)
+    }
+
     /// `nn.TransformerEncoderLayer(d, heads, feedforward, dropout, activation, eps,
     /// batch_first=True, norm_first)` named `name` on x [B, T, d], optionally causal and with a
     /// key-padding mask: its parameters are `self_attn.*`, `linear1.*`, `linear2.*`, `norm1.*`,
@@ -347,37 +426,40 @@ impl Model {
         causal: bool,
         key_mask: Option<TensorId>,
     ) -> Result<TensorId> {
-        let [batch, steps, d] = self.sequence(name, x)?;
-        let residual =
-            |m: &mut Model, x: TensorId, block: &dyn Fn(&mut Model, TensorId) -> Result<TensorId>, norm: &str| {
-                let norm = format!("{name}.{norm}");
-                if layer.norm_first {
-                    let h = m.layer_norm(&norm, x, layer.eps)?;
-                    let h = block(m, h)?;
-                    m.graph.binary(Binary::Add, x, h)
-                } else {
-                    let h = block(m, x)?;
-                    let sum = m.graph.binary(Binary::Add, x, h)?;
-                    m.layer_norm(&norm, sum, layer.eps)
-                }
-            };
         let attention = |m: &mut Model, h: TensorId| -> Result<TensorId> {
             let h = m.self_attention(&format!("{name}.self_attn"), h, layer.heads, causal, key_mask)?;
-            if layer.dropout > 0.0 { m.dropout(h, layer.dropout) } else { Ok(h) }
+            m.dropped(h, layer.dropout)
         };
-        let feedforward = |m: &mut Model, h: TensorId| -> Result<TensorId> {
-            let rows = m.graph.reshape(h, &[batch * steps, d])?;
-            let h = m.linear(&format!("{name}.linear1"), rows, d, layer.feedforward, true)?;
-            let mut h = m.graph.unary(layer.activation, h)?;
-            if layer.dropout > 0.0 {
-                h = m.dropout(h, layer.dropout)?;
-            }
-            let h = m.linear(&format!("{name}.linear2"), h, layer.feedforward, d, true)?;
-            let h = m.graph.reshape(h, &[batch, steps, d])?;
-            if layer.dropout > 0.0 { m.dropout(h, layer.dropout) } else { Ok(h) }
+        let h = self.residual(x, &attention, &format!("{name}.norm1"), layer)?;
+        let y = self.residual(h, &|m, h| m.feedforward(name, h, layer), &format!("{name}.norm2"), layer)?;
+        self.graph.set_label(y, name);
+        Ok(y)
+    }
+
+    /// `nn.TransformerDecoderLayer(...)` named `name` on x [B, T, d] attending to `memory`
+    /// [B, Tm, d]: causal self-attention when `causal`, cross-attention to the memory (with its
+    /// optional key-padding mask), the feed-forward block; parameters `self_attn.*`,
+    /// `multihead_attn.*`, `linear1.*`, `linear2.*`, `norm1.*` to `norm3.*`, as PyTorch's.
+    pub fn decoder_layer(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        memory: TensorId,
+        layer: &EncoderLayer,
+        causal: bool,
+        memory_mask: Option<TensorId>,
+    ) -> Result<TensorId> {
+        let attention = |m: &mut Model, h: TensorId| -> Result<TensorId> {
+            let h = m.self_attention(&format!("{name}.self_attn"), h, layer.heads, causal, None)?;
+            m.dropped(h, layer.dropout)
         };
-        let h = residual(self, x, &attention, "norm1")?;
-        let y = residual(self, h, &feedforward, "norm2")?;
+        let cross = |m: &mut Model, h: TensorId| -> Result<TensorId> {
+            let h = m.cross_attention(&format!("{name}.multihead_attn"), h, memory, layer.heads, memory_mask)?;
+            m.dropped(h, layer.dropout)
+        };
+        let h = self.residual(x, &attention, &format!("{name}.norm1"), layer)?;
+        let h = self.residual(h, &cross, &format!("{name}.norm2"), layer)?;
+        let y = self.residual(h, &|m, h| m.feedforward(name, h, layer), &format!("{name}.norm3"), layer)?;
         self.graph.set_label(y, name);
         Ok(y)
     }

@@ -1,7 +1,8 @@
 //! The self-attention layer against torch.nn.MultiheadAttention (causal, and with a
 //! key-padding mask) on both executors: output and the gradients of the input and every
 //! parameter (fixture from scripts/torch_attention.py); nn.TransformerEncoderLayer likewise
-//! (scripts/torch_encoder.py); and causality on both executors.
+//! (scripts/torch_encoder.py) and nn.TransformerDecoderLayer (scripts/torch_decoder.py); and
+//! causality on both executors.
 
 mod common;
 
@@ -171,6 +172,67 @@ fn encoder_layers_match_pytorch_on_both_executors() {
             assert_close(&format!("{what} {device} dx"), &got["dx"], &numbers(&golden["dx"]));
             for (name, grad) in golden["grads"].as_object().unwrap() {
                 assert_close(&format!("{what} {device} d{name}"), &got[&format!("enc.{name}")], &numbers(grad));
+            }
+        }
+    }
+}
+
+/// nn.TransformerDecoderLayer (causal self-attention, cross-attention to a memory, with and
+/// without a memory key-padding mask; pre-norm GELU and post-norm ReLU) on both executors,
+/// the memory's gradient included (fixture from scripts/torch_decoder.py).
+#[test]
+fn decoder_layers_match_pytorch_on_both_executors() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/decoder.json")).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let n = |k: &str| fixture[k].as_u64().unwrap() as usize;
+    for golden in fixture["cases"].as_array().unwrap() {
+        let norm_first = golden["norm_first"].as_bool().unwrap();
+        let activation = if golden["activation"] == "gelu" { kernels::Unary::GeluErf } else { kernels::Unary::Relu };
+        let spec = graph::EncoderLayer {
+            heads: n("heads"),
+            feedforward: n("feedforward"),
+            activation,
+            dropout: 0.0,
+            norm_first,
+            eps: 1e-5,
+        };
+        let masked = !golden["memory_mask"].is_null();
+        let mut m = Model::new(0);
+        let x = m.graph.input("x", &[n("batch"), n("steps"), n("d")]);
+        let memory = m.graph.input("memory", &[n("batch"), n("memory"), n("d")]);
+        let mask = masked.then(|| m.graph.indices("memory_mask", &[n("batch"), n("memory")], 2));
+        let y = m.decoder_layer("dec", x, memory, &spec, true, mask).unwrap();
+        let r = m.graph.input("r", &[n("batch"), n("steps"), n("d")]);
+        let weighted = m.graph.binary(Binary::Mul, y, r).unwrap();
+        let loss = m.graph.sum(weighted).unwrap();
+        let grads = backward(&mut m.graph, loss).unwrap();
+        let mut reads = vec![
+            ("y".to_string(), y),
+            ("dx".to_string(), grads.of(x).unwrap()),
+            ("dmemory".to_string(), grads.of(memory).unwrap()),
+        ];
+        let names: Vec<String> = m.init.names().map(str::to_string).collect();
+        for name in &names {
+            reads.push((name.clone(), grads.of(m.graph.find_param(name).unwrap()).unwrap()));
+        }
+        assert_eq!(names.len(), golden["params"].as_object().unwrap().len(), "parameter count");
+        let params: HashMap<String, Vec<f32>> =
+            golden["params"].as_object().unwrap().iter().map(|(k, v)| (format!("dec.{k}"), numbers(v))).collect();
+        let mut feed = Feed::default();
+        for key in ["x", "memory", "r"] {
+            feed.inputs.insert(key.into(), numbers(&golden[key]));
+        }
+        if masked {
+            let mask = golden["memory_mask"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            feed.labels.insert("memory_mask".into(), mask);
+        }
+        let what = if norm_first { "pre-norm" } else { "post-norm, masked memory" };
+        for (device, got) in ["cpu", "gpu"].iter().zip(run_both(&m, &reads, &params, &feed)) {
+            for key in ["y", "dx", "dmemory"] {
+                assert_close(&format!("{what} {device} {key}"), &got[key], &numbers(&golden[key]));
+            }
+            for (name, grad) in golden["grads"].as_object().unwrap() {
+                assert_close(&format!("{what} {device} d{name}"), &got[&format!("dec.{name}")], &numbers(grad));
             }
         }
     }

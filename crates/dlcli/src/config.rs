@@ -182,8 +182,11 @@ variants! {
         Tokens = "tokens" {}
         /// One learned token put before the sequence (ViT's class token): [N, T, C] to [N, T + 1, C].
         ClassToken = "class_token" {}
-        /// A learned embedding of each position, added: [N, T, C].
-        Position = "position" {}
+        /// An embedding of each position, added: [N, T, C].
+        Position = "position" {
+            /// "learned" (N(0, 0.02²) at first) or "sinusoidal" (fixed, as in Vaswani et al.).
+            encoding: PositionEncoding = PositionEncoding::Learned;
+        }
         /// Stacked torch.nn.TransformerEncoderLayer (batch_first) on [N, T, C].
         TransformerEncoder = "transformer_encoder" {
             layers: usize = 1, Bound::AtLeastOne;
@@ -231,6 +234,18 @@ impl Setting for Unary {
     fn write(&self) -> Option<Value> {
         Some(self.name().into())
     }
+}
+
+/// How a `position` layer encodes positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionEncoding {
+    Learned,
+    Sinusoidal,
+}
+
+impl Named for PositionEncoding {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("learned", PositionEncoding::Learned), ("sinusoidal", PositionEncoding::Sinusoidal)];
 }
 
 /// What a recurrent layer gives.

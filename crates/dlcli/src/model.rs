@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use graph::{Classifier, ConvGeometry, EncoderLayer, Model, PoolGeometry, Recurrent, TensorId};
 use kernels::Binary;
 
-use crate::config::{Config, LayerKind, RecurrentLayer, SequenceOutput};
+use crate::config::{Config, LayerKind, PositionEncoding, RecurrentLayer, SequenceOutput};
 
 /// The classifier of `config` for samples of `sample_shape` (e.g. [1, 28, 28]) and `classes`
 /// classes, at batch size `batch`, its parameters initialised from the config's seed.
@@ -111,7 +111,7 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -
             m.graph.reshape(positions, &[n, h * w, c])?
         }
         LayerKind::ClassToken {} => m.class_token(name, x)?,
-        LayerKind::Position {} => m.learned_position(name, x)?,
+        LayerKind::Position { encoding } => m.position(name, x, encoding == PositionEncoding::Learned)?,
         LayerKind::TransformerEncoder { layers, heads, feedforward, activation, dropout, norm_first, causal, eps } => {
             let spec = EncoderLayer { heads, feedforward, activation, dropout, norm_first, eps };
             let mut h = x;

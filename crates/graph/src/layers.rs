@@ -20,6 +20,11 @@ pub enum Init {
         offset: u64,
     },
     Constant(f32),
+    /// The sinusoidal encoding of "Attention is all you need" for a [steps, dim] table:
+    /// row t is sin(t / 10000^(2i/dim)) at 2i and cos(...) at 2i + 1.
+    Sinusoidal {
+        dim: usize,
+    },
     /// N(0, std²) by Box–Muller from two draws of the stream per element (from `offset`), the
     /// elements `zeroed.0 .. zeroed.0 + zeroed.1` zero (an embedding's padding row).
     Normal {
@@ -59,6 +64,13 @@ impl Initializers {
     fn draw(&self, n: usize, init: Init) -> Vec<f32> {
         match init {
             Init::Constant(v) => vec![v; n],
+            Init::Sinusoidal { dim } => (0..n)
+                .map(|e| {
+                    let (t, c) = ((e / dim) as f64, e % dim);
+                    let angle = t / 10_000f64.powf((c - c % 2) as f64 / dim as f64);
+                    (if c % 2 == 0 { angle.sin() } else { angle.cos() }) as f32
+                })
+                .collect(),
             Init::Uniform { bound, offset } => {
                 (0..n as u64).map(|i| (2.0 * self.uniform(offset + i) - 1.0) * bound).collect()
             }
@@ -478,11 +490,18 @@ impl Model {
         Ok(y)
     }
 
-    /// A learned embedding of each position, `name.weight` [1, T, C] (N(0, 0.02²)), added to
-    /// x [B, T, C].
-    pub fn learned_position(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+    /// An embedding of each position added to x [B, T, C]: learned, `name.weight` [1, T, C]
+    /// (N(0, 0.02²)), or the fixed sinusoidal one, kept as state `name.pe` (as the
+    /// PositionalEncoding of PyTorch's tutorials keeps its buffer).
+    pub fn position(&mut self, name: &str, x: TensorId, learned: bool) -> Result<TensorId> {
         let [_, steps, c] = self.sequence(name, x)?;
-        let table = self.normal_param(format!("{name}.weight"), &[1, steps, c], 0.02, (0, 0));
+        let table = if learned {
+            self.normal_param(format!("{name}.weight"), &[1, steps, c], 0.02, (0, 0))
+        } else {
+            let table = self.graph.state(&format!("{name}.pe"), &[1, steps, c]);
+            self.init.entries.push((format!("{name}.pe"), steps * c, Init::Sinusoidal { dim: c }));
+            table
+        };
         let y = self.graph.binary(Binary::Add, x, table)?;
         self.graph.set_label(y, name);
         Ok(y)

@@ -1,5 +1,5 @@
 //! The embedding layer against torch.nn.Embedding (padding index included) on both executors,
-//! and its initialisation against PyTorch's N(0, 1).
+//! and its initialisation against PyTorch's N(0, 1); the sinusoidal positional encoding.
 
 mod common;
 
@@ -63,4 +63,25 @@ fn embedding_tables_start_standard_normal_with_a_zero_padding_row() {
     assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.03, "mean {mean}, variance {var}");
     let beyond_3 = rest.iter().filter(|v| v.abs() > 3.0).count() as f64 / rest.len() as f64;
     assert!((beyond_3 - 0.0027).abs() < 0.001, "share beyond 3 sigma: {beyond_3}");
+}
+
+/// The fixed positional encoding of Vaswani et al.: sin(t / 10000^(2i/d)) and cos at 2i + 1,
+/// added to the input and kept as untrained state.
+#[test]
+fn sinusoidal_positions_are_the_papers_and_are_added() {
+    let mut m = Model::new(0);
+    let x = m.graph.input("x", &[2, 3, 4]);
+    let y = m.position("pos", x, false).unwrap();
+    let table = &m.init.values()["pos.pe"];
+    let want = [(1, 0, 1f64.sin()), (1, 1, 1f64.cos()), (2, 2, 0.02f64.sin()), (2, 3, 0.02f64.cos()), (0, 1, 1.0)];
+    for (t, c, v) in want {
+        assert!((table[t * 4 + c] as f64 - v).abs() < 1e-7, "pe[{t}, {c}] = {}, want {v}", table[t * 4 + c]);
+    }
+    assert!(m.graph.find_param("pos.pe").is_none(), "the table is state, not a parameter");
+    let mut feed = Feed::default();
+    feed.inputs.insert("x".into(), vec![1.0; 24]);
+    let params = m.init.values();
+    let got = graph::evaluate(&m.graph, Mode::Eval, &params, &feed, &[y]).unwrap();
+    let expected: Vec<f32> = (0..24).map(|e| 1.0 + table[e % 12]).collect();
+    assert_eq!(got.get(y), &expected[..]);
 }

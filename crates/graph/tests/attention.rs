@@ -237,3 +237,25 @@ fn decoder_layers_match_pytorch_on_both_executors() {
         }
     }
 }
+
+/// At T = 1024 a training step of self-attention (forward and every gradient) plans no T × T
+/// tensor: its largest buffer is a [T, 3E] projection, and the plan grows linearly with T
+/// (doubling T from 512 doubles it), not with T² as stored scores would.
+#[test]
+fn attention_at_t1024_plans_no_score_matrix() {
+    let (embed, heads) = (64, 4);
+    let planned = |steps: usize| {
+        let (m, _, reads) = layer(1, steps, embed, heads, true, false);
+        let outputs: Vec<TensorId> = reads.iter().map(|r| r.1).collect();
+        let plan = graph::Plan::new(&m.graph, &outputs);
+        (plan.planned_elements(), plan.buffers.iter().copied().max().unwrap())
+    };
+    let ((half, _), (full, largest)) = (planned(512), planned(1024));
+    assert!(largest <= 3 * 1024 * embed, "largest buffer {largest} elements; one head's scores are {}", 1024 * 1024);
+    assert!(full as f64 / half as f64 <= 2.01, "planned {half} elements at T = 512 and {full} at T = 1024");
+    eprintln!(
+        "T = 1024, E = {embed}, {heads} heads: {full} elements planned ({:.2} MiB; T = 512: {half}), largest buffer {largest}; the scores would be {}",
+        full as f64 * 4.0 / (1 << 20) as f64,
+        heads * 1024 * 1024
+    );
+}

@@ -5,46 +5,29 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{assert_close, gpu};
-use graph::{Executor, Feed, GpuExecutor, Mode, Model, backward};
-use kernels::Binary;
-
-fn numbers(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
+use common::{assert_close, fixture, numbers, on_both, weighted_sum};
+use graph::{Feed, Mode, Model};
 
 #[test]
 fn embedding_matches_pytorch_on_both_executors() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/embedding.json")).unwrap();
-    let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let golden = fixture("embedding");
     let n = |k: &str| golden[k].as_u64().unwrap() as usize;
     let shape: Vec<usize> = golden["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let mut m = Model::new(0);
     let ids = m.graph.indices("ids", &shape, n("vocab"));
     let y = m.embedding("emb", ids, n("vocab"), n("dim"), Some(n("padding"))).unwrap();
-    let r = m.graph.input("r", m.graph.shape(y).to_vec().as_slice());
-    let weighted = m.graph.binary(Binary::Mul, y, r).unwrap();
-    let loss = m.graph.sum(weighted).unwrap();
-    let grads = backward(&mut m.graph, loss).unwrap();
-    let dweight = grads.of(m.graph.find_param("emb.weight").unwrap()).unwrap();
-
+    let (_, reads) = weighted_sum(&mut m, y, &[]);
     let params = HashMap::from([("emb.weight".to_string(), numbers(&golden["weight"]))]);
     let mut feed = Feed::default();
     feed.labels
         .insert("ids".into(), golden["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect());
     feed.inputs.insert("r".into(), numbers(&golden["r"]));
-    let cpu = graph::evaluate(&m.graph, Mode::Train, &params, &feed, &[y, dweight]).unwrap();
-    assert_close("cpu y", cpu.get(y), &numbers(&golden["y"]));
-    assert_close("cpu dweight", cpu.get(dweight), &numbers(&golden["dweight"]));
-    let padding_row = &cpu.get(dweight)[n("padding") * n("dim")..][..n("dim")];
-    assert!(padding_row.iter().all(|&g| g == 0.0), "the padding row takes no gradient: {padding_row:?}");
-    if let Some(gpu) = gpu() {
-        let mut exec = GpuExecutor::new(gpu);
-        exec.write_named("emb.weight", &params["emb.weight"]).unwrap();
-        let run = exec.prepare(&m.graph, Mode::Train, &[y, dweight]).unwrap();
-        exec.run(run, &feed, 0).unwrap();
-        assert_close("gpu y", &exec.read(run, y).unwrap(), &numbers(&golden["y"]));
-        assert_close("gpu dweight", &exec.read(run, dweight).unwrap(), &numbers(&golden["dweight"]));
+    for (device, got) in on_both(&m.graph, &reads, &params, &feed) {
+        assert_close(&format!("{device} y"), &got["y"], &numbers(&golden["y"]));
+        let dweight = &got["emb.weight"];
+        assert_close(&format!("{device} dweight"), dweight, &numbers(&golden["dweight"]));
+        let padding_row = &dweight[n("padding") * n("dim")..][..n("dim")];
+        assert!(padding_row.iter().all(|&g| g == 0.0), "{device}: the padding row takes no gradient: {padding_row:?}");
     }
 }
 

@@ -6,9 +6,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{assert_close, gpu, values};
-use graph::{CellKind, Executor, Feed, GpuExecutor, Mode, Model, Recurrent, TensorId, backward};
-use kernels::Binary;
+use common::{assert_golden, fixture, golden_params, numbers, on_both, values, weighted_sum};
+use graph::{CellKind, Feed, Mode, Model, Recurrent, TensorId};
 
 /// A recurrent layer on x [B, T, I] with loss = sum(y * r), and the tensors a test reads: y,
 /// dx and each parameter's gradient by its name.
@@ -23,64 +22,24 @@ fn case(cell: CellKind, (batch, steps, inputs): (usize, usize, usize), hidden: u
     let x = model.graph.input("x", &[batch, steps, inputs]);
     let layer = Recurrent { cell, hidden, layers, bidirectional: true, dropout: 0.0 };
     let y = model.recurrent("rnn", x, &layer).unwrap();
-    let r = model.graph.input("r", &[batch, steps, 2 * hidden]);
-    let weighted = model.graph.binary(Binary::Mul, y, r).unwrap();
-    let loss = model.graph.sum(weighted).unwrap();
-    let grads = backward(&mut model.graph, loss).unwrap();
-    let mut reads = vec![("y".to_string(), y), ("dx".to_string(), grads.of(x).unwrap())];
-    for (id, node) in model.graph.nodes() {
-        if let graph::Op::Param { name } = &node.op {
-            reads.push((name.clone(), grads.of(id.out(0)).unwrap()));
-        }
-    }
+    let (loss, reads) = weighted_sum(&mut model, y, &[("x", x)]);
     Case { model, loss, reads }
-}
-
-fn numbers(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
-
-/// What the CPU executor and, where there is a GPU, the GPU executor give for `reads`.
-fn on_both(case: &Case, params: &HashMap<String, Vec<f32>>, feed: &Feed) -> Vec<HashMap<String, Vec<f32>>> {
-    let ids: Vec<TensorId> = case.reads.iter().map(|r| r.1).collect();
-    let cpu = graph::evaluate(&case.model.graph, Mode::Train, params, feed, &ids).unwrap();
-    let mut results = vec![case.reads.iter().map(|(n, id)| (n.clone(), cpu.get(*id).to_vec())).collect()];
-    if let Some(gpu) = gpu() {
-        let mut exec = GpuExecutor::new(gpu);
-        params.iter().for_each(|(name, value)| exec.write_named(name, value).unwrap());
-        let run = exec.prepare(&case.model.graph, Mode::Train, &ids).unwrap();
-        exec.run(run, feed, 0).unwrap();
-        results.push(case.reads.iter().map(|(n, id)| (n.clone(), exec.read(run, *id).unwrap())).collect());
-    }
-    results
 }
 
 #[test]
 fn lstm_and_gru_match_pytorch_on_both_executors() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/recurrent.json")).unwrap();
-    let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let fixture = fixture("recurrent");
     for (key, cell) in [("lstm", CellKind::Lstm), ("gru", CellKind::Gru)] {
         let golden = &fixture[key];
         let dim = |k: &str| golden["shape"][k].as_u64().unwrap() as usize;
         let c = case(cell, (dim("batch"), dim("steps"), dim("inputs")), dim("hidden"), dim("layers"));
         // The same parameters by the same names as torch's state_dict.
-        let mut theirs: Vec<String> =
-            golden["params"].as_object().unwrap().keys().map(|k| format!("rnn.{k}")).collect();
-        let mut ours: Vec<String> = c.model.init.names().map(str::to_string).collect();
-        ours.sort();
-        theirs.sort();
-        assert_eq!(ours, theirs, "{key}: parameter names");
-        let params: HashMap<String, Vec<f32>> =
-            golden["params"].as_object().unwrap().iter().map(|(k, v)| (format!("rnn.{k}"), numbers(v))).collect();
+        let params = golden_params(&c.model, golden, "rnn");
         let mut feed = Feed::default();
         feed.inputs.insert("x".into(), numbers(&golden["x"]));
         feed.inputs.insert("r".into(), numbers(&golden["r"]));
-        for (device, got) in ["cpu", "gpu"].iter().zip(on_both(&c, &params, &feed)) {
-            assert_close(&format!("{key} {device} y"), &got["y"], &numbers(&golden["y"]));
-            assert_close(&format!("{key} {device} dx"), &got["dx"], &numbers(&golden["dx"]));
-            for (name, grad) in golden["grads"].as_object().unwrap() {
-                assert_close(&format!("{key} {device} d{name}"), &got[&format!("rnn.{name}")], &numbers(grad));
-            }
+        for (device, got) in on_both(&c.model.graph, &c.reads, &params, &feed) {
+            assert_golden(&format!("{key} {device}"), &got, golden, "rnn");
         }
     }
 }
@@ -95,7 +54,7 @@ fn recurrent_gradients_match_finite_differences() {
         let mut feed = Feed::default();
         feed.inputs.insert("x".into(), values(1, 24, 1.0));
         feed.inputs.insert("r".into(), values(2, 48, 1.0));
-        let got = on_both(&c, &params, &feed).remove(0);
+        let got = on_both(&c.model.graph, &c.reads, &params, &feed).remove(0).1;
         let loss = |params: &HashMap<String, Vec<f32>>, feed: &Feed| {
             graph::evaluate(&c.model.graph, Mode::Train, params, feed, &[c.loss]).unwrap().scalar(c.loss) as f64
         };

@@ -67,3 +67,87 @@ impl Everything<'_> {
         graph::evaluate(self.graph, self.mode, params, feed, &every_tensor(self.graph))
     }
 }
+
+// ----- PyTorch golden fixtures (`tests/fixtures/*.json`, written by `scripts/torch_*.py`) -----
+
+type Named = std::collections::HashMap<String, Vec<f32>>;
+
+/// The fixture `tests/fixtures/NAME.json`.
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A fixture's array of numbers.
+pub fn numbers(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+/// Gives `model` the loss sum(y · r), r an input named "r" of y's shape (as the fixtures'
+/// scripts do), and returns the loss and what a golden test reads: "y", "d<name>" for each of
+/// `inputs`, and every parameter's gradient under the parameter's name.
+pub fn weighted_sum(
+    model: &mut graph::Model,
+    y: graph::TensorId,
+    inputs: &[(&str, graph::TensorId)],
+) -> (graph::TensorId, Vec<(String, graph::TensorId)>) {
+    let g = &mut model.graph;
+    let shape = g.shape(y).to_vec();
+    let r = g.input("r", &shape);
+    let weighted = g.binary(kernels::Binary::Mul, y, r).unwrap();
+    let loss = g.sum(weighted).unwrap();
+    let grads = graph::backward(g, loss).unwrap();
+    let mut reads = vec![("y".to_string(), y)];
+    reads.extend(inputs.iter().map(|&(name, x)| (format!("d{name}"), grads.of(x).unwrap())));
+    for name in model.init.names() {
+        reads.push((name.to_string(), grads.of(model.graph.find_param(name).unwrap()).unwrap()));
+    }
+    (loss, reads)
+}
+
+/// What the CPU executor and, where there is a GPU, the GPU executor give for `reads`, each
+/// with the executor's name.
+pub fn on_both(
+    graph: &graph::Graph,
+    reads: &[(String, graph::TensorId)],
+    params: &Named,
+    feed: &graph::Feed,
+) -> Vec<(&'static str, Named)> {
+    use graph::Executor;
+    let ids: Vec<graph::TensorId> = reads.iter().map(|r| r.1).collect();
+    let cpu = graph::evaluate(graph, graph::Mode::Train, params, feed, &ids).unwrap();
+    let mut out = vec![("cpu", reads.iter().map(|(n, id)| (n.clone(), cpu.get(*id).to_vec())).collect())];
+    if let Some(gpu) = gpu() {
+        let mut exec = graph::GpuExecutor::new(gpu);
+        params.iter().for_each(|(name, value)| exec.write_named(name, value).unwrap());
+        let run = exec.prepare(graph, graph::Mode::Train, &ids).unwrap();
+        exec.run(run, feed, 0).unwrap();
+        out.push(("gpu", reads.iter().map(|(n, id)| (n.clone(), exec.read(run, *id).unwrap())).collect()));
+    }
+    out
+}
+
+/// The golden case's parameters under `prefix.`, after checking that `model` declares exactly
+/// those names (torch's `state_dict` keys).
+pub fn golden_params(model: &graph::Model, golden: &serde_json::Value, prefix: &str) -> Named {
+    let params: Named =
+        golden["params"].as_object().unwrap().iter().map(|(k, v)| (format!("{prefix}.{k}"), numbers(v))).collect();
+    let mut ours: Vec<&str> = model.init.names().collect();
+    let mut theirs: Vec<&str> = params.keys().map(String::as_str).collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs, "parameter names");
+    params
+}
+
+/// Every read of [`weighted_sum`] against the golden case: "y" and the input gradients by
+/// their keys, each parameter's gradient from its "grads".
+pub fn assert_golden(what: &str, got: &Named, golden: &serde_json::Value, prefix: &str) {
+    for (name, value) in got {
+        let want = match name.strip_prefix(&format!("{prefix}.")) {
+            Some(param) => numbers(&golden["grads"][param]),
+            None => numbers(&golden[name.as_str()]),
+        };
+        assert_close(&format!("{what} {name}"), value, &want);
+    }
+}

@@ -8,16 +8,11 @@ Writes crates/graph/tests/fixtures/attention.json for crates/graph/tests/attenti
 
     pip install torch && python3 scripts/torch_attention.py
 """
-import json
-import pathlib
-
 import torch
 
+from golden import parameters, values, write
+
 BATCH, STEPS, EMBED, HEADS = 2, 5, 8, 2
-
-
-def values(t):
-    return [float(f"{v:.9g}") for v in t.detach().flatten().tolist()]
 
 
 def case(causal):
@@ -45,17 +40,14 @@ def case(causal):
         "r": values(r),
         "y": values(y),
         "dx": values(x.grad),
-        "params": {name: values(p) for name, p in mha.named_parameters()},
-        "grads": {name: values(p.grad) for name, p in mha.named_parameters()},
+        **parameters(mha),
     }
 
 
 def main():
-    out = {"torch": torch.__version__, "batch": BATCH, "steps": STEPS, "embed": EMBED, "heads": HEADS,
+    out = {"batch": BATCH, "steps": STEPS, "embed": EMBED, "heads": HEADS,
            "cases": [case(True), case(False)]}
-    path = pathlib.Path(__file__).resolve().parent.parent / "crates/graph/tests/fixtures/attention.json"
-    path.write_text(json.dumps(out) + "\n")
-    print(f"wrote {path} (torch {torch.__version__})")
+    write("crates/graph/tests/fixtures/attention.json", out)
 
 
 if __name__ == "__main__":

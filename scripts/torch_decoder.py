@@ -10,16 +10,11 @@ Writes crates/graph/tests/fixtures/decoder.json for crates/graph/tests/attention
 
     pip install torch && python3 scripts/torch_decoder.py
 """
-import json
-import pathlib
-
 import torch
 
+from golden import parameters, values, write
+
 BATCH, STEPS, MEMORY, D, HEADS, FF = 2, 5, 6, 8, 2, 16
-
-
-def values(t):
-    return [float(f"{v:.9g}") for v in t.detach().flatten().tolist()]
 
 
 def case(norm_first, activation, padded, seed):
@@ -43,17 +38,14 @@ def case(norm_first, activation, padded, seed):
         "memory_mask": (~hidden).int().flatten().tolist() if padded else None,
         "x": values(x), "memory": values(memory), "r": values(r), "y": values(y),
         "dx": values(x.grad), "dmemory": values(memory.grad),
-        "params": {name: values(p) for name, p in layer.named_parameters()},
-        "grads": {name: values(p.grad) for name, p in layer.named_parameters()},
+        **parameters(layer),
     }
 
 
 def main():
-    out = {"torch": torch.__version__, "batch": BATCH, "steps": STEPS, "memory": MEMORY, "d": D, "heads": HEADS,
+    out = {"batch": BATCH, "steps": STEPS, "memory": MEMORY, "d": D, "heads": HEADS,
            "feedforward": FF, "cases": [case(True, "gelu", False, 5), case(False, "relu", True, 6)]}
-    path = pathlib.Path(__file__).resolve().parent.parent / "crates/graph/tests/fixtures/decoder.json"
-    path.write_text(json.dumps(out) + "\n")
-    print(f"wrote {path} (torch {torch.__version__})")
+    write("crates/graph/tests/fixtures/decoder.json", out)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,11 @@ Writes crates/graph/tests/fixtures/encoder.json for crates/graph/tests/attention
 
     pip install torch && python3 scripts/torch_encoder.py
 """
-import json
-import pathlib
-
 import torch
 
+from golden import parameters, values, write
+
 BATCH, STEPS, D, HEADS, FF = 2, 5, 8, 2, 16
-
-
-def values(t):
-    return [float(f"{v:.9g}") for v in t.detach().flatten().tolist()]
 
 
 def case(norm_first, activation, causal, seed):
@@ -36,17 +31,14 @@ def case(norm_first, activation, causal, seed):
     return {
         "norm_first": norm_first, "activation": activation, "causal": causal,
         "x": values(x), "r": values(r), "y": values(y), "dx": values(x.grad),
-        "params": {name: values(p) for name, p in layer.named_parameters()},
-        "grads": {name: values(p.grad) for name, p in layer.named_parameters()},
+        **parameters(layer),
     }
 
 
 def main():
-    out = {"torch": torch.__version__, "batch": BATCH, "steps": STEPS, "d": D, "heads": HEADS, "feedforward": FF,
+    out = {"batch": BATCH, "steps": STEPS, "d": D, "heads": HEADS, "feedforward": FF,
            "cases": [case(True, "gelu", True, 3), case(False, "relu", False, 4)]}
-    path = pathlib.Path(__file__).resolve().parent.parent / "crates/graph/tests/fixtures/encoder.json"
-    path.write_text(json.dumps(out) + "\n")
-    print(f"wrote {path} (torch {torch.__version__})")
+    write("crates/graph/tests/fixtures/encoder.json", out)
 
 
 if __name__ == "__main__":

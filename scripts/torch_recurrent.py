@@ -8,17 +8,11 @@ both executors to (within 1e-4 relative); CI needs no Python.
 
     pip install torch && python3 scripts/torch_recurrent.py
 """
-import json
-import pathlib
-
 import torch
 
+from golden import parameters, values, write
+
 BATCH, STEPS, INPUTS, HIDDEN, LAYERS = 3, 6, 5, 7, 2
-
-
-def values(t):
-    """Nine significant digits: exact for the f32 the tests compare, half the size of f64's."""
-    return [float(f"{v:.9g}") for v in t.detach().flatten().tolist()]
 
 
 def case(module):
@@ -34,16 +28,13 @@ def case(module):
         "r": values(r),
         "y": values(y),
         "dx": values(x.grad),
-        "params": {name: values(p) for name, p in module.named_parameters()},
-        "grads": {name: values(p.grad) for name, p in module.named_parameters()},
+        **parameters(module),
     }
 
 
 def main():
-    out = {"torch": torch.__version__, "lstm": case(torch.nn.LSTM), "gru": case(torch.nn.GRU)}
-    path = pathlib.Path(__file__).resolve().parent.parent / "crates/graph/tests/fixtures/recurrent.json"
-    path.write_text(json.dumps(out) + "\n")
-    print(f"wrote {path} (torch {torch.__version__})")
+    out = {"lstm": case(torch.nn.LSTM), "gru": case(torch.nn.GRU)}
+    write("crates/graph/tests/fixtures/recurrent.json", out)
 
 
 if __name__ == "__main__":

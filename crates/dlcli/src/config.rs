@@ -216,16 +216,15 @@ variants! {
 /// default).
 impl Setting for Unary {
     fn kind() -> String {
-        let names: Vec<String> = Unary::ALL.iter().filter(|r| r.layer).map(|r| format!("{:?}", r.name)).collect();
-        names.join(" | ")
+        Unary::layers().map(|r| format!("{:?}", r.name)).collect::<Vec<_>>().join(" | ")
     }
 
     fn read(value: &Value) -> Result<Self, String> {
         let name = String::read(value)?;
-        match Unary::ALL.iter().find(|r| r.layer && r.name == name) {
+        match Unary::layer(&name) {
             Some(row) => Ok(row.op),
             None => {
-                let names: Vec<&str> = Unary::ALL.iter().filter(|r| r.layer).map(|r| r.name).collect();
+                let names: Vec<&str> = Unary::layers().map(|r| r.name).collect();
                 Err(format!("{name:?} is not one of {names:?}{}", did_you_mean(&name, &names)))
             }
         }
@@ -310,18 +309,17 @@ impl Tagged for RecurrentLayer {
 /// their parameter a key (`{ type = "leaky_relu", slope = 0.01 }`).
 impl Tagged for Unary {
     fn variants() -> Vec<Variant> {
-        let layers = Unary::ALL.iter().filter(|row| row.layer);
         let key = |name, op: Unary| Key::new::<f32>(name, "", Some(op.parameter()), Some(Bound::Finite));
         let variant = |row: &kernels::UnaryRow| Variant {
             name: row.name,
             doc: format!("Activation: {}.", row.doc.trim().trim_end_matches('.')),
             keys: row.parameter.map(|p| key(p, row.op)).into_iter().collect(),
         };
-        layers.map(variant).collect()
+        Unary::layers().map(variant).collect()
     }
 
     fn read(name: &str, r: &mut Reader, t: &dyn TableLike, path: &str) -> Option<Unary> {
-        let row = Unary::ALL.iter().find(|row| row.layer && row.name == name)?;
+        let row = Unary::layer(name)?;
         match row.parameter {
             Some(key) => {
                 Some(row.op.with_parameter(r.setting(t, path, key, Some(row.op.parameter()), Some(Bound::Finite))?))

@@ -122,12 +122,11 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -
             h
         }
         LayerKind::Step { index } => {
-            let [n, t, c] = shape[..] else { bail!("step needs a sequence [batch, steps, features], got {shape:?}") };
+            let [_, t, _] = shape[..] else { bail!("step needs a sequence [batch, steps, features], got {shape:?}") };
             if index >= t {
                 bail!("step index {index} is past the {t} steps of the sequence");
             }
-            let step = m.graph.slice(x, 1, index, 1)?;
-            m.graph.reshape(step, &[n, c])?
+            m.graph.step(x, index)?
         }
     })
 }
@@ -152,9 +151,7 @@ fn recurrent(m: &mut Model, name: &str, x: TensorId, layer: &RecurrentLayer) -> 
     Ok(match k.r#return {
         SequenceOutput::Sequence => y,
         SequenceOutput::Last => {
-            let last = m.graph.slice(y, 1, shape[1] - 1, 1)?;
-            let features = m.graph.shape(last)[2];
-            let last = m.graph.reshape(last, &[shape[0], features])?;
+            let last = m.graph.step(y, shape[1] - 1)?;
             m.graph.set_label(last, name);
             last
         }

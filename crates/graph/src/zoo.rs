@@ -47,8 +47,7 @@ pub fn mnist_rnn(cell: CellKind, seed: u64, batch: usize) -> Result<Built> {
     let rows = m.graph.reshape(input, &[batch, 28, 28])?;
     let layer = Recurrent { cell, hidden: 128, layers: 1, bidirectional: false, dropout: 0.0 };
     let features = m.recurrent("rnn", rows, &layer)?;
-    let last = m.graph.slice(features, 1, 27, 1)?;
-    let last = m.graph.reshape(last, &[batch, 128])?;
+    let last = m.graph.step(features, 27)?;
     let logits = m.linear("fc", last, 128, 10, true)?;
     Ok(Built { model: m, input, logits, features })
 }

@@ -196,6 +196,16 @@ impl Unary {
         self.row().name
     }
 
+    /// The rows configs may use as layers.
+    pub fn layers() -> impl Iterator<Item = &'static UnaryRow> {
+        Unary::ALL.iter().filter(|row| row.layer)
+    }
+
+    /// The layer row named `name`.
+    pub fn layer(name: &str) -> Option<&'static UnaryRow> {
+        Unary::layers().find(|row| row.name == name)
+    }
+
     /// The function a config or fixture names, with its default parameter.
     pub fn named(name: &str) -> Option<Unary> {
         Unary::ALL.iter().find(|r| r.name == name).map(|r| r.op)

@@ -261,6 +261,13 @@ impl Graph {
         self.apply1(Concat { axis }, parts)
     }
 
+    /// Step `index` of a sequence x [B, T, C]: [B, C].
+    pub fn step(&mut self, x: TensorId, index: usize) -> Result<TensorId> {
+        let shape = self.shape(x).to_vec();
+        let step = self.slice(x, 1, index, 1)?;
+        self.reshape(step, &[shape[0], shape[2..].iter().product()])
+    }
+
     /// `len` entries of `x` along `axis` from `start`.
     pub fn slice(&mut self, x: TensorId, axis: usize, start: usize, len: usize) -> Result<TensorId> {
         self.apply1(Slice { axis, start, len }, &[x])

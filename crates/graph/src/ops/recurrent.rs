@@ -85,6 +85,19 @@ impl Dims {
         RowView { offset: t * self.batch * w, stride: w }
     }
 
+    /// The [B, H] state before step t: `states` at the step before, or `initial` at the first.
+    fn before<'a>(&self, t: usize, states: &'a GpuTensor, initial: &'a GpuTensor) -> (&'a GpuTensor, RowView) {
+        self.prev(t).map_or((initial, RowView::rows(self.hidden)), |p| (states, self.view(p, self.hidden)))
+    }
+
+    /// What reaches step t's state from the step after: `states` at step t, or `zeros` at the last.
+    fn after<'a>(&self, t: usize, states: &'a GpuTensor, zeros: &'a GpuTensor) -> (&'a GpuTensor, RowView) {
+        match self.next(t) {
+            Some(_) => (states, self.view(t, self.hidden)),
+            None => (zeros, RowView::rows(self.hidden)),
+        }
+    }
+
     /// gates[t] (+)= h_prev Wₕₕᵀ + bₕₕ: [B, G·H] from h_prev at `h_offset` and gates at step t.
     fn recurrent_product(&self, h_offset: usize, t: usize, beta: f32) -> Matmul {
         let mut mm = Matmul::new(self.batch, self.width(), self.hidden).transpose_b();
@@ -262,7 +275,7 @@ impl Operation for Recurrence {
                 for t in d.order() {
                     let (a, offset) = prev_h(t);
                     out.extend(matmul::matmul(gpu, &d.recurrent_product(offset, t, 1.0), a, w_hh, Some(b_hh), gates)?);
-                    let c_prev = d.prev(t).map_or((c0, RowView::rows(hd)), |p| (c, d.view(p, hd)));
+                    let c_prev = d.before(t, c, c0);
                     let (gates, h, c) = ((gates, d.view(t, w)), (h, d.view(t, hd)), (c, d.view(t, hd)));
                     out.push(recurrent::lstm_cell(gpu, &cell, gates, c_prev, h, c)?);
                 }
@@ -273,9 +286,8 @@ impl Operation for Recurrence {
                     let (a, offset) = prev_h(t);
                     let product = d.recurrent_product(offset, t, 0.0);
                     out.extend(matmul::matmul(gpu, &product, a, w_hh, Some(b_hh), hidden_gates)?);
-                    let h_prev = d.prev(t).map_or((h0, RowView::rows(hd)), |p| (h, d.view(p, hd)));
                     let (xg, hg) = ((xgates, d.view(t, w)), (hidden_gates, d.view(t, w)));
-                    out.push(recurrent::gru_cell(gpu, &cell, xg, hg, h_prev, (h, d.view(t, hd)))?);
+                    out.push(recurrent::gru_cell(gpu, &cell, xg, hg, d.before(t, h, h0), (h, d.view(t, hd)))?);
                 }
             }
         }
@@ -406,25 +418,15 @@ fn gru_backward_cpu(d: &Dims, call: &mut CpuCall) {
     }
 }
 
-/// `buffer` at step t's rows, or `zeros` where `step` is None.
-fn step_or<'a>(step: Option<usize>, d: &Dims, buffer: &'a GpuTensor, zeros: &'a GpuTensor) -> (&'a GpuTensor, RowView) {
-    match step {
-        Some(t) => (buffer, d.view(t, d.hidden)),
-        None => (zeros, RowView::rows(d.hidden)),
-    }
-}
-
 fn lstm_backward_gpu(gpu: &Gpu, d: &Dims, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
     let (cell, hd, w) = (d.cell(), d.hidden, d.width());
     let [gates, c, _, w_hh, _, c0, dh, zeros] = &call.inputs[..] else { unreachable!("eight inputs") };
     let [dgates, _, _, dh0, dc0, dh_next, dc_next] = &call.outputs[..] else { unreachable!("seven outputs") };
     let mut out = Vec::new();
     for t in d.order().rev() {
-        let c_prev = d.prev(t).map_or((c0, RowView::rows(hd)), |p| (c, d.view(p, hd)));
-        let (dh_in, dc_in) =
-            (step_or(d.next(t).map(|_| t), d, dh_next, zeros), step_or(d.next(t).map(|_| t), d, dc_next, zeros));
-        let dc_out = d.prev(t).map_or((dc0, RowView::rows(hd)), |p| (dc_next, d.view(p, hd)));
+        let (dh_in, dc_in) = (d.after(t, dh_next, zeros), d.after(t, dc_next, zeros));
         let (g, dg, dh_t) = ((gates, d.view(t, w)), (dgates, d.view(t, w)), (dh, d.view(t, hd)));
+        let (c_prev, dc_out) = (d.before(t, c, c0), d.before(t, dc_next, dc0));
         out.push(recurrent::lstm_cell_backward(gpu, &cell, g, c_prev, dh_t, dh_in, dc_in, dg, dc_out)?);
         let (target, offset) = d.prev(t).map_or((dh0, 0), |p| (dh_next, d.rows(p, hd).start));
         out.extend(matmul::matmul(gpu, &d.hidden_gradient(t, offset, 0.0), dgates, w_hh, None, target)?);
@@ -438,9 +440,7 @@ fn gru_backward_gpu(gpu: &Gpu, d: &Dims, call: &GpuCall) -> kernels::Result<Vec<
     let [dxgates, _, _, dh0, dhg, dh_next] = &call.outputs[..] else { unreachable!("six outputs") };
     let mut out = Vec::new();
     for t in d.order().rev() {
-        let h_prev = d.prev(t).map_or((h0, RowView::rows(hd)), |p| (h, d.view(p, hd)));
-        let dh_in = step_or(d.next(t).map(|_| t), d, dh_next, zeros);
-        let dh_out = d.prev(t).map_or((dh0, RowView::rows(hd)), |p| (dh_next, d.view(p, hd)));
+        let (h_prev, dh_in, dh_out) = (d.before(t, h, h0), d.after(t, dh_next, zeros), d.before(t, dh_next, dh0));
         let (xg, hg) = ((xgates, d.view(t, w)), (hidden_gates, d.view(t, w)));
         let (dxg, dhg_t, dh_t) = ((dxgates, d.view(t, w)), (dhg, d.view(t, w)), (dh, d.view(t, hd)));
         out.push(recurrent::gru_cell_backward(gpu, &cell, xg, hg, h_prev, dh_t, dh_in, dxg, dhg_t, dh_out)?);

@@ -1,17 +1,20 @@
 //! Fixed-size batches, because a built graph has a fixed batch size.
 
-use crate::dataset::{Dataset, shuffle};
+use crate::dataset::{Dataset, Targets, shuffle};
 
 /// Label of a row that only pads a batch (the graph crate's loss and metrics skip it).
 pub const PADDING_LABEL: u32 = u32::MAX;
 
-/// One batch: `batch` samples and labels. When the dataset runs out, the tail is padded
-/// with copies of the first sample labelled [`PADDING_LABEL`]; `valid` says how many rows
-/// are real.
+/// One batch: `batch` samples and their targets. When the dataset runs out, the tail is
+/// padded with copies of the first sample, its labels [`PADDING_LABEL`]; `valid` says how
+/// many rows are real.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub samples: Vec<f32>,
+    /// Class labels (of a classification set), `per_sample` per row.
     pub labels: Vec<u32>,
+    /// Real targets (of a regression set), `per_sample` per row.
+    pub values: Vec<f32>,
     pub valid: usize,
 }
 
@@ -51,8 +54,14 @@ impl Iterator for Batches<'_> {
         let mut rows: Vec<usize> = self.order[self.next..self.next + valid].to_vec();
         rows.resize(self.batch, rows[0]);
         self.next += valid;
-        let mut part = self.data.subset(&rows);
-        part.labels[valid..].fill(PADDING_LABEL);
-        Some(Batch { samples: part.samples, labels: part.labels, valid })
+        let part = self.data.subset(&rows);
+        let (labels, values) = match part.targets {
+            Targets::Classes { mut labels, per_sample, .. } => {
+                labels[valid * per_sample..].fill(PADDING_LABEL);
+                (labels, Vec::new())
+            }
+            Targets::Values { values, .. } => (Vec::new(), values),
+        };
+        Some(Batch { samples: part.samples, labels, values, valid })
     }
 }

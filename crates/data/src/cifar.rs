@@ -10,7 +10,7 @@ const RECORD: usize = 1 + 3 * 32 * 32;
 
 /// Reads and concatenates batch files as images [3, 32, 32] scaled to [0, 1].
 pub fn load_cifar10(files: &[PathBuf]) -> Result<Dataset> {
-    let mut data = Dataset { samples: Vec::new(), labels: Vec::new(), sample_shape: vec![3, 32, 32], classes: 10 };
+    let (mut samples, mut labels) = (Vec::new(), Vec::new());
     for path in files {
         let bad = |detail: String| DataError::Format { path: path.clone(), line: 0, detail };
         let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.clone(), source })?;
@@ -21,9 +21,9 @@ pub fn load_cifar10(files: &[PathBuf]) -> Result<Dataset> {
             if record[0] >= 10 {
                 return Err(bad(format!("record {i} has label {}, CIFAR-10 has 10 classes", record[0])));
             }
-            data.labels.push(record[0] as u32);
-            data.samples.extend(record[1..].iter().map(|&p| p as f32 / 255.0));
+            labels.push(record[0] as u32);
+            samples.extend(record[1..].iter().map(|&p| p as f32 / 255.0));
         }
     }
-    Ok(data)
+    Ok(Dataset::classified(samples, vec![3, 32, 32], labels, 10))
 }

@@ -1,22 +1,74 @@
-//! A labelled classification dataset held in memory, and its seeded train/test split.
+//! A supervised dataset held in memory, and its seeded train/test split.
 
-/// Samples of one shape, each with a class label below `classes`.
+/// What a model reads from each sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inputs {
+    /// Real values (pixels, a series' window).
+    Values,
+    /// Token ids below `vocab`, held exactly in the f32 samples (every id below 2²⁴ is).
+    Tokens { vocab: usize },
+}
+
+/// What each sample should give.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// A class below `classes` for each of `per_sample` positions (one for an image, one per
+    /// position of a language model's window).
+    Classes { labels: Vec<u32>, per_sample: usize, classes: usize },
+    /// `per_sample` real values (regression).
+    Values { values: Vec<f32>, per_sample: usize },
+}
+
+impl Targets {
+    /// One class label per sample.
+    pub fn classes(labels: Vec<u32>, classes: usize) -> Self {
+        Targets::Classes { labels, per_sample: 1, classes }
+    }
+
+    pub fn per_sample(&self) -> usize {
+        match self {
+            Targets::Classes { per_sample, .. } | Targets::Values { per_sample, .. } => *per_sample,
+        }
+    }
+
+    /// The targets of the samples at `indices`, in that order.
+    fn gather(&self, indices: &[usize]) -> Targets {
+        fn pick<T: Copy>(v: &[T], k: usize, indices: &[usize]) -> Vec<T> {
+            indices.iter().flat_map(|&i| v[i * k..(i + 1) * k].iter().copied()).collect()
+        }
+        match *self {
+            Targets::Classes { ref labels, per_sample, classes } => {
+                Targets::Classes { labels: pick(labels, per_sample, indices), per_sample, classes }
+            }
+            Targets::Values { ref values, per_sample } => {
+                Targets::Values { values: pick(values, per_sample, indices), per_sample }
+            }
+        }
+    }
+}
+
+/// Samples of one shape with their targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     /// Sample after sample, each `sample_shape` in row-major order.
     pub samples: Vec<f32>,
-    pub labels: Vec<u32>,
     pub sample_shape: Vec<usize>,
-    pub classes: usize,
+    pub inputs: Inputs,
+    pub targets: Targets,
 }
 
 impl Dataset {
+    /// Images (or feature vectors) of `sample_shape` with one class label each.
+    pub fn classified(samples: Vec<f32>, sample_shape: Vec<usize>, labels: Vec<u32>, classes: usize) -> Self {
+        Dataset { samples, sample_shape, inputs: Inputs::Values, targets: Targets::classes(labels, classes) }
+    }
+
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.samples.len() / self.sample_len().max(1)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.samples.is_empty()
     }
 
     pub fn sample_len(&self) -> usize {
@@ -28,22 +80,44 @@ impl Dataset {
         &self.samples[i * n..(i + 1) * n]
     }
 
+    /// The class labels (empty for a regression set).
+    pub fn labels(&self) -> &[u32] {
+        match &self.targets {
+            Targets::Classes { labels, .. } => labels,
+            Targets::Values { .. } => &[],
+        }
+    }
+
+    /// How many classes the labels are below (0 for a regression set).
+    pub fn classes(&self) -> usize {
+        match self.targets {
+            Targets::Classes { classes, .. } => classes,
+            Targets::Values { .. } => 0,
+        }
+    }
+
     /// The samples at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
         Dataset {
             samples: indices.iter().flat_map(|&i| self.sample(i).iter().copied()).collect(),
-            labels: indices.iter().map(|&i| self.labels[i]).collect(),
             sample_shape: self.sample_shape.clone(),
-            classes: self.classes,
+            inputs: self.inputs,
+            targets: self.targets.gather(indices),
         }
     }
 
-    /// Splits off `test_fraction` of the samples of each class, chosen by `seed`, so both
-    /// parts keep the class balance: (train, test).
+    /// Splits off `test_fraction` of the samples, chosen by `seed`: of each class where each
+    /// sample has one class, so both parts keep the class balance; else of all samples.
+    /// Returns (train, test).
     pub fn split(&self, test_fraction: f64, seed: u64) -> (Dataset, Dataset) {
+        let groups: Vec<Vec<usize>> = match &self.targets {
+            Targets::Classes { labels, per_sample: 1, classes } => {
+                (0..*classes as u32).map(|class| (0..self.len()).filter(|&i| labels[i] == class).collect()).collect()
+            }
+            _ => vec![(0..self.len()).collect()],
+        };
         let (mut train, mut test) = (Vec::new(), Vec::new());
-        for class in 0..self.classes as u32 {
-            let mut members: Vec<usize> = (0..self.len()).filter(|&i| self.labels[i] == class).collect();
+        for (class, mut members) in groups.into_iter().enumerate() {
             shuffle(&mut members, seed ^ class as u64);
             let held_out = (members.len() as f64 * test_fraction).round() as usize;
             test.extend_from_slice(&members[..held_out]);
@@ -57,16 +131,22 @@ impl Dataset {
 
 /// Fisher-Yates with SplitMix64: the same seed gives the same order on every machine.
 pub(crate) fn shuffle(items: &mut [usize], seed: u64) {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
+    let mut next = SplitMix64(seed);
+    for i in (1..items.len()).rev() {
+        let j = (next.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// SplitMix64: a tiny seeded generator, the same stream on every machine.
+pub(crate) struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
-    };
-    for i in (1..items.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
     }
 }

@@ -21,12 +21,12 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
         });
     }
     let classes = labels_raw.iter().map(|&l| l as usize + 1).max().unwrap_or(0).max(10);
-    Ok(Dataset {
-        samples: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
-        labels: labels_raw.iter().map(|&l| l as u32).collect(),
-        sample_shape: vec![1, image_dims[1], image_dims[2]],
+    Ok(Dataset::classified(
+        pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        vec![1, image_dims[1], image_dims[2]],
+        labels_raw.iter().map(|&l| l as u32).collect(),
         classes,
-    })
+    ))
 }
 
 /// The dimensions and u8 payload of an IDX file with the given magic number and rank.

@@ -27,8 +27,7 @@ pub fn load_image_folder(root: &Path, shape: [usize; 3]) -> Result<(Dataset, Vec
     if classes.is_empty() {
         return Err(bad(root, "no class sub-folders (expected ROOT/<class>/<image>.png)".into()));
     }
-    let mut data =
-        Dataset { samples: Vec::new(), labels: Vec::new(), sample_shape: shape.to_vec(), classes: classes.len() };
+    let (mut samples, mut labels) = (Vec::new(), Vec::new());
     for (label, dir) in classes.iter().enumerate() {
         let mut files: Vec<PathBuf> =
             std::fs::read_dir(dir).map_err(io(dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -44,19 +43,19 @@ pub fn load_image_folder(root: &Path, shape: [usize; 3]) -> Result<(Dataset, Vec
                 image::imageops::FilterType::Triangle,
             );
             if channels == 1 {
-                data.samples.extend(img.to_luma8().pixels().map(|p| p.0[0] as f32 / 255.0));
+                samples.extend(img.to_luma8().pixels().map(|p| p.0[0] as f32 / 255.0));
             } else {
                 let rgb = img.to_rgb8();
                 for c in 0..3 {
-                    data.samples.extend(rgb.pixels().map(|p| p.0[c] as f32 / 255.0));
+                    samples.extend(rgb.pixels().map(|p| p.0[c] as f32 / 255.0));
                 }
             }
-            data.labels.push(label as u32);
+            labels.push(label as u32);
         }
     }
-    if data.is_empty() {
+    if labels.is_empty() {
         return Err(bad(root, "the class folders hold no PNG or JPEG files".into()));
     }
     let names = classes.iter().map(|c| c.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
-    Ok((data, names))
+    Ok((Dataset::classified(samples, shape.to_vec(), labels, classes.len()), names))
 }

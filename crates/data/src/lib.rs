@@ -1,5 +1,5 @@
-//! Datasets as plain Rust values: readers for the formats dlcli ships or accepts, a seeded
-//! split, and seeded batching. No device types here; the graph crate uploads batches itself.
+//! Datasets as plain Rust values: readers for the formats dlcli ships or accepts (images,
+//! character-level text, time series), a seeded split, and seeded batching. No device types here; the graph crate uploads batches itself.
 
 mod augment;
 mod batches;
@@ -9,12 +9,16 @@ mod digits;
 mod error;
 mod idx;
 mod image_folder;
+mod series;
+mod text;
 
 pub use augment::Augment;
 pub use batches::{Batch, Batches, PADDING_LABEL};
 pub use cifar::load_cifar10;
-pub use dataset::Dataset;
+pub use dataset::{Dataset, Inputs, Targets};
 pub use digits::load_digits;
 pub use error::{DataError, Result};
 pub use idx::load_idx;
 pub use image_folder::load_image_folder;
+pub use series::{Forecast, Normalisation, load_series_csv, persistence_rmse};
+pub use text::{CharCorpus, encode_with};

@@ -12,7 +12,7 @@ fn digits_load_with_the_documented_class_counts() {
     assert_eq!(digits.len(), 1797);
     assert_eq!(digits.sample_shape, [1, 8, 8]);
     let mut counts = [0usize; 10];
-    digits.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    digits.labels().iter().for_each(|&l| counts[l as usize] += 1);
     assert_eq!(counts, [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
     assert!(digits.samples.iter().all(|&p| (0.0..=1.0).contains(&p)));
 }
@@ -23,7 +23,7 @@ fn split_is_stratified_disjoint_and_seeded() {
     let (train, test) = digits.split(0.2, 7);
     assert_eq!(train.len() + test.len(), digits.len());
     for class in 0..10 {
-        let n = test.labels.iter().filter(|&&l| l == class).count();
+        let n = test.labels().iter().filter(|&&l| l == class).count();
         assert!((34..=37).contains(&n), "class {class}: {n} test samples");
     }
     assert_eq!(digits.split(0.2, 7), (train.clone(), test.clone()));
@@ -73,9 +73,9 @@ fn mnist(file: &str) -> PathBuf {
 #[test]
 fn mnist_test_set_loads_with_the_documented_counts() {
     let test = data::load_idx(&mnist("t10k-images-idx3-ubyte.gz"), &mnist("t10k-labels-idx1-ubyte.gz")).unwrap();
-    assert_eq!((test.len(), test.sample_shape.clone(), test.classes), (10_000, vec![1, 28, 28], 10));
+    assert_eq!((test.len(), test.sample_shape.clone(), test.classes()), (10_000, vec![1, 28, 28], 10));
     let mut counts = [0usize; 10];
-    test.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    test.labels().iter().for_each(|&l| counts[l as usize] += 1);
     assert_eq!(counts, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
     assert!(test.samples.iter().all(|&p| (0.0..=1.0).contains(&p)));
 }
@@ -112,7 +112,7 @@ fn cifar10_records_and_image_folders_load() {
     let batch = dir.join("data_batch_1.bin");
     std::fs::write(&batch, &bytes).unwrap();
     let cifar = data::load_cifar10(std::slice::from_ref(&batch)).unwrap();
-    assert_eq!((cifar.len(), cifar.labels.clone(), cifar.sample_shape.clone()), (2, vec![3, 9], vec![3, 32, 32]));
+    assert_eq!((cifar.len(), cifar.labels().to_vec(), cifar.sample_shape.clone()), (2, vec![3, 9], vec![3, 32, 32]));
     assert_eq!(cifar.sample(1)[255], 1.0);
     std::fs::write(&batch, &bytes[..3000]).unwrap();
     let err = data::load_cifar10(&[batch]).unwrap_err().to_string();
@@ -127,7 +127,10 @@ fn cifar10_records_and_image_folders_load() {
     }
     let (set, names) = data::load_image_folder(&dir.join("images"), [1, 2, 2]).unwrap();
     assert_eq!(names, ["cat", "dog"]);
-    assert_eq!((set.labels.clone(), set.samples.clone()), (vec![0, 1], vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]));
+    assert_eq!(
+        (set.labels().to_vec(), set.samples.clone()),
+        (vec![0, 1], vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    );
     std::fs::write(dir.join("images/cat/broken.png"), b"not a png").unwrap();
     let err = data::load_image_folder(&dir.join("images"), [1, 2, 2]).unwrap_err().to_string();
     assert!(err.contains("broken.png") && err.contains("not a readable image"), "{err}");

@@ -71,6 +71,26 @@ variants! {
             height: usize, Bound::AtLeastOne;
             width: usize, Bound::AtLeastOne;
         }
+        /// Character-level text for next-character prediction: windows of context characters, each position's target the character after it; the vocabulary (every character of the file) is kept in each checkpoint.
+        Text = "text" {
+            path: PathBuf = "datasets/shakespeare/shakespeare-9-plays.txt".into();
+            /// Characters per window: the model's sequence length.
+            context: usize = 128, Bound::AtLeastOne;
+            /// Share of the file, at its end, held out as the test set.
+            held_out: f64 = 0.1, Bound::OpenFraction;
+            /// Training windows per epoch, at random offsets (0: the training part's characters / context).
+            windows: usize = 0;
+        }
+        /// One column of a CSV time series for one-step forecasting: windows of values, each with the next value as its target, normalised by the training part's mean and std (kept in each checkpoint).
+        Series = "series" {
+            path: PathBuf;
+            /// The value column's header; default: the last column.
+            column: Option<String>;
+            /// Values per window: the model's sequence length.
+            window: usize = 12, Bound::AtLeastOne;
+            /// Share of the series, at its end, whose values are forecast for the test set.
+            test_fraction: f64 = 0.2, Bound::OpenFraction;
+        }
     }
 }
 
@@ -93,6 +113,7 @@ impl DataSource {
             DataSource::Digits { path, .. } => fix(path),
             DataSource::Cifar10 { train_files, test_files } => train_files.iter_mut().chain(test_files).for_each(fix),
             DataSource::ImageFolder { train_dir, test_dir, .. } => [train_dir, test_dir].into_iter().for_each(fix),
+            DataSource::Text { path, .. } | DataSource::Series { path, .. } => fix(path),
         }
     }
 }
@@ -135,10 +156,21 @@ variants! {
             dilation: usize = 1, Bound::AtLeastOne;
             bias: bool = true;
         }
-        /// x W^T + b of [batch, features] (torch.nn.Linear).
+        /// x W^T + b over the last axis of [batch, ..., features] (torch.nn.Linear).
         Linear = "linear" {
-            out_features: usize, Bound::AtLeastOne;
+            /// Default: the data's classes (or values per target), for the output layer.
+            out_features: Option<usize>, Bound::AtLeastOne;
             bias: bool = true;
+            /// The name of an earlier embedding layer whose weight this one shares (weight tying: out_features is its vocabulary).
+            tie: Option<String>;
+        }
+        /// Token ids [N, T] to vectors [N, T, dim], one row per token of the data's vocabulary (torch.nn.Embedding).
+        Embedding = "embedding" {
+            dim: usize, Bound::AtLeastOne;
+            /// A token id whose row stays zero and gets no gradient (padding_idx).
+            padding: Option<usize>;
+            /// Of the initial weights, N(0, std²): 1 is torch's default, 0.02 GPT-2's (for an output head tied to it).
+            std: f32 = 1.0, Bound::Positive;
         }
         /// The largest value of each window.
         MaxPool2d = "max_pool2d" {

@@ -30,9 +30,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         ConfigCommand::Check { file } => {
             let config = Config::load(file)?;
-            let (train, _) = crate::dataset::load(&config.data, config.train.seed)?;
+            let data = crate::dataset::load(&config.data, config.train.seed)?;
             let batch = config.train.batch_size;
-            let model = crate::model::build(&config, &train.sample_shape, train.classes, batch)?;
+            let model = crate::model::build(&config, &data.test, batch)?;
             let estimate = crate::memory::Estimate::of(&model, &crate::train::training(&config.train, 1))?;
             estimate.check(None, batch)?;
             println!(

@@ -8,7 +8,9 @@ use data::Batches;
 use graph::{Checkpoint, Mode};
 
 use crate::config::{Config, Device, EvalMetric};
+use crate::dataset::Prepared;
 use crate::inference::{self, Loaded, ModelSource};
+use crate::train::Scoring;
 use crate::{plots, train};
 
 /// The config and checkpoint of `--run RUN` (its best checkpoint) or `--checkpoint FILE` (the
@@ -81,17 +83,17 @@ fn tally(loaded: &Loaded, device: Device) -> Result<Tally> {
             _ => None,
         })
         .collect();
-    let k = test.classes;
+    let k = test.classes();
     let mut confusion = vec![vec![0usize; k]; k];
     let (mut loss_sum, mut top1) = (0.0, 0usize);
     let mut top_hits = vec![0usize; top_ks.len()];
     let gpu = train::open_device(device)?;
     let mut exec = inference::executor(gpu.as_ref(), params)?;
-    let run = exec.prepare(&model.graph, Mode::Eval, &[model.logits, model.loss])?;
+    let run = exec.prepare(&model.graph, Mode::Eval, &[model.output, model.loss])?;
     for b in Batches::in_order(test, config.train.batch_size) {
-        exec.run(run, &train::feed(&b), 0)?;
+        exec.run(run, &train::feed(&b, test), 0)?;
         loss_sum += exec.read(run, model.loss)?[0] as f64 * b.valid as f64;
-        for (row, logits) in exec.read(run, model.logits)?.chunks(k).take(b.valid).enumerate() {
+        for (row, logits) in exec.read(run, model.output)?.chunks(k).take(b.valid).enumerate() {
             let label = b.labels[row] as usize;
             let predicted = (0..k).max_by(|&a, &c| logits[a].total_cmp(&logits[c]).then(c.cmp(&a))).unwrap_or(0);
             confusion[label][predicted] += 1;
@@ -109,8 +111,56 @@ fn tally(loaded: &Loaded, device: Device) -> Result<Tally> {
     Ok(Tally { loss: loss_sum / n, accuracy: top1 as f64 / n, confusion, top })
 }
 
+/// The test set's mean loss and figure under `scoring`, on the executor `device` picks.
+fn held_out(loaded: &Loaded, device: Device, scoring: Scoring) -> Result<(f64, f64)> {
+    let Loaded { config, model, params, test, .. } = loaded;
+    let gpu = train::open_device(device)?;
+    let mut exec = inference::executor(gpu.as_ref(), params)?;
+    let run = exec.prepare(&model.graph, Mode::Eval, &[model.loss, model.metric])?;
+    let (mut loss, mut metric) = (0.0, 0.0);
+    for b in Batches::in_order(test, config.train.batch_size) {
+        exec.run(run, &train::feed(&b, test), 0)?;
+        loss += exec.read(run, model.loss)?[0] as f64 * b.valid as f64;
+        metric += exec.read(run, model.metric)?[0] as f64;
+    }
+    Ok(scoring.score(loss, metric, test.len()))
+}
+
+/// A language model's or a regressor's figures on the test set.
+fn report_sequence(args: &Args, loaded: &Loaded, scoring: Scoring) -> Result<()> {
+    let (loss, figure) = held_out(loaded, args.model.device, scoring)?;
+    let mut out = serde_json::json!({
+        "checkpoint": loaded.file.display().to_string(), "samples": loaded.test.len(), "loss": loss,
+        scoring.figure(): figure,
+    });
+    let mut headline = format!(
+        "{}: {} test samples, loss {loss:.4} {}",
+        loaded.file.display(),
+        loaded.test.len(),
+        scoring.show(figure)
+    );
+    for (name, value) in scoring.extra(loss) {
+        out[name] = value.into();
+        headline += &format!(", {name} {value:.3}");
+    }
+    if let Prepared::Series { persistence_rmse, .. } = loaded.prepared {
+        out["persistence_rmse"] = persistence_rmse.into();
+        headline += &format!(" (persistence baseline: rmse {persistence_rmse:.4})");
+    }
+    if args.json {
+        println!("{out}");
+    } else {
+        println!("{headline}");
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let loaded = inference::load(&args.model, None)?;
+    let scoring = Scoring::of(&loaded.test, &loaded.prepared);
+    if scoring != Scoring::Classes {
+        return report_sequence(args, &loaded, scoring);
+    }
     let tally = tally(&loaded, args.model.device)?;
     let Loaded { config, file, test, .. } = &loaded;
     let wants = |m: EvalMetric| config.eval.metrics.contains(&m);

@@ -62,8 +62,8 @@ pub fn run(args: &Args) -> Result<()> {
             (Method::GradCam { layer: loaded.layers[index] }, Some(layers[index].name.clone()))
         }
     };
-    if let Some(t) = args.target.filter(|&t| t >= loaded.test.classes) {
-        bail!("--target {t} is not a class of this model (0..{})", loaded.test.classes);
+    if let Some(t) = args.target.filter(|&t| t >= loaded.test.classes()) {
+        bail!("--target {t} is not a class of this model (0..{})", loaded.test.classes());
     }
     let gpu = crate::train::open_device(args.model.device)?;
     let mut explainer = loaded.explainer(gpu.as_ref())?;

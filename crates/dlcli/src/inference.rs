@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use data::Dataset;
 use explain::Explainer;
-use graph::{Checkpoint, Classifier, Executor, TensorId};
+use graph::{Checkpoint, Executor, Supervised, TensorId};
 use kernels::Gpu;
 
 use crate::config::{Config, Device};
-use crate::{dataset, eval, model, train};
+use crate::dataset::{self, Prepared};
+use crate::{eval, model, train};
 
 /// Which trained model a command uses: a run directory or a checkpoint file.
 #[derive(clap::Args)]
@@ -43,23 +44,26 @@ pub struct Loaded {
     pub config: Config,
     /// The checkpoint the parameters came from.
     pub file: PathBuf,
-    pub model: Classifier,
+    pub model: Supervised,
     /// Each config layer's output node.
     pub layers: Vec<TensorId>,
     pub params: HashMap<String, Vec<f32>>,
     /// The config's test set (for `--index` and for the sample shape and classes).
     pub test: Dataset,
+    /// What the checkpoint keeps of the data's preparation (a vocabulary, a normalisation).
+    pub prepared: Prepared,
 }
 
 /// The model of `source` built for batches of `batch` (None: the config's batch size).
 pub fn load(source: &ModelSource, batch: Option<usize>) -> Result<Loaded> {
     let (config, file) = eval::locate(source)?;
-    let test = dataset::load_test(&config.data, config.train.seed)?;
+    let (test, _) = dataset::load_test(&config.data, config.train.seed)?;
     let batch = batch.unwrap_or(config.train.batch_size);
-    let (model, layers) = model::build_layers(&config, &test.sample_shape, test.classes, batch)?;
+    let (model, layers) = model::build_layers(&config, &test, batch)?;
     let training = train::training(&config.train, 1);
-    let state = Checkpoint::load(&file, &model, &training.optimizer)?.state;
-    Ok(Loaded { config, file, model, layers, params: state.params, test })
+    let checkpoint = Checkpoint::load(&file, &model, &training.optimizer)?;
+    let prepared = Prepared::from_json(&checkpoint.meta.data)?;
+    Ok(Loaded { config, file, model, layers, params: checkpoint.state.params, test, prepared })
 }
 
 /// The executor on `gpu` (else the CPU), holding `params`.
@@ -75,7 +79,7 @@ impl Loaded {
     /// An explainer of the model at batch 1 on the executor `--device` picks on `gpu`.
     pub fn explainer<'g>(&self, gpu: Option<&'g Gpu>) -> Result<Explainer<Box<dyn Executor + 'g>>> {
         let m = &self.model;
-        Ok(Explainer::new(train::executor(gpu), m.graph.clone(), m.input, m.logits, &self.params)?)
+        Ok(Explainer::new(train::executor(gpu), m.graph.clone(), m.input, m.output, &self.params)?)
     }
 }
 

@@ -3,7 +3,7 @@
 //! allocation abort.
 
 use anyhow::{Result, bail};
-use graph::{Classifier, Plan, Training, TrainingStep};
+use graph::{Plan, Supervised, Training, TrainingStep};
 use kernels::Gpu;
 
 /// Bytes a training step needs.
@@ -20,7 +20,7 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    pub fn of(model: &Classifier, training: &Training) -> Result<Estimate> {
+    pub fn of(model: &Supervised, training: &Training) -> Result<Estimate> {
         let step = TrainingStep::new(model, training)?;
         let plan = Plan::new(&step.graph, &step.outputs);
         let params = 4 * model.init.elements() as u64;

@@ -3,54 +3,80 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use graph::{Classifier, ConvGeometry, EncoderLayer, Model, PoolGeometry, Recurrent, TensorId};
+use data::{Dataset, Inputs, Targets};
+use graph::{ConvGeometry, EncoderLayer, Model, PoolGeometry, Recurrent, Supervised, TensorId};
 use kernels::Binary;
 
 use crate::config::{Config, LayerKind, PositionEncoding, RecurrentLayer, SequenceOutput};
 
-/// The classifier of `config` for samples of `sample_shape` (e.g. [1, 28, 28]) and `classes`
-/// classes, at batch size `batch`, its parameters initialised from the config's seed.
-pub fn build(config: &Config, sample_shape: &[usize], classes: usize, batch: usize) -> Result<Classifier> {
-    Ok(build_layers(config, sample_shape, classes, batch)?.0)
+/// The model of `config` for data shaped as `data` (its samples' shape, inputs and targets),
+/// at batch size `batch`, its parameters initialised from the config's seed.
+pub fn build(config: &Config, data: &Dataset, batch: usize) -> Result<Supervised> {
+    Ok(build_layers(config, data, batch)?.0)
+}
+
+/// What a layer may need of the data.
+struct DataShape {
+    /// The size of each target: classes, or values per sample (a linear layer's default width).
+    outputs: usize,
+    /// The vocabulary of token inputs.
+    vocab: Option<usize>,
 }
 
 /// As [`build`], with the output node of each layer, in config order.
-pub fn build_layers(
-    config: &Config,
-    sample_shape: &[usize],
-    classes: usize,
-    batch: usize,
-) -> Result<(Classifier, Vec<TensorId>)> {
+pub fn build_layers(config: &Config, data: &Dataset, batch: usize) -> Result<(Supervised, Vec<TensorId>)> {
     let mut m = Model::new(config.train.seed);
-    let shape: Vec<usize> = std::iter::once(batch).chain(sample_shape.iter().copied()).collect();
-    let x = m.graph.input("x", &shape);
-    let mut outputs: HashMap<&str, TensorId> = HashMap::new();
+    let shape: Vec<usize> = std::iter::once(batch).chain(data.sample_shape.iter().copied()).collect();
+    let (x, vocab) = match data.inputs {
+        Inputs::Tokens { vocab } => (m.graph.indices("x", &shape, vocab), Some(vocab)),
+        Inputs::Values => (m.graph.input("x", &shape), None),
+    };
+    // The output each objective needs, and what to tell a user whose model gives another.
+    let (outputs, want, advice) = match data.targets {
+        Targets::Classes { per_sample: 1, classes, .. } => {
+            (classes, vec![batch, classes], format!("a linear layer of out_features = {classes} (after a flatten)"))
+        }
+        Targets::Classes { per_sample, classes, .. } => (
+            classes,
+            vec![batch, per_sample, classes],
+            format!("a linear layer of out_features = {classes} on the sequence (one class per position)"),
+        ),
+        Targets::Values { per_sample, .. } => (
+            per_sample,
+            vec![batch, per_sample],
+            format!("a linear layer of out_features = {per_sample} (the values each sample predicts)"),
+        ),
+    };
+    let shape_of_data = DataShape { outputs, vocab };
+    let mut by_name: HashMap<&str, TensorId> = HashMap::new();
     let mut last = x;
     let mut layer_outputs = Vec::new();
     for (i, layer) in config.layers.iter().enumerate() {
         let inputs: Vec<TensorId> = if i == 0 && layer.inputs.is_empty() {
             vec![x]
         } else {
-            layer.inputs.iter().map(|name| outputs[name.as_str()]).collect()
+            layer.inputs.iter().map(|name| by_name[name.as_str()]).collect()
         };
-        last = add_layer(&mut m, &layer.name, &layer.kind, &inputs)
+        last = add_layer(&mut m, &layer.name, &layer.kind, &inputs, &shape_of_data)
             .with_context(|| format!("model.layers[{i}] ({:?})", layer.name))?;
-        outputs.insert(&layer.name, last);
+        by_name.insert(&layer.name, last);
         layer_outputs.push(last);
     }
     let out = m.graph.shape(last).to_vec();
-    if out != [batch, classes] {
+    if out != want {
         bail!(
-            "the last layer ({:?}) gives {:?} per batch, but the data has {classes} classes: end the model with a \
-             linear layer of out_features = {classes} (after a flatten)",
+            "the last layer ({:?}) gives {out:?} per batch, but the data needs {want:?}: end the model with {advice}",
             config.layers.last().map_or("input", |l| l.name.as_str()),
-            out
         );
     }
-    Ok((Classifier::new(m, x, last, config.train.label_smoothing)?, layer_outputs))
+    let model = match data.targets {
+        Targets::Classes { .. } => Supervised::classifier(m, x, last, config.train.label_smoothing)?,
+        Targets::Values { .. } => Supervised::regressor(m, x, last)?,
+    };
+    Ok((model, layer_outputs))
 }
 
-fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -> Result<TensorId> {
+fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId], data: &DataShape) -> Result<TensorId> {
     let x = inputs[0];
     let shape = m.graph.shape(x).to_vec();
     Ok(match *kind {
@@ -59,11 +85,34 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId]) -
                 ConvGeometry { stride: (stride, stride), padding: (padding, padding), dilation: (dilation, dilation) };
             m.conv2d(name, x, out_channels, (kernel, kernel), geo, bias)?
         }
-        LayerKind::Linear { out_features, bias } => {
-            if shape.len() != 2 {
-                bail!("linear needs [batch, features] input, got {shape:?}: add a flatten layer before it");
+        LayerKind::Linear { out_features, bias, ref tie } => {
+            if shape.len() < 2 {
+                bail!("linear needs [batch, ..., features] input, got {shape:?}");
             }
-            m.linear(name, x, shape[1], out_features, bias)?
+            let features = shape[shape.len() - 1];
+            match tie {
+                Some(layer) => {
+                    let y = m.tied_linear(name, x, &format!("{layer}.weight"), bias)?;
+                    let width = *m.graph.shape(y).last().unwrap_or(&0);
+                    if out_features.is_some_and(|n| n != width) {
+                        bail!(
+                            "out_features = {} but the tied layer {layer:?} has {width} rows",
+                            out_features.unwrap_or(0)
+                        );
+                    }
+                    y
+                }
+                None => m.linear(name, x, features, out_features.unwrap_or(data.outputs), bias)?,
+            }
+        }
+        LayerKind::Embedding { dim, padding, std } => {
+            let Some(vocab) = data.vocab else {
+                bail!("embedding needs token ids as input ([data] kind = \"text\"), but this data gives values");
+            };
+            if padding.is_some_and(|p| p >= vocab) {
+                bail!("padding = {} is not a token id of the {vocab}-token vocabulary", padding.unwrap_or(0));
+            }
+            m.embedding(name, x, (vocab, dim), padding, std)?
         }
         LayerKind::MaxPool2d { kernel, stride, padding } | LayerKind::AvgPool2d { kernel, stride, padding } => {
             let geo = PoolGeometry {

@@ -1,5 +1,5 @@
-//! The run's pictures: `curves.png` (loss and accuracy per epoch, train and held out) after every
-//! epoch, and `confusion.png` from `dlcli eval`. Drawn with plotters; text uses DejaVu Sans,
+//! The run's pictures: `curves.png` (loss and accuracy or rmse over the steps, train per logged
+//! step and held out per epoch) after every epoch, and `confusion.png` from `dlcli eval`. Drawn with plotters; text uses DejaVu Sans,
 //! compiled into the binary so that no system font is needed.
 
 use std::path::Path;
@@ -18,53 +18,48 @@ fn register_font() {
     });
 }
 
-/// One epoch's line of metrics.jsonl: the training figures and those of the held-out set
-/// (validation when the run has one, else test).
-pub struct EpochMetrics {
-    pub epoch: u64,
-    pub train_loss: f64,
-    pub held_out_loss: f64,
-    pub train_accuracy: f64,
-    pub held_out_accuracy: f64,
+/// One chart of `curves.png`: its title and its named lines of (step, value) points.
+pub struct Panel {
+    pub title: String,
+    pub lines: Vec<(String, Vec<(f64, f64)>)>,
 }
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing the plot: {e}")
 }
 
-/// Loss (left) and accuracy (right) per epoch, train and `held_out` ("validation" or "test").
-pub fn curves(path: &Path, rows: &[EpochMetrics], held_out: &str) -> Result<()> {
+/// The panels side by side over the training steps, each line in its own colour (points
+/// marked where a line has few of them: the per-epoch evaluations).
+pub fn curves(path: &Path, panels: &[Panel]) -> Result<()> {
     register_font();
-    let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
+    let width = 500 * panels.len().max(1) as u32;
+    let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let (left, right) = root.split_horizontally(500);
-    let last = rows.last().map_or(1, |r| r.epoch) as f64;
-    // (train, test) of one quantity.
-    type Pick = fn(&EpochMetrics) -> (f64, f64);
-    let loss: Pick = |r| (r.train_loss, r.held_out_loss);
-    let accuracy: Pick = |r| (r.train_accuracy, r.held_out_accuracy);
-    for (area, name, pick) in [(&left, "loss", loss), (&right, "accuracy", accuracy)] {
-        let values: Vec<(f64, f64)> = rows.iter().map(pick).collect();
-        let (lo, hi) =
-            values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(a, b)| (lo.min(a).min(b), hi.max(a).max(b)));
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    let all = || panels.iter().flat_map(|p| p.lines.iter().flat_map(|(_, points)| points.iter()));
+    let last = all().map(|p| p.0).fold(1.0, f64::max);
+    for (area, panel) in areas.iter().zip(panels) {
+        let values = panel.lines.iter().flat_map(|(_, points)| points.iter().map(|p| p.1)).filter(|v| v.is_finite());
+        let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
         let pad = ((hi - lo) * 0.1).max(1e-3);
         let mut chart = ChartBuilder::on(area)
-            .caption(name, ("sans-serif", 22))
+            .caption(&panel.title, ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.5..last + 0.5, (lo - pad)..(hi + pad))
+            .build_cartesian_2d(0.0..last * 1.02, (lo - pad)..(hi + pad))
             .map_err(err)?;
-        chart.configure_mesh().x_desc("epoch").draw().map_err(err)?;
-        for (label, color, which) in [("train", BLUE, 0usize), (held_out, RED, 1)] {
-            let points: Vec<(f64, f64)> =
-                rows.iter().zip(&values).map(|(r, v)| (r.epoch as f64, if which == 0 { v.0 } else { v.1 })).collect();
+        chart.configure_mesh().x_desc("step").draw().map_err(err)?;
+        for ((label, points), color) in panel.lines.iter().zip([BLUE, RED, GREEN, MAGENTA]) {
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(err)?
                 .label(label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+            if points.len() <= 50 {
+                chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+            }
         }
         chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(err)?;
     }

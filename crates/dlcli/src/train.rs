@@ -7,17 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use data::{Batches, Dataset};
+use data::{Batches, Dataset, Inputs, Targets};
 use graph::{
-    Adam, Checkpoint, Classifier, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Meta, Optimizer, Schedule, Sgd,
-    StepStats, Trainer, Training, write_atomically,
+    Adam, Checkpoint, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Meta, Optimizer, Schedule, Sgd, StepStats,
+    Supervised, Trainer, Training, write_atomically,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use kernels::{AdapterClass, Gpu};
 
 use crate::config::{Config, Device, MonitorMetric, OptimizerKind, ScheduleKind, TrainConfig};
+use crate::dataset::{self, Prepared};
 use crate::schema::Named;
-use crate::{dataset, memory, model, plots};
+use crate::{memory, model, plots};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -95,22 +96,107 @@ pub fn executor(gpu: Option<&Gpu>) -> Box<dyn Executor + '_> {
 /// sums in another order differ by about 1e-6 per op and grow through a network.
 const CROSSCHECK_TOLERANCE: f32 = 1e-3;
 
-/// The number of rows a step classified correctly.
-fn correct_of(stats: &StepStats) -> f64 {
-    stats.metric("correct").unwrap_or(0.0) as f64
+/// What a batch of `set` feeds a model built for it: samples as "x" (values, or token ids),
+/// targets as "y" (labels, or values with their row weights "w": 0 for padding).
+pub fn feed(batch: &data::Batch, set: &Dataset) -> Feed {
+    let mut feed = Feed::default();
+    match set.inputs {
+        Inputs::Tokens { .. } => {
+            feed.labels.insert("x".into(), batch.samples.iter().map(|&id| id as u32).collect());
+        }
+        Inputs::Values => {
+            feed.inputs.insert("x".into(), batch.samples.clone());
+        }
+    }
+    match &set.targets {
+        Targets::Classes { .. } => {
+            feed.labels.insert("y".into(), batch.labels.clone());
+        }
+        Targets::Values { per_sample, .. } => {
+            let rows = batch.values.len() / per_sample;
+            let weights = (0..rows).flat_map(|r| std::iter::repeat_n((r < batch.valid) as u8 as f32, *per_sample));
+            feed.inputs.insert("y".into(), batch.values.clone());
+            feed.inputs.insert("w".into(), weights.collect());
+        }
+    }
+    feed
 }
 
-pub fn feed(batch: &data::Batch) -> Feed {
-    let mut feed = Feed::default();
-    feed.inputs.insert("x".into(), batch.samples.clone());
-    feed.labels.insert("y".into(), batch.labels.clone());
-    feed
+/// How a run's summed loss and metric read as figures: the loss (mean cross-entropy in nats,
+/// or mean squared error of the normalised values) and one figure beside it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scoring {
+    /// Accuracy: the share of samples classified correctly.
+    Classes,
+    /// A language model: accuracy per position, and the perplexity exp(loss).
+    Positions { per_sample: usize },
+    /// Regression: the root mean squared error in the data's units (`scale`: the data's std).
+    Values { per_sample: usize, scale: f64 },
+}
+
+impl Scoring {
+    pub fn of(set: &Dataset, prepared: &Prepared) -> Self {
+        let scale = match prepared {
+            Prepared::Series { normalisation, .. } => normalisation.std,
+            _ => 1.0,
+        };
+        match set.targets {
+            Targets::Classes { per_sample: 1, .. } => Scoring::Classes,
+            Targets::Classes { per_sample, .. } => Scoring::Positions { per_sample },
+            Targets::Values { per_sample, .. } => Scoring::Values { per_sample, scale },
+        }
+    }
+
+    /// The figure's name in metrics.jsonl ("test_accuracy", "test_rmse").
+    pub fn figure(&self) -> &'static str {
+        match self {
+            Scoring::Classes | Scoring::Positions { .. } => "accuracy",
+            Scoring::Values { .. } => "rmse",
+        }
+    }
+
+    pub fn higher_is_better(&self) -> bool {
+        !matches!(self, Scoring::Values { .. })
+    }
+
+    /// (mean loss, figure) from the loss summed over samples and the metric summed.
+    pub fn score(&self, loss_sum: f64, metric_sum: f64, samples: usize) -> (f64, f64) {
+        let n = samples.max(1) as f64;
+        match *self {
+            Scoring::Classes => (loss_sum / n, metric_sum / n),
+            Scoring::Positions { per_sample } => (loss_sum / n, metric_sum / (n * per_sample as f64)),
+            // The summed squared error weighs out the padding rows that the batch loss counts.
+            Scoring::Values { per_sample, scale } => {
+                let mse = metric_sum / (n * per_sample as f64);
+                (mse, mse.sqrt() * scale)
+            }
+        }
+    }
+
+    /// Figures beyond loss and the figure, by name.
+    pub fn extra(&self, loss: f64) -> Vec<(&'static str, f64)> {
+        match self {
+            Scoring::Positions { .. } => vec![("perplexity", loss.exp())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// "accuracy 98.12%" or "rmse 12.345"
+    pub fn show(&self, figure: f64) -> String {
+        match self {
+            Scoring::Values { .. } => format!("rmse {figure:.4}"),
+            _ => format!("accuracy {:.2}%", 100.0 * figure),
+        }
+    }
 }
 
 /// A new run directory under `runs_dir`: `name`, or the config's stem with the first free
 /// number. An existing directory is an error unless `force`.
 fn run_dir(runs_dir: &Path, config: &Path, name: Option<&str>, force: bool) -> Result<PathBuf> {
     let dir = match name {
+        Some(name) if Path::new(name).file_name() != Some(std::ffi::OsStr::new(name)) => {
+            bail!("--run {name:?}: give a plain directory name, made under --runs-dir ({})", runs_dir.display())
+        }
         Some(name) => runs_dir.join(name),
         None => {
             let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
@@ -122,6 +208,15 @@ fn run_dir(runs_dir: &Path, config: &Path, name: Option<&str>, force: bool) -> R
             "run directory {} already exists; pick another --run NAME or pass --force to overwrite it",
             dir.display()
         );
+    }
+    if dir.exists() {
+        // --force: the old run's metrics and checkpoints must not mix with the new run's. Only
+        // a run directory is removed: one with a config.toml, or an empty one.
+        let empty = std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !dir.join("config.toml").is_file() && !empty {
+            bail!("--force: {} is not a dlcli run directory (no config.toml); not removing it", dir.display());
+        }
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing the old run {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
@@ -202,19 +297,16 @@ pub fn run(args: &Args) -> Result<()> {
     // What the run directory and checkpoints keep: every setting, defaults and overrides
     // written out, so that `--resume RUN` alone continues the run to the same end.
     let resolved = config.resolved();
-    let (train_set, test_set) = dataset::load(&config.data, config.train.seed)?;
-    let (train_set, validation) = match config.data.validation_fraction {
-        f if f > 0.0 => {
-            let (train, validation) = train_set.split(f, config.train.seed ^ 0x5EED);
-            (train, Some(validation))
-        }
-        _ => (train_set, None),
+    let mut data = dataset::load(&config.data, config.train.seed)?;
+    let validation = match config.data.validation_fraction {
+        f if f > 0.0 => Some(data.split_validation(f, config.train.seed ^ 0x5EED)?),
+        _ => None,
     };
     let batch = config.train.batch_size;
-    let classifier = model::build(&config, &train_set.sample_shape, train_set.classes, batch)?;
-    let steps_per_epoch = (train_set.len() / batch) as u64;
+    let classifier = model::build(&config, &data.test, batch)?;
+    let steps_per_epoch = (data.train_len() / batch) as u64;
     if steps_per_epoch == 0 {
-        bail!("train.batch_size = {batch} is larger than the {} training samples", train_set.len());
+        bail!("train.batch_size = {batch} is larger than the {} training samples", data.train_len());
     }
     let training = training(&config.train, steps_per_epoch * config.train.epochs);
     let gpu = open_device(config.train.device)?;
@@ -236,7 +328,13 @@ pub fn run(args: &Args) -> Result<()> {
     let action =
         if resume_from.is_some() { format!("resuming after epoch {first_epoch} in") } else { "run directory".into() };
     println!("dlcli train: {device}; {action} {}", dir.display());
-    let mut run = Run::open(dir, &config, resolved, &classifier, training, validation.is_some(), kept)?;
+    let scoring = Scoring::of(&data.test, &data.prepared);
+    if let Prepared::Series { persistence_rmse, .. } = data.prepared {
+        println!("persistence baseline (next = last) on the test set: rmse {persistence_rmse:.4}");
+    }
+    let kept_data = data.prepared.to_json();
+    let spec = RunSpec { resolved, data: kept_data, model: &classifier, training, scoring };
+    let mut run = Run::open(dir, &config, spec, validation.is_some(), kept)?;
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
     for epoch in first_epoch..config.train.epochs {
         if run.monitor.should_stop() {
@@ -245,9 +343,10 @@ pub fn run(args: &Args) -> Result<()> {
         }
         // Batches of this epoch an interrupted run already trained on.
         let done = trainer.steps() - epoch * steps_per_epoch;
-        match train_epoch(&mut trainer, &train_set, &config, epoch, done, args.quiet, &mut run.metrics)? {
+        let train_set = data.epoch(config.train.seed, epoch);
+        match train_epoch(&mut trainer, &train_set, &config, (epoch, done), args.quiet, &mut run)? {
             Epoch::Done(loss, accuracy, rate) => {
-                let sets = HeldOut { test: &test_set, validation: validation.as_ref() };
+                let sets = HeldOut { test: &data.test, validation: validation.as_ref() };
                 run.end_epoch(&mut trainer, epoch, (loss, accuracy, rate), sets)?
             }
             Epoch::Interrupted => run.interrupted(&trainer, epoch)?,
@@ -259,7 +358,7 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// Restores `trainer` from the checkpoint at `path` of the run in `dir`; returns the epochs
 /// it has done. An override (a longer run, another device) becomes part of the run's config.
-fn resume(trainer: &mut AnyTrainer, path: &Path, dir: &Path, model: &Classifier, resolved: &str) -> Result<u64> {
+fn resume(trainer: &mut AnyTrainer, path: &Path, dir: &Path, model: &Supervised, resolved: &str) -> Result<u64> {
     let checkpoint = Checkpoint::load(path, model, &trainer.training().optimizer)?;
     trainer.restore(&checkpoint.state)?;
     let config = dir.join("config.toml");
@@ -275,6 +374,17 @@ struct HeldOut<'d> {
     validation: Option<&'d Dataset>,
 }
 
+/// What a run writes into every checkpoint and how it scores its model.
+struct RunSpec<'m> {
+    /// The resolved config.
+    resolved: String,
+    /// What the data's preparation learnt, as JSON.
+    data: String,
+    model: &'m Supervised,
+    training: Training,
+    scoring: Scoring,
+}
+
 /// A run directory being written: its metrics, its checkpoints, and what picks the best.
 struct Run<'m> {
     dir: PathBuf,
@@ -282,10 +392,7 @@ struct Run<'m> {
     epochs: u64,
     keep_last: usize,
     batch: usize,
-    /// The resolved config, stored in every checkpoint.
-    resolved: String,
-    model: &'m Classifier,
-    training: Training,
+    spec: RunSpec<'m>,
     monitor: Monitor,
     metrics: std::fs::File,
     /// Epoch checkpoints kept, oldest first.
@@ -296,20 +403,19 @@ impl<'m> Run<'m> {
     fn open(
         dir: PathBuf,
         config: &Config,
-        resolved: String,
-        model: &'m Classifier,
-        training: Training,
+        spec: RunSpec<'m>,
         has_validation: bool,
         kept: Vec<PathBuf>,
     ) -> Result<Self> {
-        let mut monitor = Monitor::new(&config.train, has_validation);
+        let mut monitor = Monitor::new(&config.train, has_validation, spec.scoring);
         if !has_validation {
             println!(
                 "no validation split ([data] validation_fraction = 0): best.safetensors is picked by {} on the test set",
                 monitor.key()
             );
         }
-        for row in read_metrics(&dir.join("metrics.jsonl")).unwrap_or_default() {
+        for row in read_metrics(&dir.join("metrics.jsonl")).unwrap_or_default().iter().filter(|r| r["kind"] == "epoch")
+        {
             monitor.update(row[monitor.key()].as_f64().unwrap_or(f64::NAN));
         }
         let metrics = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("metrics.jsonl"))?;
@@ -320,9 +426,7 @@ impl<'m> Run<'m> {
             epochs: t.epochs,
             keep_last: t.keep_last,
             batch: t.batch_size,
-            resolved,
-            model,
-            training,
+            spec,
             monitor,
             metrics,
             kept,
@@ -330,13 +434,18 @@ impl<'m> Run<'m> {
     }
 
     fn checkpoint(&self, trainer: &AnyTrainer, epoch: u64) -> Result<Checkpoint> {
-        Ok(Checkpoint { state: trainer.state()?, meta: Meta { epoch, seed: self.seed, config: self.resolved.clone() } })
+        let meta = Meta { epoch, seed: self.seed, config: self.spec.resolved.clone(), data: self.spec.data.clone() };
+        Ok(Checkpoint { state: trainer.state()?, meta })
+    }
+
+    fn save(&self, checkpoint: &Checkpoint, path: &Path) -> Result<()> {
+        Ok(checkpoint.save(path, self.spec.model, &self.spec.training.optimizer)?)
     }
 
     /// Ctrl-C: the step in flight finished; write it down and exit 130.
     fn interrupted(&self, trainer: &AnyTrainer, epoch: u64) -> Result<()> {
         let path = self.dir.join(INTERRUPTED_CHECKPOINT);
-        self.checkpoint(trainer, epoch)?.save(&path, self.model, &self.training.optimizer)?;
+        self.save(&self.checkpoint(trainer, epoch)?, &path)?;
         eprintln!(
             "interrupted at step {}; saved {}; continue with dlcli train --resume {}",
             trainer.steps(),
@@ -346,40 +455,48 @@ impl<'m> Run<'m> {
         std::process::exit(130);
     }
 
-    /// After epoch `epoch` (0-based) trained with `train` = (loss, accuracy, samples/s):
+    /// After epoch `epoch` (0-based) trained with `train` = (loss, figure, samples/s):
     /// evaluation, its metrics line and curves, the epoch checkpoint and the best one.
     fn end_epoch(&mut self, trainer: &mut AnyTrainer, epoch: u64, train: (f64, f64, f64), sets: HeldOut) -> Result<()> {
-        let (train_loss, train_acc, rate) = train;
-        let (test_loss, test_acc) = evaluate(trainer, sets.test, self.batch)?;
+        let (train_loss, train_figure, rate) = train;
+        let scoring = self.spec.scoring;
+        let figure = scoring.figure();
         let mut line = serde_json::json!({
-            "kind": "epoch", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss, "train_accuracy": train_acc,
-            "test_loss": test_loss, "test_accuracy": test_acc, "samples_per_s": rate, "best_by": self.monitor.key(),
+            "kind": "epoch", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": train_loss,
+            format!("train_{figure}"): train_figure, "samples_per_s": rate, "best_by": self.monitor.key(),
         });
-        let mut summary = format!("test loss {test_loss:.4} accuracy {:.2}%", 100.0 * test_acc);
-        if let Some(validation) = sets.validation {
-            let (loss, accuracy) = evaluate(trainer, validation, self.batch)?;
-            line["validation_loss"] = loss.into();
-            line["validation_accuracy"] = accuracy.into();
-            summary = format!("validation loss {loss:.4} accuracy {:.2}% | {summary}", 100.0 * accuracy);
+        let mut summary = Vec::new();
+        let held_out = if sets.validation.is_some() { "validation" } else { "test" };
+        for (name, set) in [("validation", sets.validation), ("test", Some(sets.test))] {
+            let Some(set) = set else { continue };
+            let (loss, value) = evaluate(trainer, set, self.batch, scoring)?;
+            line[format!("{name}_loss")] = loss.into();
+            line[format!("{name}_{figure}")] = value.into();
+            let mut shown = format!("{name} loss {loss:.4} {}", scoring.show(value));
+            for (extra, v) in scoring.extra(loss) {
+                line[format!("{name}_{extra}")] = v.into();
+                shown += &format!(" {extra} {v:.3}");
+            }
+            summary.push(shown);
         }
         writeln!(self.metrics, "{line}")?;
-        let held_out = if sets.validation.is_some() { "validation" } else { "test" };
-        draw_curves(&self.dir.join("curves.png"), &read_metrics(&self.dir.join("metrics.jsonl"))?, held_out)?;
+        draw_curves(&self.dir.join("curves.png"), &read_metrics(&self.dir.join("metrics.jsonl"))?, held_out, figure)?;
         println!(
-            "epoch {}/{}: train loss {train_loss:.4} accuracy {:.2}% | {summary} | {rate:.0} samples/s",
+            "epoch {}/{}: train loss {train_loss:.4} {} | {} | {rate:.0} samples/s",
             epoch + 1,
             self.epochs,
-            100.0 * train_acc,
+            scoring.show(train_figure),
+            summary.join(" | "),
         );
         let checkpoint = self.checkpoint(trainer, epoch + 1)?;
         let path = self.dir.join(format!("epoch-{}.safetensors", epoch + 1));
-        checkpoint.save(&path, self.model, &self.training.optimizer)?;
+        self.save(&checkpoint, &path)?;
         self.kept.push(path);
         while self.kept.len() > self.keep_last.max(1) {
             std::fs::remove_file(self.kept.remove(0))?;
         }
         if self.monitor.update(line[self.monitor.key()].as_f64().unwrap_or(f64::NAN)) {
-            checkpoint.save(&self.dir.join("best.safetensors"), self.model, &self.training.optimizer)?;
+            self.save(&checkpoint, &self.dir.join("best.safetensors"))?;
         }
         // Superseded by the epoch checkpoint just written.
         let _ = std::fs::remove_file(self.dir.join(INTERRUPTED_CHECKPOINT));
@@ -396,7 +513,6 @@ pub fn open_device(device: Device) -> Result<Option<Gpu>> {
     }
 }
 
-/// One epoch; returns mean loss, accuracy and samples/s.
 /// How an epoch ended.
 enum Epoch {
     /// Mean loss, accuracy and samples/s.
@@ -408,18 +524,23 @@ enum Epoch {
 /// Steps between the `"kind": "step"` lines of metrics.jsonl.
 const LOG_EVERY: u64 = 100;
 
-/// One epoch, skipping its first `done` batches (a resumed interrupted epoch); a line goes to
-/// `metrics` every [`LOG_EVERY`] steps.
+/// The summed metric of a step (correct rows, or squared error).
+fn metric_of(stats: &StepStats) -> f64 {
+    stats.metrics.first().map_or(0.0, |&(_, v)| v as f64)
+}
+
+/// One epoch of `set`, skipping the first `done` batches of epoch `epoch` (a resumed
+/// interrupted epoch); a line goes to the run's metrics every [`LOG_EVERY`] steps.
 fn train_epoch(
     trainer: &mut AnyTrainer,
     set: &Dataset,
     config: &Config,
-    epoch: u64,
-    done: u64,
+    (epoch, done): (u64, u64),
     quiet: bool,
-    metrics: &mut std::fs::File,
+    run: &mut Run,
 ) -> Result<Epoch> {
     let batch = config.train.batch_size;
+    let scoring = run.spec.scoring;
     let steps = (set.len() / batch) as u64;
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(steps) };
     bar.set_style(
@@ -430,9 +551,8 @@ fn train_epoch(
     bar.set_prefix(format!("{}/{}", epoch + 1, config.train.epochs));
     bar.set_position(done);
     let start = Instant::now();
-    let (mut loss, mut correct, mut seen) = (0.0, 0.0, 0usize);
-    // Loss sum, correct count and samples since the last step line.
-    let mut interval = (0.0, 0.0, 0usize);
+    // Loss sum, metric sum and samples: of the epoch, and since the last step line.
+    let (mut total, mut interval) = ((0.0, 0.0, 0usize), (0.0, 0.0, 0usize));
     let (seed, first_step, augment) = (config.train.seed, trainer.steps(), config.data.augment());
     // A loader thread shuffles, gathers and augments the next batches while this one trains.
     let interrupted = std::thread::scope(|scope| -> Result<bool> {
@@ -449,31 +569,23 @@ fn train_epoch(
             if INTERRUPTED.load(Ordering::SeqCst) {
                 return Ok(true);
             }
-            let stats = trainer.train_step(&feed(&b))?;
-            loss += stats.loss as f64 * b.valid as f64;
-            correct += correct_of(&stats);
-            seen += b.valid;
-            (interval.0, interval.1, interval.2) = (
-                interval.0 + stats.loss as f64 * b.valid as f64,
-                interval.1 + correct_of(&stats),
-                interval.2 + b.valid,
-            );
+            let stats = trainer.train_step(&feed(&b, set))?;
+            for sums in [&mut total, &mut interval] {
+                *sums = (sums.0 + stats.loss as f64 * b.valid as f64, sums.1 + metric_of(&stats), sums.2 + b.valid);
+            }
+            let rate = total.2 as f64 / start.elapsed().as_secs_f64();
             if trainer.steps().is_multiple_of(LOG_EVERY) {
-                let (l, c, n) = interval;
+                let (loss, figure) = scoring.score(interval.0, interval.1, interval.2);
                 let line = serde_json::json!({
-                    "kind": "step", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": l / n as f64,
-                    "train_accuracy": c / n as f64, "samples_per_s": seen as f64 / start.elapsed().as_secs_f64(),
+                    "kind": "step", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": loss,
+                    format!("train_{}", scoring.figure()): figure, "samples_per_s": rate,
                 });
-                writeln!(metrics, "{line}")?;
+                writeln!(run.metrics, "{line}")?;
                 interval = (0.0, 0.0, 0);
             }
             bar.inc(1);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.2}% {:.0} samples/s",
-                loss / seen as f64,
-                100.0 * correct / seen as f64,
-                seen as f64 / start.elapsed().as_secs_f64()
-            ));
+            let (loss, figure) = scoring.score(total.0, total.1, total.2);
+            bar.set_message(format!("loss {loss:.4} {} {rate:.0} samples/s", scoring.show(figure)));
         }
         Ok(false)
     })?;
@@ -482,8 +594,8 @@ fn train_epoch(
         return Ok(Epoch::Interrupted);
     }
     bar.finish_and_clear();
-    let seen_f = seen.max(1) as f64;
-    Ok(Epoch::Done(loss / seen_f, correct / seen_f, seen as f64 / start.elapsed().as_secs_f64()))
+    let (loss, figure) = scoring.score(total.0, total.1, total.2);
+    Ok(Epoch::Done(loss, figure, total.2 as f64 / start.elapsed().as_secs_f64()))
 }
 
 /// The metric that picks the best checkpoint and stops training early: validation accuracy
@@ -499,12 +611,16 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn new(t: &TrainConfig, has_validation: bool) -> Self {
+    /// `monitor = "accuracy"` watches the scoring's figure (accuracy, or a regression's rmse).
+    fn new(t: &TrainConfig, has_validation: bool, scoring: Scoring) -> Self {
         let set = if has_validation { "validation" } else { "test" };
-        let higher_is_better = t.monitor == MonitorMetric::Accuracy;
+        let (name, higher_is_better) = match t.monitor {
+            MonitorMetric::Accuracy => (scoring.figure(), scoring.higher_is_better()),
+            MonitorMetric::Loss => ("loss", false),
+        };
         let best = if higher_is_better { f64::NEG_INFINITY } else { f64::INFINITY };
         Monitor {
-            key: format!("{set}_{}", t.monitor.name()),
+            key: format!("{set}_{name}"),
             higher_is_better,
             min_delta: t.min_delta,
             patience: t.patience,
@@ -534,41 +650,42 @@ impl Monitor {
     }
 }
 
-/// The epoch lines of a run's metrics.jsonl.
+/// The lines of a run's metrics.jsonl (step and epoch lines).
 fn read_metrics(path: &Path) -> Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let lines =
         text.lines().map(|line| serde_json::from_str(line).with_context(|| format!("{}: bad line", path.display())));
-    let rows: Vec<serde_json::Value> = lines.collect::<Result<_>>()?;
-    Ok(rows.into_iter().filter(|row| row["kind"] == "epoch").collect())
+    lines.collect()
 }
 
-/// Draws the epoch lines' curves: train against `held_out` ("validation" or "test").
-fn draw_curves(path: &Path, rows: &[serde_json::Value], held_out: &str) -> Result<()> {
-    let f = |row: &serde_json::Value, key: String| row[key].as_f64().unwrap_or(f64::NAN);
-    let points: Vec<plots::EpochMetrics> = rows
-        .iter()
-        .map(|row| plots::EpochMetrics {
-            epoch: row["epoch"].as_u64().unwrap_or(0),
-            train_loss: f(row, "train_loss".into()),
-            held_out_loss: f(row, format!("{held_out}_loss")),
-            train_accuracy: f(row, "train_accuracy".into()),
-            held_out_accuracy: f(row, format!("{held_out}_accuracy")),
-        })
-        .collect();
-    plots::curves(path, &points, held_out)
+/// Draws the loss and `figure` (accuracy or rmse) over the steps: train from the step lines
+/// (the epoch lines where a run has none), `held_out` ("validation" or "test") at each epoch.
+fn draw_curves(path: &Path, rows: &[serde_json::Value], held_out: &str, figure: &str) -> Result<()> {
+    let series = |kind: &str, key: String| -> Vec<(f64, f64)> {
+        let of_kind = rows.iter().filter(|r| r["kind"] == kind);
+        of_kind.filter_map(|r| Some((r["step"].as_f64()?, r[&key].as_f64()?))).collect()
+    };
+    let train_kind = if rows.iter().any(|r| r["kind"] == "step") { "step" } else { "epoch" };
+    let panel = |name: &str| plots::Panel {
+        title: name.to_string(),
+        lines: vec![
+            ("train".to_string(), series(train_kind, format!("train_{name}"))),
+            (held_out.to_string(), series("epoch", format!("{held_out}_{name}"))),
+        ],
+    };
+    plots::curves(path, &[panel("loss"), panel(figure)])
 }
 
 /// Set by Ctrl-C; the training loop checks it between steps.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Mean loss and accuracy over every sample of `set`.
-fn evaluate(trainer: &mut AnyTrainer, set: &Dataset, batch: usize) -> Result<(f64, f64)> {
-    let (mut loss, mut correct) = (0.0, 0.0);
+/// Mean loss and the scoring's figure over every sample of `set`.
+fn evaluate(trainer: &mut AnyTrainer, set: &Dataset, batch: usize, scoring: Scoring) -> Result<(f64, f64)> {
+    let (mut loss, mut metric) = (0.0, 0.0);
     for b in Batches::in_order(set, batch) {
-        let stats = trainer.evaluate(&feed(&b))?;
+        let stats = trainer.evaluate(&feed(&b, set))?;
         loss += stats.loss as f64 * b.valid as f64;
-        correct += correct_of(&stats);
+        metric += metric_of(&stats);
     }
-    Ok((loss / set.len() as f64, correct / set.len() as f64))
+    Ok(scoring.score(loss, metric, set.len()))
 }

@@ -276,7 +276,7 @@ fn bad_configs_name_every_problem_with_its_position() {
     );
     fails_with(
         &dlcli(&["train", "--config", &no_flatten, "--runs-dir", dir.to_str().unwrap(), "--device", "cpu"]),
-        &["model.layers[0] (\"fc\")", "linear needs [batch, features] input, got [64, 1, 8, 8]", "flatten"],
+        &["the last layer (\"fc\") gives [64, 1, 8, 10]", "needs [64, 10]", "after a flatten"],
     );
     let missing = write(
         "missing.toml",

@@ -8,7 +8,7 @@ use std::path::Path;
 use data::{Batches, Dataset, load_idx};
 use explain::{Explainer, Method, bilinear};
 use graph::zoo::mnist_cnn;
-use graph::{Classifier, ConvGeometry, CpuExecutor, Feed, Graph, TensorId, Trainer, Training};
+use graph::{ConvGeometry, CpuExecutor, Feed, Graph, Supervised, TensorId, Trainer, Training};
 
 #[test]
 fn bilinear_resizing_matches_pytorch() {
@@ -65,7 +65,7 @@ fn trained_mnist_model() -> (HashMap<String, Vec<f32>>, Dataset) {
     let train = train.subset(&(0..12_000).collect::<Vec<_>>());
     let test = load_idx(&mnist("t10k-images-idx3-ubyte.gz"), &mnist("t10k-labels-idx1-ubyte.gz")).unwrap();
     let built = mnist_cnn(0, BATCH).unwrap();
-    let model = Classifier::new(built.model, built.input, built.logits, 0.0).unwrap();
+    let model = Supervised::classifier(built.model, built.input, built.logits, 0.0).unwrap();
     let mut trainer = Trainer::new(CpuExecutor::new(), &model, Training::adam(1e-3)).unwrap();
     for b in Batches::shuffled(&train, BATCH, 1, 0) {
         let mut feed = Feed::default();

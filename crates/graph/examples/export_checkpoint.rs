@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use data::{Batches, load_digits};
 use graph::{
-    Checkpoint, Classifier, ConvGeometry, CpuExecutor, Feed, Meta, Mode, Model, PoolGeometry, Trainer, Training,
+    Checkpoint, ConvGeometry, CpuExecutor, Feed, Meta, Mode, Model, PoolGeometry, Supervised, Trainer, Training,
 };
 use kernels::Unary;
 use safetensors::tensor::{Dtype, TensorView};
@@ -20,7 +20,7 @@ const BATCH: usize = 32;
 
 /// Conv 1→8 3×3 pad 1 (no bias), BatchNorm2d, ReLU, MaxPool 2, Conv 8→16 3×3 pad 1, ReLU,
 /// global average pool, Linear 16→10. `scripts/torch_check_checkpoint.py` builds the same.
-fn model() -> Classifier {
+fn model() -> Supervised {
     let mut m = Model::new(0);
     let x = m.graph.input("x", &[BATCH, 1, 8, 8]);
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
@@ -33,7 +33,7 @@ fn model() -> Classifier {
     let h = m.graph.unary(Unary::Relu, h).unwrap();
     let h = m.graph.global_avg_pool(h).unwrap();
     let logits = m.linear("fc", h, 16, 10, true).unwrap();
-    Classifier::new(m, x, logits, 0.0).unwrap()
+    Supervised::classifier(m, x, logits, 0.0).unwrap()
 }
 
 fn main() {
@@ -50,15 +50,18 @@ fn main() {
         trainer.train_step(&feed).unwrap();
     }
     let state = trainer.state().unwrap();
-    let checkpoint = Checkpoint { state: state.clone(), meta: Meta { epoch: 1, seed: 0, config: String::new() } };
+    let checkpoint = Checkpoint {
+        state: state.clone(),
+        meta: Meta { epoch: 1, seed: 0, config: String::new(), data: String::new() },
+    };
     checkpoint.save(&dir.join("model.safetensors"), &model(), &training.optimizer).unwrap();
 
     let probe = Batches::in_order(&digits, BATCH).next().unwrap();
     let classifier = model();
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), probe.samples.clone());
-    let values = graph::evaluate(&classifier.graph, Mode::Eval, &state.params, &feed, &[classifier.logits]);
-    let logits = values.unwrap().get(classifier.logits).to_vec();
+    let values = graph::evaluate(&classifier.graph, Mode::Eval, &state.params, &feed, &[classifier.output]);
+    let logits = values.unwrap().get(classifier.output).to_vec();
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let (xb, lb) = (bytes(&probe.samples), bytes(&logits));
     let tensors = HashMap::from([

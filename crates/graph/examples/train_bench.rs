@@ -11,12 +11,12 @@
 
 use std::time::Instant;
 
-use graph::{CellKind, Classifier, CpuExecutor, Executor, Feed, GpuExecutor, Trainer, Training};
+use graph::{CellKind, CpuExecutor, Executor, Feed, GpuExecutor, Supervised, Trainer, Training};
 use kernels::{AdapterClass, Gpu};
 
 const BATCH: usize = 64;
 
-fn reference_model(model: &str) -> Classifier {
+fn reference_model(model: &str) -> Supervised {
     let built = match model {
         "cnn" => graph::zoo::mnist_cnn(0, BATCH),
         "lstm" => graph::zoo::mnist_rnn(CellKind::Lstm, 0, BATCH),
@@ -24,7 +24,7 @@ fn reference_model(model: &str) -> Classifier {
         other => panic!("--model {other:?}: expected cnn, lstm or gru"),
     }
     .unwrap();
-    Classifier::new(built.model, built.input, built.logits, 0.0).unwrap()
+    Supervised::classifier(built.model, built.input, built.logits, 0.0).unwrap()
 }
 
 /// MNIST-shaped batches: pixel values in [0, 1) and labels from a fixed generator.

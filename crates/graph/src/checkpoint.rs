@@ -6,7 +6,8 @@
 //! once the `optimizer.` keys are dropped. Those hold the optimizer state under PyTorch's names
 //! (`optimizer.exp_avg.<param>`, `optimizer.exp_avg_sq.<param>`,
 //! `optimizer.momentum_buffer.<param>`). The metadata holds the step, epoch, seed (which with the
-//! step fixes every later random draw), the optimizer and the config text.
+//! step fixes every later random draw), the optimizer, the config text and what the data's
+//! preparation learnt (a vocabulary, normalisation statistics).
 //!
 //! Writes are atomic: a temporary file in the same directory, flushed to disk, then renamed
 //! over the target, so a crash never leaves a half-written checkpoint where a good one was.
@@ -17,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::classifier::Classifier;
 use crate::error::{GraphError, Result};
 use crate::optim::{Optimizer, optimizer_state_name};
+use crate::supervised::Supervised;
 use crate::trainer::TrainerState;
 
 /// What a checkpoint records besides tensors.
@@ -29,6 +30,9 @@ pub struct Meta {
     pub seed: u64,
     /// The config the model was built from, verbatim.
     pub config: String,
+    /// What the data's preparation learnt from the training data and a prediction needs
+    /// (a text vocabulary, a series' normalisation), as JSON; empty for none.
+    pub data: String,
 }
 
 /// A checkpoint in memory: the trainer's state and its metadata.
@@ -48,12 +52,13 @@ fn optimizer_name(optimizer: &Optimizer) -> &'static str {
 
 impl Checkpoint {
     /// Writes the checkpoint of `model` trained with `optimizer` to `path`, atomically.
-    pub fn save(&self, path: &Path, model: &Classifier, optimizer: &Optimizer) -> Result<()> {
+    pub fn save(&self, path: &Path, model: &Supervised, optimizer: &Optimizer) -> Result<()> {
         let bad = |detail: String| GraphError::Checkpoint { path: path.to_owned(), detail };
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        for (name, shape) in model.state_dict_shapes() {
-            let value = self.state.params.get(&name).ok_or_else(|| bad(format!("no value for {name}")))?;
+        for (name, shape) in tensor_shapes(model) {
+            let source = model.tied.iter().find(|(alias, _)| *alias == name).map_or(&name, |(_, source)| source);
+            let value = self.state.params.get(source).ok_or_else(|| bad(format!("no value for {name}")))?;
             tensors.push((name.clone(), Dtype::F32, shape, f32_bytes(value)));
             if let Some(layer) = name.strip_suffix(".running_mean") {
                 let batches = (self.state.steps as i64).to_le_bytes().to_vec();
@@ -82,6 +87,7 @@ impl Checkpoint {
             ("seed".to_string(), self.meta.seed.to_string()),
             ("optimizer".to_string(), optimizer_name(optimizer).to_string()),
             ("config".to_string(), self.meta.config.clone()),
+            ("data".to_string(), self.meta.data.clone()),
         ]);
         let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))?;
         write_atomically(path, &bytes).map_err(|e| bad(e.to_string()))
@@ -89,7 +95,7 @@ impl Checkpoint {
 
     /// Reads the checkpoint at `path` for `model` trained with `optimizer`, checking every
     /// name, shape and dtype against the model; the error lists each mismatch.
-    pub fn load(path: &Path, model: &Classifier, optimizer: &Optimizer) -> Result<Checkpoint> {
+    pub fn load(path: &Path, model: &Supervised, optimizer: &Optimizer) -> Result<Checkpoint> {
         let bad = |detail: String| GraphError::Checkpoint { path: path.to_owned(), detail };
         let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let file = SafeTensors::deserialize(&bytes)
@@ -99,7 +105,7 @@ impl Checkpoint {
 
         // Every tensor the model and optimizer expect, with its shape.
         let mut expected: Vec<(String, Vec<usize>, Dtype)> =
-            model.state_dict_shapes().into_iter().map(|(n, s)| (n, s, Dtype::F32)).collect();
+            tensor_shapes(model).into_iter().map(|(n, s)| (n, s, Dtype::F32)).collect();
         let layers: Vec<String> =
             expected.iter().filter_map(|(n, ..)| n.strip_suffix(".running_mean").map(str::to_owned)).collect();
         expected.extend(layers.iter().map(|l| (format!("{l}.num_batches_tracked"), vec![], Dtype::I64)));
@@ -155,9 +161,21 @@ impl Checkpoint {
                 epoch: number("epoch")?,
                 seed: number("seed")?,
                 config: meta.get("config").cloned().unwrap_or_default(),
+                data: meta.get("data").cloned().unwrap_or_default(),
             },
         })
     }
+}
+
+/// Every model tensor a checkpoint holds with its shape: the `state_dict`, a tied key (a
+/// copy of the tensor it names, as PyTorch's `state_dict` lists both) after its source.
+fn tensor_shapes(model: &Supervised) -> Vec<(String, Vec<usize>)> {
+    let mut shapes = model.state_dict_shapes();
+    for (alias, source) in &model.tied {
+        let shape = shapes.iter().find(|(n, _)| n == source).map(|(_, s)| s.clone()).unwrap_or_default();
+        shapes.push((alias.clone(), shape));
+    }
+    shapes
 }
 
 impl Checkpoint {

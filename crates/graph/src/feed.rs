@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::classifier::PADDING_LABEL;
 use crate::error::{GraphError, Result};
 use crate::ir::Node;
+use crate::supervised::PADDING_LABEL;
 
 /// What a run is fed: f32 inputs and u32 labels by name.
 #[derive(Debug, Clone, Default)]

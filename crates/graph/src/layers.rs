@@ -100,13 +100,21 @@ impl Initializers {
 pub struct Model {
     pub graph: Graph,
     pub init: Initializers,
+    /// `state_dict` keys that name another key's parameter (tied weights), with that key.
+    pub tied: Vec<(String, String)>,
     drawn: u64,
     dropouts: u64,
 }
 
 impl Model {
     pub fn new(seed: u64) -> Self {
-        Model { graph: Graph::new(), init: Initializers { seed, entries: Vec::new() }, drawn: 0, dropouts: 0 }
+        Model {
+            graph: Graph::new(),
+            init: Initializers { seed, entries: Vec::new() },
+            tied: Vec::new(),
+            drawn: 0,
+            dropouts: 0,
+        }
     }
 
     /// Declares parameter `name` of `shape`, uniform in ±`bound`: the next values of the
@@ -145,34 +153,67 @@ impl Model {
         node
     }
 
-    /// `nn.Linear(inputs, outputs, bias)` named `name`: x [rows, inputs] -> [rows, outputs].
-    /// Weight [outputs, inputs] and bias [outputs] are U(±1/√inputs), PyTorch's default
-    /// (Kaiming-uniform with a = √5 reduces to that bound).
+    /// `nn.Linear(inputs, outputs, bias)` named `name` on the last axis of x [..., inputs]:
+    /// [..., outputs]. Weight [outputs, inputs] and bias [outputs] are U(±1/√inputs),
+    /// PyTorch's default (Kaiming-uniform with a = √5 reduces to that bound).
     pub fn linear(&mut self, name: &str, x: TensorId, inputs: usize, outputs: usize, bias: bool) -> Result<TensorId> {
-        let bound = 1.0 / (inputs as f32).sqrt();
-        let weight = self.param(format!("{name}.weight"), &[outputs, inputs], bound);
-        let mut y = self.graph.matmul(x, weight, false, true)?;
+        let weight = self.param(format!("{name}.weight"), &[outputs, inputs], 1.0 / (inputs as f32).sqrt());
+        self.project(name, x, weight, bias)
+    }
+
+    /// x [..., inputs] · weightᵀ (+ a bias `name.bias` [outputs], U(±1/√inputs)), the leading
+    /// axes taken as rows of one matmul.
+    fn project(&mut self, name: &str, x: TensorId, weight: TensorId, bias: bool) -> Result<TensorId> {
+        let shape = self.graph.shape(x).to_vec();
+        let &[outputs, inputs] = self.graph.shape(weight) else { unreachable!("a weight is a matrix") };
+        let rows = if shape.len() == 2 {
+            x
+        } else {
+            self.graph.reshape(x, &[shape[..shape.len() - 1].iter().product(), inputs])?
+        };
+        let mut y = self.graph.matmul(rows, weight, false, true)?;
         if bias {
-            let b = self.param(format!("{name}.bias"), &[outputs], bound);
+            let b = self.param(format!("{name}.bias"), &[outputs], 1.0 / (inputs as f32).sqrt());
             y = self.graph.binary(Binary::Add, y, b)?;
+        }
+        if shape.len() != 2 {
+            y = self.graph.reshape(y, &[&shape[..shape.len() - 1], &[outputs][..]].concat())?;
         }
         self.graph.set_label(y, name);
         Ok(y)
     }
 
+    /// `nn.Linear(inputs, outputs, bias)` named `name` on x [..., inputs] whose weight is the
+    /// parameter `weight` [outputs, inputs] of another layer (a language model's output head
+    /// tied to its embedding, `head.weight = embedding.weight` in PyTorch): `name.weight` is
+    /// a second `state_dict` key for that tensor.
+    pub fn tied_linear(&mut self, name: &str, x: TensorId, weight: &str, bias: bool) -> Result<TensorId> {
+        let inputs = self.graph.shape(x).last().copied().unwrap_or(0);
+        let shared = self.graph.find_param(weight).filter(|&w| self.graph.shape(w)[1..] == [inputs]);
+        let shared = shared.ok_or_else(|| GraphError::Shape {
+            node: name.into(),
+            detail: format!(
+                "ties its weight to {weight:?}, which is no [outputs, {inputs}] parameter declared before it"
+            ),
+        })?;
+        self.tied.push((format!("{name}.weight"), weight.to_string()));
+        self.project(name, x, shared, bias)
+    }
+
     /// `nn.Embedding(vocab, dim, padding_idx)` named `name` on u32 ids of any shape: [ids'
-    /// shape, dim]. Weight [vocab, dim] is N(0, 1) with the padding row zero, PyTorch's default;
-    /// the padding row gets no gradient.
+    /// shape, dim]. Weight [vocab, dim] is N(0, std²) with the padding row zero (std 1 is
+    /// PyTorch's default; GPT-2 draws 0.02, which an output head tied to it needs to start
+    /// from small logits); the padding row gets no gradient.
     pub fn embedding(
         &mut self,
         name: &str,
         ids: TensorId,
-        vocab: usize,
-        dim: usize,
+        (vocab, dim): (usize, usize),
         padding: Option<usize>,
+        std: f32,
     ) -> Result<TensorId> {
         let zeroed = padding.map_or((0, 0), |p| (p * dim, dim));
-        let weight = self.normal_param(format!("{name}.weight"), &[vocab, dim], 1.0, zeroed);
+        let weight = self.normal_param(format!("{name}.weight"), &[vocab, dim], std, zeroed);
         let y = self.graph.embedding(ids, weight, padding)?;
         self.graph.set_label(y, name);
         Ok(y)

@@ -7,12 +7,11 @@
 //! Each op is defined once, in its file under `ops/` (shape rule, gradient rule, FLOPs, CPU
 //! and GPU code). [`CpuExecutor`] runs a graph on the kernels crate's CPU references, one
 //! implementation per op shared with the kernel tests; [`GpuExecutor`] on a device. Both
-//! run over buffers planned by liveness ([`Plan`]). A [`Classifier`] is a model's complete training graph;
+//! run over buffers planned by liveness ([`Plan`]). A [`Supervised`] is a model's complete training graph;
 //! a [`Trainer`] trains any [`Trainable`] model on any executor.
 
 mod autodiff;
 mod checkpoint;
-mod classifier;
 mod cpu;
 mod crosscheck;
 mod error;
@@ -24,12 +23,12 @@ mod layers;
 pub mod ops;
 mod optim;
 mod plan;
+mod supervised;
 mod trainer;
 pub mod zoo;
 
 pub use autodiff::{Gradients, backward};
 pub use checkpoint::{Checkpoint, Meta, write_atomically};
-pub use classifier::{Classifier, PADDING_LABEL, Parameter};
 pub use cpu::{CpuExecutor, Values, evaluate};
 pub use crosscheck::CrossCheck;
 pub use error::{GraphError, Result};
@@ -41,4 +40,5 @@ pub use layers::{EncoderLayer, Init, Initializers, Model, Recurrent};
 pub use ops::{CellKind, ConvGeometry, CpuCall, GpuCall, Operation, PoolGeometry};
 pub use optim::{Adam, Optimizer, Schedule, Sgd, Training, optimizer_slots, optimizer_state_name};
 pub use plan::Plan;
+pub use supervised::{Objective, PADDING_LABEL, Parameter, Supervised};
 pub use trainer::{StepStats, Trainable, Trainer, TrainerState, TrainingStep};

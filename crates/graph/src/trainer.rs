@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 
-use crate::classifier::Parameter;
 use crate::error::{GraphError, Result};
 use crate::executor::{Executor, RunId};
 use crate::feed::Feed;
 use crate::ir::{Graph, Mode, Op, TensorId};
 use crate::ops::{ClipGradNorm, Update};
 use crate::optim::{Training, optimizer_state_name};
+use crate::supervised::Parameter;
 
 /// What a trainer needs of a model: a graph with a scalar loss and named scalar metrics, the
 /// trained parameters with their gradients, and the initial value of every parameter and

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 
 use common::{gpu, values};
 use graph::{
-    Checkpoint, Classifier, ConvGeometry, CpuExecutor, Feed, GpuExecutor, Meta, Model, PoolGeometry, Trainer, Training,
+    Checkpoint, ConvGeometry, CpuExecutor, Feed, GpuExecutor, Meta, Model, PoolGeometry, Supervised, Trainer, Training,
 };
 use kernels::Unary;
 use safetensors::SafeTensors;
 
-fn model(width: usize) -> Classifier {
+fn model(width: usize) -> Supervised {
     let mut m = Model::new(1);
     let x = m.graph.input("x", &[4, 1, 6, 6]);
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
@@ -23,7 +23,7 @@ fn model(width: usize) -> Classifier {
     let h = m.graph.max_pool2d(h, pool).unwrap();
     let h = m.graph.flatten(h).unwrap();
     let logits = m.linear("fc", h, width * 9, 3, true).unwrap();
-    Classifier::new(m, x, logits, 0.0).unwrap()
+    Supervised::classifier(m, x, logits, 0.0).unwrap()
 }
 
 fn batch(i: u64) -> Feed {
@@ -40,7 +40,7 @@ fn temp_dir(test: &str) -> PathBuf {
 }
 
 fn meta() -> Meta {
-    Meta { epoch: 2, seed: 1, config: "[model]\nkind = \"cnn\"\n".into() }
+    Meta { epoch: 2, seed: 1, config: "[model]\nkind = \"cnn\"\n".into(), data: "{}".into() }
 }
 
 #[test]

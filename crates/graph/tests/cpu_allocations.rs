@@ -8,7 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use graph::{Classifier, CpuExecutor, Feed, Trainer, Training};
+use graph::{CpuExecutor, Feed, Supervised, Trainer, Training};
 
 /// Counts allocations of 4 KiB or more.
 struct Counting;
@@ -34,7 +34,7 @@ static ALLOCATOR: Counting = Counting;
 #[test]
 fn training_steps_after_the_first_allocate_no_tensor() {
     let built = graph::zoo::mnist_cnn(0, 16).unwrap();
-    let model = Classifier::new(built.model, built.input, built.logits, 0.0).unwrap();
+    let model = Supervised::classifier(built.model, built.input, built.logits, 0.0).unwrap();
     let mut trainer = Trainer::new(CpuExecutor::new(), &model, Training::adam(1e-3)).unwrap();
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), (0..16 * 784).map(|i| (i % 7) as f32 / 7.0).collect());

@@ -15,7 +15,7 @@ fn embedding_matches_pytorch_on_both_executors() {
     let shape: Vec<usize> = golden["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let mut m = Model::new(0);
     let ids = m.graph.indices("ids", &shape, n("vocab"));
-    let y = m.embedding("emb", ids, n("vocab"), n("dim"), Some(n("padding"))).unwrap();
+    let y = m.embedding("emb", ids, (n("vocab"), n("dim")), Some(n("padding")), 1.0).unwrap();
     let (_, reads) = weighted_sum(&mut m, y, &[]);
     let params = HashMap::from([("emb.weight".to_string(), numbers(&golden["weight"]))]);
     let mut feed = Feed::default();
@@ -36,7 +36,7 @@ fn embedding_matches_pytorch_on_both_executors() {
 fn embedding_tables_start_standard_normal_with_a_zero_padding_row() {
     let mut m = Model::new(7);
     let ids = m.graph.indices("ids", &[2], 1000);
-    m.embedding("emb", ids, 1000, 64, Some(0)).unwrap();
+    m.embedding("emb", ids, (1000, 64), Some(0), 1.0).unwrap();
     let table = &m.init.values()["emb.weight"];
     assert!(table[..64].iter().all(|&v| v == 0.0));
     let rest = &table[64..];

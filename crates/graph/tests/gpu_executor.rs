@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use common::{assert_close, gpu, values};
 use graph::{
-    Classifier, ConvGeometry, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Graph, Mode, Model, PoolGeometry,
+    ConvGeometry, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Graph, Mode, Model, PoolGeometry, Supervised,
     TensorId, Trainer, Training, backward,
 };
 use kernels::{Binary, Unary};
@@ -116,14 +116,14 @@ fn residual_cnn(seed: u64, batch: usize) -> (Model, TensorId, TensorId) {
 #[test]
 fn residual_cnn_forward_and_every_gradient_match_the_cpu() {
     let (m, x, logits) = residual_cnn(3, 3);
-    let model = Classifier::new(m, x, logits, 0.0).unwrap();
+    let model = Supervised::classifier(m, x, logits, 0.0).unwrap();
     let mut g = model.graph.clone();
     let grads = backward(&mut g, model.loss).unwrap();
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), values(4, 3 * 2 * 81, 1.0));
     feed.labels.insert("y".into(), vec![2, 0, 1]);
     let mut outputs =
-        vec![(model.logits, "logits".to_string()), (model.loss, "loss".into()), (grads.of(x).unwrap(), "dx".into())];
+        vec![(model.output, "logits".to_string()), (model.loss, "loss".into()), (grads.of(x).unwrap(), "dx".into())];
     outputs.extend(model.params.iter().map(|p| (p.grad, format!("d {}", p.name))));
     let outputs: Vec<(TensorId, &str)> = outputs.iter().map(|(id, s)| (*id, s.as_str())).collect();
     for mode in [Mode::Train, Mode::Eval] {
@@ -136,7 +136,7 @@ fn three_adam_steps_match_the_cpu_and_rerun_bit_identically() {
     let Some(gpu) = gpu() else { return };
     let build = || {
         let (m, x, logits) = residual_cnn(5, 4);
-        Classifier::new(m, x, logits, 0.0).unwrap()
+        Supervised::classifier(m, x, logits, 0.0).unwrap()
     };
     let batches: Vec<Feed> = (0..3)
         .map(|i| {
@@ -180,7 +180,7 @@ fn steps_after_the_first_allocate_nothing() {
     let own = kernels::Gpu::open().unwrap();
     let gpu = &own;
     let (m, x, logits) = residual_cnn(6, 2);
-    let model = Classifier::new(m, x, logits, 0.0).unwrap();
+    let model = Supervised::classifier(m, x, logits, 0.0).unwrap();
     let mut trainer = Trainer::new(GpuExecutor::new(gpu), &model, Training::adam(1e-3)).unwrap();
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), values(7, 2 * 2 * 81, 1.0));
@@ -208,7 +208,7 @@ fn steps_after_the_first_allocate_nothing() {
 fn bad_feeds_are_errors_on_the_gpu_too() {
     let Some(gpu) = gpu() else { return };
     let (m, x, logits) = residual_cnn(8, 2);
-    let model = Classifier::new(m, x, logits, 0.0).unwrap();
+    let model = Supervised::classifier(m, x, logits, 0.0).unwrap();
     let mut trainer = Trainer::new(GpuExecutor::new(gpu), &model, Training::adam(1e-3)).unwrap();
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), values(7, 2 * 2 * 81, 1.0));

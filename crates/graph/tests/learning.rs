@@ -6,7 +6,7 @@ use std::path::Path;
 
 use data::{Batches, Dataset, load_digits};
 use graph::{
-    Classifier, ConvGeometry, CpuExecutor, Executor, Feed, GpuExecutor, Model, PoolGeometry, Trainer, Training,
+    ConvGeometry, CpuExecutor, Executor, Feed, GpuExecutor, Model, PoolGeometry, Supervised, Trainer, Training,
 };
 use kernels::Unary;
 
@@ -14,7 +14,7 @@ const BATCH: usize = 32;
 
 /// Conv 1→16 3×3 pad 1, ReLU, MaxPool 2, Conv 16→32 3×3 pad 1, ReLU, MaxPool 2, Flatten,
 /// Linear 128→10: the digits counterpart of the reference MNIST CNN.
-fn digits_cnn(seed: u64) -> Classifier {
+fn digits_cnn(seed: u64) -> Supervised {
     let mut m = Model::new(seed);
     let x = m.graph.input("x", &[BATCH, 1, 8, 8]);
     let same = ConvGeometry { stride: (1, 1), padding: (1, 1), dilation: (1, 1) };
@@ -27,7 +27,7 @@ fn digits_cnn(seed: u64) -> Classifier {
     let h = m.graph.max_pool2d(h, pool).unwrap();
     let h = m.graph.flatten(h).unwrap();
     let logits = m.linear("fc", h, 128, 10, true).unwrap();
-    Classifier::new(m, x, logits, 0.0).unwrap()
+    Supervised::classifier(m, x, logits, 0.0).unwrap()
 }
 
 fn digits() -> (Dataset, Dataset) {

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_close, gpu, values};
-use graph::{Classifier, CpuExecutor, Feed, GpuExecutor, Model, Optimizer, Schedule, Sgd, Trainer, Training};
+use graph::{CpuExecutor, Feed, GpuExecutor, Model, Optimizer, Schedule, Sgd, Supervised, Trainer, Training};
 use kernels::Unary;
 
 fn factors(schedule: Schedule, steps: u64) -> Vec<f32> {
@@ -37,13 +37,13 @@ fn schedules_follow_pytorch() {
     assert!((got[0] as f64 - initial).abs() < 1e-7 && (got[2] - 1.0).abs() < 1e-7);
 }
 
-fn small_mlp() -> Classifier {
+fn small_mlp() -> Supervised {
     let mut m = Model::new(2);
     let x = m.graph.input("x", &[6, 5]);
     let h = m.linear("fc1", x, 5, 7, true).unwrap();
     let h = m.graph.unary(Unary::Tanh, h).unwrap();
     let logits = m.linear("fc2", h, 7, 3, true).unwrap();
-    Classifier::new(m, x, logits, 0.1).unwrap()
+    Supervised::classifier(m, x, logits, 0.1).unwrap()
 }
 
 #[test]

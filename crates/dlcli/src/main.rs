@@ -7,6 +7,7 @@ mod dataset;
 mod devices;
 mod eval;
 mod explain;
+mod generate;
 mod inference;
 mod memory;
 mod model;
@@ -36,6 +37,8 @@ enum Command {
     Eval(eval::Args),
     /// The most likely classes of one input, with probabilities.
     Predict(predict::Args),
+    /// Text from a trained character-level language model, streamed as it is sampled.
+    Generate(generate::Args),
     /// What the model looks at: a Grad-CAM or saliency map as a PNG overlay plus JSON.
     Explain(explain::Args),
     /// A table of a config's layers: output shapes, parameters, FLOPs, planned memory.
@@ -73,6 +76,7 @@ fn main() {
         Command::Eval(args) => eval::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Generate(args) => generate::run(&args),
         Command::Summary(args) => summary::run(&args),
         Command::Config(args) => config_command::run(&args),
     };

@@ -47,21 +47,8 @@ pub fn build_layers(config: &Config, data: &Dataset, batch: usize) -> Result<(Su
             format!("a linear layer of out_features = {per_sample} (the values each sample predicts)"),
         ),
     };
-    let shape_of_data = DataShape { outputs, vocab };
-    let mut by_name: HashMap<&str, TensorId> = HashMap::new();
-    let mut last = x;
-    let mut layer_outputs = Vec::new();
-    for (i, layer) in config.layers.iter().enumerate() {
-        let inputs: Vec<TensorId> = if i == 0 && layer.inputs.is_empty() {
-            vec![x]
-        } else {
-            layer.inputs.iter().map(|name| by_name[name.as_str()]).collect()
-        };
-        last = add_layer(&mut m, &layer.name, &layer.kind, &inputs, &shape_of_data)
-            .with_context(|| format!("model.layers[{i}] ({:?})", layer.name))?;
-        by_name.insert(&layer.name, last);
-        layer_outputs.push(last);
-    }
+    let layer_outputs = stack(config, &mut m, x, &DataShape { outputs, vocab })?;
+    let last = *layer_outputs.last().unwrap_or(&x);
     let out = m.graph.shape(last).to_vec();
     if out != want {
         bail!(
@@ -74,6 +61,38 @@ pub fn build_layers(config: &Config, data: &Dataset, batch: usize) -> Result<(Su
         Targets::Values { .. } => Supervised::regressor(m, x, last)?,
     };
     Ok((model, layer_outputs))
+}
+
+/// A language model of `config` built to take one token at a time (see
+/// [`graph::Decoding`]), for a vocabulary of `vocab` and windows of `context`: the model, with
+/// its decoding, and its logits [1, 1, vocab].
+pub fn build_decoder(config: &Config, vocab: usize, context: usize) -> Result<(Model, TensorId)> {
+    let mut m = Model::for_decoding(config.train.seed, context);
+    let x = m.graph.indices("x", &[1, 1], vocab);
+    let outputs = stack(config, &mut m, x, &DataShape { outputs: vocab, vocab: Some(vocab) })?;
+    let logits = *outputs.last().unwrap_or(&x);
+    if m.graph.shape(logits) != [1, 1, vocab] {
+        bail!("this model gives {:?} for one token, not next-token logits [1, 1, {vocab}]", m.graph.shape(logits));
+    }
+    Ok((m, logits))
+}
+
+/// The config's layers on x, each reading its inputs by name: each layer's output in order.
+fn stack(config: &Config, m: &mut Model, x: TensorId, data: &DataShape) -> Result<Vec<TensorId>> {
+    let mut by_name: HashMap<&str, TensorId> = HashMap::new();
+    let mut outputs = Vec::new();
+    for (i, layer) in config.layers.iter().enumerate() {
+        let inputs: Vec<TensorId> = if i == 0 && layer.inputs.is_empty() {
+            vec![x]
+        } else {
+            layer.inputs.iter().map(|name| by_name[name.as_str()]).collect()
+        };
+        let out = add_layer(m, &layer.name, &layer.kind, &inputs, data)
+            .with_context(|| format!("model.layers[{i}] ({:?})", layer.name))?;
+        by_name.insert(&layer.name, out);
+        outputs.push(out);
+    }
+    Ok(outputs)
 }
 
 fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId], data: &DataShape) -> Result<TensorId> {

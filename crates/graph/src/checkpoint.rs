@@ -179,19 +179,22 @@ fn tensor_shapes(model: &Supervised) -> Vec<(String, Vec<usize>)> {
 }
 
 impl Checkpoint {
-    /// The config text stored in the checkpoint at `path` (to rebuild its model).
-    pub fn config_text(path: &Path) -> Result<String> {
+    /// The metadata of the checkpoint at `path`, read without its tensors.
+    pub fn metadata(path: &Path) -> Result<HashMap<String, String>> {
         let bad = |detail: String| GraphError::Checkpoint { path: path.to_owned(), detail };
         let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let (_, header) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| bad(format!("not a readable safetensors file ({e}); was it truncated?")))?;
-        header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("config"))
-            .filter(|c| !c.is_empty())
-            .cloned()
-            .ok_or_else(|| bad("holds no config; evaluate it with --run RUN instead".into()))
+        Ok(header.metadata().clone().unwrap_or_default())
+    }
+
+    /// The config text stored in the checkpoint at `path` (to rebuild its model).
+    pub fn config_text(path: &Path) -> Result<String> {
+        let config = Self::metadata(path)?.remove("config").filter(|c| !c.is_empty());
+        config.ok_or_else(|| GraphError::Checkpoint {
+            path: path.to_owned(),
+            detail: "holds no config; evaluate it with --run RUN instead".into(),
+        })
     }
 }
 

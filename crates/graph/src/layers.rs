@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use kernels::cpu::dropout::philox4x32_10;
 use kernels::{Binary, Unary};
 
+use crate::decoding::{Carry, Decoding};
 use crate::error::{GraphError, Result};
 use crate::ir::{Graph, TensorId};
 use crate::ops::{CellKind, ConvGeometry};
@@ -102,6 +103,8 @@ pub struct Model {
     pub init: Initializers,
     /// `state_dict` keys that name another key's parameter (tied weights), with that key.
     pub tied: Vec<(String, String)>,
+    /// Set when the model is built to take one token at a time ([`Model::for_decoding`]).
+    pub decoding: Option<Decoding>,
     drawn: u64,
     dropouts: u64,
 }
@@ -112,6 +115,7 @@ impl Model {
             graph: Graph::new(),
             init: Initializers { seed, entries: Vec::new() },
             tied: Vec::new(),
+            decoding: None,
             drawn: 0,
             dropouts: 0,
         }
@@ -309,11 +313,27 @@ impl Model {
                 let xgates = self.graph.matmul(flat, w_ih, false, true)?;
                 let xgates = self.graph.binary(Binary::Add, xgates, b_ih)?;
                 let xgates = self.graph.reshape(xgates, &[steps, batch, width])?;
-                let initial: Vec<TensorId> = match r.cell {
-                    CellKind::Lstm => vec![self.graph.fill(0.0, &[batch, hd]), self.graph.fill(0.0, &[batch, hd])],
-                    CellKind::Gru => vec![self.graph.fill(0.0, &[batch, hd])],
-                };
-                directions.push(self.graph.recurrence(r.cell, reverse, xgates, w_hh, b_hh, &initial)?);
+                let states: &[&str] = if r.cell == CellKind::Lstm { &["h", "c"] } else { &["h"] };
+                let carried = self.decoding.is_some();
+                if carried && reverse {
+                    self.refuse_decoding(name, "a bidirectional layer reads later tokens")?;
+                }
+                let initial: Vec<TensorId> = states
+                    .iter()
+                    .map(|s| match carried {
+                        true => self.carried_input(&format!("{name}.{s}{suffix}"), &[batch, hd]),
+                        false => self.graph.fill(0.0, &[batch, hd]),
+                    })
+                    .collect();
+                let h = self.graph.recurrence(r.cell, reverse, xgates, w_hh, b_hh, &initial)?;
+                if carried {
+                    // One step: its h (and c) are the states the next token starts from.
+                    for (slot, (s, &input)) in states.iter().zip(&initial).enumerate() {
+                        let last = self.graph.reshape(h.node.out(slot), &[batch, hd])?;
+                        self.leave(&format!("{name}.{s}{suffix}"), input, last, Carry::Replace);
+                    }
+                }
+                directions.push(h);
             }
             seq = if r.bidirectional { self.graph.concat(&directions, 2)? } else { directions[0] };
             if r.dropout > 0.0 && layer + 1 < r.layers {
@@ -406,7 +426,25 @@ impl Model {
                 (part(self, q, 0)?, part(self, kv, 0)?, part(self, kv, 1)?)
             }
         };
-        let o = self.graph.attention(q, k, v, key_mask, heads, causal)?;
+        let o = match self.decoding.as_ref().map(|d| (d.context, d.attended)) {
+            Some((context, attended)) if causal && memory.is_none() && key_mask.is_none() => {
+                // The token attends to the cached keys and values of those before it, and its own.
+                let mut all = Vec::new();
+                for (kind, new) in [("k", k), ("v", v)] {
+                    let cache = format!("{name}.{kind}");
+                    let past = self.carried_input(&cache, &[batch * heads, context - 1, head_dim]);
+                    self.leave(&cache, past, new, Carry::Append { rows: batch * heads, width: head_dim });
+                    all.push(self.graph.concat(&[past, new], 1)?);
+                }
+                self.decoding.as_mut().expect("decoding").bounded = true;
+                self.graph.attention(q, all[0], all[1], Some(attended), heads, false)?
+            }
+            Some(_) => {
+                self.refuse_decoding(name, "only causal self-attention decodes one token at a time")?;
+                unreachable!("refused")
+            }
+            None => self.graph.attention(q, k, v, key_mask, heads, causal)?,
+        };
         let o = self.graph.reshape(o, &[batch, heads, steps, head_dim])?;
         let o = self.graph.permute(o, &[0, 2, 1, 3])?;
         let o = self.graph.reshape(o, &[batch * steps, embed])?;
@@ -522,6 +560,7 @@ impl Model {
     /// ViT's class token: one learned vector [C] (N(0, 0.02²), as timm draws it) named
     /// `name.token`, put before the sequence x [B, T, C]: [B, T + 1, C].
     pub fn class_token(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        self.refuse_decoding(name, "a class token comes before the sequence")?;
         let [batch, _, c] = self.sequence(name, x)?;
         let token = self.normal_param(format!("{name}.token"), &[1, 1, c], 0.02, (0, 0));
         let zeros = self.graph.fill(0.0, &[batch, 1, c]);
@@ -534,8 +573,11 @@ impl Model {
     /// An embedding of each position added to x [B, T, C]: learned, `name.weight` [1, T, C]
     /// (N(0, 0.02²)), or the fixed sinusoidal one, kept as state `name.pe` (as the
     /// PositionalEncoding of PyTorch's tutorials keeps its buffer).
+    /// When decoding, the table is the trained window's and the token's row is added.
     pub fn position(&mut self, name: &str, x: TensorId, learned: bool) -> Result<TensorId> {
         let [_, steps, c] = self.sequence(name, x)?;
+        let decoding = self.decoding.as_ref().map(|d| (d.context, d.position));
+        let steps = decoding.map_or(steps, |(context, _)| context);
         let table = if learned {
             self.normal_param(format!("{name}.weight"), &[1, steps, c], 0.02, (0, 0))
         } else {
@@ -543,7 +585,15 @@ impl Model {
             self.init.entries.push((format!("{name}.pe"), steps * c, Init::Sinusoidal { dim: c }));
             table
         };
-        let y = self.graph.binary(Binary::Add, x, table)?;
+        let y = match decoding {
+            Some((context, position)) => {
+                self.decoding.as_mut().expect("decoding").bounded = true;
+                let rows = self.graph.reshape(table, &[context, c])?;
+                let row = self.graph.embedding(position, rows, None)?;
+                self.graph.binary(Binary::Add, x, row)?
+            }
+            None => self.graph.binary(Binary::Add, x, table)?,
+        };
         self.graph.set_label(y, name);
         Ok(y)
     }

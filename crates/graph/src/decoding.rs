@@ -1,0 +1,164 @@
+//! Incremental decoding: a model built to take one token at a time, carrying what earlier
+//! tokens left instead of recomputing them. Its causal self-attention layers keep a cache of
+//! every earlier token's keys and values (the KV cache), its recurrent layers their last state,
+//! and its position layers read the token's position. A [`Model`] built with [`Decoding`] set
+//! declares the same parameters as the model trained on whole windows, so its checkpoint loads
+//! as it is; a [`Decoder`] runs it.
+
+use std::collections::HashMap;
+
+use crate::error::{GraphError, Result};
+use crate::executor::{Executor, RunId};
+use crate::feed::Feed;
+use crate::ir::{Graph, Mode, TensorId};
+use crate::layers::Model;
+
+/// How a carried tensor changes from one token to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// A cache [rows, context - 1, width] gets the token's [rows, 1, width] at its position.
+    Append { rows: usize, width: usize },
+    /// A state (a recurrent layer's h or c) becomes the token's output.
+    Replace,
+}
+
+/// A tensor one token leaves for the next: fed as input `name`, computed as `output`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carried {
+    pub name: String,
+    pub input: TensorId,
+    pub output: TensorId,
+    pub carry: Carry,
+}
+
+/// What a model being built for one token at a time reads and leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoding {
+    /// The longest window the model was trained on (positions 0..context).
+    pub context: usize,
+    /// "position" [1, 1] u32: the token's position in the window.
+    pub position: TensorId,
+    /// "attended" [1, context] u32: 1 for the cache slots that hold a token and for the last
+    /// key (the token itself), 0 for empty slots.
+    pub attended: TensorId,
+    pub carried: Vec<Carried>,
+    /// Whether anything in the model depends on the position (attention caches, position
+    /// tables), so a window longer than `context` must start again.
+    pub bounded: bool,
+}
+
+impl Model {
+    /// A model to be built one token at a time (batch 1) for windows of up to `context`.
+    pub fn for_decoding(seed: u64, context: usize) -> Model {
+        let mut m = Model::new(seed);
+        let position = m.graph.indices("position", &[1, 1], context);
+        let attended = m.graph.indices("attended", &[1, context], 2);
+        m.decoding = Some(Decoding { context, position, attended, carried: Vec::new(), bounded: false });
+        m
+    }
+
+    /// Declares the carried input `name` of `shape`; [`Model::leave`] gives its output.
+    pub(crate) fn carried_input(&mut self, name: &str, shape: &[usize]) -> TensorId {
+        self.graph.input(name, shape)
+    }
+
+    /// Records what the token leaves for `name` (declared by [`Model::carried_input`]).
+    pub(crate) fn leave(&mut self, name: &str, input: TensorId, output: TensorId, carry: Carry) {
+        let decoding = self.decoding.as_mut().expect("decoding");
+        decoding.carried.push(Carried { name: name.to_string(), input, output, carry });
+    }
+
+    /// The decoding context, or an error naming `layer` when the model is being built for
+    /// decoding and `layer` cannot take one token at a time.
+    pub(crate) fn refuse_decoding(&self, layer: &str, why: &str) -> Result<()> {
+        match self.decoding {
+            Some(_) => {
+                Err(GraphError::Shape { node: layer.into(), detail: format!("cannot decode token by token: {why}") })
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs a model built with [`Model::for_decoding`]: one token in, the next token's logits out.
+pub struct Decoder<E: Executor> {
+    exec: E,
+    run: RunId,
+    decoding: Decoding,
+    logits: TensorId,
+    /// Each carried tensor's current value, by name.
+    values: HashMap<String, Vec<f32>>,
+    /// The tokens of the current window, in order.
+    window: Vec<u32>,
+}
+
+impl<E: Executor> Decoder<E> {
+    /// Prepares `graph` (whose output `logits` is [1, 1, vocabulary]) on `exec` with `params`.
+    pub fn new(
+        mut exec: E,
+        graph: &Graph,
+        logits: TensorId,
+        decoding: Decoding,
+        params: &HashMap<String, Vec<f32>>,
+    ) -> Result<Self> {
+        let mut outputs = vec![logits];
+        outputs.extend(decoding.carried.iter().map(|c| c.output));
+        let run = exec.prepare(graph, Mode::Eval, &outputs)?;
+        for (name, value) in params {
+            exec.write_named(name, value)?;
+        }
+        let values = decoding.carried.iter().map(|c| (c.name.clone(), vec![0.0; graph.numel(c.input)])).collect();
+        Ok(Decoder { exec, run, decoding, logits, values, window: Vec::new() })
+    }
+
+    /// Takes `token` after those before it; returns the logits of the token to follow. A
+    /// window that reaches the trained context starts again from its second half (the
+    /// positions restart at 0, so the cache is recomputed for those tokens once).
+    pub fn push(&mut self, token: u32) -> Result<Vec<f32>> {
+        if self.decoding.bounded && self.window.len() == self.decoding.context {
+            let keep = self.window.split_off(self.decoding.context / 2);
+            self.reset();
+            for t in keep {
+                self.step(t)?;
+            }
+        }
+        self.step(token)
+    }
+
+    /// Forgets every token: empty caches, zero states.
+    pub fn reset(&mut self) {
+        self.window.clear();
+        self.values.values_mut().for_each(|v| v.fill(0.0));
+    }
+
+    fn step(&mut self, token: u32) -> Result<Vec<f32>> {
+        let (context, filled) = (self.decoding.context, self.window.len());
+        let mut feed = Feed::default();
+        feed.labels.insert("x".into(), vec![token]);
+        feed.labels.insert("position".into(), vec![filled as u32]);
+        // The cache's first `filled` slots and the token itself (the last key).
+        let attended = (0..context).map(|slot| (slot < filled || slot == context - 1) as u32).collect();
+        feed.labels.insert("attended".into(), attended);
+        for c in &self.decoding.carried {
+            feed.inputs.insert(c.name.clone(), self.values[&c.name].clone());
+        }
+        self.exec.run(self.run, &feed, 0)?;
+        for c in &self.decoding.carried {
+            let out = self.exec.read(self.run, c.output)?;
+            let value = self.values.get_mut(&c.name).expect("declared");
+            match c.carry {
+                Carry::Replace => *value = out,
+                // The window's last position has no slot after it: the next token starts again.
+                Carry::Append { .. } if filled == context - 1 => {}
+                Carry::Append { rows, width } => {
+                    for r in 0..rows {
+                        let slot = (r * (context - 1) + filled) * width;
+                        value[slot..slot + width].copy_from_slice(&out[r * width..(r + 1) * width]);
+                    }
+                }
+            }
+        }
+        self.window.push(token);
+        self.exec.read(self.run, self.logits)
+    }
+}

@@ -1,19 +1,25 @@
-//! `dlcli explain`: a Grad-CAM or saliency map of one input, written as a PNG overlay (the
-//! input in grey, the map in the turbo colormap, half and half) with a JSON sidecar holding
-//! the raw map, the class explained, its score and probability.
+//! `dlcli explain`: what a model looks at in one input. Grad-CAM and saliency: a PNG overlay
+//! (the input in grey, the map in the turbo colormap, half and half) with a JSON sidecar
+//! holding the raw map, the class explained, its score and probability. Attention: every
+//! layer's and head's probabilities as a PNG grid, their rollout over the image (a ViT) or the
+//! text (an HTML page and ANSI colours in the terminal), and a JSON sidecar with the matrices.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use explain::{Attribution, Method};
+use explain::{AttentionMap, Method, bilinear, rollout};
+use graph::{Mode, TensorId};
 
 use crate::config::LayerKind;
-use crate::inference::{self, ModelSource, SampleSource};
+use crate::inference::{self, Loaded, ModelSource, SampleSource};
+use crate::{plots, train};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
     Gradcam,
     Saliency,
+    /// Attention maps per layer and head, and their rollout (Transformers).
+    Attention,
 }
 
 #[derive(clap::Args)]
@@ -30,16 +36,21 @@ pub struct Args {
     /// The class to explain (default: the predicted class).
     #[arg(long)]
     target: Option<usize>,
-    /// The overlay PNG to write; the JSON sidecar goes beside it (same name, .json).
+    /// The PNG to write (the overlay, or attention's grid); the JSON sidecar goes beside it
+    /// (same name, .json), and attention's rollout as NAME-rollout.png or NAME.html.
     #[arg(long)]
     out: PathBuf,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let loaded = inference::load(&args.model, Some(1))?;
+    if args.method == MethodArg::Attention {
+        return attention(args, &loaded);
+    }
     let sample = loaded.sample(&args.sample)?;
     let layers = &loaded.config.layers;
     let (method, layer_name) = match args.method {
+        MethodArg::Attention => unreachable!("returned above"),
         MethodArg::Saliency => (Method::Saliency, None),
         MethodArg::Gradcam => {
             let index = match &args.layer {
@@ -68,7 +79,7 @@ pub fn run(args: &Args) -> Result<()> {
     let gpu = crate::train::open_device(args.model.device)?;
     let mut explainer = loaded.explainer(gpu.as_ref())?;
     let attribution = explainer.explain(&sample, method, args.target)?;
-    write_overlay(&args.out, &sample, &attribution)?;
+    write_overlay(&args.out, &sample, &attribution.map, (attribution.height, attribution.width))?;
     let sidecar = args.out.with_extension("json");
     let json = serde_json::json!({
         "method": format!("{:?}", args.method).to_lowercase(), "layer": layer_name, "target": attribution.target,
@@ -88,10 +99,9 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// The first channel of `sample` in grey under the map in turbo, blended half and half, scaled
 /// up by a whole factor to at least 224 pixels a side.
-fn write_overlay(path: &std::path::Path, sample: &[f32], a: &Attribution) -> Result<()> {
-    let (h, w) = (a.height, a.width);
+fn write_overlay(path: &Path, sample: &[f32], map: &[f32], (h, w): (usize, usize)) -> Result<()> {
     let grey = normalise(&sample[..h * w]);
-    let heat = normalise(&a.map);
+    let heat = normalise(map);
     let scale = 224usize.div_ceil(h.max(w)).max(1);
     let img = image::RgbImage::from_fn((w * scale) as u32, (h * scale) as u32, |x, y| {
         let i = (y as usize / scale) * w + x as usize / scale;
@@ -107,4 +117,157 @@ fn write_overlay(path: &std::path::Path, sample: &[f32], a: &Attribution) -> Res
 fn normalise(v: &[f32]) -> Vec<f32> {
     let (lo, hi) = v.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
     v.iter().map(|&x| if hi > lo { (x - lo) / (hi - lo) } else { 0.0 }).collect()
+}
+
+/// `path` with `suffix` added to its stem and extension `extension`.
+fn beside(path: &Path, suffix: &str, extension: &str) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!("{stem}{suffix}.{extension}"))
+}
+
+/// Every attention layer's probabilities for the sample, recomputed from its queries and keys,
+/// the maps of a padded text cropped to its `real` positions.
+fn attention_maps(
+    loaded: &Loaded,
+    sample: Vec<f32>,
+    real: usize,
+    device: crate::config::Device,
+) -> Result<Vec<(String, AttentionMap)>> {
+    let model = &loaded.model;
+    let outputs: Vec<TensorId> = model.attention.iter().flat_map(|s| [s.q, s.k]).collect();
+    let gpu = train::open_device(device)?;
+    let mut exec = inference::executor(gpu.as_ref(), &loaded.params)?;
+    let run = exec.prepare(&model.graph, Mode::Eval, &outputs)?;
+    exec.run(run, &inference::feed(&loaded.test, sample), 0)?;
+    let mut maps = Vec::new();
+    for site in &model.attention {
+        if site.key_mask.is_some() {
+            bail!("{}: explaining attention under a key-padding mask is not supported", site.name);
+        }
+        let (&[_, queries, dim], &[_, keys, _]) = (model.graph.shape(site.q), model.graph.shape(site.k)) else {
+            unreachable!("attention reads [B·H, T, D]")
+        };
+        let (q, k) = (exec.read(run, site.q)?, exec.read(run, site.k)?);
+        let full = AttentionMap::from_queries_and_keys(&q, &k, (site.heads, queries, keys, dim), site.causal, None);
+        let (rq, rk) = (real.min(queries), real.min(keys));
+        let cropped = (0..site.heads)
+            .flat_map(|h| full.head(h).chunks(keys).take(rq).flat_map(|row| row[..rk].to_vec()).collect::<Vec<_>>());
+        let map = AttentionMap { heads: site.heads, queries: rq, keys: rk, probabilities: cropped.collect() };
+        maps.push((site.name.clone(), map));
+    }
+    Ok(maps)
+}
+
+/// `--method attention`: the grid of every head, the rollout over the input and the sidecar.
+fn attention(args: &Args, loaded: &Loaded) -> Result<()> {
+    if loaded.model.attention.is_empty() {
+        bail!("this model has no attention layer; use --method gradcam or saliency");
+    }
+    let text = args.sample.text.as_deref();
+    let (sample, real) = match text {
+        Some(t) => {
+            if loaded.model.attention.iter().any(|s| !s.causal) && loaded.window(t)?.1 < loaded.test.sample_len() {
+                bail!(
+                    "--text: this model's attention is not causal, so give a full window of {} characters",
+                    loaded.test.sample_len()
+                );
+            }
+            loaded.window(t)?
+        }
+        None => (loaded.sample(&args.sample)?, usize::MAX),
+    };
+    let maps = attention_maps(loaded, sample.clone(), real, args.model.device)?;
+    plots::attention_grid(&args.out, &maps.iter().map(|(n, m)| (n.clone(), m)).collect::<Vec<_>>())?;
+    let t = maps[0].1.queries;
+    let square = maps.iter().all(|(_, m)| m.queries == t && m.keys == t);
+    let flow = square.then(|| rollout(&maps.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>()));
+    let mut sidecar = serde_json::json!({
+        "method": "attention",
+        "layers": maps.iter().map(|(name, m)| serde_json::json!({
+            "name": name, "heads": m.heads, "queries": m.queries, "keys": m.keys,
+            "probabilities": (0..m.heads).map(|h| m.head(h).chunks(m.keys).map(|r| r.to_vec()).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "rollout": flow.as_ref().map(|f| f.chunks(t).map(|r| r.to_vec()).collect::<Vec<_>>()),
+    });
+    let mut written = vec![args.out.display().to_string()];
+    match (&flow, text) {
+        (Some(flow), Some(_)) => {
+            let chars: Vec<char> = match &loaded.prepared {
+                crate::dataset::Prepared::Text { vocabulary } => {
+                    sample[..t].iter().map(|&id| vocabulary[id as usize]).collect()
+                }
+                _ => unreachable!("a text model"),
+            };
+            // What flows into the last position, which predicts the next character.
+            let weights = &flow[(t - 1) * t..];
+            let html = beside(&args.out, "", "html");
+            std::fs::write(&html, highlighted_html(&chars, weights))
+                .with_context(|| format!("writing {}", html.display()))?;
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                println!("{}", highlighted_ansi(&chars, weights));
+            }
+            sidecar["tokens"] = chars.iter().collect::<String>().into();
+            written.push(html.display().to_string());
+        }
+        (Some(flow), None) => {
+            if let (Some(map), &[_, h, w]) = (class_token_map(flow, t), &loaded.test.sample_shape[..]) {
+                let side = (t - 1).isqrt();
+                let overlay = beside(&args.out, "-rollout", "png");
+                write_overlay(&overlay, &sample, &bilinear(&map, side, side, h, w), (h, w))?;
+                written.push(overlay.display().to_string());
+            }
+        }
+        _ => {}
+    }
+    let json = args.out.with_extension("json");
+    std::fs::write(&json, sidecar.to_string()).with_context(|| format!("writing {}", json.display()))?;
+    written.push(json.display().to_string());
+    println!("attention of {} layers: {}", maps.len(), written.join(", "));
+    Ok(())
+}
+
+/// The rollout of the class token (position 0) over the patches after it, when they form a
+/// square grid (a ViT's).
+fn class_token_map(flow: &[f64], t: usize) -> Option<Vec<f32>> {
+    let side = (t - 1).isqrt();
+    (t > 1 && side * side == t - 1).then(|| flow[1..t].iter().map(|&x| x as f32).collect())
+}
+
+/// Each character's share of the largest weight, in [0, 1].
+fn shares(weights: &[f64]) -> Vec<f64> {
+    let most = weights.iter().fold(f64::MIN_POSITIVE, |m, &w| m.max(w));
+    weights.iter().map(|w| w / most).collect()
+}
+
+/// An HTML page of the text, each character's background as strong as its weight.
+fn highlighted_html(chars: &[char], weights: &[f64]) -> String {
+    let mut body = String::new();
+    for (&c, share) in chars.iter().zip(shares(weights)) {
+        let shown = match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '\n' => "↵\n".to_string(),
+            c => c.to_string(),
+        };
+        body += &format!("<span style=\"background:rgba(255,96,0,{share:.3})\" title=\"{share:.4}\">{shown}</span>");
+    }
+    format!(
+        "<!doctype html>\n<meta charset=\"utf-8\">\n<title>dlcli explain: attention rollout</title>\n\
+         <p>Attention rollout into the last character (which predicts the next): the stronger the \
+         background, the more that character flows into it.</p>\n<pre style=\"font-size:18px\">{body}</pre>\n"
+    )
+}
+
+/// The text with 24-bit ANSI backgrounds, white to orange by weight.
+fn highlighted_ansi(chars: &[char], weights: &[f64]) -> String {
+    let blend = |share: f64, to: f64| (255.0 + share * (to - 255.0)).round() as u8;
+    chars
+        .iter()
+        .zip(shares(weights))
+        .map(|(&c, s)| {
+            let c = if c == '\n' { '↵' } else { c };
+            format!("\x1b[48;2;{};{};{}m\x1b[30m{c}\x1b[0m", blend(s, 255.0), blend(s, 96.0), blend(s, 0.0))
+        })
+        .collect()
 }

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use data::{Dataset, Inputs, SplitMix64, Targets, encode_with};
-use graph::{Checkpoint, Decoder};
+use graph::{Checkpoint, Decoder, Executor};
+use kernels::Gpu;
 
 use crate::config::DataSource;
 use crate::dataset::Prepared;
@@ -38,27 +39,20 @@ pub struct Args {
     seed: u64,
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
-        bail!("--temperature {}: give a number >= 0 (0: always the most likely character)", args.temperature);
-    }
-    if args.top_k == Some(0) {
-        bail!("--top-k 0: give at least 1");
-    }
-    let (config, file) = eval::locate(&args.model)?;
+/// A decoder on whichever executor the device choice gave.
+pub type AnyDecoder<'g> = Decoder<Box<dyn Executor + 'g>>;
+
+/// A trained character model of `source` ready to take one character at a time on `gpu` (else
+/// the CPU), with its vocabulary (from the checkpoint, so the corpus is not needed).
+pub fn decoder<'g>(source: &ModelSource, gpu: Option<&'g Gpu>) -> Result<(AnyDecoder<'g>, Vec<char>)> {
+    let (config, file) = eval::locate(source)?;
     let DataSource::Text { context, .. } = config.data.source else {
-        bail!("{}: generate needs a model trained on text ([data] kind = \"text\")", file.display());
+        bail!("{}: this needs a model trained on text ([data] kind = \"text\")", file.display());
     };
-    let prepared = Prepared::from_json(Checkpoint::metadata(&file)?.get("data").map_or("", |d| d.as_str()))?;
-    let Prepared::Text { vocabulary } = prepared else {
+    let kept = Checkpoint::metadata(&file)?;
+    let Prepared::Text { vocabulary } = Prepared::from_json(kept.get("data").map_or("", |d| d.as_str()))? else {
         bail!("{}: the checkpoint holds no vocabulary; was it trained on text?", file.display());
     };
-    let prompt = encode_with(&vocabulary, &args.prompt).map_err(|c| {
-        anyhow::anyhow!("--prompt: {c:?} is not in the model's vocabulary of {} characters", vocabulary.len())
-    })?;
-    if prompt.is_empty() {
-        bail!("--prompt: give at least one character to continue");
-    }
     let vocab = vocabulary.len();
     // The model as trained (to read the checkpoint against) and as it decodes.
     let shape = Dataset {
@@ -71,9 +65,31 @@ pub fn run(args: &Args) -> Result<()> {
     let params = Checkpoint::load(&file, &trained, &train::training(&config.train, 1).optimizer)?.state.params;
     let (mut decoding_model, logits) = model::build_decoder(&config, vocab, context)?;
     let decoding = decoding_model.decoding.take().context("built for decoding")?;
-    let gpu = train::open_device(args.model.device)?;
-    let mut decoder = Decoder::new(train::executor(gpu.as_ref()), &decoding_model.graph, logits, decoding, &params)?;
+    Ok((Decoder::new(train::executor(gpu), &decoding_model.graph, logits, decoding, &params)?, vocabulary))
+}
 
+/// The ids of `text` in `vocabulary`, or an error naming the flag and the first character
+/// the model does not know.
+pub fn encode(vocabulary: &[char], text: &str, flag: &str) -> Result<Vec<u32>> {
+    let ids = encode_with(vocabulary, text).map_err(|c| {
+        anyhow::anyhow!("{flag}: {c:?} is not in the model's vocabulary of {} characters", vocabulary.len())
+    })?;
+    if ids.is_empty() {
+        bail!("{flag}: give at least one character");
+    }
+    Ok(ids)
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
+        bail!("--temperature {}: give a number >= 0 (0: always the most likely character)", args.temperature);
+    }
+    if args.top_k == Some(0) {
+        bail!("--top-k 0: give at least 1");
+    }
+    let gpu = train::open_device(args.model.device)?;
+    let (mut decoder, vocabulary) = decoder(&args.model, gpu.as_ref())?;
+    let prompt = encode(&vocabulary, &args.prompt, "--prompt")?;
     let mut out = std::io::stdout().lock();
     write!(out, "{}", args.prompt)?;
     let mut next = Vec::new();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use data::Dataset;
 use explain::Explainer;
-use graph::{Checkpoint, Executor, Supervised, TensorId};
+use graph::{Checkpoint, Executor, Feed, Supervised, TensorId};
 use kernels::Gpu;
 
 use crate::config::{Config, Device};
@@ -28,7 +28,7 @@ pub struct ModelSource {
     pub device: Device,
 }
 
-/// Which sample a command looks at: an image file or a test sample.
+/// Which sample a command looks at: an image file, a text or a test sample.
 #[derive(clap::Args)]
 pub struct SampleSource {
     /// An image file (PNG or JPEG), resized to the model's input.
@@ -37,6 +37,9 @@ pub struct SampleSource {
     /// A sample of the config's test set instead of an image.
     #[arg(long)]
     pub index: Option<usize>,
+    /// For a character model: a text (its last window's worth of characters).
+    #[arg(long)]
+    pub text: Option<String>,
 }
 
 /// A trained model with its checkpoint's parameters and its config's test set.
@@ -66,6 +69,20 @@ pub fn load(source: &ModelSource, batch: Option<usize>) -> Result<Loaded> {
     Ok(Loaded { config, file, model, layers, params: checkpoint.state.params, test, prepared })
 }
 
+/// What one sample of `set`'s kind feeds a model as "x": its values, or its token ids.
+pub fn feed(set: &Dataset, sample: Vec<f32>) -> Feed {
+    let mut feed = Feed::default();
+    match set.inputs {
+        data::Inputs::Tokens { .. } => {
+            feed.labels.insert("x".into(), sample.iter().map(|&id| id as u32).collect());
+        }
+        data::Inputs::Values => {
+            feed.inputs.insert("x".into(), sample);
+        }
+    }
+    feed
+}
+
 /// The executor on `gpu` (else the CPU), holding `params`.
 pub fn executor<'g>(gpu: Option<&'g Gpu>, params: &HashMap<String, Vec<f32>>) -> Result<Box<dyn Executor + 'g>> {
     let mut exec = train::executor(gpu);
@@ -87,16 +104,32 @@ impl Loaded {
     /// The sample to explain or predict: test sample `index`, or the image at `path`
     /// converted to the config's sample shape and normalised like the training data.
     pub fn sample(&self, source: &SampleSource) -> Result<Vec<f32>> {
-        match (source.index, source.input.as_deref()) {
-            (Some(i), None) => {
+        match (source.index, source.input.as_deref(), source.text.as_deref()) {
+            (Some(i), None, None) => {
                 if i >= self.test.len() {
                     bail!("--index {i} is past the {} test samples", self.test.len());
                 }
                 Ok(self.test.sample(i).to_vec())
             }
-            (None, Some(path)) => self.image(path),
-            _ => bail!("give exactly one of --input IMAGE or --index N"),
+            (None, Some(path), None) => self.image(path),
+            (None, None, Some(text)) => Ok(self.window(text)?.0),
+            _ => bail!("give exactly one of --input IMAGE, --text \"...\" or --index N"),
         }
+    }
+
+    /// `text`'s last window of characters as the model's sample of token ids, padded after
+    /// its end to the window (which positions before it do not see in a causal model), and
+    /// how many characters are real.
+    pub fn window(&self, text: &str) -> Result<(Vec<f32>, usize)> {
+        let Prepared::Text { vocabulary } = &self.prepared else {
+            bail!("--text: this model was not trained on text");
+        };
+        let ids = crate::generate::encode(vocabulary, text, "--text")?;
+        let context = self.test.sample_len();
+        let ids = &ids[ids.len().saturating_sub(context)..];
+        let mut sample: Vec<f32> = ids.iter().map(|&id| id as f32).collect();
+        sample.resize(context, 0.0);
+        Ok((sample, ids.len()))
     }
 
     fn image(&self, path: &Path) -> Result<Vec<f32>> {

@@ -99,3 +99,43 @@ pub fn confusion(path: &Path, matrix: &[Vec<usize>]) -> Result<()> {
     }
     root.present().map_err(err)
 }
+
+/// Every head of every attention layer as a heatmap (turbo, each cell scaled to its largest
+/// probability), one row of cells per layer: query positions down, key positions across.
+/// `maps` pairs each layer's name with its maps.
+pub fn attention_grid(path: &Path, maps: &[(String, &explain::AttentionMap)]) -> Result<()> {
+    register_font();
+    let heads = maps.iter().map(|(_, m)| m.heads).max().unwrap_or(1);
+    let (cell, label, gap) = (200i32, 42i32, 28i32);
+    let width = (label + heads as i32 * (cell + gap)) as u32;
+    let height = (maps.len() as i32 * (cell + label + gap) + gap) as u32;
+    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let font = |size: i32| ("sans-serif", size).into_font().color(&BLACK);
+    for (row, (name, map)) in maps.iter().enumerate() {
+        let top = gap + row as i32 * (cell + label + gap);
+        for h in 0..map.heads {
+            let left = label + h as i32 * (cell + gap);
+            let probabilities = map.head(h);
+            let most = probabilities.iter().fold(f32::MIN_POSITIVE, |m, &p| m.max(p));
+            let (sx, sy) = (cell as f64 / map.keys as f64, cell as f64 / map.queries as f64);
+            for (i, row_p) in probabilities.chunks(map.keys).enumerate() {
+                for (j, &p) in row_p.iter().enumerate() {
+                    let c = colorous::TURBO.eval_continuous((p / most) as f64);
+                    let (x0, y0) = (left + (j as f64 * sx) as i32, top + (i as f64 * sy) as i32);
+                    let (x1, y1) = (left + ((j + 1) as f64 * sx) as i32, top + ((i + 1) as f64 * sy) as i32);
+                    let corner = (x1.max(x0 + 1), y1.max(y0 + 1));
+                    root.draw(&Rectangle::new([(x0, y0), corner], RGBColor(c.r, c.g, c.b).filled())).map_err(err)?;
+                }
+            }
+            let caption = format!("{name} head {h}");
+            root.draw(&Text::new(caption, (left, top - 18), font(13))).map_err(err)?;
+            let keys = format!("key 0..{} →", map.keys - 1);
+            root.draw(&Text::new(keys, (left, top + cell + 4), font(12))).map_err(err)?;
+        }
+        let queries = format!("query ↓ 0..{}", map.queries - 1);
+        let style = font(12).transform(FontTransform::Rotate270);
+        root.draw(&Text::new(queries, (8, top + cell), style)).map_err(err)?;
+    }
+    root.present().map_err(err)
+}

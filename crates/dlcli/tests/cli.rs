@@ -739,6 +739,27 @@ fn a_small_vision_transformer_learns_the_digits() {
     ] {
         assert!(header.get(name).is_some(), "{name} missing from the checkpoint");
     }
+    // Its attention: 4 heads over the 17 tokens, rows and their rollout distributions, the
+    // rollout of the class token drawn over the digit.
+    let out_png = dir.join("attention.png");
+    let run_dir = dir.join("vit");
+    let args = ["explain", "--method", "attention", "--run", run_dir.to_str().unwrap(), "--index", "3"];
+    let out = dlcli(&[&args[..], &["--device", "cpu", "--out", out_png.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("attention.json")).unwrap()).unwrap();
+    let layer = &sidecar["layers"][0];
+    assert_eq!(
+        (layer["name"].as_str(), layer["heads"].as_u64(), layer["queries"].as_u64()),
+        (Some("enc.layers.0.self_attn"), Some(4), Some(17))
+    );
+    for row in layer["probabilities"].as_array().unwrap().iter().flat_map(|h| h.as_array().unwrap()) {
+        assert!((numbers(row).iter().sum::<f64>() - 1.0).abs() < 1e-5);
+    }
+    for row in sidecar["rollout"].as_array().unwrap() {
+        assert!((numbers(row).iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+    assert!(dir.join("attention-rollout.png").exists() && out_png.exists());
 }
 
 /// The tensor `name`'s bytes in a safetensors file.
@@ -811,7 +832,42 @@ fn character_language_models_learn_shakespeare_and_generate() {
         assert!(sampled.starts_with("ROMEO:") && sampled.chars().count() == 6 + 80 + 1, "{name}: {sampled:?}");
         assert_eq!(generate("7"), sampled, "{name}: the same seed gives the same text");
         assert_ne!(generate("8"), sampled, "{name}: another seed, other text");
+        let next = stdout_json(&dlcli(&[
+            "predict",
+            "--run",
+            run.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--text",
+            "ROMEO",
+            "--top-k",
+            "78",
+            "--json",
+        ]));
+        let probabilities: Vec<f64> =
+            next["top"].as_array().unwrap().iter().map(|t| t["probability"].as_f64().unwrap()).collect();
+        assert!(
+            (probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-4 && probabilities.windows(2).all(|w| w[0] >= w[1])
+        );
     }
+    // The GPT's attention over a prompt: causal maps cropped to its 6 characters, the text
+    // highlighted by the rollout into its last character.
+    let out_png = dir.join("gpt-attention.png");
+    let run_dir = dir.join("gpt");
+    let args = ["explain", "--method", "attention", "--run", run_dir.to_str().unwrap(), "--text", "ROMEO:"];
+    let out = dlcli(&[&args[..], &["--device", "cpu", "--out", out_png.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("gpt-attention.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["tokens"], "ROMEO:");
+    let head = &sidecar["layers"][0]["probabilities"][1];
+    for (i, row) in head.as_array().unwrap().iter().enumerate() {
+        let row = numbers(row);
+        assert_eq!(row.len(), 6);
+        assert!(row[i + 1..].iter().all(|&p| p == 0.0), "query {i} attends to later characters: {row:?}");
+    }
+    let html = std::fs::read_to_string(dir.join("gpt-attention.html")).unwrap();
+    assert_eq!(html.matches("<span").count(), 6, "{html}");
     let run = dir.join("gpt");
     fails_with(
         &dlcli(&["generate", "--run", run.to_str().unwrap(), "--prompt", "ROMEO€", "--device", "cpu"]),
@@ -843,4 +899,13 @@ fn the_sunspot_forecaster_beats_persistence() {
     let (header, _) = safetensors_parts(&run.join("best.safetensors"));
     let data: serde_json::Value = serde_json::from_str(header["__metadata__"]["data"].as_str().unwrap()).unwrap();
     assert!((data["mean"].as_f64().unwrap() - mean).abs() < 1e-9, "{data}");
+    // A forecast in sunspots: from the last 36 months before the test part, next to the truth.
+    let latest: Vec<String> = values[2256 - 36..2256].iter().map(|v| v.to_string()).collect();
+    let args = ["predict", "--run", run.to_str().unwrap(), "--device", "cpu", "--json"];
+    let from_values = stdout_json(&dlcli(&[&args[..], &["--values", &latest.join(",")]].concat()));
+    let from_index = stdout_json(&dlcli(&[&args[..], &["--index", "0"]].concat()));
+    let forecast = from_values["forecast"].as_f64().unwrap();
+    assert!((forecast - from_index["forecast"].as_f64().unwrap()).abs() < 1e-3, "{from_values} {from_index}");
+    assert!((from_index["actual"].as_f64().unwrap() - values[2256]).abs() < 1e-4);
+    assert!((forecast - values[2256]).abs() < 60.0, "forecast {forecast} for {}", values[2256]);
 }

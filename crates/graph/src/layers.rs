@@ -105,6 +105,8 @@ pub struct Model {
     pub tied: Vec<(String, String)>,
     /// Set when the model is built to take one token at a time ([`Model::for_decoding`]).
     pub decoding: Option<Decoding>,
+    /// Every attention layer, in order, with what its probabilities are computed from.
+    pub attention: Vec<AttentionSite>,
     drawn: u64,
     dropouts: u64,
 }
@@ -116,6 +118,7 @@ impl Model {
             init: Initializers { seed, entries: Vec::new() },
             tied: Vec::new(),
             decoding: None,
+            attention: Vec::new(),
             drawn: 0,
             dropouts: 0,
         }
@@ -443,7 +446,10 @@ impl Model {
                 self.refuse_decoding(name, "only causal self-attention decodes one token at a time")?;
                 unreachable!("refused")
             }
-            None => self.graph.attention(q, k, v, key_mask, heads, causal)?,
+            None => {
+                self.attention.push(AttentionSite { name: name.to_string(), q, k, heads, causal, key_mask });
+                self.graph.attention(q, k, v, key_mask, heads, causal)?
+            }
         };
         let o = self.graph.reshape(o, &[batch, heads, steps, head_dim])?;
         let o = self.graph.permute(o, &[0, 2, 1, 3])?;
@@ -457,6 +463,20 @@ impl Model {
         self.graph.set_label(y, name);
         Ok(y)
     }
+}
+
+/// An attention layer's queries and keys ([B·H, T, D] each) and masks: what its probabilities
+/// softmax(q kᵀ / √D) come from when an explanation asks for them (training never forms them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionSite {
+    /// The layer's name (`encoder.layers.0.self_attn`).
+    pub name: String,
+    pub q: TensorId,
+    pub k: TensorId,
+    pub heads: usize,
+    pub causal: bool,
+    /// [B, Tk] u32, 0 = hidden.
+    pub key_mask: Option<TensorId>,
 }
 
 /// A Transformer encoder or decoder layer (batch first): model width from its input, heads,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use crate::autodiff::backward;
 use crate::error::Result;
 use crate::ir::{Graph, Op, TensorId};
-use crate::layers::{Initializers, Model};
+use crate::layers::{AttentionSite, Initializers, Model};
 
 /// Label of a row that pads a batch: it counts in neither the loss nor the correct count.
 pub const PADDING_LABEL: u32 = u32::MAX;
@@ -56,6 +56,8 @@ pub struct Supervised {
     pub state_dict: Vec<String>,
     /// `state_dict` keys that name another key's tensor (a tied weight), with that key.
     pub tied: Vec<(String, String)>,
+    /// The model's attention layers, in order.
+    pub attention: Vec<AttentionSite>,
 }
 
 impl Supervised {
@@ -63,7 +65,7 @@ impl Supervised {
     /// [batch, positions, classes] for a class at each position (a language model's next
     /// token), taken as batch · positions rows.
     pub fn classifier(model: Model, input: TensorId, logits: TensorId, label_smoothing: f32) -> Result<Self> {
-        let Model { mut graph, init, tied, .. } = model;
+        let Model { mut graph, init, tied, attention, .. } = model;
         let logits = match *graph.shape(logits) {
             [batch, positions, classes] => graph.reshape(logits, &[batch * positions, classes])?,
             _ => logits,
@@ -76,12 +78,12 @@ impl Supervised {
         let loss = graph.cross_entropy(logits, labels, label_smoothing)?;
         let correct = graph.correct(logits, labels, 1)?;
         let objective = (Objective::Classification, correct);
-        Self::complete((graph, init, tied), input, (labels, logits), loss, objective)
+        Self::complete((graph, init, tied, attention), input, (labels, logits), loss, objective)
     }
 
     /// A regressor: `model`, whose input node is `input`, predicts `prediction` [rows, values].
     pub fn regressor(model: Model, input: TensorId, prediction: TensorId) -> Result<Self> {
-        let Model { mut graph, init, tied, .. } = model;
+        let Model { mut graph, init, tied, attention, .. } = model;
         let shape = graph.shape(prediction).to_vec();
         let targets = graph.input("y", &shape);
         let weights = graph.input("w", &shape);
@@ -91,12 +93,12 @@ impl Supervised {
         let weighted = graph.binary(kernels::Binary::Mul, square, weights)?;
         let squared_error = graph.sum(weighted)?;
         let objective = (Objective::Regression, squared_error);
-        Self::complete((graph, init, tied), input, (targets, prediction), loss, objective)
+        Self::complete((graph, init, tied, attention), input, (targets, prediction), loss, objective)
     }
 
     /// Adds the gradient of every trained parameter to the model's graph.
     fn complete(
-        (mut graph, init, tied): (Graph, Initializers, Vec<(String, String)>),
+        (mut graph, init, tied, attention): (Graph, Initializers, Vec<(String, String)>, Vec<AttentionSite>),
         input: TensorId,
         (targets, output): (TensorId, TensorId),
         loss: TensorId,
@@ -121,7 +123,20 @@ impl Supervised {
                 Parameter { name, node, grad }
             })
             .collect();
-        Ok(Supervised { graph, input, targets, output, loss, objective, metric, params, init, state_dict: order, tied })
+        Ok(Supervised {
+            graph,
+            input,
+            targets,
+            output,
+            loss,
+            objective,
+            metric,
+            params,
+            init,
+            state_dict: order,
+            tied,
+            attention,
+        })
     }
 
     /// The `state_dict` keys with their shapes, in declaration order (tied keys not included).

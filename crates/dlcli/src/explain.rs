@@ -48,6 +48,11 @@ pub fn run(args: &Args) -> Result<()> {
         return attention(args, &loaded);
     }
     let sample = loaded.sample(&args.sample)?;
+    // A text's prediction explained is that of its last character (of the next one).
+    let row = match args.sample.text.as_deref() {
+        Some(text) => loaded.window(text)?.1 - 1,
+        None => 0,
+    };
     let layers = &loaded.config.layers;
     let (method, layer_name) = match args.method {
         MethodArg::Attention => unreachable!("returned above"),
@@ -73,27 +78,52 @@ pub fn run(args: &Args) -> Result<()> {
             (Method::GradCam { layer: loaded.layers[index] }, Some(layers[index].name.clone()))
         }
     };
-    if let Some(t) = args.target.filter(|&t| t >= loaded.test.classes()) {
-        bail!("--target {t} is not a class of this model (0..{})", loaded.test.classes());
+    let outputs = loaded.model.graph.shape(loaded.model.output).last().copied().unwrap_or(0);
+    if let Some(t) = args.target.filter(|&t| t >= outputs) {
+        bail!("--target {t} is not a class or output of this model (0..{outputs})");
     }
     let gpu = crate::train::open_device(args.model.device)?;
     let mut explainer = loaded.explainer(gpu.as_ref())?;
-    let attribution = explainer.explain(&sample, method, args.target)?;
-    write_overlay(&args.out, &sample, &attribution.map, (attribution.height, attribution.width))?;
-    let sidecar = args.out.with_extension("json");
-    let json = serde_json::json!({
+    let attribution = explainer.explain_row(&sample, method, row, args.target)?;
+    let mut json = serde_json::json!({
         "method": format!("{:?}", args.method).to_lowercase(), "layer": layer_name, "target": attribution.target,
         "score": attribution.score, "probability": attribution.probabilities[attribution.target],
         "height": attribution.height, "width": attribution.width, "map": attribution.map,
     });
+    let mut written = vec![args.out.display().to_string()];
+    if loaded.test.sample_shape.len() == 3 {
+        write_overlay(&args.out, &sample, &attribution.map, (attribution.height, attribution.width))?;
+    } else {
+        // A sequence: the map over its steps (and features), and a text highlighted by it.
+        let (steps, features) = (attribution.height, attribution.width);
+        let real = if args.sample.text.is_some() { row + 1 } else { steps };
+        plots::sequence_map(&args.out, &attribution.map[..real * features], features)?;
+        if let crate::dataset::Prepared::Text { vocabulary } = &loaded.prepared {
+            let chars: Vec<char> = sample[..real].iter().map(|&id| vocabulary[id as usize]).collect();
+            let weights: Vec<f64> = attribution.map[..real].iter().map(|&w| w as f64).collect();
+            let html = beside(&args.out, "", "html");
+            let what = "Saliency of the prediction after the last character: the stronger the background, the \
+                        larger the gradient's norm at that character.";
+            std::fs::write(&html, highlighted_html(&chars, &weights, what))
+                .with_context(|| format!("writing {}", html.display()))?;
+            json["tokens"] = chars.iter().collect::<String>().into();
+            written.push(html.display().to_string());
+        }
+    }
+    let sidecar = args.out.with_extension("json");
     std::fs::write(&sidecar, json.to_string()).with_context(|| format!("writing {}", sidecar.display()))?;
-    println!(
-        "class {} (probability {:.2}%): {} and {}",
-        attribution.target,
-        100.0 * attribution.probabilities[attribution.target],
-        args.out.display(),
-        sidecar.display()
-    );
+    written.push(sidecar.display().to_string());
+    let explained = match loaded.prepared {
+        crate::dataset::Prepared::Series { normalisation, .. } => {
+            format!("forecast {:.4}", normalisation.invert(attribution.score))
+        }
+        _ => format!(
+            "class {} (probability {:.2}%)",
+            attribution.target,
+            100.0 * attribution.probabilities[attribution.target]
+        ),
+    };
+    println!("{explained}: {}", written.join(", "));
     Ok(())
 }
 
@@ -201,7 +231,9 @@ fn attention(args: &Args, loaded: &Loaded) -> Result<()> {
             // What flows into the last position, which predicts the next character.
             let weights = &flow[(t - 1) * t..];
             let html = beside(&args.out, "", "html");
-            std::fs::write(&html, highlighted_html(&chars, weights))
+            let what = "Attention rollout into the last character (which predicts the next): the stronger the \
+                        background, the more that character flows into it.";
+            std::fs::write(&html, highlighted_html(&chars, weights, what))
                 .with_context(|| format!("writing {}", html.display()))?;
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 println!("{}", highlighted_ansi(&chars, weights));
@@ -239,8 +271,9 @@ fn shares(weights: &[f64]) -> Vec<f64> {
     weights.iter().map(|w| w / most).collect()
 }
 
-/// An HTML page of the text, each character's background as strong as its weight.
-fn highlighted_html(chars: &[char], weights: &[f64]) -> String {
+/// An HTML page of the text, each character's background as strong as its weight, under a
+/// line saying `what` the weights are.
+fn highlighted_html(chars: &[char], weights: &[f64], what: &str) -> String {
     let mut body = String::new();
     for (&c, share) in chars.iter().zip(shares(weights)) {
         let shown = match c {
@@ -253,9 +286,8 @@ fn highlighted_html(chars: &[char], weights: &[f64]) -> String {
         body += &format!("<span style=\"background:rgba(255,96,0,{share:.3})\" title=\"{share:.4}\">{shown}</span>");
     }
     format!(
-        "<!doctype html>\n<meta charset=\"utf-8\">\n<title>dlcli explain: attention rollout</title>\n\
-         <p>Attention rollout into the last character (which predicts the next): the stronger the \
-         background, the more that character flows into it.</p>\n<pre style=\"font-size:18px\">{body}</pre>\n"
+        "<!doctype html>\n<meta charset=\"utf-8\">\n<title>dlcli explain</title>\n\
+         <p>{what}</p>\n<pre style=\"font-size:18px\">{body}</pre>\n"
     )
 }
 

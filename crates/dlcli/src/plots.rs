@@ -139,3 +139,41 @@ pub fn attention_grid(path: &Path, maps: &[(String, &explain::AttentionMap)]) ->
     }
     root.present().map_err(err)
 }
+
+/// An attribution over a sequence's steps: one bar per step for one feature, a heatmap
+/// (features down, steps across) for several.
+pub fn sequence_map(path: &Path, map: &[f32], features: usize) -> Result<()> {
+    register_font();
+    let steps = map.len() / features.max(1);
+    let root = BitMapBackend::new(path, (900, 360)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let most = map.iter().fold(f32::MIN_POSITIVE, |m, &v| m.max(v)) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("attribution per step", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..steps as f64, 0.0..if features == 1 { most * 1.05 } else { features as f64 })
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc(if features == 1 { "attribution" } else { "feature" })
+        .draw()
+        .map_err(err)?;
+    if features == 1 {
+        let bars = map
+            .iter()
+            .enumerate()
+            .map(|(t, &v)| Rectangle::new([(t as f64 + 0.1, 0.0), (t as f64 + 0.9, v as f64)], BLUE.filled()));
+        chart.draw_series(bars).map_err(err)?;
+    } else {
+        let cells = map.iter().enumerate().map(|(i, &v)| {
+            let (t, f) = ((i / features) as f64, (i % features) as f64);
+            let c = colorous::TURBO.eval_continuous(v as f64 / most);
+            Rectangle::new([(t, f), (t + 1.0, f + 1.0)], RGBColor(c.r, c.g, c.b).filled())
+        });
+        chart.draw_series(cells).map_err(err)?;
+    }
+    root.present().map_err(err)
+}

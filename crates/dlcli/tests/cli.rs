@@ -868,6 +868,18 @@ fn character_language_models_learn_shakespeare_and_generate() {
     }
     let html = std::fs::read_to_string(dir.join("gpt-attention.html")).unwrap();
     assert_eq!(html.matches("<span").count(), 6, "{html}");
+    // Saliency of the GRU's prediction after "ROMEO:": one value per character.
+    let out_png = dir.join("gru-saliency.png");
+    let run_dir = dir.join("gru");
+    let args = ["explain", "--method", "saliency", "--run", run_dir.to_str().unwrap(), "--text", "ROMEO:"];
+    let out = dlcli(&[&args[..], &["--device", "cpu", "--out", out_png.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("gru-saliency.json")).unwrap()).unwrap();
+    let map = numbers(&sidecar["map"]);
+    assert_eq!((sidecar["height"].as_u64(), sidecar["tokens"].as_str()), (Some(32), Some("ROMEO:")));
+    assert!(map[..6].iter().all(|&v| v > 0.0) && map[6..].iter().all(|&v| v == 0.0), "{map:?}");
+    assert!(out_png.exists() && dir.join("gru-saliency.html").exists());
     let run = dir.join("gpt");
     fails_with(
         &dlcli(&["generate", "--run", run.to_str().unwrap(), "--prompt", "ROMEO€", "--device", "cpu"]),
@@ -908,4 +920,13 @@ fn the_sunspot_forecaster_beats_persistence() {
     assert!((forecast - from_index["forecast"].as_f64().unwrap()).abs() < 1e-3, "{from_values} {from_index}");
     assert!((from_index["actual"].as_f64().unwrap() - values[2256]).abs() < 1e-4);
     assert!((forecast - values[2256]).abs() < 60.0, "forecast {forecast} for {}", values[2256]);
+    // Saliency per month of the window.
+    let out_png = dir.join("saliency.png");
+    let args = ["explain", "--method", "saliency", "--run", run.to_str().unwrap(), "--index", "0", "--device", "cpu"];
+    let out = dlcli(&[&args[..], &["--out", out_png.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("saliency.json")).unwrap()).unwrap();
+    assert_eq!((sidecar["height"].as_u64(), sidecar["width"].as_u64()), (Some(36), Some(1)));
+    assert!(numbers(&sidecar["map"]).iter().all(|v| v.is_finite() && *v >= 0.0) && out_png.exists());
 }

@@ -14,21 +14,24 @@ pub enum Method {
     /// Selvaraju et al. 2017: ReLU(Σ_k α_k A_k) with α_k the spatial mean of d score / d A_k,
     /// for a convolutional feature map A, upsampled bilinearly to the input.
     GradCam { layer: TensorId },
-    /// Simonyan et al. 2014: |d score / d input|, the maximum over channels.
+    /// Simonyan et al. 2014: |d score / d input|: of an image, the maximum over channels; of
+    /// a sequence [T, F], per time step and feature; of token ids, the L2 norm over the
+    /// features of the gradient of their embedding vectors (ids have no gradient).
     Saliency,
 }
 
 /// An attribution map at the input's resolution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribution {
-    /// [height, width], row-major, non-negative.
+    /// [height, width], row-major, non-negative: an image's pixels, or a sequence's steps
+    /// (height) and features (width, 1 for tokens).
     pub map: Vec<f32>,
     pub height: usize,
     pub width: usize,
-    /// The class explained and its logit.
+    /// The class (or output) explained and its logit (or value).
     pub target: usize,
     pub score: f32,
-    /// Softmax probabilities of every class for this input.
+    /// Softmax probabilities of every class of the explained row for this input.
     pub probabilities: Vec<f32>,
 }
 
@@ -38,6 +41,8 @@ pub struct Explainer<E: Executor = CpuExecutor> {
     graph: Graph,
     input: TensorId,
     logits: TensorId,
+    /// What saliency differentiates (the input, or the embedding of token ids) and its gradient.
+    salient: TensorId,
     input_grad: TensorId,
     /// Feature maps whose gradient exists, with that gradient.
     feature_grads: HashMap<TensorId, TensorId>,
@@ -46,8 +51,10 @@ pub struct Explainer<E: Executor = CpuExecutor> {
 }
 
 impl<E: Executor> Explainer<E> {
-    /// `graph` computes `logits` [1, classes] from `input` [1, C, H, W]; `params` holds every
-    /// parameter and state tensor by name. Runs go to `exec`.
+    /// `graph` computes `logits` [rows, classes] (one row per sample, or per position of a
+    /// language model's window) from `input` (a batch of one: an image [1, C, H, W], a
+    /// sequence [1, T, F] or token ids [1, T]); `params` holds every parameter and state
+    /// tensor by name. Runs go to `exec`.
     pub fn new(
         mut exec: E,
         mut graph: Graph,
@@ -63,9 +70,13 @@ impl<E: Executor> Explainer<E> {
         let picked = graph.binary(Binary::Mul, logits, mask)?;
         let score = graph.sum(picked)?;
         let grads = backward(&mut graph, score)?;
-        let input_grad = grads.of(input).expect("the score depends on the input");
+        let salient = salient(&graph, input);
+        let input_grad = grads.of(salient).ok_or_else(|| graph::GraphError::Shape {
+            node: graph.label(salient).to_string(),
+            detail: "the score does not depend on the input".into(),
+        })?;
         let feature_grads = graph.nodes().filter_map(|(id, _)| Some((id.out(0), grads.of(id.out(0))?))).collect();
-        Ok(Explainer { exec, graph, input, logits, input_grad, feature_grads, runs: HashMap::new() })
+        Ok(Explainer { exec, graph, input, logits, salient, input_grad, feature_grads, runs: HashMap::new() })
     }
 
     /// Runs the graph on `feed` for `outputs` (a run prepared the first time they are asked
@@ -82,42 +93,78 @@ impl<E: Executor> Explainer<E> {
         outputs.iter().map(|&t| self.exec.read(run, t)).collect()
     }
 
-    /// The model's logits for `image` (one sample, the input's shape without the batch axis).
+    /// The model's logits for `image` (one sample, the input's shape without the batch axis):
+    /// [rows, classes].
     pub fn logits(&mut self, image: &[f32]) -> Result<Vec<f32>> {
         let feed = self.feed(image, None);
         Ok(self.compute(&feed, &[self.logits])?.remove(0))
     }
 
-    /// The softmax probabilities of every class for `image`.
+    /// The softmax probabilities of every class for `image` (of its first row).
     pub fn probabilities(&mut self, image: &[f32]) -> Result<Vec<f32>> {
-        Ok(softmax(&self.logits(image)?))
+        let classes = self.graph.shape(self.logits)[1];
+        Ok(softmax(&self.logits(image)?[..classes]))
     }
 
-    fn feed(&self, image: &[f32], target: Option<usize>) -> Feed {
+    /// `sample` as the input (values, or token ids held as f32) and the target mask picking
+    /// class `target` of row `row`.
+    fn feed(&self, sample: &[f32], target: Option<(usize, usize)>) -> Feed {
         let classes = self.graph.shape(self.logits)[1];
-        let mut mask = vec![0.0; classes];
-        if let Some(t) = target {
-            mask[t.min(classes - 1)] = 1.0;
+        let mut mask = vec![0.0; self.graph.numel(self.logits)];
+        if let Some((row, t)) = target {
+            mask[row * classes + t.min(classes - 1)] = 1.0;
         }
         let mut feed = Feed::default();
-        feed.inputs.insert(self.graph_input_name(), image.to_vec());
+        match &self.graph.node(self.input.node).op {
+            graph::Op::Labels { name, .. } => {
+                feed.labels.insert(name.clone(), sample.iter().map(|&id| id as u32).collect());
+            }
+            _ => {
+                feed.inputs.insert(self.graph_input_name(), sample.to_vec());
+            }
+        }
         feed.inputs.insert("target_mask".into(), mask);
         feed
     }
 
     /// The attribution of `image` for class `target`, or for the predicted class when None.
     pub fn explain(&mut self, image: &[f32], method: Method, target: Option<usize>) -> Result<Attribution> {
-        let logits = self.logits(image)?;
-        let target = target.unwrap_or_else(|| argmax(&logits)).min(logits.len() - 1);
-        let feed = self.feed(image, Some(target));
+        self.explain_row(image, method, 0, target)
+    }
+
+    /// The attribution of `sample` for class `target` of output row `row` (a language
+    /// model's position), or for that row's predicted class when None.
+    pub fn explain_row(
+        &mut self,
+        sample: &[f32],
+        method: Method,
+        row: usize,
+        target: Option<usize>,
+    ) -> Result<Attribution> {
+        let classes = self.graph.shape(self.logits)[1];
+        let all = self.logits(sample)?;
+        let logits = &all[row * classes..(row + 1) * classes];
+        let target = target.unwrap_or_else(|| argmax(logits)).min(classes - 1);
+        let feed = self.feed(sample, Some((row, target)));
         let shape = self.graph.shape(self.input).to_vec();
-        let (channels, height, width) = (shape[1], shape[2], shape[3]);
+        let (channels, height, width) = match shape[..] {
+            [_, c, h, w] => (c, h, w),
+            [_, t, f] => (1, t, f),
+            [_, t] => (1, t, 1),
+            _ => (1, 1, shape.iter().product()),
+        };
         let map = match method {
             Method::Saliency => {
                 let grad = self.compute(&feed, &[self.input_grad])?.remove(0);
-                (0..height * width)
-                    .map(|p| (0..channels).map(|c| grad[c * height * width + p].abs()).fold(0.0, f32::max))
-                    .collect()
+                if self.salient != self.input {
+                    // Each token's embedding gradient, as one L2 norm.
+                    let dim = grad.len() / height.max(1);
+                    grad.chunks(dim).map(|g| g.iter().map(|v| v * v).sum::<f32>().sqrt()).collect()
+                } else {
+                    (0..height * width)
+                        .map(|p| (0..channels).map(|c| grad[c * height * width + p].abs()).fold(0.0, f32::max))
+                        .collect()
+                }
             }
             Method::GradCam { layer } => {
                 let Some(&layer_grad) = self.feature_grads.get(&layer) else {
@@ -138,7 +185,7 @@ impl<E: Executor> Explainer<E> {
                 bilinear(&cam, fmap[2], fmap[3], height, width)
             }
         };
-        Ok(Attribution { map, height, width, target, score: logits[target], probabilities: softmax(&logits) })
+        Ok(Attribution { map, height, width, target, score: logits[target], probabilities: softmax(logits) })
     }
 
     fn graph_input_name(&self) -> String {
@@ -147,6 +194,16 @@ impl<E: Executor> Explainer<E> {
             _ => "x".into(),
         }
     }
+}
+
+/// What saliency differentiates for `input`: the input itself, or for token ids (which have no
+/// gradient) the embedding vectors they look up.
+fn salient(graph: &Graph, input: TensorId) -> TensorId {
+    if !matches!(graph.node(input.node).op, graph::Op::Labels { .. }) {
+        return input;
+    }
+    let embedding = graph.nodes().find(|(_, n)| n.op.name() == "embedding" && n.inputs.first() == Some(&input));
+    embedding.map_or(input, |(id, _)| id.out(0))
 }
 
 /// ReLU(Σ_k α_k A_k), α_k = mean over positions of the gradient of channel k.

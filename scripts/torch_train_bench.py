@@ -4,11 +4,13 @@
 
 cnn: Conv 1->32 3x3, ReLU, MaxPool 2, Conv 32->64 3x3, ReLU, MaxPool 2, Flatten,
 Linear 1600->128, ReLU, Linear 128->10. lstm, gru: each image row one step, nn.LSTM / nn.GRU
-28->128 (batch_first), the last step to Linear 128->10. Adam 1e-3; batch 64; MNIST-shaped
-random input. Prints samples/s (median of 3 runs of --steps steps after one warm-up step) as
-text and one JSON line.
+28->128 (batch_first), the last step to Linear 128->10. vit: configs/vit-mnist.toml. These on
+MNIST-shaped random input at batch 64. char-lstm, gpt-char: configs/char-lstm.toml and
+gpt-char.toml on random windows of 128 ids of a 78-character vocabulary, batch 32. Adam 1e-3.
+Prints samples/s (windows/s, and characters/s, for the language models; median of 3 runs of
+--steps steps after one warm-up step) as text and one JSON line.
 
-    python3 scripts/torch_train_bench.py [--model cnn|lstm|gru] [--threads 2] [--steps 20] [--device cpu|cuda]
+    python3 scripts/torch_train_bench.py [--model M] [--threads 2] [--steps 20] [--device cpu|cuda]
 """
 import argparse
 import json
@@ -38,7 +40,57 @@ class RowClassifier(nn.Module):
         return self.fc(out[:, -1])
 
 
-MODELS = {"cnn": reference_cnn, "lstm": lambda: RowClassifier(nn.LSTM), "gru": lambda: RowClassifier(nn.GRU)}
+def encoder(width, heads, feedforward, layers):
+    layer = nn.TransformerEncoderLayer(width, heads, feedforward, 0.0, "gelu", batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class ViT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(1, 64, 4, 4)
+        self.cls = nn.Parameter(torch.zeros(1, 1, 64))
+        self.pos = nn.Parameter(torch.zeros(1, 50, 64))
+        self.encoder = encoder(64, 4, 128, 2)
+        self.norm = nn.LayerNorm(64)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        h = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], 1) + self.pos
+        return self.head(self.norm(self.encoder(h))[:, 0])
+
+
+class CharLSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 64)
+        self.lstm = nn.LSTM(64, 256, 2, batch_first=True)
+        self.head = nn.Linear(256, VOCAB)
+
+    def forward(self, x):
+        return self.head(self.lstm(self.embed(x))[0])
+
+
+class CharGPT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 128)
+        self.pos = nn.Parameter(torch.zeros(1, CONTEXT, 128))
+        self.blocks = encoder(128, 4, 512, 4)
+        self.norm = nn.LayerNorm(128)
+        self.head = nn.Linear(128, VOCAB)
+        self.head.weight = self.embed.weight
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(CONTEXT))
+
+    def forward(self, x):
+        h = self.blocks(self.embed(x) + self.pos, mask=self.mask, is_causal=True)
+        return self.head(self.norm(h))
+
+
+CONTEXT, VOCAB = 128, 78
+MODELS = {"cnn": reference_cnn, "lstm": lambda: RowClassifier(nn.LSTM), "gru": lambda: RowClassifier(nn.GRU),
+          "vit": ViT, "char-lstm": CharLSTM, "gpt-char": CharGPT}
 
 
 def main():
@@ -54,13 +106,19 @@ def main():
     model = MODELS[args.model]().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    batch = 64
-    xs = torch.rand(args.steps, batch, 1, 28, 28, device=device)
-    ys = torch.randint(0, 10, (args.steps, batch), device=device)
+    text = args.model in ("char-lstm", "gpt-char")
+    batch = 32 if text else 64
+    if text:
+        xs = torch.randint(0, VOCAB, (args.steps, batch, CONTEXT), device=device)
+        ys = torch.randint(0, VOCAB, (args.steps, batch * CONTEXT), device=device)
+    else:
+        xs = torch.rand(args.steps, batch, 1, 28, 28, device=device)
+        ys = torch.randint(0, 10, (args.steps, batch), device=device)
 
     def step(i):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xs[i]), ys[i])
+        logits = model(xs[i])
+        loss = loss_fn(logits.flatten(0, -2) if text else logits, ys[i])
         loss.backward()
         optimizer.step()
         return loss
@@ -77,7 +135,8 @@ def main():
         rates.append(args.steps * batch / (time.perf_counter() - t))
     rate = statistics.median(rates)
     name = f"torch {torch.__version__} {args.device} threads={args.threads}"
-    print(f"{name}: {rate:.0f} samples/s (runs: {[round(r) for r in rates]}), first step {first:.2f} s")
+    characters = f" ({rate * CONTEXT:.0f} characters/s)" if text else ""
+    print(f"{name}: {rate:.0f} samples/s{characters} (runs: {[round(r) for r in rates]}), first step {first:.2f} s")
     print(json.dumps({"bench": f"train_reference_{args.model}", "executor": name, "batch": batch,
                       "samples_per_s": round(rate, 1), "first_step_s": round(first, 3)}))
 

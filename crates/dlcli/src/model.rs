@@ -225,3 +225,39 @@ fn recurrent(m: &mut Model, name: &str, x: TensorId, layer: &RecurrentLayer) -> 
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use data::{Dataset, Inputs, Targets};
+    use graph::Supervised;
+    use graph::zoo::{self, Built};
+
+    use crate::config::Config;
+
+    fn shaped(sample_shape: Vec<usize>, inputs: Inputs, per_sample: usize, classes: usize) -> Dataset {
+        let targets = Targets::Classes { labels: Vec::new(), per_sample, classes };
+        Dataset { samples: Vec::new(), sample_shape, inputs, targets }
+    }
+
+    /// The shipped Transformer and character configs build the zoo's reference models that
+    /// the benchmarks and the PyTorch scripts use: the same `state_dict` names and shapes.
+    #[test]
+    fn shipped_configs_build_the_reference_models() {
+        let images = shaped(vec![1, 28, 28], Inputs::Values, 1, 10);
+        let text = shaped(vec![128], Inputs::Tokens { vocab: 78 }, 128, 78);
+        let cases: [(&str, &Dataset, Built); 3] = [
+            ("vit-mnist", &images, zoo::mnist_vit(0, 2).unwrap()),
+            ("char-lstm", &text, zoo::char_lstm(0, 2, 128, 78).unwrap()),
+            ("gpt-char", &text, zoo::char_gpt(0, 2, 128, 78).unwrap()),
+        ];
+        for (name, data, reference) in cases {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{name}.toml"));
+            let built = super::build(&Config::load(&path).unwrap(), data, 2).unwrap();
+            let reference = Supervised::classifier(reference.model, reference.input, reference.logits, 0.0).unwrap();
+            assert_eq!(built.state_dict_shapes(), reference.state_dict_shapes(), "{name}");
+            assert_eq!(built.tied, reference.tied, "{name}");
+        }
+    }
+}

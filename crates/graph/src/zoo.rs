@@ -4,7 +4,7 @@ use kernels::Unary;
 
 use crate::error::Result;
 use crate::ir::TensorId;
-use crate::layers::{Model, Recurrent};
+use crate::layers::{EncoderLayer, Model, Recurrent};
 use crate::ops::{CellKind, ConvGeometry, PoolGeometry};
 
 /// The nodes of a built reference model.
@@ -49,5 +49,74 @@ pub fn mnist_rnn(cell: CellKind, seed: u64, batch: usize) -> Result<Built> {
     let features = m.recurrent("rnn", rows, &layer)?;
     let last = m.graph.step(features, 27)?;
     let logits = m.linear("fc", last, 128, 10, true)?;
+    Ok(Built { model: m, input, logits, features })
+}
+
+/// The reference MNIST Vision Transformer (`configs/vit-mnist.toml`): 4×4 patches (a conv2d
+/// 1→64, kernel = stride = 4) as 49 tokens, a class token, learned positions, 2 pre-norm
+/// encoder layers (4 heads, feed-forward 128, GELU, no dropout), a layer norm and the class
+/// token's features to Linear 64→10, on [batch, 1, 28, 28]. `features` is the patch map.
+pub fn mnist_vit(seed: u64, batch: usize) -> Result<Built> {
+    let mut m = Model::new(seed);
+    let input = m.graph.input("x", &[batch, 1, 28, 28]);
+    let patches = ConvGeometry { stride: (4, 4), padding: (0, 0), dilation: (1, 1) };
+    let features = m.conv2d("patch", input, 64, (4, 4), patches, true)?;
+    let positions = m.graph.permute(features, &[0, 2, 3, 1])?;
+    let tokens = m.graph.reshape(positions, &[batch, 49, 64])?;
+    let h = m.class_token("cls", tokens)?;
+    let mut h = m.position("pos", h, true)?;
+    let layer = EncoderLayer {
+        heads: 4,
+        feedforward: 128,
+        activation: Unary::GeluErf,
+        dropout: 0.0,
+        norm_first: true,
+        eps: 1e-5,
+    };
+    for i in 0..2 {
+        h = m.encoder_layer(&format!("encoder.layers.{i}"), h, &layer, false, None)?;
+    }
+    let h = m.layer_norm("norm", h, 1e-5)?;
+    let class = m.graph.step(h, 0)?;
+    let logits = m.linear("head", class, 64, 10, true)?;
+    Ok(Built { model: m, input, logits, features })
+}
+
+/// The reference character LSTM (`configs/char-lstm.toml`) on token ids [batch, context]:
+/// an embedding of 64, 2 stacked LSTM layers of 256, Linear 256→vocab at every position.
+/// `features` is the LSTM's output.
+pub fn char_lstm(seed: u64, batch: usize, context: usize, vocab: usize) -> Result<Built> {
+    let mut m = Model::new(seed);
+    let input = m.graph.indices("x", &[batch, context], vocab);
+    let h = m.embedding("embed", input, (vocab, 64), None, 1.0)?;
+    let layer = Recurrent { cell: CellKind::Lstm, hidden: 256, layers: 2, bidirectional: false, dropout: 0.0 };
+    let features = m.recurrent("lstm", h, &layer)?;
+    let logits = m.linear("head", features, 256, vocab, true)?;
+    Ok(Built { model: m, input, logits, features })
+}
+
+/// The reference character GPT (`configs/gpt-char.toml`) on token ids [batch, context]: an
+/// embedding of 128 (N(0, 0.02²)), learned positions, 4 causal pre-norm encoder layers (4
+/// heads, feed-forward 512, GELU, no dropout), a layer norm and a head tied to the embedding.
+/// `features` is the last layer's output.
+pub fn char_gpt(seed: u64, batch: usize, context: usize, vocab: usize) -> Result<Built> {
+    let mut m = Model::new(seed);
+    let input = m.graph.indices("x", &[batch, context], vocab);
+    let h = m.embedding("embed", input, (vocab, 128), None, 0.02)?;
+    let mut h = m.position("pos", h, true)?;
+    let layer = EncoderLayer {
+        heads: 4,
+        feedforward: 512,
+        activation: Unary::GeluErf,
+        dropout: 0.0,
+        norm_first: true,
+        eps: 1e-5,
+    };
+    for i in 0..4 {
+        h = m.encoder_layer(&format!("blocks.layers.{i}"), h, &layer, true, None)?;
+    }
+    let features = h;
+    let h = m.layer_norm("norm", h, 1e-5)?;
+    let logits = m.tied_linear("head", h, "embed.weight", true)?;
     Ok(Built { model: m, input, logits, features })
 }

@@ -1,49 +1,58 @@
-//! Reference attention: the unfused definition (each query row's scores, softmax, weighted
-//! values), in f64, one (batch·head) slice per parallel task.
+//! Attention on the CPU: per (batch·head) slice, one parallel task each, the scores
+//! S = scale · Q Kᵀ and the products with V, dO, Q and K as matrix products (the `gemm`
+//! crate, through [`matmul`]), the masked row softmax in between in f32. The T × T scores of a
+//! slice live in the task's scratch only, never in a tensor.
 
 use rayon::prelude::*;
 
+use super::matmul::matmul;
 use crate::attention::Attention;
+use crate::matmul::Matmul;
 
-fn visible(a: &Attention, mask: Option<&[u32]>, bh: usize, i: usize, j: usize) -> bool {
-    !(a.causal && j > i) && mask.is_none_or(|m| m[(bh / a.heads) * a.tk + j] != 0)
-}
-
-/// Row r of a [rows, d] slice.
-fn row(t: &[f32], r: usize, d: usize) -> &[f32] {
-    &t[r * d..][..d]
-}
-
-fn dot(x: &[f32], y: &[f32]) -> f64 {
-    x.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum()
-}
-
-/// Row i's probabilities into `p` [tk] (all zero when no key is visible) and its log-sum-exp
-/// (-inf then).
-fn probabilities(a: &Attention, q: &[f32], k: &[f32], mask: Option<&[u32]>, bh: usize, i: usize, p: &mut [f64]) -> f64 {
-    let d_n = a.head_dim;
-    let qi = &q[(bh * a.tq + i) * d_n..][..d_n];
-    for (j, p) in p.iter_mut().enumerate() {
-        *p = if visible(a, mask, bh, i, j) {
-            dot(qi, &k[(bh * a.tk + j) * d_n..][..d_n]) * a.scale as f64
-        } else {
-            f64::NEG_INFINITY
-        };
+/// out [m, n] = alpha · op(a) op(b), op(a) [m, k] (stored transposed when `ta`), op(b) [k, n]
+/// (stored transposed when `tb`).
+#[allow(clippy::too_many_arguments)]
+fn product(a: &[f32], b: &[f32], (m, n, k): (usize, usize, usize), ta: bool, tb: bool, alpha: f32, out: &mut [f32]) {
+    let mut mm = Matmul::new(m, n, k);
+    if ta {
+        mm = mm.transpose_a();
     }
-    let m = p.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
-    if m == f64::NEG_INFINITY {
-        p.fill(0.0);
-        return m;
+    if tb {
+        mm = mm.transpose_b();
     }
-    let sum: f64 = p
-        .iter_mut()
-        .map(|s| {
-            *s = (*s - m).exp();
-            *s
-        })
-        .sum();
-    p.iter_mut().for_each(|s| *s /= sum);
-    m + sum.ln()
+    mm.alpha = alpha;
+    matmul(&mm, a, b, None, out);
+}
+
+/// The probabilities P [tq, tk] of slice `bh` from its q [tq, d] and k [tk, d], each row's
+/// log-sum-exp into `lse` (-inf for a row with no visible key, whose P row is zero).
+fn probabilities(a: &Attention, q: &[f32], k: &[f32], mask: Option<&[u32]>, bh: usize, p: &mut [f32], lse: &mut [f32]) {
+    product(q, k, (a.tq, a.tk, a.head_dim), false, true, a.scale, p);
+    let keys = mask.map(|m| &m[(bh / a.heads) * a.tk..][..a.tk]);
+    for (i, (row, lse)) in p.chunks_mut(a.tk).zip(lse.iter_mut()).enumerate() {
+        let visible = |j: usize| !(a.causal && j > i) && keys.is_none_or(|m| m[j] != 0);
+        let mut top = f32::NEG_INFINITY;
+        for (j, s) in row.iter_mut().enumerate() {
+            if visible(j) {
+                top = top.max(*s);
+            } else {
+                *s = f32::NEG_INFINITY;
+            }
+        }
+        if top == f32::NEG_INFINITY {
+            row.fill(0.0);
+            *lse = f32::NEG_INFINITY;
+            continue;
+        }
+        let mut sum = 0f64;
+        for s in row.iter_mut() {
+            *s = (*s - top).exp();
+            sum += *s as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        row.iter_mut().for_each(|s| *s *= inv);
+        *lse = top + sum.ln() as f32;
+    }
 }
 
 /// O, the log-sum-exp per row (a large negative number for rows with no visible key, as on
@@ -59,31 +68,21 @@ pub fn attention(
     lse: &mut [f32],
     probs: Option<&mut [f32]>,
 ) {
-    let d_n = a.head_dim;
-    let mut probs = probs.map(|p| p.par_chunks_mut(a.tq * a.tk));
-    let slices = o.par_chunks_mut(a.tq * d_n).zip(lse.par_chunks_mut(a.tq)).enumerate();
-    let forward = |(bh, (o, lse)): (usize, (&mut [f32], &mut [f32])), mut probs: Option<&mut [f32]>| {
-        let (mut p, mut acc) = (vec![0f64; a.tk], vec![0f64; d_n]);
-        for i in 0..a.tq {
-            let l = probabilities(a, q, k, mask, bh, i, &mut p);
-            lse[i] = if l.is_finite() { l as f32 } else { -3.0e38 };
-            acc.fill(0.0);
-            for (j, &pj) in p.iter().enumerate() {
-                acc.iter_mut().zip(&v[(bh * a.tk + j) * d_n..][..d_n]).for_each(|(acc, &vj)| *acc += pj * vj as f64);
-            }
-            o[i * d_n..][..d_n].iter_mut().zip(&acc).for_each(|(o, &s)| *o = s as f32);
-            if let Some(probs) = probs.as_deref_mut() {
-                probs[i * a.tk..][..a.tk].iter_mut().zip(&p).for_each(|(out, &pj)| *out = pj as f32);
-            }
-        }
+    let (d, tq, tk) = (a.head_dim, a.tq, a.tk);
+    let forward = |bh: usize, o: &mut [f32], lse: &mut [f32], p: &mut [f32]| {
+        probabilities(a, &q[bh * tq * d..][..tq * d], &k[bh * tk * d..][..tk * d], mask, bh, p, lse);
+        product(p, &v[bh * tk * d..][..tk * d], (tq, d, tk), false, false, 1.0, o);
+        lse.iter_mut().filter(|l| !l.is_finite()).for_each(|l| *l = -3.0e38);
     };
-    match probs.take() {
-        Some(chunks) => slices.zip(chunks).for_each(|(s, p)| forward(s, Some(p))),
-        None => slices.for_each(|s| forward(s, None)),
+    let slices = o.par_chunks_mut(tq * d).zip(lse.par_chunks_mut(tq)).enumerate();
+    match probs {
+        Some(probs) => slices.zip(probs.par_chunks_mut(tq * tk)).for_each(|((bh, (o, lse)), p)| forward(bh, o, lse, p)),
+        None => slices.for_each_init(|| vec![0f32; tq * tk], |p, (bh, (o, lse))| forward(bh, o, lse, p)),
     }
 }
 
-/// dQ, dK, dV of attention from dO (recomputing the probabilities).
+/// dQ, dK, dV of attention from dO, recomputing the probabilities: dP = dO Vᵀ,
+/// dS = P ∘ (dP - rowsum(P ∘ dP)), dQ = scale · dS K, dK = scale · dSᵀ Q, dV = Pᵀ dO.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     a: &Attention,
@@ -96,33 +95,24 @@ pub fn attention_backward(
     dk: &mut [f32],
     dv: &mut [f32],
 ) {
-    let d_n = a.head_dim;
-    let scale = a.scale as f64;
-    let slices = dq.par_chunks_mut(a.tq * d_n).zip(dk.par_chunks_mut(a.tk * d_n).zip(dv.par_chunks_mut(a.tk * d_n)));
-    slices.enumerate().for_each(|(bh, (dq, (dk, dv)))| {
-        let (qs, ks, vs, dos) =
-            (&q[bh * a.tq * d_n..], &k[bh * a.tk * d_n..], &v[bh * a.tk * d_n..], &d_o[bh * a.tq * d_n..]);
-        // dS = P * (dP - rowsum(P * dP)), dP = dO Vᵀ, row by row; dQ, dK and dV accumulate.
-        let (mut p, mut acc_k, mut acc_v) = (vec![0f64; a.tk], vec![0f64; a.tk * d_n], vec![0f64; a.tk * d_n]);
-        let (mut acc_q, mut dp) = (vec![0f64; d_n], vec![0f64; a.tk]);
-        for i in 0..a.tq {
-            probabilities(a, q, k, mask, bh, i, &mut p);
-            let doi = row(dos, i, d_n);
-            dp.iter_mut().enumerate().for_each(|(j, dp)| *dp = dot(doi, row(vs, j, d_n)));
-            let delta: f64 = p.iter().zip(&dp).map(|(p, dp)| p * dp).sum();
-            acc_q.fill(0.0);
-            for j in 0..a.tk {
-                let ds = p[j] * (dp[j] - delta);
-                let (kj, qi) = (row(ks, j, d_n), row(qs, i, d_n));
-                for d in 0..d_n {
-                    acc_q[d] += ds * kj[d] as f64;
-                    acc_k[j * d_n + d] += ds * qi[d] as f64;
-                    acc_v[j * d_n + d] += p[j] * doi[d] as f64;
-                }
-            }
-            dq[i * d_n..][..d_n].iter_mut().zip(&acc_q).for_each(|(out, &s)| *out = (s * scale) as f32);
+    let (d, tq, tk) = (a.head_dim, a.tq, a.tk);
+    let slices = dq.par_chunks_mut(tq * d).zip(dk.par_chunks_mut(tk * d).zip(dv.par_chunks_mut(tk * d)));
+    let scratch = || (vec![0f32; tq * tk], vec![0f32; tq * tk], vec![0f32; tq]);
+    slices.enumerate().for_each_init(scratch, |(p, ds, lse), (bh, (dq, (dk, dv)))| {
+        let (qs, ks, vs, dos) = (
+            &q[bh * tq * d..][..tq * d],
+            &k[bh * tk * d..][..tk * d],
+            &v[bh * tk * d..][..tk * d],
+            &d_o[bh * tq * d..][..tq * d],
+        );
+        probabilities(a, qs, ks, mask, bh, p, lse);
+        product(dos, vs, (tq, tk, d), false, true, 1.0, ds);
+        for (p_row, ds_row) in p.chunks(tk).zip(ds.chunks_mut(tk)) {
+            let delta: f64 = p_row.iter().zip(ds_row.iter()).map(|(&p, &dp)| p as f64 * dp as f64).sum();
+            ds_row.iter_mut().zip(p_row).for_each(|(ds, &p)| *ds = p * (*ds - delta as f32));
         }
-        dk.iter_mut().zip(&acc_k).for_each(|(out, &s)| *out = (s * scale) as f32);
-        dv.iter_mut().zip(&acc_v).for_each(|(out, &s)| *out = s as f32);
+        product(ds, ks, (tq, d, tk), false, false, a.scale, dq);
+        product(ds, qs, (tk, d, tq), true, false, a.scale, dk);
+        product(p, dos, (tk, d, tq), true, false, 1.0, dv);
     });
 }

@@ -267,3 +267,38 @@ fn the_cross_check_names_the_first_node_that_differs() {
     let err = skewed.run(run, &feed, 0).unwrap_err().to_string();
     assert!(err.starts_with("fc: output 0 element 0: cpu gives"), "{err}");
 }
+
+/// Every shipped architecture (the zoo's references of the shipped configs: the CNN, the LSTM
+/// and GRU row classifiers, the ViT, the character LSTM and GPT, the last on windows of 16):
+/// logits, loss and every parameter's gradient on the GPU as on the CPU, node by node.
+#[test]
+fn every_shipped_architecture_matches_the_cpu() {
+    use graph::zoo;
+    let (batch, context, vocab) = (2, 16, 78);
+    let models = [
+        ("cnn", zoo::mnist_cnn(1, batch)),
+        ("lstm-mnist", zoo::mnist_rnn(graph::CellKind::Lstm, 1, batch)),
+        ("gru-mnist", zoo::mnist_rnn(graph::CellKind::Gru, 1, batch)),
+        ("vit-mnist", zoo::mnist_vit(1, batch)),
+        ("char-lstm", zoo::char_lstm(1, batch, context, vocab)),
+        ("gpt-char", zoo::char_gpt(1, batch, context, vocab)),
+    ];
+    for (name, built) in models {
+        let built = built.unwrap();
+        let text = name.starts_with("char") || name.starts_with("gpt");
+        let model = Supervised::classifier(built.model, built.input, built.logits, 0.0).unwrap();
+        let mut feed = Feed::default();
+        let ids = |seed: u64, n: usize| values(seed, n, 1.0).iter().map(|v| ((v + 1.0) * 38.9) as u32 % 78).collect();
+        if text {
+            feed.labels.insert("x".into(), ids(7, batch * context));
+            feed.labels.insert("y".into(), ids(8, batch * context));
+        } else {
+            feed.inputs.insert("x".into(), values(7, batch * 784, 1.0));
+            feed.labels.insert("y".into(), vec![3, 8]);
+        }
+        let mut outputs = vec![(model.output, format!("{name} logits")), (model.loss, format!("{name} loss"))];
+        outputs.extend(model.params.iter().map(|p| (p.grad, format!("{name}: d {}", p.name))));
+        let outputs: Vec<(TensorId, &str)> = outputs.iter().map(|(id, s)| (*id, s.as_str())).collect();
+        compare(&model.graph, Mode::Train, &outputs, &model.init.values(), &feed);
+    }
+}

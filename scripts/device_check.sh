@@ -33,8 +33,8 @@ echo "== our kernels"
 echo "== torch.matmul, TF32 off"
 python3 scripts/torch_matmul.py 2>&1 | tee "$out/torch.txt"
 
-echo "== training throughput at batch 64: our GPU executor, then torch on cuda"
-for model in cnn lstm gru; do
+echo "== training throughput (batch 64; 32 windows of 128 characters for char-lstm, gpt-char): our GPU executor, then torch on cuda"
+for model in cnn lstm gru vit char-lstm gpt-char; do
     .bin/train_bench --model "$model" --steps 50 2>&1 | tee -a "$out/train.txt" | grep -v '^{'
     python3 scripts/torch_train_bench.py --model "$model" --device cuda --steps 50 2>&1 | tee -a "$out/train.txt" | grep -v '^{'
 done

@@ -832,6 +832,19 @@ fn character_language_models_learn_shakespeare_and_generate() {
         assert!(sampled.starts_with("ROMEO:") && sampled.chars().count() == 6 + 80 + 1, "{name}: {sampled:?}");
         assert_eq!(generate("7"), sampled, "{name}: the same seed gives the same text");
         assert_ne!(generate("8"), sampled, "{name}: another seed, other text");
+        // The GPU executor (lavapipe in CI) evaluates and decodes as the CPU one.
+        let eval_gpu = dlcli(&["eval", "--run", run.to_str().unwrap(), "--device", "gpu", "--json"]);
+        if eval_gpu.status.success() {
+            let gpu_loss = stdout_json(&eval_gpu)["loss"].as_f64().unwrap();
+            assert_within(&format!("{name}: eval loss on the GPU"), &[gpu_loss], &[eval["loss"].as_f64().unwrap()]);
+            let greedy = |device: &str| {
+                let args = ["generate", "--run", run.to_str().unwrap(), "--prompt", "KING", "--tokens", "40"];
+                text(&dlcli(&[&args[..], &["--temperature", "0", "--device", device]].concat())).0
+            };
+            assert_eq!(greedy("gpu"), greedy("cpu"), "{name}: greedy decoding on both executors");
+        } else if std::env::var("DLCLI_REQUIRE_ADAPTER").as_deref() == Ok("1") {
+            panic!("{name}: no GPU executor: {:?}", text(&eval_gpu));
+        }
         let next = stdout_json(&dlcli(&[
             "predict",
             "--run",

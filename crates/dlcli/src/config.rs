@@ -219,28 +219,13 @@ variants! {
             /// "learned" (N(0, 0.02²) at first) or "sinusoidal" (fixed, as in Vaswani et al.).
             encoding: PositionEncoding = PositionEncoding::Learned;
         }
-        /// Stacked torch.nn.TransformerEncoderLayer (batch_first) on [N, T, C].
-        TransformerEncoder = "transformer_encoder" {
-            layers: usize = 1, Bound::AtLeastOne;
-            /// Attention heads; they split C.
-            heads: usize, Bound::AtLeastOne;
-            /// Width of the feed-forward block.
-            feedforward: usize, Bound::AtLeastOne;
-            /// Of the feed-forward block: a layer activation ("gelu", "relu", ...).
-            activation: Unary = Unary::GeluErf;
-            dropout: f32 = 0.1, Bound::Fraction;
-            /// Normalise each block's input (pre-norm), not its output.
-            norm_first: bool = true;
-            /// Step t attends to steps up to t only.
-            causal: bool = false;
-            eps: f32 = 1e-5, Bound::Positive;
-        }
         /// One step of a sequence: [N, T, C] to [N, C] (0: the class token's).
         Step = "step" {
             index: usize = 0;
         }
     }
     else Recurrent(RecurrentLayer)
+    else Transformer(TransformerLayer)
     else Activation(Unary)
 }
 
@@ -333,6 +318,71 @@ impl Tagged for RecurrentLayer {
 
     fn write(&self) -> (&'static str, Vec<(&'static str, Value)>) {
         let name = CELLS.iter().find(|(_, c, _)| *c == self.cell).map_or("lstm", |(n, ..)| n);
+        (name, self.keys.write())
+    }
+}
+
+settings! {
+    /// The keys of a `transformer_encoder` or `transformer_decoder` layer.
+    pub struct TransformerKeys {
+        /// Stacked layers.
+        layers: usize = 1, Bound::AtLeastOne;
+        /// Attention heads; they split C.
+        heads: usize, Bound::AtLeastOne;
+        /// Width of the feed-forward block.
+        feedforward: usize, Bound::AtLeastOne;
+        /// Of the feed-forward block: a layer activation ("gelu", "relu", ...).
+        activation: Unary = Unary::GeluErf;
+        dropout: f32 = 0.1, Bound::Fraction;
+        /// Normalise each block's input (pre-norm), not its output.
+        norm_first: bool = true;
+        /// Step t attends to steps up to t only (a decoder's self-attention, a language model).
+        causal: bool = false;
+        eps: f32 = 1e-5, Bound::Positive;
+    }
+}
+
+/// Which stack of Transformer layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransformerKind {
+    Encoder,
+    /// Self-attention, then attention to a memory (the layer's second input).
+    Decoder,
+}
+
+/// A `transformer_encoder` or `transformer_decoder` layer on [batch, steps, features].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformerLayer {
+    pub kind: TransformerKind,
+    pub keys: TransformerKeys,
+}
+
+const TRANSFORMERS: [(&str, TransformerKind, &str); 2] = [
+    (
+        "transformer_encoder",
+        TransformerKind::Encoder,
+        "Stacked torch.nn.TransformerEncoderLayer (batch_first) on [N, T, C].",
+    ),
+    (
+        "transformer_decoder",
+        TransformerKind::Decoder,
+        "Stacked torch.nn.TransformerDecoderLayer (batch_first) on [N, T, C], attending to a memory [N, S, C]: inputs = [\"x\", \"memory\"].",
+    ),
+];
+
+impl Tagged for TransformerLayer {
+    fn variants() -> Vec<Variant> {
+        let keys = TransformerKeys::keys();
+        TRANSFORMERS.iter().map(|(name, _, doc)| Variant { name, doc: doc.to_string(), keys: keys.clone() }).collect()
+    }
+
+    fn read(name: &str, r: &mut Reader, t: &dyn TableLike, path: &str) -> Option<TransformerLayer> {
+        let &(_, kind, _) = TRANSFORMERS.iter().find(|(n, ..)| *n == name)?;
+        Some(TransformerLayer { kind, keys: TransformerKeys::read_known(r, t, path, &mut Vec::new())? })
+    }
+
+    fn write(&self) -> (&'static str, Vec<(&'static str, Value)>) {
+        let name = TRANSFORMERS.iter().find(|(_, k, _)| *k == self.kind).map_or("transformer_encoder", |(n, ..)| n);
         (name, self.keys.write())
     }
 }

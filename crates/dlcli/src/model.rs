@@ -7,7 +7,9 @@ use data::{Dataset, Inputs, Targets};
 use graph::{ConvGeometry, EncoderLayer, Model, PoolGeometry, Recurrent, Supervised, TensorId};
 use kernels::Binary;
 
-use crate::config::{Config, LayerKind, PositionEncoding, RecurrentLayer, SequenceOutput};
+use crate::config::{
+    Config, LayerKind, PositionEncoding, RecurrentLayer, SequenceOutput, TransformerKind, TransformerLayer,
+};
 
 /// The model of `config` for data shaped as `data` (its samples' shape, inputs and targets),
 /// at batch size `batch`, its parameters initialised from the config's seed.
@@ -180,15 +182,7 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId], d
         }
         LayerKind::ClassToken {} => m.class_token(name, x)?,
         LayerKind::Position { encoding } => m.position(name, x, encoding == PositionEncoding::Learned)?,
-        LayerKind::TransformerEncoder { layers, heads, feedforward, activation, dropout, norm_first, causal, eps } => {
-            let spec = EncoderLayer { heads, feedforward, activation, dropout, norm_first, eps };
-            let mut h = x;
-            for i in 0..layers {
-                h = m.encoder_layer(&format!("{name}.layers.{i}"), h, &spec, causal, None)?;
-            }
-            m.graph.set_label(h, name);
-            h
-        }
+        LayerKind::Transformer(ref layer) => transformer(m, name, inputs, layer)?,
         LayerKind::Step { index } => {
             let [_, t, _] = shape[..] else { bail!("step needs a sequence [batch, steps, features], got {shape:?}") };
             if index >= t {
@@ -197,6 +191,40 @@ fn add_layer(m: &mut Model, name: &str, kind: &LayerKind, inputs: &[TensorId], d
             m.graph.step(x, index)?
         }
     })
+}
+
+/// A stack of Transformer encoder layers on x, or decoder layers on x attending to the second
+/// input, named `name.layers.{i}` as in `nn.TransformerEncoder` / `nn.TransformerDecoder`.
+fn transformer(m: &mut Model, name: &str, inputs: &[TensorId], layer: &TransformerLayer) -> Result<TensorId> {
+    let k = &layer.keys;
+    let spec = EncoderLayer {
+        heads: k.heads,
+        feedforward: k.feedforward,
+        activation: k.activation,
+        dropout: k.dropout,
+        norm_first: k.norm_first,
+        eps: k.eps,
+    };
+    let memory = match (layer.kind, inputs) {
+        (TransformerKind::Encoder, [_]) => None,
+        (TransformerKind::Decoder, [_, memory]) => Some(*memory),
+        (TransformerKind::Encoder, _) => bail!("transformer_encoder reads one input"),
+        (TransformerKind::Decoder, _) => {
+            bail!(
+                "transformer_decoder reads two inputs: inputs = [\"x\", \"memory\"] (the target sequence and what it attends to)"
+            )
+        }
+    };
+    let mut h = inputs[0];
+    for i in 0..k.layers {
+        let layer_name = format!("{name}.layers.{i}");
+        h = match memory {
+            None => m.encoder_layer(&layer_name, h, &spec, k.causal, None)?,
+            Some(memory) => m.decoder_layer(&layer_name, h, memory, &spec, k.causal, None)?,
+        };
+    }
+    m.graph.set_label(h, name);
+    Ok(h)
 }
 
 fn recurrent(m: &mut Model, name: &str, x: TensorId, layer: &RecurrentLayer) -> Result<TensorId> {
@@ -239,6 +267,35 @@ mod tests {
     fn shaped(sample_shape: Vec<usize>, inputs: Inputs, per_sample: usize, classes: usize) -> Dataset {
         let targets = Targets::Classes { labels: Vec::new(), per_sample, classes };
         Dataset { samples: Vec::new(), sample_shape, inputs, targets }
+    }
+
+    /// A decoder stack reads a sequence and the memory it attends to, named as
+    /// `nn.TransformerDecoder`; without the memory it says what it needs.
+    #[test]
+    fn a_transformer_decoder_attends_to_its_second_input() {
+        let config = |inputs: &str| {
+            let text = format!(
+                "[data]\nkind = \"digits\"\n[model]\nlayers = [\n\
+                 {{ type = \"conv2d\", name = \"patch\", out_channels = 8, kernel = 2, stride = 2 }},\n\
+                 {{ type = \"tokens\", name = \"tokens\" }},\n\
+                 {{ type = \"transformer_encoder\", name = \"enc\", heads = 2, feedforward = 16 }},\n\
+                 {{ type = \"transformer_decoder\", name = \"dec\", inputs = {inputs}, layers = 2, heads = 2, feedforward = 16, causal = true }},\n\
+                 {{ type = \"step\", index = 0 }},\n{{ type = \"linear\", name = \"head\" }},\n]\n"
+            );
+            Config::parse(Path::new("decoder.toml"), &text).unwrap()
+        };
+        let digits = shaped(vec![1, 8, 8], Inputs::Values, 1, 10);
+        let model = super::build(&config("[\"tokens\", \"enc\"]"), &digits, 2).unwrap();
+        let names: Vec<String> = model.state_dict_shapes().into_iter().map(|(n, _)| n).collect();
+        for name in [
+            "dec.layers.0.self_attn.in_proj_weight",
+            "dec.layers.1.multihead_attn.out_proj.bias",
+            "dec.layers.1.norm3.weight",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+        }
+        let err = format!("{:#}", super::build(&config("[\"tokens\"]"), &digits, 2).unwrap_err());
+        assert!(err.contains("dec") && err.contains("reads two inputs"), "{err}");
     }
 
     /// The shipped Transformer and character configs build the zoo's reference models that

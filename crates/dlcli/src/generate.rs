@@ -106,6 +106,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     writeln!(out)?;
+    out.flush()?;
     let rate = args.tokens as f64 / start.elapsed().as_secs_f64();
     eprintln!("{} characters at {rate:.0} characters/s", args.tokens);
     Ok(())

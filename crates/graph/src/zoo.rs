@@ -64,18 +64,8 @@ pub fn mnist_vit(seed: u64, batch: usize) -> Result<Built> {
     let positions = m.graph.permute(features, &[0, 2, 3, 1])?;
     let tokens = m.graph.reshape(positions, &[batch, 49, 64])?;
     let h = m.class_token("cls", tokens)?;
-    let mut h = m.position("pos", h, true)?;
-    let layer = EncoderLayer {
-        heads: 4,
-        feedforward: 128,
-        activation: Unary::GeluErf,
-        dropout: 0.0,
-        norm_first: true,
-        eps: 1e-5,
-    };
-    for i in 0..2 {
-        h = m.encoder_layer(&format!("encoder.layers.{i}"), h, &layer, false, None)?;
-    }
+    let h = m.position("pos", h, true)?;
+    let h = encoder_stack(&mut m, "encoder", h, (2, 4, 128), false)?;
     let h = m.layer_norm("norm", h, 1e-5)?;
     let class = m.graph.step(h, 0)?;
     let logits = m.linear("head", class, 64, 10, true)?;
@@ -103,20 +93,28 @@ pub fn char_gpt(seed: u64, batch: usize, context: usize, vocab: usize) -> Result
     let mut m = Model::new(seed);
     let input = m.graph.indices("x", &[batch, context], vocab);
     let h = m.embedding("embed", input, (vocab, 128), None, 0.02)?;
-    let mut h = m.position("pos", h, true)?;
-    let layer = EncoderLayer {
-        heads: 4,
-        feedforward: 512,
-        activation: Unary::GeluErf,
-        dropout: 0.0,
-        norm_first: true,
-        eps: 1e-5,
-    };
-    for i in 0..4 {
-        h = m.encoder_layer(&format!("blocks.layers.{i}"), h, &layer, true, None)?;
-    }
-    let features = h;
-    let h = m.layer_norm("norm", h, 1e-5)?;
+    let h = m.position("pos", h, true)?;
+    let features = encoder_stack(&mut m, "blocks", h, (4, 4, 512), true)?;
+    let h = m.layer_norm("norm", features, 1e-5)?;
     let logits = m.tied_linear("head", h, "embed.weight", true)?;
     Ok(Built { model: m, input, logits, features })
+}
+
+/// (layers, heads, feed-forward width) pre-norm encoder layers (GELU, no dropout) on x, named
+/// `name.layers.{i}` as `nn.TransformerEncoder`'s.
+fn encoder_stack(
+    m: &mut Model,
+    name: &str,
+    x: TensorId,
+    shape: (usize, usize, usize),
+    causal: bool,
+) -> Result<TensorId> {
+    let (layers, heads, feedforward) = shape;
+    let layer =
+        EncoderLayer { heads, feedforward, activation: Unary::GeluErf, dropout: 0.0, norm_first: true, eps: 1e-5 };
+    let mut h = x;
+    for i in 0..layers {
+        h = m.encoder_layer(&format!("{name}.layers.{i}"), h, &layer, causal, None)?;
+    }
+    Ok(h)
 }

@@ -48,10 +48,13 @@ pub fn run(args: &Args) -> Result<()> {
         return attention(args, &loaded);
     }
     let sample = loaded.sample(&args.sample)?;
-    // A text's prediction explained is that of its last character (of the next one).
+    // A language model's prediction explained is that after the last character (of the text,
+    // or of the test window); other models have one output row.
+    let graph = &loaded.model.graph;
+    let rows = graph.numel(loaded.model.output) / graph.shape(loaded.model.output).last().copied().unwrap_or(1).max(1);
     let row = match args.sample.text.as_deref() {
         Some(text) => loaded.window(text)?.1 - 1,
-        None => 0,
+        None => rows - 1,
     };
     let layers = &loaded.config.layers;
     let (method, layer_name) = match args.method {

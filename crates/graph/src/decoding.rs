@@ -68,16 +68,19 @@ impl Model {
         decoding.carried.push(Carried { name: name.to_string(), input, output, carry });
     }
 
-    /// The decoding context, or an error naming `layer` when the model is being built for
-    /// decoding and `layer` cannot take one token at a time.
+    /// Fails, naming `layer` and `why`, when the model is being built for decoding: `layer`
+    /// cannot take one token at a time.
     pub(crate) fn refuse_decoding(&self, layer: &str, why: &str) -> Result<()> {
         match self.decoding {
-            Some(_) => {
-                Err(GraphError::Shape { node: layer.into(), detail: format!("cannot decode token by token: {why}") })
-            }
+            Some(_) => Err(cannot_decode(layer, why)),
             None => Ok(()),
         }
     }
+}
+
+/// The error of a layer that cannot take one token at a time.
+pub(crate) fn cannot_decode(layer: &str, why: &str) -> GraphError {
+    GraphError::Shape { node: layer.into(), detail: format!("cannot decode token by token: {why}") }
 }
 
 /// Runs a model built with [`Model::for_decoding`]: one token in, the next token's logits out.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use kernels::cpu::dropout::philox4x32_10;
 use kernels::{Binary, Unary};
 
-use crate::decoding::{Carry, Decoding};
+use crate::decoding::{Carry, Decoding, cannot_decode};
 use crate::error::{GraphError, Result};
 use crate::ir::{Graph, TensorId};
 use crate::ops::{CellKind, ConvGeometry};
@@ -442,10 +442,7 @@ impl Model {
                 self.decoding.as_mut().expect("decoding").bounded = true;
                 self.graph.attention(q, all[0], all[1], Some(attended), heads, false)?
             }
-            Some(_) => {
-                self.refuse_decoding(name, "only causal self-attention decodes one token at a time")?;
-                unreachable!("refused")
-            }
+            Some(_) => return Err(cannot_decode(name, "only causal self-attention decodes one token at a time")),
             None => {
                 self.attention.push(AttentionSite { name: name.to_string(), q, k, heads, causal, key_mask });
                 self.graph.attention(q, k, v, key_mask, heads, causal)?

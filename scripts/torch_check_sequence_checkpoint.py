@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Loads the best checkpoint of a dlcli run of a shipped sequence config (lstm-mnist, gru-mnist,
-vit-mnist, char-lstm, gpt-char) into the equivalent torch.nn model, built from the run's
-config.toml (load_state_dict strict, optimizer keys dropped), and evaluates it as `dlcli eval`
-does: test accuracy on MNIST, or the held-out loss in nats per character on the text. With the
-JSON of `dlcli predict --run RUN ... --json` it also compares the probabilities:
+vit-mnist, char-lstm, gpt-char, lstm-sunspots) into the equivalent torch.nn model, built from
+the run's config.toml (load_state_dict strict, optimizer keys dropped), and evaluates it as
+`dlcli eval` does: test accuracy on MNIST, the held-out loss in nats per character on the
+text, the test RMSE of a forecaster. With the JSON of `dlcli predict --run RUN ... --json` it
+also compares the probabilities (or the forecast of test window 0):
 
     python3 scripts/torch_check_sequence_checkpoint.py RUN [predict.json]
 
-(`dlcli predict --run RUN --index 0 --top-k 10 --json` for the image models,
-`dlcli predict --run RUN --text "ROMEO" --top-k 200 --json` for the text ones.)
+(`dlcli predict --run RUN --index 0 --top-k 10 --json` for the image models and the
+forecaster, `dlcli predict --run RUN --text "ROMEO" --top-k 200 --json` for the text ones.)
 Needs `pip install torch safetensors numpy`. Exits non-zero when a tensor name or shape differs,
 or a probability by more than 1e-4.
 """
@@ -143,9 +144,9 @@ def main():
     meta = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
     state = {k: v.double() for k, v in tensors.items() if not k.startswith("optimizer.")}
     data = config["data"]
-    text = data["kind"] == "text"
+    text, series = data["kind"] == "text", data["kind"] == "series"
     vocabulary = json.loads(meta["data"])["vocabulary"] if text else None
-    model = Model(config["model"]["layers"], 1, len(vocabulary) if text else 10, state).double()
+    model = Model(config["model"]["layers"], 1, len(vocabulary) if text else 1 if series else 10, state).double()
     loaded = model.load(state)
     model.eval()
     with torch.no_grad():
@@ -162,6 +163,25 @@ def main():
             loss = sum(losses).item() / (windows * t)
             print(f"loaded {loaded} tensors strictly; torch held-out loss {loss:.4f} nats/char "
                   f"(perplexity {math.exp(loss):.3f}) over {windows} windows")
+        elif series:
+            kept = json.loads(meta["data"])
+            lines = pathlib.Path(data["path"]).read_text().splitlines()
+            header = [h.strip().strip('"') for h in lines[0].split(",")]
+            column = header.index(data["column"]) if "column" in data else len(header) - 1
+            values = torch.tensor([float(l.split(",")[column]) for l in lines[1:] if l.strip()], dtype=torch.float64)
+            split, w = len(values) - round(len(values) * data["test_fraction"]), data["window"]
+            scaled = (values - kept["mean"]) / kept["std"]
+            x = torch.stack([scaled[t - w:t] for t in range(split, len(values))]).unsqueeze(-1)
+            forecast = model(x)[:, 0] * kept["std"] + kept["mean"]
+            rmse = ((forecast - values[split:]) ** 2).mean().sqrt().item()
+            print(f"loaded {loaded} tensors strictly; torch test rmse {rmse:.4f} over {len(x)} windows")
+            if len(sys.argv) > 2:
+                predicted = json.loads(pathlib.Path(sys.argv[2]).read_text())
+                diff = abs(forecast[0].item() - predicted["forecast"])
+                print(f"test window 0: |torch - dlcli| forecast difference {diff:.3g}")
+                if diff > 1e-3:
+                    sys.exit(f"forecasts differ by {diff}")
+            return
         else:
             path = pathlib.Path(data["test_images"]).parent
             x = torch.from_numpy((mnist(path, "t10k-images-idx3-ubyte.gz") - data["mean"]) / data["std"])

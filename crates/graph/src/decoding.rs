@@ -57,12 +57,7 @@ impl Model {
         m
     }
 
-    /// Declares the carried input `name` of `shape`; [`Model::leave`] gives its output.
-    pub(crate) fn carried_input(&mut self, name: &str, shape: &[usize]) -> TensorId {
-        self.graph.input(name, shape)
-    }
-
-    /// Records what the token leaves for `name` (declared by [`Model::carried_input`]).
+    /// Records what the token leaves for the carried input `input` named `name`.
     pub(crate) fn leave(&mut self, name: &str, input: TensorId, output: TensorId, carry: Carry) {
         let decoding = self.decoding.as_mut().expect("decoding");
         decoding.carried.push(Carried { name: name.to_string(), input, output, carry });
@@ -89,8 +84,9 @@ pub struct Decoder<E: Executor> {
     run: RunId,
     decoding: Decoding,
     logits: TensorId,
-    /// Each carried tensor's current value, by name.
-    values: HashMap<String, Vec<f32>>,
+    /// What the next run reads: each carried tensor's current value (kept here between
+    /// tokens) and the token's id, position and attended slots.
+    feed: Feed,
     /// The tokens of the current window, in order.
     window: Vec<u32>,
 }
@@ -110,8 +106,11 @@ impl<E: Executor> Decoder<E> {
         for (name, value) in params {
             exec.write_named(name, value)?;
         }
-        let values = decoding.carried.iter().map(|c| (c.name.clone(), vec![0.0; graph.numel(c.input)])).collect();
-        Ok(Decoder { exec, run, decoding, logits, values, window: Vec::new() })
+        let mut feed = Feed::default();
+        for c in &decoding.carried {
+            feed.inputs.insert(c.name.clone(), vec![0.0; graph.numel(c.input)]);
+        }
+        Ok(Decoder { exec, run, decoding, logits, feed, window: Vec::new() })
     }
 
     /// Takes `token` after those before it; returns the logits of the token to follow. A
@@ -131,24 +130,20 @@ impl<E: Executor> Decoder<E> {
     /// Forgets every token: empty caches, zero states.
     pub fn reset(&mut self) {
         self.window.clear();
-        self.values.values_mut().for_each(|v| v.fill(0.0));
+        self.feed.inputs.values_mut().for_each(|v| v.fill(0.0));
     }
 
     fn step(&mut self, token: u32) -> Result<Vec<f32>> {
         let (context, filled) = (self.decoding.context, self.window.len());
-        let mut feed = Feed::default();
-        feed.labels.insert("x".into(), vec![token]);
-        feed.labels.insert("position".into(), vec![filled as u32]);
+        self.feed.labels.insert("x".into(), vec![token]);
+        self.feed.labels.insert("position".into(), vec![filled as u32]);
         // The cache's first `filled` slots and the token itself (the last key).
         let attended = (0..context).map(|slot| (slot < filled || slot == context - 1) as u32).collect();
-        feed.labels.insert("attended".into(), attended);
-        for c in &self.decoding.carried {
-            feed.inputs.insert(c.name.clone(), self.values[&c.name].clone());
-        }
-        self.exec.run(self.run, &feed, 0)?;
+        self.feed.labels.insert("attended".into(), attended);
+        self.exec.run(self.run, &self.feed, 0)?;
         for c in &self.decoding.carried {
             let out = self.exec.read(self.run, c.output)?;
-            let value = self.values.get_mut(&c.name).expect("declared");
+            let value = self.feed.inputs.get_mut(&c.name).expect("declared");
             match c.carry {
                 Carry::Replace => *value = out,
                 // The window's last position has no slot after it: the next token starts again.

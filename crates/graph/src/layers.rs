@@ -324,7 +324,7 @@ impl Model {
                 let initial: Vec<TensorId> = states
                     .iter()
                     .map(|s| match carried {
-                        true => self.carried_input(&format!("{name}.{s}{suffix}"), &[batch, hd]),
+                        true => self.graph.input(&format!("{name}.{s}{suffix}"), &[batch, hd]),
                         false => self.graph.fill(0.0, &[batch, hd]),
                     })
                     .collect();
@@ -435,7 +435,7 @@ impl Model {
                 let mut all = Vec::new();
                 for (kind, new) in [("k", k), ("v", v)] {
                     let cache = format!("{name}.{kind}");
-                    let past = self.carried_input(&cache, &[batch * heads, context - 1, head_dim]);
+                    let past = self.graph.input(&cache, &[batch * heads, context - 1, head_dim]);
                     self.leave(&cache, past, new, Carry::Append { rows: batch * heads, width: head_dim });
                     all.push(self.graph.concat(&[past, new], 1)?);
                 }

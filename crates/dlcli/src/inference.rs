@@ -69,7 +69,8 @@ pub fn load(source: &ModelSource, batch: Option<usize>) -> Result<Loaded> {
     Ok(Loaded { config, file, model, layers, params: checkpoint.state.params, test, prepared })
 }
 
-/// What one sample of `set`'s kind feeds a model as "x": its values, or its token ids.
+/// What samples of `set`'s kind (one, or a batch) feed a model as "x": their values, or their
+/// token ids.
 pub fn feed(set: &Dataset, sample: Vec<f32>) -> Feed {
     let mut feed = Feed::default();
     match set.inputs {

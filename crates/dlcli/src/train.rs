@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use data::{Batches, Dataset, Inputs, Targets};
+use data::{Batches, Dataset, Targets};
 use graph::{
     Adam, Checkpoint, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Meta, Optimizer, Schedule, Sgd, StepStats,
     Supervised, Trainer, Training, write_atomically,
@@ -99,15 +99,7 @@ const CROSSCHECK_TOLERANCE: f32 = 1e-3;
 /// What a batch of `set` feeds a model built for it: samples as "x" (values, or token ids),
 /// targets as "y" (labels, or values with their row weights "w": 0 for padding).
 pub fn feed(batch: &data::Batch, set: &Dataset) -> Feed {
-    let mut feed = Feed::default();
-    match set.inputs {
-        Inputs::Tokens { .. } => {
-            feed.labels.insert("x".into(), batch.samples.iter().map(|&id| id as u32).collect());
-        }
-        Inputs::Values => {
-            feed.inputs.insert("x".into(), batch.samples.clone());
-        }
-    }
+    let mut feed = crate::inference::feed(set, batch.samples.clone());
     match &set.targets {
         Targets::Classes { .. } => {
             feed.labels.insert("y".into(), batch.labels.clone());

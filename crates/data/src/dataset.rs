@@ -20,11 +20,6 @@ pub enum Targets {
 }
 
 impl Targets {
-    /// One class label per sample.
-    pub fn classes(labels: Vec<u32>, classes: usize) -> Self {
-        Targets::Classes { labels, per_sample: 1, classes }
-    }
-
     pub fn per_sample(&self) -> usize {
         match self {
             Targets::Classes { per_sample, .. } | Targets::Values { per_sample, .. } => *per_sample,
@@ -60,7 +55,12 @@ pub struct Dataset {
 impl Dataset {
     /// Images (or feature vectors) of `sample_shape` with one class label each.
     pub fn classified(samples: Vec<f32>, sample_shape: Vec<usize>, labels: Vec<u32>, classes: usize) -> Self {
-        Dataset { samples, sample_shape, inputs: Inputs::Values, targets: Targets::classes(labels, classes) }
+        Dataset {
+            samples,
+            sample_shape,
+            inputs: Inputs::Values,
+            targets: Targets::Classes { labels, per_sample: 1, classes },
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -4,6 +4,7 @@
 //! is prepared; running it writes the fed data into them and allocates nothing.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::error::{GraphError, Result};
 use crate::executor::{Executor, RunId};
@@ -28,11 +29,52 @@ enum Location {
 pub struct CpuExecutor {
     named: HashMap<String, Vec<f32>>,
     runs: Vec<CpuRun>,
+    profiling: bool,
+}
+
+/// Time one node of a run has taken over the runs since profiling began.
+#[derive(Debug, Clone)]
+pub struct NodeTime {
+    /// The node's label (the layer that built it).
+    pub label: String,
+    /// The op's name, with its kind for elementwise ops (`binary Add`).
+    pub op: String,
+    pub time: Duration,
+    /// Runs timed.
+    pub calls: u32,
+    /// FLOPs of one run, as the op counts them.
+    pub flops: u64,
 }
 
 impl CpuExecutor {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Times every node of the runs prepared from now on (a clock read around each node).
+    pub fn profiled() -> Self {
+        Self { profiling: true, ..Self::default() }
+    }
+
+    /// Time per node of `run`, in run order; empty unless the executor is [`Self::profiled`].
+    pub fn profile(&self, run: RunId) -> Vec<NodeTime> {
+        let run = &self.runs[run.0];
+        let Some(times) = &run.times else { return Vec::new() };
+        run.order
+            .iter()
+            .zip(times)
+            .filter_map(|(&id, &(time, calls))| {
+                let node = run.graph.node(id);
+                let op = node.op.compute()?;
+                Some(NodeTime {
+                    label: node.label.clone(),
+                    op: op.kind(),
+                    time,
+                    calls,
+                    flops: run.graph.node_flops(id, &run.wanted[&id]),
+                })
+            })
+            .collect()
     }
 }
 
@@ -47,7 +89,11 @@ impl Executor for CpuExecutor {
                 self.named.entry(name.clone()).or_insert_with(|| vec![0.0; node.outputs[0].len()]);
             }
         }
-        self.runs.push(CpuRun::new(graph, mode, outputs));
+        let mut run = CpuRun::new(graph, mode, outputs);
+        if self.profiling {
+            run.times = Some(vec![(Duration::ZERO, 0); run.order.len()]);
+        }
+        self.runs.push(run);
         Ok(RunId(self.runs.len() - 1))
     }
 
@@ -111,6 +157,8 @@ struct CpuRun {
     held: Vec<Vec<f32>>,
     /// The fed nodes and where their data goes.
     fed: Vec<(NodeId, usize)>,
+    /// Per node in `order`, the time it took and how many runs, when profiling.
+    times: Option<Vec<(Duration, u32)>>,
 }
 
 impl CpuRun {
@@ -149,7 +197,18 @@ impl CpuRun {
         }
         let wanted = plan.order.iter().map(|&id| (id, plan.wanted(graph, id))).collect();
         let outputs = outputs.to_vec();
-        CpuRun { graph: graph.clone(), mode, order: plan.order, outputs, wanted, location, buffers, held, fed }
+        CpuRun {
+            graph: graph.clone(),
+            mode,
+            order: plan.order,
+            outputs,
+            wanted,
+            location,
+            buffers,
+            held,
+            fed,
+            times: None,
+        }
     }
 
     fn run(&mut self, named: &mut HashMap<String, Vec<f32>>, feed: &Feed, step: u64) -> Result<()> {
@@ -171,7 +230,12 @@ impl CpuRun {
             }
         }
         for i in 0..self.order.len() {
+            let start = self.times.is_some().then(Instant::now);
             self.run_node(self.order[i], named, step);
+            if let (Some(times), Some(start)) = (&mut self.times, start) {
+                times[i].0 += start.elapsed();
+                times[i].1 += 1;
+            }
         }
         Ok(())
     }

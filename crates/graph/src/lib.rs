@@ -30,7 +30,7 @@ pub mod zoo;
 
 pub use autodiff::{Gradients, backward};
 pub use checkpoint::{Checkpoint, Meta, write_atomically};
-pub use cpu::{CpuExecutor, Values, evaluate};
+pub use cpu::{CpuExecutor, NodeTime, Values, evaluate};
 pub use crosscheck::CrossCheck;
 pub use decoding::{Carried, Carry, Decoder, Decoding};
 pub use error::{GraphError, Result};

@@ -15,6 +15,10 @@ impl Operation for BinaryOp {
         "binary"
     }
 
+    fn kind(&self) -> String {
+        format!("{} {:?}", self.name(), self.0)
+    }
+
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
         let [a, b] = inputs else { return Err("takes two tensors".into()) };
         if a.dtype != DType::F32 || b.dtype != DType::F32 {
@@ -66,6 +70,10 @@ impl Operation for UnaryOp {
         "unary"
     }
 
+    fn kind(&self) -> String {
+        format!("{} {:?}", self.name(), self.0)
+    }
+
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
         Ok(vec![one_f32(inputs)?.clone()])
     }
@@ -97,6 +105,10 @@ pub struct UnaryBackward(pub Unary);
 impl Operation for UnaryBackward {
     fn name(&self) -> &'static str {
         "unary_backward"
+    }
+
+    fn kind(&self) -> String {
+        format!("{} {:?}", self.name(), self.0)
     }
 
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {

@@ -68,6 +68,12 @@ pub trait Operation: fmt::Debug + Send + Sync {
     /// The dispatches that compute the outputs on a device.
     fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>>;
 
+    /// Names the op in profiles: its name, and its function where one op runs many
+    /// (`binary Add`, `unary Gelu`).
+    fn kind(&self) -> String {
+        self.name().into()
+    }
+
     /// Elements the buffer of output `slot` holds: more than its shape where the kernel
     /// keeps something beside it (the cross-entropy's count of rows).
     fn storage_len(&self, outputs: &[TensorType], slot: usize) -> usize {

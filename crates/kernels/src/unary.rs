@@ -10,7 +10,7 @@
 //! is the closure's argument and the parameter its own name. Helpers live in
 //! `shaders/activation.wgsl` and `cpu/activation.rs`, each beside its twin.
 
-use crate::cpu::activation::{gelu_erf, gelu_erf_derivative, gelu_tanh, gelu_tanh_derivative, sigmoid};
+use crate::cpu::activation::{exp, gelu_erf, gelu_erf_derivative, gelu_tanh, gelu_tanh_derivative, sigmoid, tanh};
 
 /// What one row declares, for code that lists the functions (config layer types, tests).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,6 +101,32 @@ macro_rules! unary_functions {
                     })*
                 }
             }
+
+            /// ys = f(xs) in f32, the same formulas on `cpu::vector`'s arithmetic: a loop per
+            /// function, so that each vectorises.
+            #[inline(always)]
+            pub(crate) fn apply_f32(self, xs: &[f32], ys: &mut [f32]) {
+                match self {
+                    $(Unary::$variant $(($param))? => {
+                        for (y, &$x) in ys.iter_mut().zip(xs) {
+                            *y = $f;
+                        }
+                    })*
+                }
+            }
+
+            /// dxs = dys · f'(xs) in f32, as [`Self::apply_f32`].
+            #[inline(always)]
+            #[allow(unused_variables)]
+            pub(crate) fn derivative_f32(self, xs: &[f32], dys: &[f32], dxs: &mut [f32]) {
+                match self {
+                    $(Unary::$variant $(($param))? => {
+                        for ((dx, &$dx), &dy) in dxs.iter_mut().zip(xs).zip(dys) {
+                            *dx = dy * $df;
+                        }
+                    })*
+                }
+            }
         }
 
         /// WGSL `unary(op, x, alpha)` and `unary_grad(op, x, alpha)`, switching on the codes.
@@ -160,7 +186,7 @@ unary_functions! {
     Sigmoid = "sigmoid", layer: true, on (-6.0, 6.0), |x| sigmoid(x), |x| sigmoid(x) * sigmoid(-x),
         wgsl "sigmoid(x)", "sigmoid(x) * sigmoid(-x)";
     /// tanh(x)
-    Tanh = "tanh", layer: true, on (-6.0, 6.0), |x| x.tanh(), |x| 4.0 * sigmoid(2.0 * x) * sigmoid(-2.0 * x),
+    Tanh = "tanh", layer: true, on (-6.0, 6.0), |x| tanh(x), |x| 4.0 * sigmoid(2.0 * x) * sigmoid(-2.0 * x),
         wgsl "tanh_safe(x)", "4.0 * sigmoid(2.0 * x) * sigmoid(-2.0 * x)";
     /// x sigmoid(x) (swish).
     Silu = "silu", layer: true, on (-6.0, 6.0), |x| x * sigmoid(x), |x| sigmoid(x) * (1.0 + x * sigmoid(-x)),
@@ -170,10 +196,10 @@ unary_functions! {
         wgsl "max(x, 0.0) + log(1.0 + exp(-abs(x)))", "sigmoid(x)";
     /// x for x > 0, else alpha (exp(x) - 1).
     Elu(alpha = 1.0) = "elu", layer: true, on (-6.0, 6.0),
-        |x| if x > 0.0 { x } else { alpha * x.exp_m1() }, |x| if x > 0.0 { 1.0 } else { alpha * x.exp() },
+        |x| if x > 0.0 { x } else { alpha * x.exp_m1() }, |x| if x > 0.0 { 1.0 } else { alpha * exp(x) },
         wgsl "select(alpha * (exp(x) - 1.0), x, x > 0.0)", "select(alpha * exp(x), 1.0, x > 0.0)";
     /// exp(x)
-    Exp = "exp", layer: false, on (-6.0, 6.0), |x| x.exp(), |x| x.exp(),
+    Exp = "exp", layer: false, on (-6.0, 6.0), |x| exp(x), |x| exp(x),
         wgsl "exp(x)", "exp(x)";
     /// ln(x)
     Log = "log", layer: false, on (0.05, 8.0), |x| x.ln(), |x| 1.0 / x,

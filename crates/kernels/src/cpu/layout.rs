@@ -6,11 +6,19 @@ use crate::matmul::{Bias, Matmul, MatrixView};
 use crate::reduce::{ReduceOp, Reduction};
 use rayon::prelude::*;
 
-use crate::shape::for_each_offset;
+use crate::shape::{collapse, for_each_row};
 
+/// Copies row by row after collapsing the shape ([`collapse`]): a row contiguous on both
+/// sides (a slice's, a concatenation's, most permutations') is one `copy_from_slice`.
 pub fn strided_copy(copy: &StridedCopy, src: &[f32], dst: &mut [f32]) {
     let (src, dst) = (&src[copy.src_offset..], &mut dst[copy.dst_offset..]);
-    for_each_offset(&copy.shape, &copy.src_strides, &copy.dst_strides, |s, d| dst[d] = src[s]);
+    let (dims, ss, ds) = collapse(&copy.shape, &copy.src_strides, &copy.dst_strides);
+    let (len, is, id) =
+        (dims.last().copied().unwrap_or(1), ss.last().copied().unwrap_or(0), ds.last().copied().unwrap_or(0));
+    for_each_row(&dims, &ss, &ds, |s, d| match (is, id) {
+        (1, 1) => dst[d..d + len].copy_from_slice(&src[s..s + len]),
+        _ => (0..len).for_each(|k| dst[d + k * id] = src[s + k * is]),
+    });
 }
 
 /// Sums (in f64), means or maxima along the middle axis. Column runs in parallel; each walks

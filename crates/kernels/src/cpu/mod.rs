@@ -15,6 +15,7 @@ pub mod optimizer;
 pub mod pool;
 pub mod recurrent;
 pub mod softmax;
+pub mod vector;
 
 pub use attention::{attention, attention_backward};
 pub use dropout::dropout;

@@ -3,56 +3,11 @@
 
 use rayon::prelude::*;
 
+use super::activation::{sigmoid, tanh};
 use crate::recurrent::Cell;
 
 /// Rows per parallel task: a row is a few hundred units, too little work alone.
 const ROWS: usize = 8;
-
-/// eˣ without a libm call, so that the cells' loops vectorise: 2ⁿ p(r) with x = n ln2 + r,
-/// |r| <= ln2 / 2 and p Cephes' degree-6 polynomial for expf (within 2 ulp); n is rounded by the
-/// 1.5·2²³ trick, which needs no rounding instruction.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5]
-        .iter()
-        .fold(0.0, |p, &c| p * r + c);
-    (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) << 23) as u32)
-}
-
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
-
-/// tanh as a rational function of degree 13/6 on [-7.9, 7.9] (Eigen's fast float tanh; the
-/// result is ±1 in f32 beyond): within 4.4e-7 of the exact value everywhere, branch-free, and
-/// several times faster than libm's tanhf, which was most of a cell's time.
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    // The published coefficients as written (some carry more digits than an f32 keeps).
-    #[allow(clippy::excessive_precision)]
-    const ALPHA: [f32; 7] = [
-        4.893_524_6e-3,
-        6.372_619_3e-4,
-        1.485_722_4e-5,
-        5.122_297e-8,
-        -8.604_671_5e-11,
-        2.000_187_9e-13,
-        -2.760_768_5e-16,
-    ];
-    #[allow(clippy::excessive_precision)]
-    const BETA: [f32; 4] = [4.893_525_2e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
-    let c = x.clamp(-7.905_311, 7.905_311);
-    let c2 = c * c;
-    let p = ALPHA.iter().rev().fold(0.0, |p, &a| p * c2 + a);
-    let q = BETA.iter().rev().fold(0.0, |q, &b| q * c2 + b);
-    // tanh(x) = x - x³/3 + ...: x itself is exact in f32 for |x| < 4e-4.
-    if x.abs() < 4e-4 { x } else { c * p / q }
-}
 
 /// A row's [G·H] gates as its G blocks of H.
 fn blocks<const G: usize>(row: &[f32], hd: usize) -> [&[f32]; G] {
@@ -173,28 +128,4 @@ pub fn gru_cell_backward(
             }
         },
     );
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_polynomial_exp_is_within_two_ulp() {
-        for i in -8_700..=8_800 {
-            let x = i as f32 * 1e-2;
-            let exact = (x as f64).exp();
-            let got = super::exp(x) as f64;
-            assert!((got - exact).abs() <= 2.5e-7 * exact, "exp({x}) = {got}, exact {exact}");
-        }
-    }
-
-    #[test]
-    fn the_rational_tanh_is_within_half_a_micro_of_the_exact_one() {
-        let mut worst = 0f64;
-        for i in -120_000..=120_000 {
-            let x = i as f32 * 1e-4;
-            let exact = (x as f64).tanh();
-            worst = worst.max((super::tanh(x) as f64 - exact).abs() / exact.abs().max(1e-30));
-        }
-        assert!(worst < 4.5e-7, "worst relative error {worst:e}");
-    }
 }

@@ -64,6 +64,31 @@ fn unary_derivatives_match_finite_differences() {
     }
 }
 
+/// The CPU kernels evaluate each formula in f32 (`cpu::vector`'s exp and tanh): every row
+/// within a few f32 rounding errors of the f64 formula: f relative to |f| + 1e-3 |x| (GELU's
+/// x Φ(x) is tiny where Φ is), f' relative to max(|f'|, 1) (its terms cancel where GELU's
+/// slope crosses 0).
+#[test]
+fn f32_kernels_match_the_f64_formulas() {
+    let mut rng = Rng::new(5);
+    for (op, domain) in unary_ops() {
+        let mut x = inputs(&mut rng, domain, 20_001);
+        x.extend([domain.0 as f32, domain.1 as f32, 1e-6, -1e-6, 3e-4, -3e-4]);
+        x.retain(|&v| v >= domain.0 as f32 && v <= domain.1 as f32);
+        let dy = vec![1.0; x.len()];
+        let (mut y, mut d) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        cpu::unary(op, &x, &mut y);
+        cpu::unary_backward(op, &x, &dy, &mut d);
+        let (mut worst_y, mut worst_d) = (0f64, 0f64);
+        for ((&x, &y), &d) in x.iter().zip(&y).zip(&d) {
+            let (want_y, want_d) = (op.apply(x as f64), op.derivative(x as f64));
+            worst_y = worst_y.max((y as f64 - want_y).abs() / (want_y.abs() + 1e-3 * (x as f64).abs()).max(1e-30));
+            worst_d = worst_d.max((d as f64 - want_d).abs() / want_d.abs().max(1.0));
+        }
+        assert!(worst_y <= 1e-6 && worst_d <= 1e-6, "{op:?}: f within {worst_y:e}, f' within {worst_d:e}");
+    }
+}
+
 /// Every row against PyTorch (f64, autograd for the derivative) on the grid of
 /// `fixtures/unary.json`, written by `scripts/torch_activations.py`.
 #[test]

@@ -1,0 +1,105 @@
+//! f32 arithmetic that vectorises: eˣ and tanh without libm calls,
+//! and [`wide`], which runs a loop compiled for AVX2 where the CPU has it. The elementwise
+//! kernels and the recurrent cells are written as plain loops over these.
+
+/// Runs `f` compiled for AVX2 where the CPU has it, so that the loops inlined into it work on
+/// eight lanes instead of SSE2's four; elsewhere as compiled. The results are the same bits
+/// either way: the same IEEE operations, and Rust never fuses a multiply with an add.
+/// Whatever `f` calls must be `#[inline(always)]` to be compiled for AVX2 as well.
+#[inline(always)]
+pub fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has the one feature the function was compiled for.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+/// eˣ without a libm call, so that loops over it vectorise: 2ⁿ p(r) with x = n ln2 + r,
+/// |r| <= ln2 / 2 and p Cephes' degree-6 polynomial for expf (within 2 ulp); n is rounded by the
+/// 1.5·2²³ trick, which needs no rounding instruction. 2ⁿ is applied as two halves, so that
+/// overflow gives infinity and underflow rounds into the subnormals and to 0 as IEEE would;
+/// NaN stays NaN.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-104.0, 89.0);
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5]
+        .iter()
+        .fold(0.0, |p, &c| p * r + c);
+    // n as an integer, read from the low bits of the shifted sum (whose unit is 1): `as i32`
+    // would check each lane for NaN and saturate, which does not vectorise.
+    let n = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
+    let power = |k: i32| f32::from_bits(((k + 127) << 23) as u32);
+    (p * r * r + r + 1.0) * power(n >> 1) * power(n - (n >> 1))
+}
+
+/// tanh as a rational function of degree 13/6 on [-7.9, 7.9] (Eigen's fast float tanh; the
+/// result is ±1 in f32 beyond): within 4.4e-7 of the exact value everywhere, branch-free, and
+/// several times faster than libm's tanhf, which was most of a cell's time.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    // The published coefficients as written (some carry more digits than an f32 keeps).
+    #[allow(clippy::excessive_precision)]
+    const ALPHA: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_3e-4,
+        1.485_722_4e-5,
+        5.122_297e-8,
+        -8.604_671_5e-11,
+        2.000_187_9e-13,
+        -2.760_768_5e-16,
+    ];
+    #[allow(clippy::excessive_precision)]
+    const BETA: [f32; 4] = [4.893_525_2e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    let c = x.clamp(-7.905_311, 7.905_311);
+    let c2 = c * c;
+    let p = ALPHA.iter().rev().fold(0.0, |p, &a| p * c2 + a);
+    let q = BETA.iter().rev().fold(0.0, |q, &b| q * c2 + b);
+    // tanh(x) = x - x³/3 + ...: x itself is exact in f32 for |x| < 4e-4.
+    if x.abs() < 4e-4 { x } else { c * p / q }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_polynomial_exp_is_within_two_ulp() {
+        for i in -10_400..=8_900 {
+            let x = i as f32 * 1e-2;
+            let exact = (x as f64).exp();
+            let got = super::exp(x) as f64;
+            if exact > f32::MAX as f64 {
+                assert_eq!(got, f64::INFINITY, "exp({x})");
+                continue;
+            }
+            // Relative in the normal range, to the spacing of the subnormals below it.
+            let tolerance = (2.5e-7 * exact).max(f32::from_bits(1) as f64);
+            assert!((got - exact).abs() <= tolerance, "exp({x}) = {got}, exact {exact}");
+        }
+        assert_eq!(super::exp(88.8), f32::INFINITY);
+        assert_eq!(super::exp(f32::INFINITY), f32::INFINITY);
+        assert_eq!(super::exp(-110.0), 0.0);
+        assert!(super::exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn the_rational_tanh_is_within_half_a_micro_of_the_exact_one() {
+        let mut worst = 0f64;
+        for i in -120_000..=120_000 {
+            let x = i as f32 * 1e-4;
+            let exact = (x as f64).tanh();
+            worst = worst.max((super::tanh(x) as f64 - exact).abs() / exact.abs().max(1e-30));
+        }
+        assert!(worst < 4.5e-7, "worst relative error {worst:e}");
+    }
+}

@@ -6,6 +6,7 @@ use crate::matmul::{Bias, Matmul, MatrixView};
 use crate::reduce::{ReduceOp, Reduction};
 use rayon::prelude::*;
 
+use super::vector::wide;
 use crate::shape::{collapse, for_each_row};
 
 /// Copies row by row after collapsing the shape ([`collapse`]): a row contiguous on both
@@ -29,17 +30,22 @@ pub fn reduce(op: ReduceOp, r: &Reduction, x: &[f32], y: &mut [f32]) {
         return;
     }
     let start = if op == ReduceOp::Max { f64::NEG_INFINITY } else { 0.0 };
+    let count = if op == ReduceOp::Mean { r.axis as f64 } else { 1.0 };
     y.par_chunks_mut(r.inner).enumerate().for_each(|(o, y)| {
         y.par_chunks_mut(COLUMNS).enumerate().for_each(|(c, y)| {
-            let mut acc = [start; COLUMNS];
-            for a in 0..r.axis {
-                let row = &x[(o * r.axis + a) * r.inner + c * COLUMNS..][..y.len()];
-                for (acc, &v) in acc.iter_mut().zip(row) {
-                    *acc = if op == ReduceOp::Max { acc.max(v as f64) } else { *acc + v as f64 };
+            wide(|| {
+                let mut acc = [start; COLUMNS];
+                let acc = &mut acc[..y.len()];
+                for a in 0..r.axis {
+                    let row = &x[(o * r.axis + a) * r.inner + c * COLUMNS..][..y.len()];
+                    let pairs = acc.iter_mut().zip(row);
+                    match op {
+                        ReduceOp::Max => pairs.for_each(|(acc, &v)| *acc = acc.max(v as f64)),
+                        ReduceOp::Sum | ReduceOp::Mean => pairs.for_each(|(acc, &v)| *acc += v as f64),
+                    }
                 }
-            }
-            let count = if op == ReduceOp::Mean { r.axis as f64 } else { 1.0 };
-            y.iter_mut().zip(acc).for_each(|(y, acc)| *y = (acc / count) as f32);
+                y.iter_mut().zip(acc).for_each(|(y, acc)| *y = (*acc / count) as f32);
+            })
         });
     });
 }

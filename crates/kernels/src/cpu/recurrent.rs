@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::activation::{sigmoid, tanh};
+use super::vector::wide;
 use crate::recurrent::Cell;
 
 /// Rows per parallel task: a row is a few hundred units, too little work alone.
@@ -30,10 +31,12 @@ pub fn lstm_cell(cell: &Cell, gates: &[f32], c_prev: &[f32], h: &mut [f32], c: &
     rows.with_min_len(ROWS).for_each(|((h, c), (gates, c_prev))| {
         let [gi, gf, gg, go] = blocks::<4>(gates, hd);
         let units = h.iter_mut().zip(c.iter_mut()).zip(gi.iter().zip(gf)).zip(gg.iter().zip(go).zip(c_prev));
-        for (((h, c), (&i, &f)), ((&g, &o), &cp)) in units {
-            *c = sigmoid(f) * cp + sigmoid(i) * tanh(g);
-            *h = sigmoid(o) * tanh(*c);
-        }
+        wide(|| {
+            for (((h, c), (&i, &f)), ((&g, &o), &cp)) in units {
+                *c = sigmoid(f) * cp + sigmoid(i) * tanh(g);
+                *h = sigmoid(o) * tanh(*c);
+            }
+        })
     });
 }
 
@@ -58,17 +61,19 @@ pub fn lstm_cell_backward(
         |((dgates, dc_prev), ((gates, c_prev), ((dh, dh_next), dc_next)))| {
             let [gi, gf, gg, go] = blocks::<4>(gates, hd);
             let [di, df, dg, d_o] = blocks_mut::<4>(dgates, hd);
-            for j in 0..hd {
-                let (i, f, g, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
-                let tc = tanh(f * c_prev[j] + i * g);
-                let dhv = dh[j] + dh_next[j];
-                let dc = dc_next[j] + dhv * o * (1.0 - tc * tc);
-                di[j] = dc * g * i * (1.0 - i);
-                df[j] = dc * c_prev[j] * f * (1.0 - f);
-                dg[j] = dc * i * (1.0 - g * g);
-                d_o[j] = dhv * tc * o * (1.0 - o);
-                dc_prev[j] = dc * f;
-            }
+            wide(|| {
+                for j in 0..hd {
+                    let (i, f, g, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+                    let tc = tanh(f * c_prev[j] + i * g);
+                    let dhv = dh[j] + dh_next[j];
+                    let dc = dc_next[j] + dhv * o * (1.0 - tc * tc);
+                    di[j] = dc * g * i * (1.0 - i);
+                    df[j] = dc * c_prev[j] * f * (1.0 - f);
+                    dg[j] = dc * i * (1.0 - g * g);
+                    d_o[j] = dhv * tc * o * (1.0 - o);
+                    dc_prev[j] = dc * f;
+                }
+            })
         },
     );
 }
@@ -87,10 +92,12 @@ pub fn gru_cell(cell: &Cell, input_gates: &[f32], hidden_gates: &[f32], h_prev: 
     let inputs = input_gates.par_chunks(3 * hd).zip(hidden_gates.par_chunks(3 * hd)).zip(h_prev.par_chunks(hd));
     h.par_chunks_mut(hd).zip(inputs).with_min_len(ROWS).for_each(|(h, ((xg, hg), h_prev))| {
         let (x, hh) = (blocks::<3>(xg, hd), blocks::<3>(hg, hd));
-        for j in 0..hd {
-            let [_, z, n, _] = gru_gates(&x, &hh, j);
-            h[j] = (1.0 - z) * n + z * h_prev[j];
-        }
+        wide(|| {
+            for j in 0..hd {
+                let [_, z, n, _] = gru_gates(&x, &hh, j);
+                h[j] = (1.0 - z) * n + z * h_prev[j];
+            }
+        })
     });
 }
 
@@ -116,16 +123,18 @@ pub fn gru_cell_backward(
         |(((dxg, dhg), dh_prev), (((xg, hg), h_prev), (dh, dh_next)))| {
             let (x, hh) = (blocks::<3>(xg, hd), blocks::<3>(hg, hd));
             let ([dxr, dxz, dxn], [dhr, dhz, dhn]) = (blocks_mut::<3>(dxg, hd), blocks_mut::<3>(dhg, hd));
-            for j in 0..hd {
-                let [r, z, n, hn] = gru_gates(&x, &hh, j);
-                let d = dh[j] + dh_next[j];
-                let dn = d * (1.0 - z) * (1.0 - n * n);
-                let dz = d * (h_prev[j] - n) * z * (1.0 - z);
-                let dr = dn * hn * r * (1.0 - r);
-                (dxr[j], dxz[j], dxn[j]) = (dr, dz, dn);
-                (dhr[j], dhz[j], dhn[j]) = (dr, dz, dn * r);
-                dh_prev[j] = d * z;
-            }
+            wide(|| {
+                for j in 0..hd {
+                    let [r, z, n, hn] = gru_gates(&x, &hh, j);
+                    let d = dh[j] + dh_next[j];
+                    let dn = d * (1.0 - z) * (1.0 - n * n);
+                    let dz = d * (h_prev[j] - n) * z * (1.0 - z);
+                    let dr = dn * hn * r * (1.0 - r);
+                    (dxr[j], dxz[j], dxn[j]) = (dr, dz, dn);
+                    (dhr[j], dhz[j], dhn[j]) = (dr, dz, dn * r);
+                    dh_prev[j] = d * z;
+                }
+            })
         },
     );
 }

@@ -1,7 +1,8 @@
 //! The CPU executor allocates no tensor buffer after a run is prepared. A training step of the
-//! reference CNN after the first makes four allocations of 4 KiB or more, all inside the gemm
-//! crate (its packing buffers for the larger products: 409600, 73728, 32768 and 8448 bytes at
-//! batch 16), against 518 before the pooling references stopped allocating per plane; every
+//! reference CNN after the first makes at most five allocations of 4 KiB or more, all inside
+//! the gemm crate (its packing buffers for the larger products: with its AVX-512 kernels
+//! 204800, 8448, 619520, 73728 and 131072 bytes at batch 16, with its AVX2 ones four), against
+//! 518 before the pooling references stopped allocating per plane; every
 //! tensor of the step (about 30 of them over 4 KiB) lives in buffers planned once. Each node
 //! still builds a few small vectors of slice references per run; those stay under 4 KiB.
 
@@ -45,5 +46,5 @@ fn training_steps_after_the_first_allocate_no_tensor() {
         trainer.train_step(&feed).unwrap();
     }
     let per_step = (LARGE.load(Ordering::SeqCst) - before) / 3;
-    assert!(per_step <= 4, "{per_step} allocations of 4 KiB or more per step after the first (gemm's packing: 4)");
+    assert!(per_step <= 5, "{per_step} allocations of 4 KiB or more per step after the first (gemm's packing: 5)");
 }

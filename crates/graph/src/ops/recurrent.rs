@@ -12,6 +12,8 @@ use kernels::{
 };
 
 use super::{CpuCall, GpuCall, Operation, describe, no_second_derivative};
+
+mod on_cpu;
 use crate::error::{GraphError, Result};
 use crate::ir::{Graph, NodeId, TensorId, TensorType};
 
@@ -143,17 +145,6 @@ impl Dims {
     }
 }
 
-/// Step `read`'s rows (to read) and step `write`'s (to write) of one buffer.
-fn read_write(buf: &mut [f32], read: Range<usize>, write: Range<usize>) -> (&[f32], &mut [f32]) {
-    if read.start < write.start {
-        let (a, b) = buf.split_at_mut(write.start);
-        (&a[read], &mut b[..write.len()])
-    } else {
-        let (a, b) = buf.split_at_mut(read.start);
-        (&b[..read.len()], &mut a[write])
-    }
-}
-
 /// Inputs [xgates [T, B, G·H] (x Wᵢₕᵀ + bᵢₕ of every step), w_hh [G·H, H], b_hh [G·H],
 /// h0 [B, H]] and, for an LSTM, c0 [B, H]: the recurrence, backwards in time if `reverse`.
 /// Outputs: h [T, B, H] and what the backward reads: an LSTM's c [T, B, H] and gate
@@ -230,31 +221,16 @@ impl Operation for Recurrence {
 
     fn cpu(&self, mut call: CpuCall) {
         let d = Dims::of(call.shape(0), self.cell, self.reverse);
-        let (cell, hd, w) = (d.cell(), d.hidden, d.width());
-        let (xgates, w_hh, b_hh, h0) = (call.inputs[0], call.inputs[1], call.inputs[2], call.inputs[3]);
+        if d.batch * d.hidden == 0 {
+            return;
+        }
+        let (inputs, groups) = (&call.inputs, on_cpu::groups(d.batch));
         match &mut call.outputs[..] {
             [h, c, gates] => {
-                gates.copy_from_slice(xgates);
-                for t in d.order() {
-                    let (a, offset) = d.prev(t).map_or((h0, 0), |p| (&h[..], d.rows(p, hd).start));
-                    cpu::matmul(&d.recurrent_product(offset, t, 1.0), a, w_hh, Some(b_hh), gates);
-                    let (c_prev, c_t) = match d.prev(t) {
-                        Some(p) => read_write(c, d.rows(p, hd), d.rows(t, hd)),
-                        None => (call.inputs[4], &mut c[d.rows(t, hd)]),
-                    };
-                    cpu::lstm_cell(&cell, &gates[d.rows(t, w)], c_prev, &mut h[d.rows(t, hd)], c_t);
-                }
+                on_cpu::lstm(&d, &groups, [inputs[0], inputs[1], inputs[2], inputs[3], inputs[4]], h, c, gates)
             }
             [h, hidden_gates] => {
-                for t in d.order() {
-                    let (a, offset) = d.prev(t).map_or((h0, 0), |p| (&h[..], d.rows(p, hd).start));
-                    cpu::matmul(&d.recurrent_product(offset, t, 0.0), a, w_hh, Some(b_hh), hidden_gates);
-                    let (h_prev, h_t) = match d.prev(t) {
-                        Some(p) => read_write(h, d.rows(p, hd), d.rows(t, hd)),
-                        None => (h0, &mut h[d.rows(t, hd)]),
-                    };
-                    cpu::gru_cell(&cell, &xgates[d.rows(t, w)], &hidden_gates[d.rows(t, w)], h_prev, h_t);
-                }
+                on_cpu::gru(&d, &groups, [inputs[0], inputs[1], inputs[2], inputs[3]], h, hidden_gates)
             }
             _ => unreachable!("checked when built"),
         }
@@ -343,6 +319,9 @@ impl Operation for RecurrenceBackward {
 
     fn cpu(&self, mut call: CpuCall) {
         let d = Dims::of(call.shape(0), self.cell, self.reverse);
+        if d.batch * d.hidden == 0 {
+            return;
+        }
         match self.cell {
             CellKind::Lstm => lstm_backward_cpu(&d, &mut call),
             CellKind::Gru => gru_backward_cpu(&d, &mut call),
@@ -374,48 +353,32 @@ impl Operation for RecurrenceBackward {
 }
 
 fn lstm_backward_cpu(d: &Dims, call: &mut CpuCall) {
-    let (cell, hd, w) = (d.cell(), d.hidden, d.width());
     let [gates, c, _, w_hh, _, c0, dh, zeros] = call.inputs[..] else { unreachable!("eight inputs") };
     let [dgates, _, _, dh0, dc0, dh_next, dc_next] = &mut call.outputs[..] else { unreachable!("seven outputs") };
-    for t in d.order().rev() {
-        let step = d.rows(t, hd);
-        let c_prev = d.prev(t).map_or(c0, |p| &c[d.rows(p, hd)]);
-        // What reaches step t from the next one (nothing at the last), and where step t's
-        // gradient for its predecessor goes (dc0 at the first).
-        let (dc_in, dc_out) = match (d.next(t), d.prev(t)) {
-            (Some(_), Some(p)) => read_write(dc_next, step.clone(), d.rows(p, hd)),
-            (Some(_), None) => (&dc_next[step.clone()], &mut dc0[..]),
-            (None, Some(p)) => (zeros, &mut dc_next[d.rows(p, hd)]),
-            (None, None) => (zeros, &mut dc0[..]),
-        };
-        let dh_in = if d.next(t).is_some() { &dh_next[step.clone()] } else { zeros };
-        let dgates_t = &mut dgates[d.rows(t, w)];
-        cpu::lstm_cell_backward(&cell, &gates[d.rows(t, w)], c_prev, &dh[step], dh_in, dc_in, dgates_t, dc_out);
-        let (target, offset) = d.prev(t).map_or((&mut dh0[..], 0), |p| (&mut dh_next[..], d.rows(p, hd).start));
-        cpu::matmul(&d.hidden_gradient(t, offset, 0.0), dgates, w_hh, None, target);
-    }
+    on_cpu::lstm_backward(
+        d,
+        &on_cpu::groups(d.batch),
+        [gates, c, w_hh, c0, dh, zeros],
+        dgates,
+        dh0,
+        dc0,
+        dh_next,
+        dc_next,
+    );
 }
 
 fn gru_backward_cpu(d: &Dims, call: &mut CpuCall) {
-    let (cell, hd, w) = (d.cell(), d.hidden, d.width());
     let [xgates, hidden_gates, h, w_hh, h0, dh, zeros] = call.inputs[..] else { unreachable!("seven inputs") };
     let [dxgates, _, _, dh0, dhg, dh_next] = &mut call.outputs[..] else { unreachable!("six outputs") };
-    for t in d.order().rev() {
-        let (step, gates) = (d.rows(t, hd), d.rows(t, w));
-        let h_prev = d.prev(t).map_or(h0, |p| &h[d.rows(p, hd)]);
-        let (dh_in, dh_out) = match (d.next(t), d.prev(t)) {
-            (Some(_), Some(p)) => read_write(dh_next, step.clone(), d.rows(p, hd)),
-            (Some(_), None) => (&dh_next[step.clone()], &mut dh0[..]),
-            (None, Some(p)) => (zeros, &mut dh_next[d.rows(p, hd)]),
-            (None, None) => (zeros, &mut dh0[..]),
-        };
-        let (xg, hg) = (&xgates[gates.clone()], &hidden_gates[gates.clone()]);
-        let (dxg, dhg_t) = (&mut dxgates[gates.clone()], &mut dhg[gates]);
-        cpu::gru_cell_backward(&cell, xg, hg, h_prev, &dh[step], dh_in, dxg, dhg_t, dh_out);
-        // dh_prev = the cell's direct part + dhidden_gates Wₕₕ.
-        let (target, offset) = d.prev(t).map_or((&mut dh0[..], 0), |p| (&mut dh_next[..], d.rows(p, hd).start));
-        cpu::matmul(&d.hidden_gradient(t, offset, 1.0), dhg, w_hh, None, target);
-    }
+    on_cpu::gru_backward(
+        d,
+        &on_cpu::groups(d.batch),
+        [xgates, hidden_gates, h, w_hh, h0, dh, zeros],
+        dxgates,
+        dh0,
+        dhg,
+        dh_next,
+    );
 }
 
 fn lstm_backward_gpu(gpu: &Gpu, d: &Dims, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {

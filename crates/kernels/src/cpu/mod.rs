@@ -12,6 +12,7 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod optimizer;
+pub mod packed;
 pub mod pool;
 pub mod recurrent;
 pub mod softmax;

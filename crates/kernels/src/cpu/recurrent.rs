@@ -1,14 +1,16 @@
 //! LSTM and GRU cells on contiguous [B, ·] slices: the CPU executor's and the tests' reference.
-//! In f32 (a cell sums nothing long), rows in parallel.
-
-use rayon::prelude::*;
+//! In f32 (a cell sums nothing long), row after row on the calling thread: the recurrence
+//! gives each thread its own rows (`graph`'s `recurrent/on_cpu.rs`). Every slice a unit loop
+//! indexes is cut to exactly H first, so that the loop has no bounds checks and vectorises.
 
 use super::activation::{sigmoid, tanh};
 use super::vector::wide;
 use crate::recurrent::Cell;
 
-/// Rows per parallel task: a row is a few hundred units, too little work alone.
-const ROWS: usize = 8;
+/// The first H values of each slice.
+fn units<const N: usize>(slices: [&[f32]; N], hd: usize) -> [&[f32]; N] {
+    slices.map(|s| &s[..hd])
+}
 
 /// A row's [G·H] gates as its G blocks of H.
 fn blocks<const G: usize>(row: &[f32], hd: usize) -> [&[f32]; G] {
@@ -27,16 +29,19 @@ fn blocks_mut<const G: usize>(row: &mut [f32], hd: usize) -> [&mut [f32]; G] {
 /// h, c from gates [B, 4H] (i, f, g, o) and c_prev.
 pub fn lstm_cell(cell: &Cell, gates: &[f32], c_prev: &[f32], h: &mut [f32], c: &mut [f32]) {
     let hd = cell.hidden;
-    let rows = h.par_chunks_mut(hd).zip(c.par_chunks_mut(hd)).zip(gates.par_chunks(4 * hd).zip(c_prev.par_chunks(hd)));
-    rows.with_min_len(ROWS).for_each(|((h, c), (gates, c_prev))| {
+    let rows = h.chunks_mut(hd).zip(c.chunks_mut(hd)).zip(gates.chunks(4 * hd).zip(c_prev.chunks(hd)));
+    rows.for_each(|((h, c), (gates, c_prev))| {
         let [gi, gf, gg, go] = blocks::<4>(gates, hd);
         let units = h.iter_mut().zip(c.iter_mut()).zip(gi.iter().zip(gf)).zip(gg.iter().zip(go).zip(c_prev));
-        wide(|| {
-            for (((h, c), (&i, &f)), ((&g, &o), &cp)) in units {
-                *c = sigmoid(f) * cp + sigmoid(i) * tanh(g);
-                *h = sigmoid(o) * tanh(*c);
-            }
-        })
+        wide(
+            #[inline(always)]
+            || {
+                for (((h, c), (&i, &f)), ((&g, &o), &cp)) in units {
+                    *c = sigmoid(f) * cp + sigmoid(i) * tanh(g);
+                    *h = sigmoid(o) * tanh(*c);
+                }
+            },
+        )
     });
 }
 
@@ -54,14 +59,17 @@ pub fn lstm_cell_backward(
     dc_prev: &mut [f32],
 ) {
     let hd = cell.hidden;
-    let outputs = dgates.par_chunks_mut(4 * hd).zip(dc_prev.par_chunks_mut(hd));
-    let inputs = gates.par_chunks(4 * hd).zip(c_prev.par_chunks(hd));
-    let grads = dh.par_chunks(hd).zip(dh_next.par_chunks(hd)).zip(dc_next.par_chunks(hd));
-    outputs.zip(inputs.zip(grads)).with_min_len(ROWS).for_each(
-        |((dgates, dc_prev), ((gates, c_prev), ((dh, dh_next), dc_next)))| {
-            let [gi, gf, gg, go] = blocks::<4>(gates, hd);
-            let [di, df, dg, d_o] = blocks_mut::<4>(dgates, hd);
-            wide(|| {
+    let outputs = dgates.chunks_mut(4 * hd).zip(dc_prev.chunks_mut(hd));
+    let inputs = gates.chunks(4 * hd).zip(c_prev.chunks(hd));
+    let grads = dh.chunks(hd).zip(dh_next.chunks(hd)).zip(dc_next.chunks(hd));
+    outputs.zip(inputs.zip(grads)).for_each(|((dgates, dc_prev), ((gates, c_prev), ((dh, dh_next), dc_next)))| {
+        let [gi, gf, gg, go] = blocks::<4>(gates, hd);
+        let [di, df, dg, d_o] = blocks_mut::<4>(dgates, hd);
+        let [c_prev, dh, dh_next, dc_next] = units([c_prev, dh, dh_next, dc_next], hd);
+        let dc_prev = &mut dc_prev[..hd];
+        wide(
+            #[inline(always)]
+            || {
                 for j in 0..hd {
                     let (i, f, g, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
                     let tc = tanh(f * c_prev[j] + i * g);
@@ -73,31 +81,34 @@ pub fn lstm_cell_backward(
                     d_o[j] = dhv * tc * o * (1.0 - o);
                     dc_prev[j] = dc * f;
                 }
-            })
-        },
-    );
+            },
+        )
+    });
 }
 
-/// GRU gates (r, z, n) of unit j of one row, and the hidden part hₙ of n.
+/// GRU gates (r, z, n) of one unit from its input and hidden parts.
 #[inline(always)]
-fn gru_gates(x: &[&[f32]; 3], hh: &[&[f32]; 3], j: usize) -> [f32; 4] {
-    let r = sigmoid(x[0][j] + hh[0][j]);
-    let z = sigmoid(x[1][j] + hh[1][j]);
-    [r, z, tanh(x[2][j] + r * hh[2][j]), hh[2][j]]
+fn gru_gates([xr, xz, xn]: [f32; 3], [hr, hz, hn]: [f32; 3]) -> [f32; 3] {
+    let r = sigmoid(xr + hr);
+    [r, sigmoid(xz + hz), tanh(xn + r * hn)]
 }
 
 /// h from input gates and hidden gates [B, 3H] (r, z, n) and h_prev.
 pub fn gru_cell(cell: &Cell, input_gates: &[f32], hidden_gates: &[f32], h_prev: &[f32], h: &mut [f32]) {
     let hd = cell.hidden;
-    let inputs = input_gates.par_chunks(3 * hd).zip(hidden_gates.par_chunks(3 * hd)).zip(h_prev.par_chunks(hd));
-    h.par_chunks_mut(hd).zip(inputs).with_min_len(ROWS).for_each(|(h, ((xg, hg), h_prev))| {
-        let (x, hh) = (blocks::<3>(xg, hd), blocks::<3>(hg, hd));
-        wide(|| {
-            for j in 0..hd {
-                let [_, z, n, _] = gru_gates(&x, &hh, j);
-                h[j] = (1.0 - z) * n + z * h_prev[j];
-            }
-        })
+    let inputs = input_gates.chunks(3 * hd).zip(hidden_gates.chunks(3 * hd)).zip(h_prev.chunks(hd));
+    h.chunks_mut(hd).zip(inputs).for_each(|(h, ((xg, hg), h_prev))| {
+        let ([xr, xz, xn], [hr, hz, hn]) = (blocks::<3>(xg, hd), blocks::<3>(hg, hd));
+        let ([h_prev], h) = (units([h_prev], hd), &mut h[..hd]);
+        wide(
+            #[inline(always)]
+            || {
+                for j in 0..hd {
+                    let [_, z, n] = gru_gates([xr[j], xz[j], xn[j]], [hr[j], hz[j], hn[j]]);
+                    h[j] = (1.0 - z) * n + z * h_prev[j];
+                }
+            },
+        )
     });
 }
 
@@ -115,26 +126,27 @@ pub fn gru_cell_backward(
     dh_prev: &mut [f32],
 ) {
     let hd = cell.hidden;
-    let outputs =
-        dinput_gates.par_chunks_mut(3 * hd).zip(dhidden_gates.par_chunks_mut(3 * hd)).zip(dh_prev.par_chunks_mut(hd));
-    let inputs = input_gates.par_chunks(3 * hd).zip(hidden_gates.par_chunks(3 * hd)).zip(h_prev.par_chunks(hd));
-    let grads = dh.par_chunks(hd).zip(dh_next.par_chunks(hd));
-    outputs.zip(inputs.zip(grads)).with_min_len(ROWS).for_each(
-        |(((dxg, dhg), dh_prev), (((xg, hg), h_prev), (dh, dh_next)))| {
-            let (x, hh) = (blocks::<3>(xg, hd), blocks::<3>(hg, hd));
-            let ([dxr, dxz, dxn], [dhr, dhz, dhn]) = (blocks_mut::<3>(dxg, hd), blocks_mut::<3>(dhg, hd));
-            wide(|| {
+    let outputs = dinput_gates.chunks_mut(3 * hd).zip(dhidden_gates.chunks_mut(3 * hd)).zip(dh_prev.chunks_mut(hd));
+    let inputs = input_gates.chunks(3 * hd).zip(hidden_gates.chunks(3 * hd)).zip(h_prev.chunks(hd));
+    let grads = dh.chunks(hd).zip(dh_next.chunks(hd));
+    outputs.zip(inputs.zip(grads)).for_each(|(((dxg, dhg), dh_prev), (((xg, hg), h_prev), (dh, dh_next)))| {
+        let ([xr, xz, xn], [hr, hz, hn]) = (blocks::<3>(xg, hd), blocks::<3>(hg, hd));
+        let ([dxr, dxz, dxn], [dhr, dhz, dhn]) = (blocks_mut::<3>(dxg, hd), blocks_mut::<3>(dhg, hd));
+        let ([h_prev, dh, dh_next], dh_prev) = (units([h_prev, dh, dh_next], hd), &mut dh_prev[..hd]);
+        wide(
+            #[inline(always)]
+            || {
                 for j in 0..hd {
-                    let [r, z, n, hn] = gru_gates(&x, &hh, j);
+                    let [r, z, n] = gru_gates([xr[j], xz[j], xn[j]], [hr[j], hz[j], hn[j]]);
                     let d = dh[j] + dh_next[j];
                     let dn = d * (1.0 - z) * (1.0 - n * n);
                     let dz = d * (h_prev[j] - n) * z * (1.0 - z);
-                    let dr = dn * hn * r * (1.0 - r);
+                    let dr = dn * hn[j] * r * (1.0 - r);
                     (dxr[j], dxz[j], dxn[j]) = (dr, dz, dn);
                     (dhr[j], dhz[j], dhn[j]) = (dr, dz, dn * r);
                     dh_prev[j] = d * z;
                 }
-            })
-        },
-    );
+            },
+        )
+    });
 }

@@ -1,0 +1,263 @@
+//! The recurrence on the CPU. A step's rows depend only on the same rows at the step before,
+//! so the batch is cut into groups of rows, one per thread, and each group runs every step of
+//! its rows alone: no step waits for another thread. The hidden weights are packed once per
+//! call ([`Packed`]) and serve every step of every group.
+
+use std::ops::Range;
+
+use kernels::cpu::packed::Packed;
+use kernels::{Cell, cpu};
+use rayon::prelude::*;
+
+use super::Dims;
+
+/// Rows a group has at least: a tile is 6 rows, and fewer rows per thread leave tiles empty.
+const MIN_ROWS: usize = 6;
+
+/// The batch's rows cut into at most one group per thread.
+pub(super) fn groups(batch: usize) -> Vec<Range<usize>> {
+    let n = rayon::current_num_threads().min(batch / MIN_ROWS).max(1);
+    (0..n).map(|g| g * batch / n..(g + 1) * batch / n).collect()
+}
+
+/// A time-major [steps, B, w] buffer cut into each group's rows at every step: [group][step].
+fn by_group<'a>(
+    buf: &'a mut [f32],
+    steps: usize,
+    batch: usize,
+    w: usize,
+    groups: &[Range<usize>],
+) -> Vec<Vec<&'a mut [f32]>> {
+    let mut out: Vec<Vec<&mut [f32]>> = groups.iter().map(|_| Vec::with_capacity(steps)).collect();
+    for step in buf[..steps * batch * w].chunks_mut(batch * w) {
+        let mut rest = step;
+        for (parts, rows) in out.iter_mut().zip(groups) {
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(rows.len() * w);
+            parts.push(part);
+            rest = tail;
+        }
+    }
+    out
+}
+
+/// A group's rows of a [T, B, w] buffer at step t (or of a [B, w] one at t = 0).
+fn at<'a>(buf: &'a [f32], d: &Dims, t: usize, w: usize, rows: &Range<usize>) -> &'a [f32] {
+    &buf[(t * d.batch + rows.start) * w..(t * d.batch + rows.end) * w]
+}
+
+/// Step `read` of a group's steps to read and step `write` to write.
+fn read_write<'a>(steps: &'a mut [&mut [f32]], read: usize, write: usize) -> (&'a [f32], &'a mut [f32]) {
+    if read < write {
+        let (a, b) = steps.split_at_mut(write);
+        (&*a[read], &mut *b[0])
+    } else {
+        let (a, b) = steps.split_at_mut(read);
+        (&*b[0], &mut *a[write])
+    }
+}
+
+/// Each row of `out` [rows, w] = `x` row (or zeros) + `bias`.
+fn rows_plus_bias(out: &mut [f32], x: Option<&[f32]>, bias: &[f32]) {
+    let w = bias.len();
+    for (r, row) in out.chunks_mut(w).enumerate() {
+        match x {
+            Some(x) => row.iter_mut().zip(&x[r * w..]).zip(bias).for_each(|((o, &x), &b)| *o = x + b),
+            None => row.copy_from_slice(bias),
+        }
+    }
+}
+
+/// h, c and the gate pre-activations (xgates + h_prev Wₕₕᵀ + bₕₕ) of an LSTM.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn lstm(
+    d: &Dims,
+    groups: &[Range<usize>],
+    [xgates, w_hh, b_hh, h0, c0]: [&[f32]; 5],
+    h: &mut [f32],
+    c: &mut [f32],
+    gates: &mut [f32],
+) {
+    let (hd, w) = (d.hidden, d.width());
+    let packed = Packed::new(hd, w, w_hh, 1, hd);
+    let split = |buf, w| by_group(buf, d.steps, d.batch, w, groups);
+    let parts = split(h, hd).into_iter().zip(split(c, hd)).zip(split(gates, w));
+    groups.par_iter().zip(parts.collect::<Vec<_>>()).for_each(|(rows, ((mut h, mut c), mut g))| {
+        let (m, cell) = (rows.len(), Cell { batch: rows.len(), hidden: hd });
+        let (h0, c0) = (at(h0, d, 0, hd, rows), at(c0, d, 0, hd, rows));
+        for t in d.order() {
+            rows_plus_bias(g[t], Some(at(xgates, d, t, w, rows)), b_hh);
+            let (h_prev, h_t) = match d.prev(t) {
+                Some(p) => read_write(&mut h, p, t),
+                None => (h0, &mut *h[t]),
+            };
+            packed.multiply_add(h_prev, hd, m, g[t], w);
+            let (c_prev, c_t) = match d.prev(t) {
+                Some(p) => read_write(&mut c, p, t),
+                None => (c0, &mut *c[t]),
+            };
+            cpu::lstm_cell(&cell, g[t], c_prev, h_t, c_t);
+        }
+    });
+}
+
+/// h and the hidden gates (h_prev Wₕₕᵀ + bₕₕ) of a GRU.
+pub(super) fn gru(
+    d: &Dims,
+    groups: &[Range<usize>],
+    [xgates, w_hh, b_hh, h0]: [&[f32]; 4],
+    h: &mut [f32],
+    hidden_gates: &mut [f32],
+) {
+    let (hd, w) = (d.hidden, d.width());
+    let packed = Packed::new(hd, w, w_hh, 1, hd);
+    let split = |buf, w| by_group(buf, d.steps, d.batch, w, groups);
+    let parts: Vec<_> = split(h, hd).into_iter().zip(split(hidden_gates, w)).collect();
+    groups.par_iter().zip(parts).for_each(|(rows, (mut h, mut hg))| {
+        let (m, cell) = (rows.len(), Cell { batch: rows.len(), hidden: hd });
+        let h0 = at(h0, d, 0, hd, rows);
+        for t in d.order() {
+            rows_plus_bias(hg[t], None, b_hh);
+            let (h_prev, h_t) = match d.prev(t) {
+                Some(p) => read_write(&mut h, p, t),
+                None => (h0, &mut *h[t]),
+            };
+            packed.multiply_add(h_prev, hd, m, hg[t], w);
+            cpu::gru_cell(&cell, at(xgates, d, t, w, rows), hg[t], h_prev, h_t);
+        }
+    });
+}
+
+/// An LSTM's gate gradients, dh0 and dc0, back through time, with the workspaces dh_next and
+/// dc_next (what reaches each step from the next).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn lstm_backward(
+    d: &Dims,
+    groups: &[Range<usize>],
+    [gates, c, w_hh, c0, dh, zeros]: [&[f32]; 6],
+    dgates: &mut [f32],
+    dh0: &mut [f32],
+    dc0: &mut [f32],
+    dh_next: &mut [f32],
+    dc_next: &mut [f32],
+) {
+    let (hd, w) = (d.hidden, d.width());
+    let packed = Packed::new(w, hd, w_hh, hd, 1);
+    let split = |buf, steps, w| by_group(buf, steps, d.batch, w, groups);
+    let (dg, dhn, dcn) = (split(dgates, d.steps, w), split(dh_next, d.steps, hd), split(dc_next, d.steps, hd));
+    let (dh0, dc0) = (split(dh0, 1, hd), split(dc0, 1, hd));
+    let parts: Vec<_> = dg.into_iter().zip(dhn).zip(dcn).zip(dh0.into_iter().zip(dc0)).collect();
+    groups.par_iter().zip(parts).for_each(|(rows, (((mut dg, mut dhn), mut dcn), (mut dh0, mut dc0)))| {
+        let (m, cell) = (rows.len(), Cell { batch: rows.len(), hidden: hd });
+        let (dh0, dc0, zeros) = (&mut *dh0[0], &mut *dc0[0], &zeros[..m * hd]);
+        for t in d.order().rev() {
+            let c_prev = d.prev(t).map_or(at(c0, d, 0, hd, rows), |p| at(c, d, p, hd, rows));
+            let (dc_in, dc_out) = match (d.next(t), d.prev(t)) {
+                (Some(_), Some(p)) => read_write(&mut dcn, t, p),
+                (Some(_), None) => (&*dcn[t], &mut *dc0),
+                (None, Some(p)) => (zeros, &mut *dcn[p]),
+                (None, None) => (zeros, &mut *dc0),
+            };
+            let dh_in = if d.next(t).is_some() { &*dhn[t] } else { zeros };
+            let (gates_t, dh_t) = (at(gates, d, t, w, rows), at(dh, d, t, hd, rows));
+            cpu::lstm_cell_backward(&cell, gates_t, c_prev, dh_t, dh_in, dc_in, dg[t], dc_out);
+            // dh_prev = dgates Wₕₕ.
+            let target = match d.prev(t) {
+                Some(p) => &mut *dhn[p],
+                None => &mut *dh0,
+            };
+            target.fill(0.0);
+            packed.multiply_add(dg[t], w, m, target, hd);
+        }
+    });
+}
+
+/// A GRU's input and hidden gate gradients and dh0, back through time, with the workspace
+/// dh_next.
+pub(super) fn gru_backward(
+    d: &Dims,
+    groups: &[Range<usize>],
+    [xgates, hidden_gates, h, w_hh, h0, dh, zeros]: [&[f32]; 7],
+    dxgates: &mut [f32],
+    dh0: &mut [f32],
+    dhidden_gates: &mut [f32],
+    dh_next: &mut [f32],
+) {
+    let (hd, w) = (d.hidden, d.width());
+    let packed = Packed::new(w, hd, w_hh, hd, 1);
+    let split = |buf, steps, w| by_group(buf, steps, d.batch, w, groups);
+    let (dxg, dhg, dhn) = (split(dxgates, d.steps, w), split(dhidden_gates, d.steps, w), split(dh_next, d.steps, hd));
+    let parts: Vec<_> = dxg.into_iter().zip(dhg).zip(dhn).zip(split(dh0, 1, hd)).collect();
+    groups.par_iter().zip(parts).for_each(|(rows, (((mut dxg, mut dhg), mut dhn), mut dh0))| {
+        let (m, cell) = (rows.len(), Cell { batch: rows.len(), hidden: hd });
+        let (dh0, zeros) = (&mut *dh0[0], &zeros[..m * hd]);
+        for t in d.order().rev() {
+            let h_prev = d.prev(t).map_or(at(h0, d, 0, hd, rows), |p| at(h, d, p, hd, rows));
+            let (dh_in, dh_out) = match (d.next(t), d.prev(t)) {
+                (Some(_), Some(p)) => read_write(&mut dhn, t, p),
+                (Some(_), None) => (&*dhn[t], &mut *dh0),
+                (None, Some(p)) => (zeros, &mut *dhn[p]),
+                (None, None) => (zeros, &mut *dh0),
+            };
+            let (xg, hg, dh_t) = (at(xgates, d, t, w, rows), at(hidden_gates, d, t, w, rows), at(dh, d, t, hd, rows));
+            cpu::gru_cell_backward(&cell, xg, hg, h_prev, dh_t, dh_in, dxg[t], dhg[t], dh_out);
+            // dh_prev = the cell's direct part + dhidden_gates Wₕₕ.
+            let target = match d.prev(t) {
+                Some(p) => &mut *dhn[p],
+                None => &mut *dh0,
+            };
+            packed.multiply_add(dhg[t], w, m, target, hd);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::CellKind;
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| (((i + seed) * 7919) % 29) as f32 / 14.0 - 1.0).collect()
+    }
+
+    /// Every output of the forward and the backward, run with the batch in `groups`.
+    fn run(cell: CellKind, reverse: bool, groups: &[Range<usize>]) -> Vec<Vec<f32>> {
+        let d = Dims { steps: 4, batch: 13, hidden: 5, cell, reverse };
+        let (b, hd, w, t) = (d.batch, d.hidden, d.width(), d.steps);
+        let (xgates, w_hh, b_hh) = (values(t * b * w, 1), values(w * hd, 2), values(w, 3));
+        let (h0, c0, dh, zeros) = (values(b * hd, 4), values(b * hd, 5), values(t * b * hd, 6), vec![0.0; b * hd]);
+        let mut h = vec![0.0; t * b * hd];
+        let (mut dh0, mut dh_next, mut dxgates) = (vec![0.0; b * hd], vec![0.0; t * b * hd], vec![0.0; t * b * w]);
+        match cell {
+            CellKind::Lstm => {
+                let (mut c, mut gates) = (vec![0.0; t * b * hd], vec![0.0; t * b * w]);
+                lstm(&d, groups, [&xgates, &w_hh, &b_hh, &h0, &c0], &mut h, &mut c, &mut gates);
+                let (mut dc0, mut dc_next) = (vec![0.0; b * hd], vec![0.0; t * b * hd]);
+                let inputs = [&gates[..], &c, &w_hh, &c0, &dh, &zeros];
+                lstm_backward(&d, groups, inputs, &mut dxgates, &mut dh0, &mut dc0, &mut dh_next, &mut dc_next);
+                vec![h, c, gates, dxgates, dh0, dc0]
+            }
+            CellKind::Gru => {
+                let mut hidden_gates = vec![0.0; t * b * w];
+                gru(&d, groups, [&xgates, &w_hh, &b_hh, &h0], &mut h, &mut hidden_gates);
+                let mut dhidden_gates = vec![0.0; t * b * w];
+                let inputs = [&xgates[..], &hidden_gates, &h, &w_hh, &h0, &dh, &zeros];
+                gru_backward(&d, groups, inputs, &mut dxgates, &mut dh0, &mut dhidden_gates, &mut dh_next);
+                vec![h, hidden_gates, dxgates, dh0, dhidden_gates]
+            }
+        }
+    }
+
+    /// A row's arithmetic does not depend on the group it is in: any split of the batch gives
+    /// the same bits as the whole batch in one group.
+    #[test]
+    fn groups_of_rows_give_the_bits_of_one_group() {
+        for cell in [CellKind::Lstm, CellKind::Gru] {
+            for reverse in [false, true] {
+                let whole = run(cell, reverse, &[Range { start: 0, end: 13 }]);
+                assert!(whole.iter().all(|t| t.iter().any(|&v| v != 0.0)), "{cell:?}: an output was never written");
+                assert_eq!(run(cell, reverse, &[0..6, 6..7, 7..13]), whole, "{cell:?} reverse {reverse}");
+                assert_eq!(run(cell, reverse, &[0..12, 12..13]), whole, "{cell:?} reverse {reverse}");
+            }
+        }
+    }
+}

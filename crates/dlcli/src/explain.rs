@@ -30,7 +30,8 @@ pub struct Args {
     model: ModelSource,
     #[command(flatten)]
     sample: SampleSource,
-    /// The layer Grad-CAM looks at (default: the last conv2d layer, after its activation).
+    /// The layer Grad-CAM looks at (default: the last activation with a feature map, the last
+    /// convolutional block's rectified output).
     #[arg(long)]
     layer: Option<String>,
     /// The class to explain (default: the predicted class).
@@ -66,17 +67,7 @@ pub fn run(args: &Args) -> Result<()> {
                     let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
                     format!("--layer {name:?} is not a layer of this model; layers: {names:?}")
                 })?,
-                // The last conv layer's activation when one follows it: Grad-CAM wants the
-                // rectified feature map (on the raw conv output ReLU(Σ α A) is often all 0).
-                None => {
-                    let conv = layers.iter().rposition(|l| matches!(l.kind, LayerKind::Conv2d { .. })).context(
-                        "this model has no conv2d layer for Grad-CAM; pass --layer or use --method saliency",
-                    )?;
-                    let activated = layers.get(conv + 1).is_some_and(|next| {
-                        matches!(next.kind, LayerKind::Activation(_)) && next.inputs == [layers[conv].name.clone()]
-                    });
-                    if activated { conv + 1 } else { conv }
-                }
+                None => default_gradcam_layer(&loaded)?,
             };
             (Method::GradCam { layer: loaded.layers[index] }, Some(layers[index].name.clone()))
         }
@@ -156,6 +147,21 @@ fn normalise(v: &[f32]) -> Vec<f32> {
 fn beside(path: &Path, suffix: &str, extension: &str) -> PathBuf {
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
     path.with_file_name(format!("{stem}{suffix}.{extension}"))
+}
+
+/// Grad-CAM's default layer: the last rectified feature map (an activation whose output is
+/// [1, K, h, w]: the last convolutional block's output, after a residual block's sum), else
+/// the last layer with a feature map. Grad-CAM wants the rectified map (on a raw convolution's
+/// output ReLU(Σ α A) is often all 0), and config order alone would pick a residual block's
+/// 1×1 shortcut projection.
+fn default_gradcam_layer(loaded: &Loaded) -> Result<usize> {
+    let layers = &loaded.config.layers;
+    let spatial = |i: &usize| loaded.model.graph.shape(loaded.layers[*i]).len() == 4;
+    let activation = |i: &usize| matches!(layers[*i].kind, LayerKind::Activation(_));
+    let last = |keep: &dyn Fn(&usize) -> bool| (0..layers.len()).rev().find(|i| spatial(i) && keep(i));
+    last(&activation).or_else(|| last(&|_| true)).context(
+        "this model has no layer with a [1, K, h, w] feature map for Grad-CAM; pass --layer or use --method saliency",
+    )
 }
 
 /// Every attention layer's probabilities for the sample, recomputed from its queries and keys,

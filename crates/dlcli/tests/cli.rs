@@ -966,3 +966,52 @@ fn a_resumed_text_run_ends_with_the_same_weights() {
     let (_, part) = safetensors_parts(&dir.join("part/epoch-2.safetensors"));
     assert!(full == part, "the resumed run's tensors differ");
 }
+
+/// Grad-CAM's default layer in a residual network is the last block's rectified output, not
+/// the 1×1 shortcut projection that comes last among its convolutions in config order.
+#[test]
+fn gradcam_defaults_to_the_last_blocks_rectified_output() {
+    let runs = temp_dir("gradcam-residual");
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz");
+    let config = runs.join("residual.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[data]
+kind = "digits"
+path = "{}"
+test_fraction = 0.2
+
+[model]
+layers = [
+    {{ type = "conv2d", name = "stem.conv", out_channels = 8, kernel = 3, padding = 1 }},
+    {{ type = "relu", name = "stem" }},
+    {{ type = "conv2d", name = "block.conv1", out_channels = 16, kernel = 3, stride = 2, padding = 1 }},
+    {{ type = "relu" }},
+    {{ type = "conv2d", name = "block.conv2", out_channels = 16, kernel = 3, padding = 1 }},
+    {{ type = "conv2d", name = "block.shortcut", inputs = ["stem"], out_channels = 16, kernel = 1, stride = 2 }},
+    {{ type = "add", name = "block.sum", inputs = ["block.conv2", "block.shortcut"] }},
+    {{ type = "relu", name = "block" }},
+    {{ type = "global_avg_pool" }},
+    {{ type = "linear", name = "fc", out_features = 10 }},
+]
+
+[train]
+epochs = 1
+batch_size = 32
+"#,
+            digits.display()
+        ),
+    )
+    .unwrap();
+    let out = train(&config, &runs, &["--run", "residual"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let png = runs.join("cam.png");
+    let run = runs.join("residual");
+    let args = ["explain", "--method", "gradcam", "--run", run.to_str().unwrap(), "--index", "0", "--out"];
+    let out = dlcli(&[&args[..], &[png.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("cam.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["layer"], "block");
+}

@@ -48,13 +48,16 @@ pub struct Explainer<E: Executor = CpuExecutor> {
     feature_grads: HashMap<TensorId, TensorId>,
     /// The runs prepared so far, by the tensors they compute.
     runs: HashMap<Vec<TensorId>, RunId>,
+    /// Samples per run (the input's first axis): methods that need many gradients (a path
+    /// integral's points) run them this many at a time.
+    batch: usize,
 }
 
 impl<E: Executor> Explainer<E> {
     /// `graph` computes `logits` [rows, classes] (one row per sample, or per position of a
-    /// language model's window) from `input` (a batch of one: an image [1, C, H, W], a
-    /// sequence [1, T, F] or token ids [1, T]); `params` holds every parameter and state
-    /// tensor by name. Runs go to `exec`.
+    /// language model's window) from `input` (a batch of B: images [B, C, H, W], sequences
+    /// [B, T, F] or token ids [B, T]; single explanations use the first sample of a run);
+    /// `params` holds every parameter and state tensor by name. Runs go to `exec`.
     pub fn new(
         mut exec: E,
         mut graph: Graph,
@@ -76,7 +79,8 @@ impl<E: Executor> Explainer<E> {
             detail: "the score does not depend on the input".into(),
         })?;
         let feature_grads = graph.nodes().filter_map(|(id, _)| Some((id.out(0), grads.of(id.out(0))?))).collect();
-        Ok(Explainer { exec, graph, input, logits, salient, input_grad, feature_grads, runs: HashMap::new() })
+        let batch = graph.shape(input).first().copied().unwrap_or(1).max(1);
+        Ok(Explainer { exec, graph, input, logits, salient, input_grad, feature_grads, runs: HashMap::new(), batch })
     }
 
     /// Runs the graph on `feed` for `outputs` (a run prepared the first time they are asked
@@ -96,8 +100,32 @@ impl<E: Executor> Explainer<E> {
     /// The model's logits for `image` (one sample, the input's shape without the batch axis):
     /// [rows, classes].
     pub fn logits(&mut self, image: &[f32]) -> Result<Vec<f32>> {
-        let feed = self.feed(image, None);
-        Ok(self.compute(&feed, &[self.logits])?.remove(0))
+        let feed = self.feed(&[image], None);
+        let all = self.compute(&feed, &[self.logits])?.remove(0);
+        Ok(all[..all.len() / self.batch].to_vec())
+    }
+
+    /// The gradient of each sample's score (class `target` of output row `row`) with respect
+    /// to what saliency differentiates (the input, or a token's embedding), the samples run
+    /// [`Self::batch`] at a time: one vector per sample.
+    pub fn gradients(&mut self, samples: &[&[f32]], (row, target): (usize, usize)) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(samples.len());
+        for chunk in samples.chunks(self.batch) {
+            let feed = self.feed(chunk, Some((row, target)));
+            let grad = self.compute(&feed, &[self.input_grad])?.remove(0);
+            out.extend(grad.chunks(grad.len() / self.batch).take(chunk.len()).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+
+    /// Samples per run.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Classes (or outputs) per output row.
+    pub fn classes(&self) -> usize {
+        self.graph.shape(self.logits)[1]
     }
 
     /// The softmax probabilities of every class for `image` (of its first row).
@@ -106,21 +134,28 @@ impl<E: Executor> Explainer<E> {
         Ok(softmax(&self.logits(image)?[..classes]))
     }
 
-    /// `sample` as the input (values, or token ids held as f32) and the target mask picking
-    /// class `target` of row `row`.
-    fn feed(&self, sample: &[f32], target: Option<(usize, usize)>) -> Feed {
+    /// `samples` (at most [`Self::batch`]; values, or token ids held as f32) as the input,
+    /// the last repeated into the batch's unused places, and the target mask picking class
+    /// `target` of output row `row` of each of them.
+    fn feed(&self, samples: &[&[f32]], target: Option<(usize, usize)>) -> Feed {
         let classes = self.graph.shape(self.logits)[1];
+        let rows = self.graph.shape(self.logits)[0] / self.batch;
         let mut mask = vec![0.0; self.graph.numel(self.logits)];
         if let Some((row, t)) = target {
-            mask[row * classes + t.min(classes - 1)] = 1.0;
+            for b in 0..samples.len() {
+                mask[(b * rows + row) * classes + t.min(classes - 1)] = 1.0;
+            }
         }
+        let padding = samples.last().copied().unwrap_or(&[]);
+        let input: Vec<f32> =
+            (0..self.batch).flat_map(|b| samples.get(b).copied().unwrap_or(padding).to_vec()).collect();
         let mut feed = Feed::default();
         match &self.graph.node(self.input.node).op {
             graph::Op::Labels { name, .. } => {
-                feed.labels.insert(name.clone(), sample.iter().map(|&id| id as u32).collect());
+                feed.labels.insert(name.clone(), input.iter().map(|&id| id as u32).collect());
             }
             _ => {
-                feed.inputs.insert(self.graph_input_name(), sample.to_vec());
+                feed.inputs.insert(self.graph_input_name(), input);
             }
         }
         feed.inputs.insert("target_mask".into(), mask);
@@ -145,7 +180,7 @@ impl<E: Executor> Explainer<E> {
         let all = self.logits(sample)?;
         let logits = &all[row * classes..(row + 1) * classes];
         let target = target.unwrap_or_else(|| argmax(logits)).min(classes - 1);
-        let feed = self.feed(sample, Some((row, target)));
+        let feed = self.feed(&[sample], Some((row, target)));
         let shape = self.graph.shape(self.input).to_vec();
         let (channels, height, width) = match shape[..] {
             [_, c, h, w] => (c, h, w),
@@ -155,7 +190,7 @@ impl<E: Executor> Explainer<E> {
         };
         let map = match method {
             Method::Saliency => {
-                let grad = self.compute(&feed, &[self.input_grad])?.remove(0);
+                let grad = self.gradients(&[sample], (row, target))?.remove(0);
                 if self.salient != self.input {
                     // Each token's embedding gradient, as one L2 norm.
                     let dim = grad.len() / height.max(1);
@@ -177,11 +212,12 @@ impl<E: Executor> Explainer<E> {
                 if fmap.len() != 4 {
                     return Err(graph::GraphError::Shape {
                         node: self.graph.label(layer).to_string(),
-                        detail: format!("Grad-CAM needs a [1, K, h, w] feature map, this layer gives {fmap:?}"),
+                        detail: format!("Grad-CAM needs a [B, K, h, w] feature map, this layer gives {fmap:?}"),
                     });
                 }
                 let values = self.compute(&feed, &[layer, layer_grad])?;
-                let cam = grad_cam(&values[0], &values[1], fmap[1], fmap[2] * fmap[3]);
+                let first = |v: &[f32]| v[..v.len() / self.batch].to_vec();
+                let cam = grad_cam(&first(&values[0]), &first(&values[1]), fmap[1], fmap[2] * fmap[3]);
                 bilinear(&cam, fmap[2], fmap[3], height, width)
             }
         };

@@ -5,8 +5,10 @@
 
 mod attention;
 mod attribution;
+mod integrated;
 mod resize;
 
 pub use attention::{AttentionMap, rollout};
 pub use attribution::{Attribution, Explainer, Method};
+pub use integrated::{Integrated, Rule};
 pub use resize::bilinear;

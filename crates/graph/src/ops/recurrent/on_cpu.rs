@@ -68,7 +68,6 @@ fn rows_plus_bias(out: &mut [f32], x: Option<&[f32]>, bias: &[f32]) {
 }
 
 /// h, c and the gate pre-activations (xgates + h_prev Wₕₕᵀ + bₕₕ) of an LSTM.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn lstm(
     d: &Dims,
     groups: &[Range<usize>],

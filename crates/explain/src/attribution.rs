@@ -180,7 +180,6 @@ impl<E: Executor> Explainer<E> {
         let all = self.logits(sample)?;
         let logits = &all[row * classes..(row + 1) * classes];
         let target = target.unwrap_or_else(|| argmax(logits)).min(classes - 1);
-        let feed = self.feed(&[sample], Some((row, target)));
         let shape = self.graph.shape(self.input).to_vec();
         let (channels, height, width) = match shape[..] {
             [_, c, h, w] => (c, h, w),
@@ -215,6 +214,7 @@ impl<E: Executor> Explainer<E> {
                         detail: format!("Grad-CAM needs a [B, K, h, w] feature map, this layer gives {fmap:?}"),
                     });
                 }
+                let feed = self.feed(&[sample], Some((row, target)));
                 let values = self.compute(&feed, &[layer, layer_grad])?;
                 let first = |v: &[f32]| v[..v.len() / self.batch].to_vec();
                 let cam = grad_cam(&first(&values[0]), &first(&values[1]), fmap[1], fmap[2] * fmap[3]);

@@ -41,6 +41,13 @@ pub fn collapse(shape: &[usize], a: &[usize], b: &[usize]) -> (Vec<usize>, Vec<u
     (dims, sa, sb)
 }
 
+/// The length of the last axis of `shape` and its strides in `a` and `b` (one element with
+/// strides 0 for a scalar): what a loop over one row walks.
+pub fn last_axis(shape: &[usize], a: &[usize], b: &[usize]) -> (usize, usize, usize) {
+    let last = |v: &[usize], empty| v.last().copied().unwrap_or(empty);
+    (last(shape, 1), last(a, 0), last(b, 0))
+}
+
 /// Calls `f(a, b)` with the offsets, under strides `a` and `b`, of the first element of every
 /// row of `shape` (every index of all axes but the last, row-major; once for a vector, once
 /// with (0, 0) for a scalar). The caller walks each row itself, with the last axis' strides.

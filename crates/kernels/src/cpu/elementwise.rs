@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::vector::wide;
-use crate::shape::{collapse, row_offsets};
+use crate::shape::{collapse, last_axis, row_offsets};
 use crate::{Binary, Broadcast, Unary};
 
 /// Elements per parallel task of the elementwise ops.
@@ -35,8 +35,7 @@ pub fn binary(op: Binary, shape: &Broadcast, a: &[f32], b: &[f32], out: &mut [f3
 
 fn broadcast(shape: &Broadcast, a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync + Copy) {
     let (dims, sa, sb) = collapse(&shape.out, &shape.a_strides, &shape.b_strides);
-    let (len, ia, ib) =
-        (dims.last().copied().unwrap_or(1), sa.last().copied().unwrap_or(0), sb.last().copied().unwrap_or(0));
+    let (len, ia, ib) = last_axis(&dims, &sa, &sb);
     let n = shape.len();
     out[..n].par_chunks_mut(len.max(1)).with_min_len((CHUNK / len.max(1)).max(1)).enumerate().for_each(|(r, row)| {
         let (oa, ob) = row_offsets(&dims, &sa, &sb, r);

@@ -7,15 +7,14 @@ use crate::reduce::{ReduceOp, Reduction};
 use rayon::prelude::*;
 
 use super::vector::wide;
-use crate::shape::{collapse, for_each_row};
+use crate::shape::{collapse, for_each_row, last_axis};
 
 /// Copies row by row after collapsing the shape ([`collapse`]): a row contiguous on both
 /// sides (a slice's, a concatenation's, most permutations') is one `copy_from_slice`.
 pub fn strided_copy(copy: &StridedCopy, src: &[f32], dst: &mut [f32]) {
     let (src, dst) = (&src[copy.src_offset..], &mut dst[copy.dst_offset..]);
     let (dims, ss, ds) = collapse(&copy.shape, &copy.src_strides, &copy.dst_strides);
-    let (len, is, id) =
-        (dims.last().copied().unwrap_or(1), ss.last().copied().unwrap_or(0), ds.last().copied().unwrap_or(0));
+    let (len, is, id) = last_axis(&dims, &ss, &ds);
     for_each_row(&dims, &ss, &ds, |s, d| match (is, id) {
         (1, 1) => dst[d..d + len].copy_from_slice(&src[s..s + len]),
         _ => (0..len).for_each(|k| dst[d + k * id] = src[s + k * is]),

@@ -130,7 +130,7 @@ impl Dataset {
 }
 
 /// Fisher-Yates with SplitMix64: the same seed gives the same order on every machine.
-pub(crate) fn shuffle(items: &mut [usize], seed: u64) {
+pub fn shuffle(items: &mut [usize], seed: u64) {
     let mut next = SplitMix64(seed);
     for i in (1..items.len()).rev() {
         let j = (next.next_u64() % (i as u64 + 1)) as usize;
@@ -153,5 +153,12 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// Standard normal, by Box-Muller from two uniforms (one draw used, for a simple stream).
+    pub fn next_normal(&mut self) -> f64 {
+        let u = 1.0 - self.next_f64(); // in (0, 1]: the logarithm stays finite
+        let v = self.next_f64();
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }

@@ -15,7 +15,7 @@ mod text;
 pub use augment::Augment;
 pub use batches::{Batch, Batches, PADDING_LABEL};
 pub use cifar::load_cifar10;
-pub use dataset::{Dataset, Inputs, SplitMix64, Targets};
+pub use dataset::{Dataset, Inputs, SplitMix64, Targets, shuffle};
 pub use digits::load_digits;
 pub use error::{DataError, Result};
 pub use idx::load_idx;

@@ -618,8 +618,14 @@ impl Config {
             problems: vec![Problem { line: 0, column: 0, key: "(file)".into(), message: e.to_string() }],
         })?;
         let mut config = Config::parse(path, &text)?;
-        config.data.source.resolve(path.parent().unwrap_or(Path::new("")));
+        config.resolve_data_paths(path.parent().unwrap_or(Path::new("")));
         Ok(config)
+    }
+
+    /// Makes relative dataset paths relative to `base` (a config file's or a checkpoint's
+    /// directory).
+    pub fn resolve_data_paths(&mut self, base: &Path) {
+        self.data.source.resolve(base);
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {

@@ -27,7 +27,11 @@ pub fn locate(source: &ModelSource) -> Result<(Config, PathBuf)> {
         }
         (None, Some(file)) => {
             let text = Checkpoint::config_text(file)?;
-            Ok((Config::parse(file, &text).context("the config stored in the checkpoint")?, file.to_owned()))
+            let mut config = Config::parse(file, &text).context("the config stored in the checkpoint")?;
+            // A run stores absolute paths; a checkpoint shipped with its data stores them
+            // relative to itself.
+            config.resolve_data_paths(file.parent().unwrap_or(Path::new("")));
+            Ok((config, file.to_owned()))
         }
         _ => bail!("give exactly one of --run RUN or --checkpoint FILE"),
     }

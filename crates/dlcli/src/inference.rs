@@ -94,10 +94,19 @@ pub fn executor<'g>(gpu: Option<&'g Gpu>, params: &HashMap<String, Vec<f32>>) ->
 }
 
 impl Loaded {
-    /// An explainer of the model at batch 1 on the executor `--device` picks on `gpu`.
+    /// An explainer of the model (built at the batch it was loaded for) on the executor
+    /// `--device` picks on `gpu`.
     pub fn explainer<'g>(&self, gpu: Option<&'g Gpu>) -> Result<Explainer<Box<dyn Executor + 'g>>> {
         let m = &self.model;
         Ok(Explainer::new(train::executor(gpu), m.graph.clone(), m.input, m.output, &self.params)?)
+    }
+
+    /// The softmax of the model's output for one sample (a model loaded at batch 1).
+    pub fn probabilities(&self, gpu: Option<&Gpu>, sample: Vec<f32>) -> Result<Vec<f32>> {
+        let mut exec = executor(gpu, &self.params)?;
+        let run = exec.prepare(&self.model.graph, graph::Mode::Eval, &[self.model.output])?;
+        exec.run(run, &feed(&self.test, sample), 0)?;
+        Ok(explain::softmax(&exec.read(run, self.model.output)?))
     }
 }
 
@@ -133,7 +142,8 @@ impl Loaded {
         Ok((sample, ids.len()))
     }
 
-    fn image(&self, path: &Path) -> Result<Vec<f32>> {
+    /// The image at `path` as a sample of the model's input.
+    pub fn image(&self, path: &Path) -> Result<Vec<f32>> {
         let [channels, height, width] = self.test.sample_shape[..] else {
             bail!("this model takes {:?} samples, not images", self.test.sample_shape);
         };

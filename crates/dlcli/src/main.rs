@@ -11,6 +11,7 @@ mod generate;
 mod inference;
 mod memory;
 mod model;
+mod npy;
 mod plots;
 mod predict;
 mod reference;
@@ -40,7 +41,7 @@ enum Command {
     /// Text from a trained character-level language model, streamed as it is sampled.
     Generate(generate::Args),
     /// What the model looks at: a Grad-CAM or saliency map as a PNG overlay plus JSON.
-    Explain(explain::Args),
+    Explain(Box<explain::Args>),
     /// A table of a config's layers: output shapes, parameters, FLOPs, planned memory.
     Summary(summary::Args),
     /// Check a config file and report every problem in it at once.

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
-fn register_font() {
+pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is compiled in and known to parse; a failure would show as missing text.
@@ -24,7 +24,7 @@ pub struct Panel {
     pub lines: Vec<(String, Vec<(f64, f64)>)>,
 }
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
+pub fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing the plot: {e}")
 }
 
@@ -140,40 +140,48 @@ pub fn attention_grid(path: &Path, maps: &[(String, &explain::AttentionMap)]) ->
     root.present().map_err(err)
 }
 
-/// An attribution over a sequence's steps: one bar per step for one feature, a heatmap
-/// (features down, steps across) for several.
-pub fn sequence_map(path: &Path, map: &[f32], features: usize) -> Result<()> {
+/// An attribution over a sequence's steps under `title`: one bar per step for one feature
+/// (below the axis where it is negative), a heatmap (features down, steps across, turbo from
+/// the smallest value to the largest) for several.
+pub fn sequence_map(map: &[f32], features: usize, title: &str) -> Result<image::RgbImage> {
     register_font();
     let steps = map.len() / features.max(1);
-    let root = BitMapBackend::new(path, (900, 360)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let most = map.iter().fold(f32::MIN_POSITIVE, |m, &v| m.max(v)) as f64;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("attribution per step", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..steps as f64, 0.0..if features == 1 { most * 1.05 } else { features as f64 })
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .y_desc(if features == 1 { "attribution" } else { "feature" })
-        .draw()
-        .map_err(err)?;
-    if features == 1 {
-        let bars = map
-            .iter()
-            .enumerate()
-            .map(|(t, &v)| Rectangle::new([(t as f64 + 0.1, 0.0), (t as f64 + 0.9, v as f64)], BLUE.filled()));
-        chart.draw_series(bars).map_err(err)?;
-    } else {
-        let cells = map.iter().enumerate().map(|(i, &v)| {
-            let (t, f) = ((i / features) as f64, (i % features) as f64);
-            let c = colorous::TURBO.eval_continuous(v as f64 / most);
-            Rectangle::new([(t, f), (t + 1.0, f + 1.0)], RGBColor(c.r, c.g, c.b).filled())
-        });
-        chart.draw_series(cells).map_err(err)?;
+    let (width, height) = (900u32, 360u32);
+    let mut buffer = vec![0u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (lo, hi) = map.iter().fold((0f32, f32::MIN_POSITIVE), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = (lo as f64, hi as f64);
+        let y = if features == 1 { lo * 1.05..hi * 1.05 } else { 0.0..features as f64 };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..steps as f64, y)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc(if features == 1 { "attribution" } else { "feature" })
+            .draw()
+            .map_err(err)?;
+        if features == 1 {
+            let bars = map.iter().enumerate().map(|(t, &v)| {
+                let colour = if v >= 0.0 { RGBColor(214, 39, 40) } else { RGBColor(31, 119, 180) };
+                Rectangle::new([(t as f64 + 0.1, 0.0), (t as f64 + 0.9, v as f64)], colour.filled())
+            });
+            chart.draw_series(bars).map_err(err)?;
+        } else {
+            let cells = map.iter().enumerate().map(|(i, &v)| {
+                let (t, f) = ((i / features) as f64, (i % features) as f64);
+                let c = colorous::TURBO.eval_continuous((v as f64 - lo) / (hi - lo).max(f64::MIN_POSITIVE));
+                Rectangle::new([(t, f), (t + 1.0, f + 1.0)], RGBColor(c.r, c.g, c.b).filled())
+            });
+            chart.draw_series(cells).map_err(err)?;
+        }
+        root.present().map_err(err)?;
     }
-    root.present().map_err(err)
+    Ok(image::RgbImage::from_raw(width, height, buffer).expect("the buffer is width × height × 3"))
 }

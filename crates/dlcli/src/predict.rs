@@ -58,8 +58,7 @@ fn classes(args: &Args) -> Result<()> {
     let loaded = inference::load(&args.model, Some(1))?;
     let sample = loaded.sample(&args.sample)?;
     let gpu = train::open_device(args.model.device)?;
-    let mut explainer = loaded.explainer(gpu.as_ref())?;
-    let ranked = top(&explainer.probabilities(&sample)?, args.top_k);
+    let ranked = top(&loaded.probabilities(gpu.as_ref(), sample)?, args.top_k);
     print_ranked(args, &ranked.into_iter().map(|(c, p)| (c.into(), p)).collect::<Vec<_>>(), "class");
     Ok(())
 }
@@ -72,11 +71,7 @@ fn next_character(args: &Args) -> Result<()> {
     for id in generate::encode(&vocabulary, text, "--text")? {
         logits = decoder.push(id)?;
     }
-    let top = logits.iter().fold(f32::MIN, |m, &x| m.max(x));
-    let weights: Vec<f64> = logits.iter().map(|&x| ((x - top) as f64).exp()).collect();
-    let sum: f64 = weights.iter().sum();
-    let probabilities: Vec<f32> = weights.iter().map(|w| (w / sum) as f32).collect();
-    let ranked = self::top(&probabilities, args.top_k);
+    let ranked = self::top(&explain::softmax(&logits), args.top_k);
     let named: Vec<_> = ranked.into_iter().map(|(c, p)| (vocabulary[c].to_string().into(), p)).collect();
     print_ranked(args, &named, "character");
     Ok(())

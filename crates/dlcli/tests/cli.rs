@@ -1,16 +1,12 @@
 //! The binary end to end on the shipped digits: train, evaluate, and every kind of bad input
 //! giving one clear message and a non-zero exit, never a panic or a lost run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn dlcli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlcli"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .output()
-        .expect("the dlcli binary runs")
-}
+use common::{dlcli, fails_with, numbers, temp_dir, text};
 
 /// `dlcli train` of `config` on the CPU executor, quietly, into `runs`.
 fn train(config: &Path, runs: &Path, extra: &[&str]) -> Output {
@@ -27,20 +23,6 @@ fn train(config: &Path, runs: &Path, extra: &[&str]) -> Output {
     dlcli(&[&base[..], extra].concat())
 }
 
-fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-/// A clean failure: non-zero exit, the expected words on stderr, no panic.
-fn fails_with(out: &Output, words: &[&str]) {
-    let (stdout, stderr) = text(out);
-    assert!(!out.status.success(), "expected a failure; stdout:\n{stdout}");
-    assert!(!stderr.contains("panicked"), "a panic:\n{stderr}");
-    for w in words {
-        assert!(stderr.contains(w), "stderr lacks {w:?}:\n{stderr}");
-    }
-}
-
 /// The `"kind": "epoch"` lines of a metrics.jsonl.
 fn epoch_lines(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -54,13 +36,6 @@ fn safetensors_parts(path: &Path) -> (serde_json::Value, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), bytes[8 + n..].to_vec())
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dlcli-cli-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -128,7 +103,7 @@ fn train_then_eval_on_the_digits() {
     ]);
     assert!(out.status.success(), "{:?}", text(&out));
     let overlay = image::open(&png).unwrap();
-    assert_eq!((overlay.width(), overlay.height()), (224, 224));
+    assert!(overlay.width() > 224 && overlay.height() > 224, "the map scaled up, with a title and a colour bar");
     let sidecar: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(runs.join("cam.json")).unwrap()).unwrap();
     assert_eq!(sidecar["layer"], "relu5", "Grad-CAM defaults to the last conv layer's activation");
@@ -516,11 +491,6 @@ fn an_image_folder_trains_and_a_missing_cifar_file_is_named() {
     );
 }
 
-/// The values of a JSON array of numbers.
-fn numbers(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-}
-
 /// Each of `got` within 1e-4 of `want`, relative to the larger of 1 and the largest `want`.
 fn assert_within(what: &str, got: &[f64], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}");
@@ -893,6 +863,14 @@ fn character_language_models_learn_shakespeare_and_generate() {
     assert_eq!((sidecar["height"].as_u64(), sidecar["tokens"].as_str()), (Some(32), Some("ROMEO:")));
     assert!(map[..6].iter().all(|&v| v > 0.0) && map[6..].iter().all(|&v| v == 0.0), "{map:?}");
     assert!(out_png.exists() && dir.join("gru-saliency.html").exists());
+    // Integrated Gradients and LIME over its words: the report highlights the 6 characters.
+    let report = dir.join("gru-report.html");
+    let args = ["explain", "--method", "integrated_gradients,lime", "--run", run_dir.to_str().unwrap()];
+    let extra = ["--text", "ROMEO: O", "--features", "words", "--device", "cpu", "--report", report.to_str().unwrap()];
+    let out = dlcli(&[&args[..], &extra[..]].concat());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(html.matches("<span").count(), 2 * 8, "8 characters highlighted per method");
     let run = dir.join("gpt");
     fails_with(
         &dlcli(&["generate", "--run", run.to_str().unwrap(), "--prompt", "ROMEO€", "--device", "cpu"]),

@@ -6,7 +6,7 @@
 
 use graph::{Executor, Result};
 
-use crate::Explainer;
+use crate::{Explainer, Target};
 
 /// How the path integral is approximated: Captum's `method` names and points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,15 +80,15 @@ pub struct Integrated {
 }
 
 impl<E: Executor> Explainer<E> {
-    /// Integrated Gradients of class `target` of output row `row` for `sample` from
-    /// `baseline` (the same length), with `steps` gradients placed by `rule`.
+    /// Integrated Gradients of `target` for `sample` (an explained input) from `baseline`
+    /// (the same length), with `steps` gradients placed by `rule`.
     pub fn integrated_gradients(
         &mut self,
         sample: &[f32],
         baseline: &[f32],
         steps: usize,
         rule: Rule,
-        (row, target): (usize, usize),
+        target: Target,
     ) -> Result<Integrated> {
         let points = rule.points(steps);
         let path: Vec<Vec<f32>> = points
@@ -96,17 +96,16 @@ impl<E: Executor> Explainer<E> {
             .map(|&(alpha, _)| baseline.iter().zip(sample).map(|(&b, &x)| b + alpha as f32 * (x - b)).collect())
             .collect();
         let inputs: Vec<&[f32]> = path.iter().map(Vec::as_slice).collect();
-        let grads = self.gradients(&inputs, (row, target))?;
+        let grads = self.gradients(&inputs, target)?;
         let mut integral = vec![0f64; sample.len()];
         for ((_, weight), grad) in points.iter().zip(&grads) {
             integral.iter_mut().zip(grad).for_each(|(s, &g)| *s += weight * g as f64);
         }
         let attributions: Vec<f32> =
             integral.iter().zip(sample.iter().zip(baseline)).map(|(s, (&x, &b))| (s * (x - b) as f64) as f32).collect();
-        let classes = self.classes();
-        let score =
-            |explainer: &mut Self, at: &[f32]| -> Result<f32> { Ok(explainer.logits(at)?[row * classes + target]) };
-        let (score, baseline_score) = (score(self, sample)?, score(self, baseline)?);
+        let [score, baseline_score] = self.scores(&[sample, baseline], target)?[..] else {
+            unreachable!("two samples")
+        };
         let total: f64 = attributions.iter().map(|&a| a as f64).sum();
         let completeness_gap = (total - (score - baseline_score) as f64).abs() as f32;
         Ok(Integrated { attributions, score, baseline_score, completeness_gap })

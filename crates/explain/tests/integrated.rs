@@ -2,9 +2,11 @@
 //! of samples gives each sample's own gradient, and the attributions add up to
 //! f(x) - f(baseline) as the path integral converges.
 
-use explain::{Explainer, Rule};
+use explain::{Explainer, Rule, Target};
 use graph::CpuExecutor;
 use graph::zoo::mnist_cnn;
+
+const TARGET: Target = Target { row: 0, class: 3 };
 
 fn explainer(batch: usize) -> Explainer {
     let built = mnist_cnn(7, batch).unwrap();
@@ -22,10 +24,10 @@ fn a_batch_gives_each_samples_own_gradient() {
     let images: Vec<Vec<f32>> = (0..7).map(image).collect();
     let inputs: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
     // Seven samples at batch 5: a full run and one of two, whose last places repeat a sample.
-    let batched = five.gradients(&inputs, (0, 3)).unwrap();
+    let batched = five.gradients(&inputs, TARGET).unwrap();
     assert_eq!(batched.len(), 7);
     for (sample, got) in inputs.iter().zip(&batched) {
-        let want = one.gradients(&[sample], (0, 3)).unwrap().remove(0);
+        let want = one.gradients(&[sample], TARGET).unwrap().remove(0);
         let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f32::max);
         assert!(worst <= 1e-6 * want.iter().fold(1e-3, |m: f32, v| m.max(v.abs())), "worst difference {worst}");
     }
@@ -38,7 +40,7 @@ fn integrated_gradients_add_up_to_the_score_difference() {
     let mut results = Vec::new();
     for rule in [Rule::RiemannTrapezoid, Rule::GaussLegendre] {
         let gap = |explainer: &mut Explainer, steps| {
-            let ig = explainer.integrated_gradients(&x, &baseline, steps, rule, (0, 3)).unwrap();
+            let ig = explainer.integrated_gradients(&x, &baseline, steps, rule, TARGET).unwrap();
             let difference = ig.score - ig.baseline_score;
             assert!(difference.abs() > 1e-3, "the sample and the baseline score alike: {difference}");
             (ig.completeness_gap / difference.abs(), ig.attributions)

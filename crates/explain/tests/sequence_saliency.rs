@@ -25,7 +25,7 @@ fn series_saliency_is_the_gradient_per_step_and_feature() {
     let params = m.init.values();
     let series: Vec<f32> = (0..steps * features).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
     let mut explainer = Explainer::new(CpuExecutor::new(), m.graph.clone(), x, y, &params).unwrap();
-    let map = explainer.explain_row(&series, Method::Saliency, 0, Some(0)).unwrap();
+    let map = explainer.explain(&series, &Method::Saliency, 0, Some(0)).unwrap();
     assert_eq!((map.height, map.width), (steps, features));
     let h = 1e-3;
     for i in 0..steps * features {
@@ -62,8 +62,8 @@ fn token_saliency_is_the_norm_of_the_embeddings_gradient() {
     let mut explainer = Explainer::new(CpuExecutor::new(), m.graph.clone(), ids, logits, &params).unwrap();
     // The prediction after the third token, for class 1.
     let (row, class) = (2, 1);
-    let map = explainer.explain_row(&sample, Method::Saliency, row, Some(class)).unwrap();
-    assert_eq!((map.height, map.width, map.target), (steps, 1, class));
+    let map = explainer.explain(&sample, &Method::Saliency, row, Some(class)).unwrap();
+    assert_eq!((map.height, map.width, map.target.class), (steps, 1, class));
     let mut feed = Feed::default();
     feed.labels.insert("x".into(), tokens.to_vec());
     let delta = 1e-3;

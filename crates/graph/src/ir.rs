@@ -240,6 +240,22 @@ impl Graph {
         self.leaf(Op::Fill(value), TensorType::f32(shape))
     }
 
+    /// Makes `t`, the only output of its node, an f32 input named `name` that runs feed:
+    /// what computed it no longer runs. Attribution methods perturb an embedding's output this
+    /// way, since token ids cannot be moved continuously.
+    pub fn cut(&mut self, t: TensorId, name: &str) -> Result<()> {
+        let node = &mut self.nodes[t.node.0];
+        if node.outputs.len() != 1 || node.outputs[0].dtype != DType::F32 {
+            return Err(GraphError::Shape {
+                node: node.label.clone(),
+                detail: "only a node with one f32 output can become an input".into(),
+            });
+        }
+        node.op = Op::Input { name: name.into() };
+        node.inputs.clear();
+        Ok(())
+    }
+
     /// The parameter named `name`.
     pub fn find_param(&self, name: &str) -> Option<TensorId> {
         self.nodes().find(|(_, n)| matches!(&n.op, Op::Param { name: p } if p == name)).map(|(id, _)| id.out(0))

@@ -1,0 +1,442 @@
+//! The command line's method settings turned into an [`explain::Method`]: each option's
+//! default is the anchor library's (Captum, pytorch-grad-cam, lime, shap) unless a comment
+//! says why not, and every setting the method used goes into the sidecar.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use explain::{Baseline, Cam, Features, Grouping, Layout, Method, Occlusion, Rule, Smoothing};
+use serde_json::{Value, json};
+
+use crate::config::LayerKind;
+use crate::dataset::Prepared;
+use crate::inference::Loaded;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// |∂score/∂input| (Simonyan et al.; Captum's Saliency).
+    Saliency,
+    /// input × ∂score/∂input (Captum's InputXGradient).
+    #[value(name = "input_x_gradient", alias = "input-x-gradient")]
+    InputXGradient,
+    /// Integrated Gradients from a baseline (Sundararajan et al.).
+    #[value(name = "integrated_gradients", alias = "integrated-gradients", alias = "ig")]
+    IntegratedGradients,
+    /// Saliency averaged over noisy copies (Smilkov et al.; Captum's NoiseTunnel).
+    Smoothgrad,
+    /// Grad-CAM on a convolutional feature map (pytorch-grad-cam's GradCAM).
+    Gradcam,
+    /// Grad-CAM++ (pytorch-grad-cam's GradCAMPlusPlus).
+    #[value(name = "gradcam++", alias = "gradcam-plus-plus")]
+    GradcamPlusPlus,
+    /// The score's drop as a window slides over the input (Captum's Occlusion).
+    Occlusion,
+    /// A weighted ridge surrogate over feature groups (Ribeiro et al.; lime, Captum's Lime).
+    Lime,
+    /// Shapley values of feature groups by the Shapley kernel (Lundberg and Lee; shap).
+    #[value(name = "kernel_shap", alias = "kernel-shap", alias = "shap")]
+    KernelShap,
+    /// Attention maps per layer and head, and their rollout (Transformers).
+    Attention,
+}
+
+impl MethodArg {
+    /// The name the command line, the sidecar and the report give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodArg::Saliency => "saliency",
+            MethodArg::InputXGradient => "input_x_gradient",
+            MethodArg::IntegratedGradients => "integrated_gradients",
+            MethodArg::Smoothgrad => "smoothgrad",
+            MethodArg::Gradcam => "gradcam",
+            MethodArg::GradcamPlusPlus => "gradcam++",
+            MethodArg::Occlusion => "occlusion",
+            MethodArg::Lime => "lime",
+            MethodArg::KernelShap => "kernel_shap",
+            MethodArg::Attention => "attention",
+        }
+    }
+
+    /// Whether its map has a sign (for the class, against it) rather than a magnitude.
+    pub fn signed(self) -> bool {
+        !matches!(self, MethodArg::Saliency | MethodArg::Smoothgrad | MethodArg::Gradcam | MethodArg::GradcamPlusPlus)
+    }
+
+    /// Whether it runs the model many times (and its explainer in batches).
+    pub fn many_passes(self) -> bool {
+        matches!(
+            self,
+            MethodArg::IntegratedGradients
+                | MethodArg::Smoothgrad
+                | MethodArg::Occlusion
+                | MethodArg::Lime
+                | MethodArg::KernelShap
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuleArg {
+    #[value(name = "gauss-legendre")]
+    GaussLegendre,
+    #[value(name = "riemann-trapezoid")]
+    RiemannTrapezoid,
+    #[value(name = "riemann-left")]
+    RiemannLeft,
+    #[value(name = "riemann-right")]
+    RiemannRight,
+    #[value(name = "riemann-middle")]
+    RiemannMiddle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmoothingArg {
+    Mean,
+    Squared,
+    Variance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FeaturesArg {
+    /// SLIC superpixels of an image (the default for images).
+    Superpixels,
+    /// Square cells of an image or a series.
+    Grid,
+    /// Runs of time steps of a series (the default for series).
+    Segments,
+    /// Each character of a text (the default for text).
+    Chars,
+    /// Each word of a text, and each run of spaces.
+    Words,
+}
+
+/// The method options of `dlcli explain`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Settings {
+    /// The layer Grad-CAM looks at (default: the last activation with a feature map, the last
+    /// convolutional block's rectified output).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// What "absent" is, for integrated_gradients, occlusion, lime, kernel_shap and --check:
+    /// zeros (for normalised images, the dataset's mean), blur[:SIGMA] (a Gaussian blur of
+    /// the input, SIGMA in pixels or steps, default 5), uniform (noise over the input's
+    /// range), or a file: an image, or a .npy array of the model's input shape.
+    #[arg(long, default_value = "zeros")]
+    pub baseline: String,
+    /// Integrated Gradients' points on the path (Captum's default).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Integrated Gradients' quadrature (Captum's default: Gauss-Legendre).
+    #[arg(long, value_enum, default_value_t = RuleArg::GaussLegendre)]
+    pub rule: RuleArg,
+    /// SmoothGrad's noise deviation as a fraction of the input's range (Smilkov et al.
+    /// recommend 0.1 to 0.2).
+    #[arg(long, default_value_t = 0.15)]
+    pub noise: f32,
+    /// SmoothGrad's form: the mean of the saliency maps, of their squares, or their variance.
+    #[arg(long, value_enum, default_value_t = SmoothingArg::Mean)]
+    pub smoothing: SmoothingArg,
+    /// Samples drawn: SmoothGrad's noisy copies (default 50, Smilkov et al.), LIME's
+    /// perturbations (default 1000, the lime package's), KernelSHAP's coalitions (default
+    /// 2 × groups + 2048, shap's "auto").
+    #[arg(long)]
+    pub draws: Option<usize>,
+    /// Occlusion's window in positions, HxW (default: an eighth of an image's side; 1 step
+    /// of every feature of a series; 1 character).
+    #[arg(long)]
+    pub window: Option<String>,
+    /// Occlusion's stride, HxW or one number (default: half the window).
+    #[arg(long)]
+    pub stride: Option<String>,
+    /// How lime and kernel_shap group the input.
+    #[arg(long, value_enum)]
+    pub features: Option<FeaturesArg>,
+    /// How many groups: superpixels (default 50), grid cells (default 49) or series
+    /// segments (default 12).
+    #[arg(long)]
+    pub segments: Option<usize>,
+    /// kernel_shap switches groups off to N samples of the training set in turn (its
+    /// expected value over them), instead of to --baseline.
+    #[arg(long, default_value_t = 0)]
+    pub background: usize,
+    /// Seeds every sampling method (SmoothGrad's noise, LIME's and SHAP's draws, uniform
+    /// baselines, the background, --check's random orders).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// A method resolved for one model: what the explainer runs and what the sidecar says.
+pub struct Resolved {
+    pub method: Method,
+    pub settings: Value,
+    /// Grad-CAM's layer by its config name.
+    pub layer: Option<String>,
+}
+
+/// The method `arg` with `settings` for `loaded`, explaining samples laid out as `layout`
+/// (`real` of them real positions of a text, the rest padding).
+pub fn resolve(
+    arg: MethodArg,
+    s: &Settings,
+    loaded: &Loaded,
+    layout: Layout,
+    sample: &[f32],
+    real: usize,
+) -> Result<Resolved> {
+    let mut settings = json!({});
+    let mut layer = None;
+    let draws = |default: usize| -> Result<usize> {
+        match s.draws {
+            Some(0) => bail!("--draws 0: give at least 1 sample"),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        }
+    };
+    let method = match arg {
+        MethodArg::Attention => unreachable!("attention has its own command path"),
+        MethodArg::Saliency => Method::Saliency,
+        MethodArg::InputXGradient => Method::InputXGradient,
+        MethodArg::IntegratedGradients => {
+            if s.steps == 0 {
+                bail!("--steps 0: Integrated Gradients needs at least 1 point on the path");
+            }
+            let rule = match s.rule {
+                RuleArg::GaussLegendre => Rule::GaussLegendre,
+                RuleArg::RiemannTrapezoid => Rule::RiemannTrapezoid,
+                RuleArg::RiemannLeft => Rule::RiemannLeft,
+                RuleArg::RiemannRight => Rule::RiemannRight,
+                RuleArg::RiemannMiddle => Rule::RiemannMiddle,
+            };
+            settings = json!({"baseline": s.baseline, "steps": s.steps, "rule": format!("{:?}", s.rule)});
+            Method::IntegratedGradients { baseline: baseline(s, loaded, layout)?, steps: s.steps, rule }
+        }
+        MethodArg::Smoothgrad => {
+            if !(s.noise.is_finite() && s.noise >= 0.0) {
+                bail!("--noise {}: give a fraction of the input's range, such as 0.15", s.noise);
+            }
+            let draws = draws(50)?;
+            let smoothing = match s.smoothing {
+                SmoothingArg::Mean => Smoothing::Mean,
+                SmoothingArg::Squared => Smoothing::Squared,
+                SmoothingArg::Variance => Smoothing::Variance,
+            };
+            settings = json!({"noise": s.noise, "draws": draws, "smoothing": format!("{:?}", s.smoothing).to_lowercase(), "seed": s.seed});
+            Method::SmoothGrad { noise: s.noise, draws, smoothing, seed: s.seed }
+        }
+        MethodArg::Gradcam | MethodArg::GradcamPlusPlus => {
+            let layers = &loaded.config.layers;
+            let index = match &s.layer {
+                Some(name) => layers.iter().position(|l| &l.name == name).with_context(|| {
+                    let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+                    format!("--layer {name:?} is not a layer of this model; layers: {names:?}")
+                })?,
+                None => default_cam_layer(loaded)?,
+            };
+            let name = layers[index].name.clone();
+            let tensor = loaded.layers[index];
+            if loaded.model.graph.shape(tensor).len() != 4 {
+                bail!(
+                    "--layer {name:?} gives {:?}, not a [batch, channels, height, width] feature map for a class \
+                     activation map; pick a convolutional layer",
+                    loaded.model.graph.shape(tensor)
+                );
+            }
+            let cam = if arg == MethodArg::Gradcam { Cam::GradCam } else { Cam::GradCamPlusPlus };
+            settings = json!({"layer": name});
+            layer = Some(name);
+            Method::Cam { cam, layer: tensor }
+        }
+        MethodArg::Occlusion => {
+            let default = match (&loaded.prepared, layout.channels_first) {
+                (_, true) => {
+                    let side = layout.height.max(layout.width).div_ceil(8).max(1);
+                    (side.min(layout.height), side.min(layout.width))
+                }
+                (Prepared::Series { .. }, _) => (1, layout.width),
+                _ => (1, 1),
+            };
+            let window = match &s.window {
+                Some(text) => pair("--window", text, layout)?,
+                None => default,
+            };
+            let stride = match &s.stride {
+                Some(text) => pair("--stride", text, layout)?,
+                None => ((window.0 / 2).max(1), (window.1 / 2).max(1)),
+            };
+            settings = json!({"window": [window.0, window.1], "stride": [stride.0, stride.1], "baseline": s.baseline});
+            Method::Occlusion { occlusion: Occlusion { window, stride }, baseline: baseline(s, loaded, layout)? }
+        }
+        MethodArg::Lime | MethodArg::KernelShap => {
+            let (grouping, named) = grouping(s, loaded, layout, sample, real)?;
+            let features = grouping.features(sample, layout);
+            let groups = features.count;
+            let grouping = Grouping::Given(features);
+            let baseline = baseline(s, loaded, layout)?;
+            if arg == MethodArg::Lime {
+                let draws = draws(1000)?;
+                settings = json!({"features": named, "groups": groups, "draws": draws, "baseline": s.baseline,
+                    "seed": s.seed, "kernel_width": explain::LIME_KERNEL.0, "ridge_alpha": explain::LIME_KERNEL.1});
+                Method::Lime { grouping, draws, baseline, seed: s.seed }
+            } else {
+                let draws = draws(2 * groups + 2048)?;
+                let background = background_samples(loaded, s.background, s.seed)?;
+                settings = json!({"features": named, "groups": groups, "draws": draws, "baseline": s.baseline,
+                    "seed": s.seed, "background": s.background});
+                Method::KernelShap { grouping, draws, baseline, background, seed: s.seed }
+            }
+        }
+    };
+    Ok(Resolved { method, settings, layer })
+}
+
+/// `--window`/`--stride` as (height, width): "HxW", or one number for both (a text's or a
+/// series' width is then all of it).
+fn pair(flag: &str, text: &str, layout: Layout) -> Result<(usize, usize)> {
+    let number = |t: &str| t.trim().parse::<usize>().ok().filter(|&n| n > 0);
+    let parsed = match text.split_once(['x', 'X']) {
+        Some((h, w)) => number(h).zip(number(w)),
+        None => number(text).map(|n| (n, if layout.channels_first { n } else { layout.width })),
+    };
+    let Some((h, w)) = parsed else { bail!("{flag} {text:?}: give HxW in positions, such as 4x4, or one number") };
+    if h > layout.height || w > layout.width {
+        bail!("{flag} {h}x{w} is larger than the input's {}x{} positions", layout.height, layout.width);
+    }
+    Ok((h, w))
+}
+
+/// `--baseline`: a keyword or a file.
+pub fn baseline(s: &Settings, loaded: &Loaded, layout: Layout) -> Result<Baseline> {
+    let text = s.baseline.as_str();
+    Ok(match text.split_once(':').map_or((text, None), |(k, v)| (k, Some(v))) {
+        ("zeros", None) => Baseline::Zeros,
+        ("uniform", None) => Baseline::Uniform { seed: s.seed },
+        ("blur", sigma) => {
+            let sigma = match sigma.map(str::parse::<f32>) {
+                None => 5.0,
+                Some(Ok(v)) if v.is_finite() && v > 0.0 => v,
+                Some(_) => bail!("--baseline {text:?}: blur's deviation must be a positive number, as in blur:3"),
+            };
+            Baseline::Blur { sigma }
+        }
+        _ => {
+            let path = Path::new(text);
+            if !path.exists() {
+                bail!("--baseline {text:?}: give zeros, blur[:SIGMA], uniform, or an existing image or .npy file");
+            }
+            if matches!(loaded.prepared, Prepared::Text { .. }) {
+                bail!("--baseline {text:?}: a text model's baseline is zeros, blur or uniform over its embeddings");
+            }
+            let values = match path.extension().and_then(|e| e.to_str()) {
+                Some("npy") => {
+                    let (shape, values) = crate::npy::read(path)?;
+                    if values.len() != layout.len() {
+                        bail!("--baseline {text}: shape {shape:?}, but the model takes {:?}", loaded.test.sample_shape);
+                    }
+                    values
+                }
+                _ => loaded.image(path)?,
+            };
+            Baseline::Given(values)
+        }
+    })
+}
+
+/// The feature groups of `--features` and `--segments`, and their name for the sidecar.
+fn grouping(s: &Settings, loaded: &Loaded, layout: Layout, sample: &[f32], real: usize) -> Result<(Grouping, String)> {
+    let text = match &loaded.prepared {
+        Prepared::Text { vocabulary } => Some(vocabulary),
+        _ => None,
+    };
+    let image = layout.channels_first;
+    let kind = s.features.unwrap_or(match (image, text) {
+        (true, _) => FeaturesArg::Superpixels,
+        (false, Some(_)) => FeaturesArg::Chars,
+        (false, None) => FeaturesArg::Segments,
+    });
+    let fits = match kind {
+        FeaturesArg::Superpixels => image,
+        FeaturesArg::Grid => text.is_none(),
+        FeaturesArg::Segments => !image,
+        FeaturesArg::Chars | FeaturesArg::Words => text.is_some(),
+    };
+    let named = format!("{kind:?}").to_lowercase();
+    if !fits {
+        bail!(
+            "--features {named} does not fit this model's input; images take superpixels or grid, series segments or grid, text chars or words"
+        );
+    }
+    if s.segments == Some(0) {
+        bail!("--segments 0: give at least 1 group");
+    }
+    let grouping = match kind {
+        FeaturesArg::Superpixels => Grouping::Superpixels(s.segments.unwrap_or(50)),
+        FeaturesArg::Grid => {
+            let cells = s.segments.unwrap_or(49) as f64;
+            let side = ((layout.positions() as f64 / cells).sqrt().ceil() as usize).max(1);
+            Grouping::Grid(side.min(layout.height), if image { side.min(layout.width) } else { layout.width })
+        }
+        FeaturesArg::Segments => Grouping::Segments(s.segments.unwrap_or(12).min(layout.height)),
+        FeaturesArg::Chars | FeaturesArg::Words => {
+            let vocabulary = text.expect("checked above");
+            let chars: Vec<char> = sample.iter().map(|&id| vocabulary[id as usize]).collect();
+            Grouping::Given(Features::from_groups(&text_groups(&chars, real, kind == FeaturesArg::Words)))
+        }
+    };
+    Ok((grouping, named))
+}
+
+/// A group per character (or per word and per run of whitespace) of the `real` characters,
+/// the padding after them one more group.
+fn text_groups(chars: &[char], real: usize, words: bool) -> Vec<usize> {
+    let mut group = Vec::with_capacity(chars.len());
+    for (p, &c) in chars.iter().enumerate() {
+        let id = match p {
+            0 => 0,
+            p if p >= real => real,
+            p if words && chars[p - 1].is_whitespace() == c.is_whitespace() => group[p - 1],
+            p => group[p - 1] + 1,
+        };
+        group.push(id);
+    }
+    group
+}
+
+/// `count` training samples drawn with `seed` (none for 0).
+fn background_samples(loaded: &Loaded, count: usize, seed: u64) -> Result<Vec<Vec<f32>>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let data = crate::dataset::load(&loaded.config.data, loaded.config.train.seed)?;
+    let train = data.epoch(seed, 0);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    data::shuffle(&mut order, seed);
+    Ok(order.iter().take(count).map(|&i| train.sample(i).to_vec()).collect())
+}
+
+/// Grad-CAM's default layer: the last rectified feature map (an activation whose output is
+/// [B, K, h, w]: the last convolutional block's output, after a residual block's sum), else
+/// the last layer with a feature map. Grad-CAM wants the rectified map (on a raw convolution's
+/// output ReLU(Σ α A) is often all 0), and config order alone would pick a residual block's
+/// 1×1 shortcut projection.
+fn default_cam_layer(loaded: &Loaded) -> Result<usize> {
+    let layers = &loaded.config.layers;
+    let spatial = |i: &usize| loaded.model.graph.shape(loaded.layers[*i]).len() == 4;
+    let activation = |i: &usize| matches!(layers[*i].kind, LayerKind::Activation(_));
+    let last = |keep: &dyn Fn(&usize) -> bool| (0..layers.len()).rev().find(|i| spatial(i) && keep(i));
+    last(&activation).or_else(|| last(&|_| true)).context(
+        "this model has no layer with a [batch, K, h, w] feature map for a class activation map; pass --layer or use \
+         --method saliency",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_spaces_are_groups_and_padding_is_one() {
+        let chars: Vec<char> = "to be  or\0\0".chars().collect();
+        assert_eq!(text_groups(&chars, 9, true), [0, 0, 1, 2, 2, 3, 3, 4, 4, 9, 9]);
+        assert_eq!(text_groups(&chars, 3, false), [0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3]);
+    }
+}

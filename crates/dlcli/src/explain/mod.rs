@@ -10,6 +10,9 @@ mod render;
 mod report;
 mod settings;
 
+#[cfg(test)]
+mod golden;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -45,7 +45,9 @@ class Layer(nn.Module):
             self.module = nn.Embedding(vocab, spec["dim"], padding_idx=spec.get("padding"))
             self.width = spec["dim"]
         elif kind == "linear":
-            self.module = nn.Linear(width, spec.get("out_features", vocab), bias=spec["bias"])
+            # After a flatten the width is the feature map's size, which the weight says.
+            inputs = state[f"{self.name}.weight"].shape[1] if f"{self.name}.weight" in state else width
+            self.module = nn.Linear(inputs, spec.get("out_features", vocab), bias=spec["bias"])
             self.width = self.module.out_features
         elif kind == "layer_norm":
             self.module = nn.LayerNorm(width, eps=spec["eps"])
@@ -91,6 +93,8 @@ class Layer(nn.Module):
             return x.flatten(1)
         if kind in ("relu", "gelu"):
             return getattr(torch.nn.functional, kind)(x)
+        if kind == "max_pool2d":
+            return nn.functional.max_pool2d(x, s["kernel"], s.get("stride") or s["kernel"])
         raise SystemExit(f"layer type {kind} is not handled here")
 
 

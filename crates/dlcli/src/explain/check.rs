@@ -76,7 +76,7 @@ impl Checked {
         );
         let verdict = if self.faithful() { "faithful" } else { "NOT faithful" };
         out += &format!(
-            "    insertion - deletion {:.3} against random's {:.3} ({verdict}: faithful needs {FAITHFUL_MARGIN} above random's)\n",
+            "    insertion - deletion {:.3} against random's {:.3} ({verdict}: needs {FAITHFUL_MARGIN} above random's)\n",
             self.curves.margin(),
             self.random.margin()
         );

@@ -106,14 +106,19 @@ pub fn confusion(path: &Path, matrix: &[Vec<usize>]) -> Result<()> {
 pub fn attention_grid(path: &Path, maps: &[(String, &explain::AttentionMap)]) -> Result<()> {
     register_font();
     let heads = maps.iter().map(|(_, m)| m.heads).max().unwrap_or(1);
-    let (cell, label, gap) = (200i32, 42i32, 28i32);
-    let width = (label + heads as i32 * (cell + gap)) as u32;
-    let height = (maps.len() as i32 * (cell + label + gap) + gap) as u32;
+    let (cell, label, gap, title, bar) = (200i32, 42i32, 28i32, 34i32, 120i32);
+    let width = (label + heads as i32 * (cell + gap) + bar) as u32;
+    let height = (title + maps.len() as i32 * (cell + label + gap) + gap) as u32;
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let font = |size: i32| ("sans-serif", size).into_font().color(&BLACK);
+    let heading =
+        format!("attention: {} layer(s) × {heads} head(s), each head scaled to its largest probability", maps.len());
+    root.draw(&Text::new(heading, (label, 10), font(16))).map_err(err)?;
+    let bar_at = (label + heads as i32 * (cell + gap), title + gap, cell);
+    colour_bar(&root, bar_at, ("0".into(), "head's max".into()))?;
     for (row, (name, map)) in maps.iter().enumerate() {
-        let top = gap + row as i32 * (cell + label + gap);
+        let top = title + gap + row as i32 * (cell + label + gap);
         for h in 0..map.heads {
             let left = label + h as i32 * (cell + gap);
             let probabilities = map.head(h);
@@ -140,6 +145,23 @@ pub fn attention_grid(path: &Path, maps: &[(String, &explain::AttentionMap)]) ->
     root.present().map_err(err)
 }
 
+/// A vertical turbo colour bar at (left, top), `height` tall, its ends labelled `lo` (bottom)
+/// and `hi` (top).
+fn colour_bar<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    (left, top, height): (i32, i32, i32),
+    (lo, hi): (String, String),
+) -> Result<()> {
+    for y in 0..height {
+        let c = colorous::TURBO.eval_continuous(1.0 - y as f64 / (height - 1).max(1) as f64);
+        let line = Rectangle::new([(left, top + y), (left + 16, top + y + 1)], RGBColor(c.r, c.g, c.b).filled());
+        root.draw(&line).map_err(err)?;
+    }
+    let font = ("sans-serif", 12).into_font().color(&BLACK);
+    root.draw(&Text::new(hi, (left + 20, top), font.clone())).map_err(err)?;
+    root.draw(&Text::new(lo, (left + 20, top + height - 12), font)).map_err(err)
+}
+
 /// An attribution over a sequence's steps under `title`: one bar per step for one feature
 /// (below the axis where it is negative), a heatmap (features down, steps across, turbo from
 /// the smallest value to the largest) for several.
@@ -157,6 +179,7 @@ pub fn sequence_map(map: &[f32], features: usize, title: &str) -> Result<image::
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
+            .margin_right(if features == 1 { 12 } else { 100 })
             .x_label_area_size(36)
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..steps as f64, y)
@@ -180,6 +203,8 @@ pub fn sequence_map(map: &[f32], features: usize, title: &str) -> Result<image::
                 Rectangle::new([(t, f), (t + 1.0, f + 1.0)], RGBColor(c.r, c.g, c.b).filled())
             });
             chart.draw_series(cells).map_err(err)?;
+            let bar = (width as i32 - 88, 48, height as i32 - 110);
+            colour_bar(&root, bar, (format!("{lo:.3}"), format!("{hi:.3}")))?;
         }
         root.present().map_err(err)?;
     }

@@ -525,7 +525,9 @@ fn eval_predict_and_explain_agree_between_devices() {
         top["top"].as_array().unwrap().iter().map(|c| c["probability"].as_f64().unwrap()).collect::<Vec<_>>()
     };
     assert_within("predict probabilities", &probabilities("gpu"), &probabilities("cpu"));
-    for method in ["gradcam", "saliency"] {
+    // The batched methods too: IG's path points, occlusion's windows and LIME's draws run 32
+    // samples a run on the GPU.
+    for method in ["gradcam", "saliency", "integrated_gradients", "occlusion", "lime"] {
         let map = |device: &str| {
             let png = runs.join(format!("{method}-{device}.png"));
             let (ok, out) =

@@ -84,19 +84,36 @@ def timed(call):
     return time.perf_counter() - started
 
 
+def gradient_family(f):
+    """Captum's gradient methods of forward function f, with dlcli's default settings."""
+    return {
+        "saliency": lambda x, t: Saliency(f).attribute(x, target=t),
+        "input_x_gradient": lambda x, t: InputXGradient(f).attribute(x, target=t),
+        "integrated_gradients": lambda x, t: IntegratedGradients(f).attribute(x, target=t, n_steps=50,
+                                                                              internal_batch_size=BATCH),
+        "smoothgrad": lambda x, t: NoiseTunnel(Saliency(f)).attribute(
+            x, nt_type="smoothgrad", nt_samples=50, nt_samples_batch_size=BATCH,
+            stdevs=0.15 * (x.max() - x.min()).item(), target=t),
+    }
+
+
+def superpixels(x):
+    """SLIC over the image as dlcli groups it by default (50 segments, compactness 0.2)."""
+    return torch.from_numpy(slic(x[0, 0].numpy().astype(np.float64), n_segments=50, compactness=0.2,
+                                 channel_axis=None, start_label=0)).reshape(1, 1, 28, 28)
+
+
 def image_methods(model):
     """Captum's calls for the CNN on one image x [1, 1, 28, 28] with target t."""
     cam_layer = [layer for layer in model.order if layer.spec["type"] == "relu"][1]  # after conv2: dlcli's default
 
     def lime(x, t):
-        mask = torch.from_numpy(slic(x[0, 0].numpy().astype(np.float64), n_segments=50, compactness=0.2,
-                                     channel_axis=None, start_label=0)).reshape(1, 1, 28, 28)
+        mask = superpixels(x)
         Lime(model, interpretable_model=SkLearnRidge(alpha=1.0)).attribute(
             x, baselines=0.0, target=t, feature_mask=mask, n_samples=1000, perturbations_per_eval=BATCH)
 
     def kernel_shap(x, t):
-        mask = torch.from_numpy(slic(x[0, 0].numpy().astype(np.float64), n_segments=50, compactness=0.2,
-                                     channel_axis=None, start_label=0)).reshape(1, 1, 28, 28)
+        mask = superpixels(x)
         groups = int(mask.max()) + 1
         KernelShap(model).attribute(x, baselines=0.0, target=t, feature_mask=mask, n_samples=2 * groups + 2048,
                                     perturbations_per_eval=BATCH)
@@ -107,13 +124,7 @@ def image_methods(model):
         return run
 
     return {
-        "saliency": lambda x, t: Saliency(model).attribute(x, target=t),
-        "input_x_gradient": lambda x, t: InputXGradient(model).attribute(x, target=t),
-        "integrated_gradients": lambda x, t: IntegratedGradients(model).attribute(x, target=t, n_steps=50,
-                                                                                  internal_batch_size=BATCH),
-        "smoothgrad": lambda x, t: NoiseTunnel(Saliency(model)).attribute(
-            x, nt_type="smoothgrad", nt_samples=50, nt_samples_batch_size=BATCH,
-            stdevs=0.15 * (x.max() - x.min()).item(), target=t),
+        **gradient_family(model),
         "gradcam": cam(GradCAM),
         "gradcam++": cam(GradCAMPlusPlus),
         "occlusion": lambda x, t: Occlusion(model).attribute(x, sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2),
@@ -137,13 +148,7 @@ def text_methods(model, row):
         return torch.arange(e.shape[1]).reshape(1, -1, 1).expand(1, -1, e.shape[2])
 
     return embed, {
-        "saliency": lambda e, t: Saliency(forward).attribute(e, target=t),
-        "input_x_gradient": lambda e, t: InputXGradient(forward).attribute(e, target=t),
-        "integrated_gradients": lambda e, t: IntegratedGradients(forward).attribute(e, target=t, n_steps=50,
-                                                                                    internal_batch_size=BATCH),
-        "smoothgrad": lambda e, t: NoiseTunnel(Saliency(forward)).attribute(
-            e, nt_type="smoothgrad", nt_samples=50, nt_samples_batch_size=BATCH,
-            stdevs=0.15 * (e.max() - e.min()).item(), target=t),
+        **gradient_family(forward),
         "occlusion": lambda e, t: Occlusion(forward).attribute(e, sliding_window_shapes=(1, e.shape[2]),
                                                                strides=(1, e.shape[2]), baselines=0.0, target=t,
                                                                perturbations_per_eval=BATCH),

@@ -31,9 +31,10 @@ pub struct ModelSource {
 /// Which sample a command looks at: an image file, a text or a test sample.
 #[derive(clap::Args)]
 pub struct SampleSource {
-    /// An image file (PNG or JPEG), resized to the model's input.
+    /// An image file (PNG or JPEG), resized to the model's input (`explain --report` and
+    /// `--check` take several: --input a.png --input b.png).
     #[arg(long)]
-    pub input: Option<PathBuf>,
+    pub input: Vec<PathBuf>,
     /// A sample of the config's test set instead of an image.
     #[arg(long)]
     pub index: Option<usize>,
@@ -114,15 +115,15 @@ impl Loaded {
     /// The sample to explain or predict: test sample `index`, or the image at `path`
     /// converted to the config's sample shape and normalised like the training data.
     pub fn sample(&self, source: &SampleSource) -> Result<Vec<f32>> {
-        match (source.index, source.input.as_deref(), source.text.as_deref()) {
-            (Some(i), None, None) => {
+        match (source.index, &source.input[..], source.text.as_deref()) {
+            (Some(i), [], None) => {
                 if i >= self.test.len() {
                     bail!("--index {i} is past the {} test samples", self.test.len());
                 }
                 Ok(self.test.sample(i).to_vec())
             }
-            (None, Some(path), None) => self.image(path),
-            (None, None, Some(text)) => Ok(self.window(text)?.0),
+            (None, [path], None) => self.image(path),
+            (None, [], Some(text)) => Ok(self.window(text)?.0),
             _ => bail!("give exactly one of --input IMAGE, --text \"...\" or --index N"),
         }
     }

@@ -196,4 +196,23 @@ fn the_report_renders_in_chromium_with_every_image_and_the_check_figures() {
         assert!(dom.contains(&shown), "{key} {shown} is not on the page");
     }
     assert!(!dom.contains("http://") && !dom.contains("https://"), "the page loads nothing from the network");
+
+    // Image files instead of test samples: one column each, named by its file.
+    let files: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("digit{i}.png"))).collect();
+    for (i, file) in files.iter().enumerate() {
+        image::GrayImage::from_fn(8, 8, |x, y| image::Luma([((x * 31 + y * 17 + i as u32 * 50) % 256) as u8]))
+            .save(file)
+            .unwrap();
+    }
+    let from_files = dir.join("files.html");
+    let args = ["explain", "--checkpoint", &checkpoint("digits"), "--method", "saliency", "--device", "cpu"];
+    let inputs = ["--input", files[0].to_str().unwrap(), "--input", files[1].to_str().unwrap()];
+    let out = dlcli(&[&args[..], &inputs[..], &["--report", from_files.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let html = std::fs::read_to_string(&from_files).unwrap();
+    assert!(html.contains("digit0.png") && html.contains("digit1.png") && html.matches("<img").count() == 4);
+    fails_with(
+        &dlcli(&[&args[..], &inputs[..], &["--out", dir.join("one.png").to_str().unwrap()]].concat()),
+        &["several --input files are for --report or --check"],
+    );
 }

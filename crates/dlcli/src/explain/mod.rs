@@ -52,7 +52,8 @@ pub struct Args {
     /// against random orders) and print their table.
     #[arg(long)]
     check: bool,
-    /// N test samples from --index (default 0): what --check averages over and --report shows.
+    /// N test samples from --index (default 0): what --check averages over and --report shows
+    /// (or several --input files).
     #[arg(long)]
     samples: Option<usize>,
     /// An image's PNG: the map over the input, or input | map | overlay side by side.
@@ -104,9 +105,22 @@ impl<'g> Session<'g> {
             None if args.sample.text.is_some() => Ok(real - 1),
             None => Ok(rows - 1),
         };
+        let files = &args.sample.input;
         let samples = match args.samples {
+            None if files.len() > 1 => {
+                if args.report.is_none() && !args.check {
+                    bail!("several --input files are for --report or --check; explain one at a time otherwise");
+                }
+                let real = loaded.test.sample_len();
+                files
+                    .iter()
+                    .map(|f| {
+                        Ok(Sample { label: f.display().to_string(), values: loaded.image(f)?, real, row: row(real)? })
+                    })
+                    .collect::<Result<_>>()?
+            }
             Some(n) => {
-                if args.sample.input.is_some() || args.sample.text.is_some() {
+                if !files.is_empty() || args.sample.text.is_some() {
                     bail!("--samples N takes test samples from --index; leave out --input and --text");
                 }
                 let (start, len) = (args.sample.index.unwrap_or(0), loaded.test.len());
@@ -126,7 +140,7 @@ impl<'g> Session<'g> {
                     Some(text) => loaded.window(text)?,
                     None => (loaded.sample(&args.sample)?, loaded.test.sample_len()),
                 };
-                let label = match (&args.sample.input, args.sample.index, &args.sample.text) {
+                let label = match (files.first(), args.sample.index, &args.sample.text) {
                     (Some(path), _, _) => path.display().to_string(),
                     (_, Some(i), _) => format!("test sample {i}"),
                     (_, _, Some(text)) => format!("{text:?}"),
@@ -299,7 +313,7 @@ fn explain_one(args: &Args, method: MethodArg, out: &Path, session: &mut Session
 
 /// What the input was, for the sidecar.
 fn input(args: &Args) -> serde_json::Value {
-    match (&args.sample.input, args.sample.index, &args.sample.text) {
+    match (args.sample.input.first(), args.sample.index, &args.sample.text) {
         (Some(path), _, _) => json!({"file": path.display().to_string()}),
         (_, Some(index), _) => json!({"index": index}),
         (_, _, Some(text)) => json!({"text": text}),

@@ -19,7 +19,7 @@ ldconfig
 if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
-export XDG_RUNTIME_DIR=/tmp DLCLI_REQUIRE_ADAPTER=1
+export XDG_RUNTIME_DIR=/tmp
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 

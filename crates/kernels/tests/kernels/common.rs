@@ -5,24 +5,25 @@ use std::sync::OnceLock;
 
 use kernels::{Dispatch, Gpu, GpuTensor};
 
-/// The GPU every test uses. With no adapter the tests skip loudly, unless
-/// `DLCLI_REQUIRE_ADAPTER=1`, which turns "no adapter" into a failure (CI sets it).
+/// The GPU every test uses. With no adapter a test fails saying how to get one, unless
+/// `DLCLI_SKIP_GPU=1`, which skips it, counted (`kernels::no_adapter`).
 pub fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    let gpu = GPU.get_or_init(|| match Gpu::open() {
-        Ok(gpu) => {
+    static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
+    let gpu = GPU.get_or_init(|| {
+        let opened = Gpu::open().map_err(|e| e.to_string());
+        if let Ok(gpu) = &opened {
             eprintln!("kernel tests run on {}", gpu.summary());
-            Some(gpu)
         }
+        opened
+    });
+    match gpu {
+        Ok(gpu) => Some(gpu),
         Err(e) => {
-            if std::env::var("DLCLI_REQUIRE_ADAPTER").is_ok_and(|v| v == "1") {
-                panic!("DLCLI_REQUIRE_ADAPTER=1 but no GPU adapter could be opened: {e}");
-            }
-            eprintln!("SKIPPED: no GPU adapter ({e}); set DLCLI_REQUIRE_ADAPTER=1 to fail instead");
+            let test = std::thread::current().name().unwrap_or("a kernel test").to_string();
+            kernels::no_adapter(&test, e);
             None
         }
-    });
-    gpu.as_ref()
+    }
 }
 
 /// `#[test]`s that need the GPU: the body gets `gpu: &Gpu`.

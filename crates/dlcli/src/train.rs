@@ -516,6 +516,25 @@ enum Epoch {
 /// Steps between the `"kind": "step"` lines of metrics.jsonl.
 const LOG_EVERY: u64 = 100;
 
+/// Why a run stops at `step` whose loss is not finite: the step's update already went into
+/// the parameters, so nothing of this state is saved, and every checkpoint before it stays.
+/// The stop is recorded in metrics.jsonl.
+fn diverged(step: u64, epoch: u64, loss: f32, config: &Config, run: &mut Run) -> anyhow::Error {
+    let line = serde_json::json!({"kind": "stopped", "epoch": epoch + 1, "step": step, "reason": "non-finite loss"});
+    let _ = writeln!(run.metrics, "{line}");
+    let clip = match config.train.clip_grad_norm {
+        0.0 => "set [train] clip_grad_norm = 1.0".to_string(),
+        norm => format!("lower [train] clip_grad_norm (now {norm})"),
+    };
+    anyhow::anyhow!(
+        "step {step} (epoch {}): the training loss is {loss}; stopped without saving this state. Lower [train] lr \
+         (now {:e}) or {clip}; the checkpoints written before this step are kept in {}",
+        epoch + 1,
+        config.train.lr,
+        run.dir.display()
+    )
+}
+
 /// The summed metric of a step (correct rows, or squared error).
 fn metric_of(stats: &StepStats) -> f64 {
     stats.metrics.first().map_or(0.0, |&(_, v)| v as f64)
@@ -562,6 +581,10 @@ fn train_epoch(
                 return Ok(true);
             }
             let stats = trainer.train_step(&feed(&b, set))?;
+            if !stats.loss.is_finite() {
+                bar.abandon();
+                return Err(diverged(trainer.steps(), epoch, stats.loss, config, run));
+            }
             for sums in [&mut total, &mut interval] {
                 *sums = (sums.0 + stats.loss as f64 * b.valid as f64, sums.1 + metric_of(&stats), sums.2 + b.valid);
             }

@@ -995,3 +995,37 @@ batch_size = 32
         serde_json::from_str(&std::fs::read_to_string(runs.join("cam.json")).unwrap()).unwrap();
     assert_eq!(sidecar["layer"], "block");
 }
+
+/// A loss that turns NaN stops the run at that step, exit 1, with the step and what to change;
+/// every checkpoint written before it stays as it was and none of the broken state is saved.
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_what_was_saved() {
+    let runs = temp_dir("non-finite");
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/digits/digits.csv.gz");
+    let config = runs.join("mlp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[data]\nkind = \"digits\"\npath = {:?}\n\n[model]\nlayers = [\n  {{ type = \"flatten\" }},\n  \
+             {{ type = \"linear\", name = \"fc1\", out_features = 32 }},\n  {{ type = \"relu\" }},\n  \
+             {{ type = \"linear\", name = \"fc\", out_features = 10 }},\n]\n\n[train]\noptimizer = \"sgd\"\n\
+             lr = 0.1\nepochs = 1\n",
+            digits.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    assert!(train(&config, &runs, &["--run", "r"]).status.success());
+    let run = runs.join("r");
+    let saved = |name: &str| std::fs::read(run.join(name)).unwrap();
+    let (epoch, best) = (saved("epoch-1.safetensors"), saved("best.safetensors"));
+    // The same run continued at a learning rate that overflows in the first steps.
+    let kept = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    std::fs::write(run.join("config.toml"), kept.replace("lr = 0.1\n", "lr = 1e30\n")).unwrap();
+    let out = dlcli(&["train", "--resume", run.to_str().unwrap(), "--epochs", "3", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    fails_with(&out, &["(epoch 2): the training loss is NaN", "Lower [train] lr (now 1e30)", "clip_grad_norm"]);
+    assert!(saved("epoch-1.safetensors") == epoch && saved("best.safetensors") == best, "a checkpoint changed");
+    assert!(!run.join("epoch-2.safetensors").exists() && !run.join("interrupted.safetensors").exists());
+    let last = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().last().unwrap().to_string();
+    assert!(last.contains("\"kind\":\"stopped\"") && last.contains("non-finite loss"), "{last}");
+}

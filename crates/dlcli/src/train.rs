@@ -3,7 +3,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -327,7 +328,10 @@ pub fn run(args: &Args) -> Result<()> {
     let kept_data = data.prepared.to_json();
     let spec = RunSpec { resolved, data: kept_data, model: &classifier, training, scoring };
     let mut run = Run::open(dir, &config, spec, validation.is_some(), kept)?;
-    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(signal, Arc::clone(&STOP), signal as usize)
+            .context("installing the Ctrl-C and SIGTERM handlers")?;
+    }
     for epoch in first_epoch..config.train.epochs {
         if run.monitor.should_stop() {
             println!("early stop: {} has not improved for {} epochs", run.monitor.key(), config.train.patience);
@@ -434,7 +438,8 @@ impl<'m> Run<'m> {
         Ok(checkpoint.save(path, self.spec.model, &self.spec.training.optimizer)?)
     }
 
-    /// Ctrl-C: the step in flight finished; write it down and exit 130.
+    /// Ctrl-C or SIGTERM: the step in flight finished; write it down and exit 128 + the
+    /// signal (130, 143), as a shell reports a process the signal ended.
     fn interrupted(&self, trainer: &AnyTrainer, epoch: u64) -> Result<()> {
         let path = self.dir.join(INTERRUPTED_CHECKPOINT);
         self.save(&self.checkpoint(trainer, epoch)?, &path)?;
@@ -444,7 +449,7 @@ impl<'m> Run<'m> {
             path.display(),
             self.dir.display()
         );
-        std::process::exit(130);
+        std::process::exit(128 + STOP.load(Ordering::SeqCst) as i32);
     }
 
     /// After epoch `epoch` (0-based) trained with `train` = (loss, figure, samples/s):
@@ -577,7 +582,7 @@ fn train_epoch(
             }
         });
         for b in batches {
-            if INTERRUPTED.load(Ordering::SeqCst) {
+            if STOP.load(Ordering::SeqCst) != 0 {
                 return Ok(true);
             }
             let stats = trainer.train_step(&feed(&b, set))?;
@@ -691,8 +696,9 @@ fn draw_curves(path: &Path, rows: &[serde_json::Value], held_out: &str, figure: 
     plots::curves(path, &[panel("loss"), panel(figure)])
 }
 
-/// Set by Ctrl-C; the training loop checks it between steps.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal that asked the run to stop (SIGINT from Ctrl-C, SIGTERM from a job scheduler),
+/// 0 while none has; the training loop checks it between steps.
+static STOP: LazyLock<Arc<AtomicUsize>> = LazyLock::new(|| Arc::new(AtomicUsize::new(0)));
 
 /// Mean loss and the scoring's figure over every sample of `set`.
 fn evaluate(trainer: &mut AnyTrainer, set: &Dataset, batch: usize, scoring: Scoring) -> Result<(f64, f64)> {

@@ -316,7 +316,19 @@ fn sidecar_class(path: &Path) -> serde_json::Value {
 
 #[test]
 fn ctrl_c_checkpoints_the_step_and_resuming_continues_exactly() {
-    let runs = temp_dir("interrupt");
+    stopped_by_and_resumed("INT", 130);
+}
+
+/// Job schedulers (Slurm, Kubernetes) stop a job with SIGTERM: handled as Ctrl-C is.
+#[test]
+fn sigterm_checkpoints_the_step_and_exits_143() {
+    stopped_by_and_resumed("TERM", 143);
+}
+
+/// A run stopped by `signal` mid-epoch: it finishes the step, writes interrupted.safetensors,
+/// exits `code`, and resumed it ends with the same tensor bytes as a run straight through.
+fn stopped_by_and_resumed(signal: &str, code: i32) {
+    let runs = temp_dir(&format!("interrupt-{signal}"));
     let runs_arg = runs.to_str().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
         .args(["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet", "--epochs", "200"])
@@ -336,10 +348,10 @@ fn ctrl_c_checkpoints_the_step_and_resuming_continues_exactly() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
     assert!(stderr.contains("interrupted at step") && stderr.contains("--resume"), "{stderr}");
     let cut = runs.join("cut");
     let header = |path: PathBuf| -> serde_json::Value {

@@ -15,6 +15,7 @@ mod npy;
 mod plots;
 mod predict;
 mod reference;
+mod run_lock;
 mod schema;
 mod summary;
 mod train;

@@ -18,6 +18,7 @@ use kernels::{AdapterClass, Gpu};
 
 use crate::config::{Config, Device, MonitorMetric, OptimizerKind, ScheduleKind, TrainConfig};
 use crate::dataset::{self, Prepared};
+use crate::run_lock::RunLock;
 use crate::schema::Named;
 use crate::{memory, model, plots};
 
@@ -209,6 +210,7 @@ fn run_dir(runs_dir: &Path, config: &Path, name: Option<&str>, force: bool) -> R
         if !dir.join("config.toml").is_file() && !empty {
             bail!("--force: {} is not a dlcli run directory (no config.toml); not removing it", dir.display());
         }
+        RunLock::refuse_if_held(&dir)?;
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing the old run {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -305,13 +307,17 @@ pub fn run(args: &Args) -> Result<()> {
     let gpu = open_device(config.train.device)?;
     memory::Estimate::of(&classifier, &training)?.check(gpu.as_ref(), batch)?;
     let mut trainer = Trainer::new(executor(gpu.as_ref()), &classifier, training)?;
-    let first_epoch = match &resume_from {
-        Some(path) => resume(&mut trainer, path, &dir, &classifier, &resolved)?,
+    let (first_epoch, lock) = match &resume_from {
+        Some(path) => {
+            let lock = RunLock::acquire(&dir)?;
+            (resume(&mut trainer, path, &dir, &classifier, &resolved)?, lock)
+        }
         None => {
             let config_path = args.config.as_deref().expect("checked in start");
             dir = run_dir(&args.runs_dir, config_path, args.run.as_deref(), args.force)?;
+            let lock = RunLock::acquire(&dir)?;
             std::fs::write(dir.join("config.toml"), &resolved)?;
-            0
+            (0, lock)
         }
     };
     let device = match &gpu {
@@ -327,7 +333,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let kept_data = data.prepared.to_json();
     let spec = RunSpec { resolved, data: kept_data, model: &classifier, training, scoring };
-    let mut run = Run::open(dir, &config, spec, validation.is_some(), kept)?;
+    let mut run = Run::open(dir, &config, spec, validation.is_some(), (kept, lock))?;
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_usize(signal, Arc::clone(&STOP), signal as usize)
             .context("installing the Ctrl-C and SIGTERM handlers")?;
@@ -393,6 +399,8 @@ struct Run<'m> {
     metrics: std::fs::File,
     /// Epoch checkpoints kept, oldest first.
     kept: Vec<PathBuf>,
+    /// This process's hold on the directory.
+    lock: RunLock,
 }
 
 impl<'m> Run<'m> {
@@ -401,7 +409,7 @@ impl<'m> Run<'m> {
         config: &Config,
         spec: RunSpec<'m>,
         has_validation: bool,
-        kept: Vec<PathBuf>,
+        (kept, lock): (Vec<PathBuf>, RunLock),
     ) -> Result<Self> {
         let mut monitor = Monitor::new(&config.train, has_validation, spec.scoring);
         if !has_validation {
@@ -426,6 +434,7 @@ impl<'m> Run<'m> {
             monitor,
             metrics,
             kept,
+            lock,
         })
     }
 
@@ -449,6 +458,7 @@ impl<'m> Run<'m> {
             path.display(),
             self.dir.display()
         );
+        self.lock.release(); // exit runs no destructors
         std::process::exit(128 + STOP.load(Ordering::SeqCst) as i32);
     }
 

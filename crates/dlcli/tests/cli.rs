@@ -1041,3 +1041,51 @@ fn a_non_finite_loss_stops_the_run_and_keeps_what_was_saved() {
     let last = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().last().unwrap().to_string();
     assert!(last.contains("\"kind\":\"stopped\"") && last.contains("non-finite loss"), "{last}");
 }
+
+/// A second process on a training run's directory is refused, naming the holder; once that
+/// holder is killed with -9 its lock is recognised as stale and the run resumes.
+#[test]
+fn a_run_directory_has_one_trainer_and_a_killed_ones_lock_is_taken_over() {
+    let runs = temp_dir("lock");
+    let runs_arg = runs.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
+        .args(["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet", "--epochs", "500"])
+        .args(["--runs-dir", runs_arg, "--run", "held"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = runs.join("held");
+    for _ in 0..600 {
+        if run.join("epoch-1.safetensors").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    let holder = format!("in use by dlcli process {pid}");
+    fails_with(&dlcli(&["train", "--resume", run.to_str().unwrap(), "--quiet"]), &[&holder]);
+    fails_with(&train(Path::new("configs/digits.toml"), &runs, &["--run", "held", "--force"]), &[&holder]);
+    assert!(run.join("epoch-1.safetensors").exists(), "--force removed a running run's files");
+    Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    child.wait().unwrap();
+    assert!(run.join("dlcli.lock").exists(), "kill -9 leaves the lock behind");
+    let epochs = (epoch_checkpoints_in(&run) + 1).to_string();
+    let resumed = dlcli(&["train", "--resume", run.to_str().unwrap(), "--epochs", &epochs, "--quiet"]);
+    let (_, stderr) = text(&resumed);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("left by process {pid}, which is no longer running")), "{stderr}");
+    assert!(!run.join("dlcli.lock").exists(), "a finished run releases its lock");
+}
+
+/// The last epoch number among a run's epoch checkpoints.
+fn epoch_checkpoints_in(run: &Path) -> u64 {
+    std::fs::read_dir(run)
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?.file_name().to_str()?.strip_prefix("epoch-")?.strip_suffix(".safetensors")?.parse().ok()
+        })
+        .max()
+        .unwrap()
+}

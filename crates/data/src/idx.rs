@@ -51,8 +51,10 @@ fn read_idx(path: &Path, magic: u32, rank: usize) -> Result<(Vec<usize>, Vec<u8>
         .collect::<Option<_>>()
         .ok_or_else(|| bad("header cut short".into()))?;
     let payload = &bytes[4 * (rank + 1)..];
-    let want: usize = dims.iter().product();
-    if payload.len() != want {
+    // Checked: a lying header's dimensions can multiply past usize.
+    let want = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if want != Some(payload.len()) {
+        let want = want.map_or("more than fits in memory".to_string(), |w| w.to_string());
         return Err(bad(format!(
             "{} data bytes, the header {dims:?} says {want}; the file is truncated or corrupt",
             payload.len()

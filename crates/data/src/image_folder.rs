@@ -6,6 +6,24 @@ use std::path::{Path, PathBuf};
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 
+/// Images are refused past this many pixels, read from the header before any decoding: a
+/// decompression bomb (a small file declaring a huge image) costs nothing. 100 megapixels is
+/// beyond any camera a dataset comes from.
+pub const MAX_PIXELS: u64 = 100_000_000;
+
+/// The image at `path` (PNG or JPEG), its size checked against [`MAX_PIXELS`] before decoding.
+pub fn open_image(path: &Path) -> Result<image::DynamicImage> {
+    let bad = |detail: String| DataError::Format { path: path.to_owned(), line: 0, detail };
+    let unreadable = |e: &dyn std::fmt::Display| bad(format!("not a readable PNG or JPEG image ({e})"));
+    let reader = || image::ImageReader::open(path).map_err(|e| DataError::Io { path: path.to_owned(), source: e });
+    let (w, h) =
+        reader()?.with_guessed_format().map_err(|e| unreadable(&e))?.into_dimensions().map_err(|e| unreadable(&e))?;
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(bad(format!("declares {w}x{h} pixels, more than the {MAX_PIXELS} read here; resize it first")));
+    }
+    reader()?.with_guessed_format().map_err(|e| unreadable(&e))?.decode().map_err(|e| unreadable(&e))
+}
+
 /// Reads `root`'s images as [channels, height, width] (channels 1: grey, 3: RGB) scaled to
 /// [0, 1], and the class names in index order.
 pub fn load_image_folder(root: &Path, shape: [usize; 3]) -> Result<(Dataset, Vec<String>)> {
@@ -37,11 +55,8 @@ pub fn load_image_folder(root: &Path, shape: [usize; 3]) -> Result<(Dataset, Vec
         });
         files.sort();
         for file in files {
-            let img = image::open(&file).map_err(|e| bad(&file, format!("not a readable image ({e})")))?.resize_exact(
-                width as u32,
-                height as u32,
-                image::imageops::FilterType::Triangle,
-            );
+            let img =
+                open_image(&file)?.resize_exact(width as u32, height as u32, image::imageops::FilterType::Triangle);
             if channels == 1 {
                 samples.extend(img.to_luma8().pixels().map(|p| p.0[0] as f32 / 255.0));
             } else {

@@ -19,6 +19,6 @@ pub use dataset::{Dataset, Inputs, SplitMix64, Targets, shuffle};
 pub use digits::load_digits;
 pub use error::{DataError, Result};
 pub use idx::load_idx;
-pub use image_folder::load_image_folder;
+pub use image_folder::{MAX_PIXELS, load_image_folder, open_image};
 pub use series::{Forecast, Normalisation, load_series_csv, persistence_rmse};
 pub use text::{CharCorpus, encode_with};

@@ -284,7 +284,7 @@ settings! {
         /// Hidden units (per direction).
         hidden: usize, Bound::AtLeastOne;
         /// Stacked layers.
-        layers: usize = 1, Bound::AtLeastOne;
+        layers: usize = 1, Bound::Depth;
         /// Also run each layer backwards in time; the features are then the forward's, then the backward's.
         bidirectional: bool = false;
         /// Between stacked layers, in training.
@@ -326,7 +326,7 @@ settings! {
     /// The keys of a `transformer_encoder` or `transformer_decoder` layer.
     pub struct TransformerKeys {
         /// Stacked layers.
-        layers: usize = 1, Bound::AtLeastOne;
+        layers: usize = 1, Bound::Depth;
         /// Attention heads; they split C.
         heads: usize, Bound::AtLeastOne;
         /// Width of the feed-forward block.

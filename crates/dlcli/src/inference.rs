@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use data::Dataset;
 use explain::Explainer;
 use graph::{Checkpoint, Executor, Feed, Supervised, TensorId};
@@ -148,9 +148,8 @@ impl Loaded {
         let [channels, height, width] = self.test.sample_shape[..] else {
             bail!("this model takes {:?} samples, not images", self.test.sample_shape);
         };
-        let img = image::open(path)
-            .with_context(|| format!("{}: not a readable PNG or JPEG image", path.display()))?
-            .resize_exact(width as u32, height as u32, image::imageops::FilterType::Triangle);
+        let img =
+            data::open_image(path)?.resize_exact(width as u32, height as u32, image::imageops::FilterType::Triangle);
         let pixels: Vec<f32> = match channels {
             1 => img.to_luma8().pixels().map(|p| p.0[0] as f32 / 255.0).collect(),
             3 => {

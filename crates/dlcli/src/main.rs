@@ -7,6 +7,8 @@ mod dataset;
 mod devices;
 mod eval;
 mod explain;
+#[cfg(test)]
+mod fuzz;
 mod generate;
 mod inference;
 mod memory;

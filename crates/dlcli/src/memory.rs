@@ -23,18 +23,19 @@ impl Estimate {
     pub fn of(model: &Supervised, training: &Training) -> Result<Estimate> {
         let step = TrainingStep::new(model, training)?;
         let plan = Plan::new(&step.graph, &step.outputs);
-        let params = 4 * model.init.elements() as u64;
-        let trained: u64 = model.params.iter().map(|p| model.graph.numel(p.node) as u64).sum();
+        // Saturating: absurd sizes read as more than any memory, and are refused below.
+        let bytes = |elements: usize| (elements as u64).saturating_mul(4);
+        let trained = model.params.iter().fold(0usize, |n, p| n.saturating_add(model.graph.numel(p.node)));
         Ok(Estimate {
-            params,
-            optimizer: 4 * trained * training.optimizer.state_count() as u64,
-            activations: 4 * plan.planned_elements() as u64,
-            largest_buffer: 4 * plan.buffers.iter().copied().max().unwrap_or(0) as u64,
+            params: bytes(model.init.elements()),
+            optimizer: bytes(trained).saturating_mul(training.optimizer.state_count() as u64),
+            activations: bytes(plan.planned_elements()),
+            largest_buffer: bytes(plan.buffers.iter().copied().max().unwrap_or(0)),
         })
     }
 
     pub fn total(&self) -> u64 {
-        self.params + self.optimizer + self.activations
+        self.params.saturating_add(self.optimizer).saturating_add(self.activations)
     }
 
     fn describe(&self) -> String {

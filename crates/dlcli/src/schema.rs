@@ -32,7 +32,13 @@ pub enum Bound {
     OpenFraction,
     /// [0, 1]
     Probability,
+    /// A stack's depth, 1 to [`MAX_DEPTH`]: each layer is graph nodes built before any memory
+    /// estimate can weigh them, so an absurd count must be refused up front.
+    Depth,
 }
+
+/// The deepest stack of recurrent or Transformer layers a config may ask for (GPT-3 has 96).
+pub const MAX_DEPTH: f64 = 1024.0;
 
 impl Bound {
     fn holds(self, v: f64) -> bool {
@@ -45,6 +51,7 @@ impl Bound {
                 Bound::Fraction => (0.0..1.0).contains(&v),
                 Bound::OpenFraction => v > 0.0 && v < 1.0,
                 Bound::Probability => (0.0..=1.0).contains(&v),
+                Bound::Depth => (1.0..=MAX_DEPTH).contains(&v),
             }
     }
 
@@ -58,6 +65,7 @@ impl Bound {
             Bound::Fraction => "in [0, 1)",
             Bound::OpenFraction => "in (0, 1)",
             Bound::Probability => "in [0, 1]",
+            Bound::Depth => "in 1..=1024",
         }
     }
 
@@ -70,6 +78,7 @@ impl Bound {
             Bound::Fraction => "in [0, 1)",
             Bound::OpenFraction => "in (0, 1)",
             Bound::Probability => "in [0, 1]",
+            Bound::Depth => "from 1 to 1024",
         }
     }
 }
@@ -150,13 +159,20 @@ fn got(value: &Value) -> String {
     value.to_string().trim().to_string()
 }
 
+/// The largest size or count a config may give (2^40): any product of two stays far inside
+/// 64 bits, and no memory holds more.
+pub const MAX_SIZE: i64 = 1 << 40;
+
 impl Setting for usize {
     fn kind() -> String {
         "integer".into()
     }
     fn read(value: &Value) -> Result<Self, String> {
         match value.as_integer() {
-            Some(i) if i >= 0 => Ok(i as usize),
+            Some(i) if (0..=MAX_SIZE).contains(&i) => Ok(i as usize),
+            Some(i) if i > MAX_SIZE => {
+                Err(format!("{i} is larger than any size a model can hold (at most {MAX_SIZE})"))
+            }
             _ => Err(format!("expected a non-negative integer, got {}", got(value))),
         }
     }
@@ -173,7 +189,10 @@ impl Setting for u64 {
         usize::kind()
     }
     fn read(value: &Value) -> Result<Self, String> {
-        usize::read(value).map(|v| v as u64)
+        match value.as_integer() {
+            Some(i) if i >= 0 => Ok(i as u64),
+            _ => Err(format!("expected a non-negative integer, got {}", got(value))),
+        }
     }
     fn write(&self) -> Option<Value> {
         Some((*self as i64).into())

@@ -57,8 +57,10 @@ impl TensorType {
         TensorType { shape: shape.to_vec(), dtype: DType::U32 }
     }
 
+    /// The element count, saturating at usize::MAX: a shape from absurd user sizes reads as
+    /// too large for any memory (which the memory check refuses) instead of overflowing.
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1, |n, &d| n.saturating_mul(d))
     }
 
     pub fn is_empty(&self) -> bool {

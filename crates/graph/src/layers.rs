@@ -57,7 +57,7 @@ impl Initializers {
 
     /// Elements of every tensor together.
     pub fn elements(&self) -> usize {
-        self.entries.iter().map(|(_, len, _)| len).sum()
+        self.entries.iter().fold(0, |n, (_, len, _)| n.saturating_add(*len))
     }
 
     /// Word 1 of the Philox counter is all ones here and zero in dropout's, so the two
@@ -127,10 +127,10 @@ impl Model {
     /// Declares parameter `name` of `shape`, uniform in ±`bound`: the next values of the
     /// model's stream.
     fn param(&mut self, name: String, shape: &[usize], bound: f32) -> TensorId {
-        let len: usize = shape.iter().product();
         let node = self.graph.param(&name, shape);
+        let len = self.graph.numel(node);
         self.init.entries.push((name, len, Init::Uniform { bound, offset: self.drawn }));
-        self.drawn += len as u64;
+        self.drawn = self.drawn.saturating_add(len as u64);
         node
     }
 
@@ -146,10 +146,10 @@ impl Model {
     /// Declares parameter `name` of `shape`, N(0, std²) with the elements `zeroed` zero: the
     /// next values of the stream (two draws each).
     fn normal_param(&mut self, name: String, shape: &[usize], std: f32, zeroed: (usize, usize)) -> TensorId {
-        let len: usize = shape.iter().product();
         let node = self.graph.param(&name, shape);
+        let len = self.graph.numel(node);
         self.init.entries.push((name, len, Init::Normal { std, offset: self.drawn, zeroed }));
-        self.drawn += 2 * len as u64;
+        self.drawn = self.drawn.saturating_add((len as u64).saturating_mul(2));
         node
     }
 
@@ -238,7 +238,7 @@ impl Model {
         bias: bool,
     ) -> Result<TensorId> {
         let in_channels = self.graph.shape(x).get(1).copied().unwrap_or(0);
-        let bound = 1.0 / ((in_channels * kernel.0 * kernel.1) as f32).sqrt();
+        let bound = 1.0 / (in_channels as f32 * kernel.0 as f32 * kernel.1 as f32).sqrt();
         let weight = self.param(format!("{name}.weight"), &[out_channels, in_channels, kernel.0, kernel.1], bound);
         let bias = bias.then(|| self.param(format!("{name}.bias"), &[out_channels], bound));
         let y = self.graph.conv2d(x, weight, bias, geo)?;

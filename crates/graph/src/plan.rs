@@ -111,7 +111,7 @@ impl Plan {
     /// A free buffer for `len` elements: the smallest that fits, else the largest grown to
     /// fit, else a new one.
     fn take(&mut self, free: &mut Vec<usize>, len: usize) -> usize {
-        self.unshared_elements += len;
+        self.unshared_elements = self.unshared_elements.saturating_add(len);
         let fits =
             free.iter().enumerate().filter(|&(_, &b)| self.buffers[b] >= len).min_by_key(|&(_, &b)| self.buffers[b]);
         let largest = free.iter().enumerate().max_by_key(|&(_, &b)| self.buffers[b]);
@@ -130,7 +130,7 @@ impl Plan {
 
     /// Elements of all planned buffers together.
     pub fn planned_elements(&self) -> usize {
-        self.buffers.iter().sum()
+        self.buffers.iter().fold(0, |n, &b| n.saturating_add(b))
     }
 
     /// Per output of node `id`, whether the run reads it.

@@ -10,6 +10,7 @@ use graph::{
     Checkpoint, ConvGeometry, CpuExecutor, Feed, GpuExecutor, Meta, Model, PoolGeometry, Supervised, Trainer, Training,
 };
 use kernels::Unary;
+use proptest::prelude::{Just, Strategy};
 use safetensors::SafeTensors;
 
 fn model(width: usize) -> Supervised {
@@ -133,4 +134,82 @@ fn damaged_and_mismatched_files_are_named_errors() {
     assert!(err.to_string().contains("absent.safetensors"), "{err}");
     // A failed load leaves the good file as it was.
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+/// How a checkpoint file is damaged: what a full disk, a bad copy or a lying writer leaves.
+#[derive(Debug, Clone)]
+enum Damage {
+    /// Cut to this share of its length.
+    Truncate(f64),
+    /// These bits flipped (position as a share of the length, bit).
+    Flip(Vec<(f64, u8)>),
+    /// The 8-byte header length set to this.
+    HeaderLength(u64),
+    /// A digit of the JSON header (an offset, a shape) replaced, at this share of the header.
+    Digit(f64, u8),
+    /// A dtype in the header replaced by this one.
+    Dtype(&'static str),
+}
+
+fn damaged(bytes: &[u8], damage: &Damage) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    match damage {
+        Damage::Truncate(share) => out.truncate((share * bytes.len() as f64) as usize),
+        Damage::Flip(bits) => {
+            for &(share, bit) in bits {
+                let i = ((share * out.len() as f64) as usize).min(out.len() - 1);
+                out[i] ^= 1 << bit;
+            }
+        }
+        Damage::HeaderLength(n) => out[..8].copy_from_slice(&n.to_le_bytes()),
+        Damage::Digit(share, digit) => {
+            let digits: Vec<usize> = (8..8 + header).filter(|&i| out[i].is_ascii_digit()).collect();
+            let i = digits[((share * digits.len() as f64) as usize).min(digits.len() - 1)];
+            out[i] = b'0' + digit;
+        }
+        Damage::Dtype(dtype) => {
+            let text = String::from_utf8_lossy(&out[8..8 + header]).replacen("\"F32\"", &format!("\"{dtype}\""), 1);
+            out = [&(text.len() as u64).to_le_bytes()[..], text.as_bytes(), &bytes[8 + header..]].concat();
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: std::env::var("DLCLI_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200),
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Truncated, bit-flipped and lying safetensors files (header sizes, offsets, shapes,
+    /// dtypes): loading one, or reading its config, is an error naming the file, never a panic.
+    #[test]
+    fn a_damaged_checkpoint_is_an_error_never_a_panic(damage in proptest::prop_oneof![
+        (0.0..1.0f64).prop_map(Damage::Truncate),
+        proptest::collection::vec((0.0..1.0f64, 0u8..8), 1..16).prop_map(Damage::Flip),
+        proptest::prop_oneof![Just(0u64), Just(7), Just(u64::MAX), Just(1 << 40), 0u64..100_000].prop_map(Damage::HeaderLength),
+        (0.0..1.0f64, 0u8..10).prop_map(|(at, d)| Damage::Digit(at, d)),
+        proptest::prop_oneof![Just("F16"), Just("I64"), Just("BOOL"), Just("U8"), Just("NOPE")].prop_map(Damage::Dtype),
+    ]) {
+        use proptest::prelude::*;
+        static VALID: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let training = Training::adam(1e-2);
+        let valid = VALID.get_or_init(|| {
+            let path = temp_dir("fuzz-valid").join("valid.safetensors");
+            let trainer = Trainer::new(CpuExecutor::new(), &model(2), training).unwrap();
+            Checkpoint { state: trainer.state().unwrap(), meta: meta() }.save(&path, &model(2), &training.optimizer).unwrap();
+            std::fs::read(&path).unwrap()
+        });
+        let path = temp_dir("fuzz").join(format!("damaged-{:?}.safetensors", std::thread::current().id()));
+        std::fs::write(&path, damaged(valid, &damage)).unwrap();
+        let named = |e: graph::GraphError| e.to_string().contains("damaged-");
+        if let Err(e) = Checkpoint::load(&path, &model(2), &training.optimizer) {
+            prop_assert!(named(e));
+        }
+        if let Err(e) = Checkpoint::config_text(&path) {
+            prop_assert!(named(e));
+        }
+    }
 }

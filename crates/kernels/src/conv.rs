@@ -61,10 +61,14 @@ impl Conv2d {
         2.0 * (self.out_channels * self.col_rows() * self.col_cols()) as f64
     }
 
+    /// Checks the geometry, and that every tensor it implies is addressable (at most
+    /// [`MAX_ELEMENTS`]).
     pub fn validate(&self) -> Result<()> {
         let (kh, kw) = self.kernel;
         let (dh, dw) = self.dilation;
-        let fits = |size: usize, k: usize, pad: usize, d: usize| size + 2 * pad > d * (k - 1);
+        // Wide arithmetic: sizes from a config may be absurd, and must be refused, not overflow.
+        let w = |v: usize| v as u128;
+        let fits = |size: usize, k: usize, pad: usize, d: usize| w(size) + 2 * w(pad) > w(d) * w(k.saturating_sub(1));
         if kh == 0 || kw == 0 || self.stride.0 == 0 || self.stride.1 == 0 || dh == 0 || dw == 0 {
             return Err(shape_error(
                 "conv2d",
@@ -81,6 +85,16 @@ impl Conv2d {
                     "a {}x{} input with padding {:?} is smaller than the {}x{} kernel dilated by {:?}",
                     self.height, self.width, self.padding, kh, kw, self.dilation
                 ),
+            ));
+        }
+        let (rows, cols) =
+            (w(self.in_channels) * w(kh) * w(kw), w(self.batch) * w(self.out_height()) * w(self.out_width()));
+        let largest =
+            [w(self.out_channels) * rows, rows * cols, w(self.out_channels) * cols].into_iter().max().unwrap_or(0);
+        if largest > MAX_ELEMENTS {
+            return Err(shape_error(
+                "conv2d",
+                format!("its weight, columns or output would hold {largest} elements, more than any memory"),
             ));
         }
         Ok(())
@@ -208,3 +222,6 @@ pub fn backward_input(
     out.push(col2im(gpu, conv, dcol, dx)?);
     Ok(out)
 }
+
+/// More elements than this (2^48, a petabyte of f32) is no tensor any machine holds.
+pub const MAX_ELEMENTS: u128 = 1 << 48;

@@ -1089,3 +1089,43 @@ fn epoch_checkpoints_in(run: &Path) -> u64 {
         .max()
         .unwrap()
 }
+
+/// Memory stays flat over a long run: the resident set of `dlcli train` on the digits config,
+/// sampled every 5 ms over 20 epochs: the largest in the last five epochs is within 5% of the
+/// largest in epochs 2 to 5 (within an epoch it swings by a few percent as checkpoints are
+/// serialised and curves drawn).
+#[cfg(target_os = "linux")]
+#[test]
+fn memory_stays_flat_over_twenty_epochs() {
+    let runs = temp_dir("rss");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
+        .args(["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet", "--epochs", "20"])
+        .args(["--runs-dir", runs.to_str().unwrap(), "--run", "long"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let rss_kib = || -> Option<u64> {
+        let text = std::fs::read_to_string(&status).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?.trim().parse().ok()
+    };
+    let metrics = runs.join("long/metrics.jsonl");
+    let epochs_done = || std::fs::read_to_string(&metrics).map_or(0, |t| t.matches("\"kind\":\"epoch\"").count());
+    // The largest resident set seen while each epoch (0-based) trained.
+    let mut peaks = vec![0u64; 20];
+    while child.try_wait().unwrap().is_none() {
+        if let (Some(rss), epoch) = (rss_kib(), epochs_done()) {
+            let peak = &mut peaks[epoch.min(19)];
+            *peak = (*peak).max(rss);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(child.wait().unwrap().success());
+    let (early, late) = (*peaks[1..5].iter().max().unwrap(), *peaks[15..].iter().max().unwrap());
+    assert!(early > 0 && late > 0, "sampled every epoch: {peaks:?}");
+    let growth = late as f64 / early as f64 - 1.0;
+    println!("RSS peaks per epoch (KiB): {peaks:?}; epochs 16-20 against 2-5: {:+.2}%", 100.0 * growth);
+    assert!(growth < 0.05, "RSS grew {:.1}% over the run ({early} -> {late} KiB): {peaks:?}", 100.0 * growth);
+}

@@ -244,8 +244,9 @@ fn apply_overrides(config: &mut Config, args: &Args, resuming: bool) -> Result<(
 struct Start {
     dir: PathBuf,
     config: Config,
-    /// The checkpoint to continue from and the epoch checkpoints already kept.
-    resume_from: Option<PathBuf>,
+    /// The checkpoints to continue from, newest first (the next is tried where one is
+    /// damaged), and the epoch checkpoints already kept.
+    resume_from: Option<Vec<PathBuf>>,
     kept: Vec<PathBuf>,
 }
 
@@ -256,10 +257,12 @@ fn start(args: &Args) -> Result<Start> {
             let kept = epoch_checkpoints(dir)?;
             // A checkpoint written on Ctrl-C is newer than every epoch checkpoint.
             let interrupted = dir.join(INTERRUPTED_CHECKPOINT);
-            let Some(last) = Some(interrupted).filter(|p| p.exists()).or_else(|| kept.last().cloned()) else {
+            let newest_first: Vec<PathBuf> =
+                Some(interrupted).filter(|p| p.exists()).into_iter().chain(kept.iter().rev().cloned()).collect();
+            if newest_first.is_empty() {
                 bail!("{} has no epoch-N.safetensors checkpoint to resume from", dir.display());
-            };
-            Ok(Start { dir: dir.clone(), config, resume_from: Some(last), kept })
+            }
+            Ok(Start { dir: dir.clone(), config, resume_from: Some(newest_first), kept })
         }
         (None, Some(path)) => {
             let config = Config::load(path)?;
@@ -308,9 +311,9 @@ pub fn run(args: &Args) -> Result<()> {
     memory::Estimate::of(&classifier, &training)?.check(gpu.as_ref(), batch)?;
     let mut trainer = Trainer::new(executor(gpu.as_ref()), &classifier, training)?;
     let (first_epoch, lock) = match &resume_from {
-        Some(path) => {
+        Some(newest_first) => {
             let lock = RunLock::acquire(&dir)?;
-            (resume(&mut trainer, path, &dir, &classifier, &resolved)?, lock)
+            (resume_newest(&mut trainer, newest_first, &dir, &classifier, &resolved)?, lock)
         }
         None => {
             let config_path = args.config.as_deref().expect("checked in start");
@@ -360,6 +363,33 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// Restores `trainer` from the checkpoint at `path` of the run in `dir`; returns the epochs
 /// it has done. An override (a longer run, another device) becomes part of the run's config.
+/// Resumes from the newest of `newest_first` that loads: a damaged one (truncated, or its
+/// checksum off) is skipped with a warning naming it; none loading is an error naming each.
+fn resume_newest(
+    trainer: &mut AnyTrainer,
+    newest_first: &[PathBuf],
+    dir: &Path,
+    model: &Supervised,
+    resolved: &str,
+) -> Result<u64> {
+    let mut damaged = Vec::new();
+    for path in newest_first {
+        match resume(trainer, path, dir, model, resolved) {
+            Ok(epoch) => {
+                if !damaged.is_empty() {
+                    eprintln!("warning: resuming from {} (after epoch {epoch}) instead", path.display());
+                }
+                return Ok(epoch);
+            }
+            Err(e) => {
+                eprintln!("warning: {e:#}");
+                damaged.push(path.display().to_string());
+            }
+        }
+    }
+    bail!("no checkpoint of {} loads ({}): start the run again", dir.display(), damaged.join(", "))
+}
+
 fn resume(trainer: &mut AnyTrainer, path: &Path, dir: &Path, model: &Supervised, resolved: &str) -> Result<u64> {
     let checkpoint = Checkpoint::load(path, model, &trainer.training().optimizer)?;
     trainer.restore(&checkpoint.state)?;

@@ -1129,3 +1129,36 @@ fn memory_stays_flat_over_twenty_epochs() {
     println!("RSS peaks per epoch (KiB): {peaks:?}; epochs 16-20 against 2-5: {:+.2}%", 100.0 * growth);
     assert!(growth < 0.05, "RSS grew {:.1}% over the run ({early} -> {late} KiB): {peaks:?}", 100.0 * growth);
 }
+
+/// A damaged last checkpoint (one flipped bit in its tensors: the file still parses, its
+/// checksum does not match) is skipped at --resume with a warning naming it: the run goes on
+/// from the one before and ends with the same tensor bytes as a run straight through. With
+/// every checkpoint damaged it stops, naming them.
+#[test]
+fn resume_skips_a_damaged_last_checkpoint() {
+    let runs = temp_dir("damaged-resume");
+    let config = Path::new("configs/digits.toml");
+    assert!(train(config, &runs, &["--run", "cut", "--epochs", "3"]).status.success());
+    assert!(train(config, &runs, &["--run", "whole", "--epochs", "4"]).status.success());
+    let cut = runs.join("cut");
+    let last = cut.join("epoch-3.safetensors");
+    let mut bytes = std::fs::read(&last).unwrap();
+    let end = bytes.len() - 1;
+    bytes[end] ^= 0x10;
+    std::fs::write(&last, &bytes).unwrap();
+    let resumed = dlcli(&["train", "--resume", cut.to_str().unwrap(), "--epochs", "4", "--quiet"]);
+    let (_, stderr) = text(&resumed);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains("epoch-3.safetensors") && stderr.contains("checksum"), "{stderr}");
+    assert!(stderr.contains("resuming from") && stderr.contains("epoch-2.safetensors (after epoch 2)"), "{stderr}");
+    let tensors = |run: &str| safetensors_parts(&runs.join(run).join("epoch-4.safetensors")).1;
+    assert!(tensors("cut") == tensors("whole"), "resumed from epoch 2: different weights");
+    // Every checkpoint damaged: a clear stop.
+    for name in ["epoch-3.safetensors", "epoch-4.safetensors"] {
+        std::fs::write(cut.join(name), b"not a checkpoint").unwrap();
+    }
+    fails_with(
+        &dlcli(&["train", "--resume", cut.to_str().unwrap(), "--epochs", "5", "--quiet"]),
+        &["no checkpoint of", "epoch-4.safetensors", "epoch-3.safetensors"],
+    );
+}

@@ -80,6 +80,10 @@ impl Checkpoint {
             .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
             .map_err(|e| bad(e.to_string()))?;
         let metadata = HashMap::from([
+            (
+                "crc32".to_string(),
+                checksum(tensors.iter().map(|(name, _, _, bytes)| (name.as_str(), bytes.as_slice()))),
+            ),
             ("format".to_string(), "pt".to_string()),
             ("dlcli_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
             ("step".to_string(), self.state.steps.to_string()),
@@ -135,6 +139,16 @@ impl Checkpoint {
         if !problems.is_empty() {
             return Err(bad(format!("does not fit the model: {}", problems.join("; "))));
         }
+        // Bit flips inside the tensor data leave a readable file: the checksum catches them
+        // (checkpoints from before it was written have none).
+        if let Some(saved) = meta.get("crc32") {
+            let computed = checksum(found.iter().map(|(name, t)| (name.as_str(), t.data())));
+            if *saved != computed {
+                return Err(bad(format!(
+                    "its tensors do not match their checksum ({computed}, saved {saved}): the file is damaged"
+                )));
+            }
+        }
 
         let f32s = |name: &str| -> Vec<f32> {
             found[name].data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
@@ -165,6 +179,18 @@ impl Checkpoint {
             },
         })
     }
+}
+
+/// CRC-32 of every tensor's name and bytes, in name order (independent of the file's layout).
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
+    sorted.sort_by_key(|(name, _)| *name);
+    let mut crc = crc32fast::Hasher::new();
+    for (name, bytes) in sorted {
+        crc.update(name.as_bytes());
+        crc.update(bytes);
+    }
+    format!("{:08x}", crc.finalize())
 }
 
 /// Every model tensor a checkpoint holds with its shape: the `state_dict`, a tied key (a

@@ -110,6 +110,14 @@ fn damaged_and_mismatched_files_are_named_errors() {
     let err = Checkpoint::load(&truncated, &model(3), &training.optimizer).unwrap_err().to_string();
     assert!(err.contains("truncated.safetensors") && err.contains("truncated?"), "{err}");
 
+    // One bit of the tensor data flipped: the file parses, its checksum does not match.
+    let flipped = dir.join("flipped.safetensors");
+    let mut damaged = bytes.clone();
+    *damaged.last_mut().unwrap() ^= 1;
+    std::fs::write(&flipped, &damaged).unwrap();
+    let err = Checkpoint::load(&flipped, &model(3), &training.optimizer).unwrap_err().to_string();
+    assert!(err.contains("flipped.safetensors") && err.contains("do not match their checksum"), "{err}");
+
     // Rename one tensor: same length, so only the header changes.
     let renamed = dir.join("renamed.safetensors");
     let text = bytes.iter().map(|&b| b as char).collect::<String>().replacen("fc.weight", "fc.weigh_", 1);

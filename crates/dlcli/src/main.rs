@@ -51,18 +51,27 @@ enum Command {
     Config(config_command::Args),
 }
 
-/// A closed output pipe (`dlcli eval --run r | head -1`) ends the process quietly, as it does
-/// Unix tools, instead of a panic at the next print: Rust starts with SIGPIPE ignored.
-fn default_sigpipe() {
+/// Signal dispositions for a command-line tool. A closed output pipe (`dlcli eval --run r |
+/// head -1`) ends the process quietly, as it does Unix tools, instead of a panic at the next
+/// print (Rust starts with SIGPIPE ignored). A file-size limit (`ulimit -f`) makes a write
+/// fail with EFBIG, an error the writer reports with the file's name and removes its partial
+/// file for, instead of SIGXFSZ killing the process mid-checkpoint.
+fn signal_dispositions() {
     #[cfg(unix)]
     {
         unsafe extern "C" {
             fn signal(signum: i32, handler: usize) -> usize;
         }
-        const SIGPIPE: i32 = 13; // on Linux, macOS and the BSDs
+        // The same numbers on Linux, macOS and the BSDs.
+        const SIGPIPE: i32 = 13;
+        const SIGXFSZ: i32 = 25;
         const SIG_DFL: usize = 0;
-        // SAFETY: restores the default disposition before any thread exists.
-        unsafe { signal(SIGPIPE, SIG_DFL) };
+        const SIG_IGN: usize = 1;
+        // SAFETY: sets dispositions before any thread exists.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+            signal(SIGXFSZ, SIG_IGN);
+        }
     }
 }
 
@@ -72,7 +81,7 @@ fn main() {
         // writable directory. SAFETY: no other thread exists yet.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
-    default_sigpipe();
+    signal_dispositions();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices(args) => devices::run(&args),

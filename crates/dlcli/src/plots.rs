@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Once;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -16,6 +16,28 @@ pub fn register_font() {
         // The font is compiled in and known to parse; a failure would show as missing text.
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
+}
+
+type Area<'b> = DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>;
+
+/// A `width` × `height` picture on white drawn by `draw`.
+fn drawn(width: u32, height: u32, draw: impl FnOnce(&Area) -> Result<()>) -> Result<image::RgbImage> {
+    register_font();
+    let mut buffer = vec![255u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(image::RgbImage::from_raw(width, height, buffer).expect("the buffer is width × height × 3"))
+}
+
+/// `image` as a PNG at `path`, written atomically: a full disk or a file-size limit leaves the
+/// previous picture, never half of a new one.
+pub fn save(image: &image::RgbImage, path: &Path) -> Result<()> {
+    let mut png = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(err)?;
+    graph::write_atomically(path, &png).with_context(|| format!("writing {}", path.display()))
 }
 
 /// One chart of `curves.png`: its title and its named lines of (step, value) points.
@@ -31,10 +53,11 @@ pub fn err(e: impl std::fmt::Display) -> anyhow::Error {
 /// The panels side by side over the training steps, each line in its own colour (points
 /// marked where a line has few of them: the per-epoch evaluations).
 pub fn curves(path: &Path, panels: &[Panel]) -> Result<()> {
-    register_font();
     let width = 500 * panels.len().max(1) as u32;
-    let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    save(&drawn(width, 420, |root| curves_on(root, panels))?, path)
+}
+
+fn curves_on(root: &Area, panels: &[Panel]) -> Result<()> {
     let areas = root.split_evenly((1, panels.len().max(1)));
     let all = || panels.iter().flat_map(|p| p.lines.iter().flat_map(|(_, points)| points.iter()));
     let last = all().map(|p| p.0).fold(1.0, f64::max);
@@ -63,19 +86,21 @@ pub fn curves(path: &Path, panels: &[Panel]) -> Result<()> {
         }
         chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(err)?;
     }
-    root.present().map_err(err)
+    Ok(())
 }
 
 /// The confusion matrix as a grid: rows the true class, columns the predicted one, each
 /// cell shaded by its share of the row and labelled with its count.
 pub fn confusion(path: &Path, matrix: &[Vec<usize>]) -> Result<()> {
-    register_font();
     let k = matrix.len();
     let cell = (560 / k.max(1)).clamp(24, 80) as i32;
     let margin = 70;
     let size = (margin + cell * k as i32 + 20) as u32;
-    let root = BitMapBackend::new(path, (size, size)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    save(&drawn(size, size, |root| confusion_on(root, matrix, (cell, margin)))?, path)
+}
+
+fn confusion_on(root: &Area, matrix: &[Vec<usize>], (cell, margin): (i32, i32)) -> Result<()> {
+    let k = matrix.len();
     let text = |s: String, x: i32, y: i32| Text::new(s, (x, y), ("sans-serif", 14).into_font().color(&BLACK));
     root.draw(&text("true class (rows) / predicted (columns)".into(), 8, 8)).map_err(err)?;
     for (r, row) in matrix.iter().enumerate() {
@@ -97,26 +122,40 @@ pub fn confusion(path: &Path, matrix: &[Vec<usize>]) -> Result<()> {
     for c in 0..k {
         root.draw(&text(c.to_string(), margin + c as i32 * cell + cell / 2 - 4, margin - 22)).map_err(err)?;
     }
-    root.present().map_err(err)
+    Ok(())
 }
 
 /// Every head of every attention layer as a heatmap (turbo, each cell scaled to its largest
 /// probability), one row of cells per layer: query positions down, key positions across.
 /// `maps` pairs each layer's name with its maps.
 pub fn attention_grid(path: &Path, maps: &[(String, &explain::AttentionMap)]) -> Result<()> {
-    register_font();
     let heads = maps.iter().map(|(_, m)| m.heads).max().unwrap_or(1);
-    let (cell, label, gap, title, bar) = (200i32, 42i32, 28i32, 34i32, 120i32);
+    let AttentionGrid { cell, label, gap, title, bar } = GRID;
     let width = (label + heads as i32 * (cell + gap) + bar) as u32;
     let height = (title + maps.len() as i32 * (cell + label + gap) + gap) as u32;
-    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    save(&drawn(width, height, |root| attention_grid_on(root, maps, heads))?, path)
+}
+
+/// The attention grid's layout in pixels: a head's cell, the labels' room, the gaps, the
+/// title's and the colour bar's room.
+struct AttentionGrid {
+    cell: i32,
+    label: i32,
+    gap: i32,
+    title: i32,
+    bar: i32,
+}
+
+const GRID: AttentionGrid = AttentionGrid { cell: 200, label: 42, gap: 28, title: 34, bar: 120 };
+
+fn attention_grid_on(root: &Area, maps: &[(String, &explain::AttentionMap)], heads: usize) -> Result<()> {
+    let AttentionGrid { cell, label, gap, title, .. } = GRID;
     let font = |size: i32| ("sans-serif", size).into_font().color(&BLACK);
     let heading =
         format!("attention: {} layer(s) × {heads} head(s), each head scaled to its largest probability", maps.len());
     root.draw(&Text::new(heading, (label, 10), font(16))).map_err(err)?;
     let bar_at = (label + heads as i32 * (cell + gap), title + gap, cell);
-    colour_bar(&root, bar_at, ("0".into(), "head's max".into()))?;
+    colour_bar(root, bar_at, ("0".into(), "head's max".into()))?;
     for (row, (name, map)) in maps.iter().enumerate() {
         let top = title + gap + row as i32 * (cell + label + gap);
         for h in 0..map.heads {
@@ -142,7 +181,7 @@ pub fn attention_grid(path: &Path, maps: &[(String, &explain::AttentionMap)]) ->
         let style = font(12).transform(FontTransform::Rotate270);
         root.draw(&Text::new(queries, (8, top + cell), style)).map_err(err)?;
     }
-    root.present().map_err(err)
+    Ok(())
 }
 
 /// A vertical turbo colour bar at (left, top), `height` tall, its ends labelled `lo` (bottom)
@@ -166,17 +205,13 @@ fn colour_bar<DB: DrawingBackend>(
 /// (below the axis where it is negative), a heatmap (features down, steps across, turbo from
 /// the smallest value to the largest) for several.
 pub fn sequence_map(map: &[f32], features: usize, title: &str) -> Result<image::RgbImage> {
-    register_font();
     let steps = map.len() / features.max(1);
     let (width, height) = (900u32, 360u32);
-    let mut buffer = vec![0u8; (width * height * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    drawn(width, height, |root| {
         let (lo, hi) = map.iter().fold((0f32, f32::MIN_POSITIVE), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         let (lo, hi) = (lo as f64, hi as f64);
         let y = if features == 1 { lo * 1.05..hi * 1.05 } else { 0.0..features as f64 };
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .margin_right(if features == 1 { 12 } else { 100 })
@@ -204,9 +239,8 @@ pub fn sequence_map(map: &[f32], features: usize, title: &str) -> Result<image::
             });
             chart.draw_series(cells).map_err(err)?;
             let bar = (width as i32 - 88, 48, height as i32 - 110);
-            colour_bar(&root, bar, (format!("{lo:.3}"), format!("{hi:.3}")))?;
+            colour_bar(root, bar, (format!("{lo:.3}"), format!("{hi:.3}")))?;
         }
-        root.present().map_err(err)?;
-    }
-    Ok(image::RgbImage::from_raw(width, height, buffer).expect("the buffer is width × height × 3"))
+        Ok(())
+    })
 }

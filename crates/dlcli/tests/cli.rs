@@ -1162,3 +1162,44 @@ fn resume_skips_a_damaged_last_checkpoint() {
         &["no checkpoint of", "epoch-4.safetensors", "epoch-3.safetensors"],
     );
 }
+
+/// A file-size limit (what a full disk does to a write, without a special file system) stops
+/// the run with the file named, exit 1: every checkpoint and picture already written stays
+/// whole and loadable, and nothing half-written is left under a final name or as a temporary.
+#[cfg(unix)]
+#[test]
+fn a_full_disk_stops_the_run_with_everything_saved_intact() {
+    let runs = temp_dir("disk-full");
+    assert!(train(Path::new("configs/digits.toml"), &runs, &["--run", "r", "--epochs", "1"]).status.success());
+    let run = runs.join("r");
+    let before: Vec<(String, Vec<u8>)> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors" || e == "png"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    assert!(
+        before.len() >= 3,
+        "a checkpoint, best and the curves: {:?}",
+        before.iter().map(|b| &b.0).collect::<Vec<_>>()
+    );
+    // 40 KiB a file: the next checkpoint (65 KB) or curves (over 100 KB) cannot be written.
+    let resume = format!(
+        "ulimit -f 40; exec {} train --resume {} --epochs 3 --quiet",
+        env!("CARGO_BIN_EXE_dlcli"),
+        run.display()
+    );
+    let out = Command::new("bash").args(["-c", &resume]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("File too large") && stderr.contains(run.to_str().unwrap()), "{stderr}");
+    for (name, bytes) in &before {
+        assert!(std::fs::read(run.join(name)).unwrap() == *bytes, "{name} changed");
+    }
+    assert!(image::open(run.join("curves.png")).is_ok());
+    let names: Vec<String> =
+        std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp-") || n == "epoch-2.safetensors"), "{names:?}");
+    let resumed = dlcli(&["train", "--resume", run.to_str().unwrap(), "--epochs", "2", "--quiet"]);
+    assert!(resumed.status.success(), "the run continues once there is room: {:?}", text(&resumed));
+}

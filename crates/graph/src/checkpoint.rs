@@ -94,7 +94,13 @@ impl Checkpoint {
             ("data".to_string(), self.meta.data.clone()),
         ]);
         let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))?;
-        write_atomically(path, &bytes).map_err(|e| bad(e.to_string()))
+        write_atomically(path, &bytes).map_err(|e| match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge => bad(format!(
+                "{e}: the disk is full or a file-size limit was reached; nothing was left under this name and \
+                 the earlier checkpoints are intact: free space, then continue with --resume"
+            )),
+            _ => bad(e.to_string()),
+        })
     }
 
     /// Reads the checkpoint at `path` for `model` trained with `optimizer`, checking every

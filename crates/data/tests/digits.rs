@@ -133,5 +133,5 @@ fn cifar10_records_and_image_folders_load() {
     );
     std::fs::write(dir.join("images/cat/broken.png"), b"not a png").unwrap();
     let err = data::load_image_folder(&dir.join("images"), [1, 2, 2]).unwrap_err().to_string();
-    assert!(err.contains("broken.png") && err.contains("not a readable image"), "{err}");
+    assert!(err.contains("broken.png") && err.contains("not a readable PNG or JPEG image"), "{err}");
 }

@@ -325,28 +325,38 @@ fn sigterm_checkpoints_the_step_and_exits_143() {
     stopped_by_and_resumed("TERM", 143);
 }
 
+/// `dlcli train` of the digits config for `epochs` as run `name` under `runs`, running on while
+/// the test acts on it (stderr piped, for what it says when stopped).
+fn digits_in_background(runs: &Path, name: &str, epochs: u32) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_dlcli"))
+        .args(["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet"])
+        .args(["--epochs", &epochs.to_string(), "--runs-dir", runs.to_str().unwrap(), "--run", name])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (30 s at most) until `path` exists.
+fn wait_for(path: &Path) {
+    for _ in 0..600 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A run stopped by `signal` mid-epoch: it finishes the step, writes interrupted.safetensors,
 /// exits `code`, and resumed it ends with the same tensor bytes as a run straight through.
 fn stopped_by_and_resumed(signal: &str, code: i32) {
     let runs = temp_dir(&format!("interrupt-{signal}"));
     let runs_arg = runs.to_str().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
-        .args(["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet", "--epochs", "200"])
-        .args(["--runs-dir", runs_arg, "--run", "cut"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = digits_in_background(&runs, "cut", 200);
     // Interrupt once training is under way (the first epoch checkpoint exists), so the Ctrl-C
     // handler is surely installed whatever the machine's load.
-    let first = runs.join("cut/epoch-1.safetensors");
-    for _ in 0..600 {
-        if first.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for(&runs.join("cut/epoch-1.safetensors"));
     std::thread::sleep(std::time::Duration::from_millis(200));
     Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();
@@ -1047,22 +1057,9 @@ fn a_non_finite_loss_stops_the_run_and_keeps_what_was_saved() {
 #[test]
 fn a_run_directory_has_one_trainer_and_a_killed_ones_lock_is_taken_over() {
     let runs = temp_dir("lock");
-    let runs_arg = runs.to_str().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
-        .args(["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet", "--epochs", "500"])
-        .args(["--runs-dir", runs_arg, "--run", "held"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = digits_in_background(&runs, "held", 500);
     let run = runs.join("held");
-    for _ in 0..600 {
-        if run.join("epoch-1.safetensors").exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for(&run.join("epoch-1.safetensors"));
     let pid = child.id().to_string();
     let holder = format!("in use by dlcli process {pid}");
     fails_with(&dlcli(&["train", "--resume", run.to_str().unwrap(), "--quiet"]), &[&holder]);
@@ -1098,14 +1095,7 @@ fn epoch_checkpoints_in(run: &Path) -> u64 {
 #[test]
 fn memory_stays_flat_over_twenty_epochs() {
     let runs = temp_dir("rss");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dlcli"))
-        .args(["train", "--config", "configs/digits.toml", "--device", "cpu", "--quiet", "--epochs", "20"])
-        .args(["--runs-dir", runs.to_str().unwrap(), "--run", "long"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = digits_in_background(&runs, "long", 20);
     let status = format!("/proc/{}/status", child.id());
     let rss_kib = || -> Option<u64> {
         let text = std::fs::read_to_string(&status).ok()?;

@@ -184,6 +184,7 @@ fn the_report_renders_in_chromium_with_every_image_and_the_check_figures() {
         .clone();
     let chromium = std::process::Command::new("chromium")
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", dir.join("chromium-profile").display()))
         .arg(format!("file://{}", report.display()))
         .output()
         .unwrap_or_else(|e| panic!("chromium runs ({e}): install it with `apt-get install chromium`, as .ci/run does"));

@@ -19,13 +19,14 @@ log=$(mktemp)
 while [ "$(date +%s)" -lt "$end" ]; do
     for run in "-p dlcli --bin dlcli fuzz::" "-p graph --test checkpoint damaged_checkpoint" "-p data --test fuzz"; do
         # shellcheck disable=SC2086
-        if ! cargo test --quiet $run -- --nocapture >"$log" 2>&1; then
+        if ! cargo test --quiet $run -- --nocapture --test-threads=1 >"$log" 2>&1; then
             cat "$log"
             echo "fuzz: a panic after $tried inputs in $rounds rounds"
             exit 1
         fi
-        # Each reader prints "fuzz NAME: N ..."; the checkpoint property runs $cases cases.
-        counted=$({ grep -o '^fuzz [^:]*: [0-9]*' "$log" || true; } | awk '{s += $NF} END {print s + 0}')
+        # Each reader prints "fuzz NAME: N ..." (one test at a time, so lines never interleave);
+        # the checkpoint property runs $cases cases.
+        counted=$({ grep -o 'fuzz [^:]*: [0-9]*' "$log" || true; } | awk '{s += $NF} END {print s + 0}')
         case "$run" in *checkpoint*) counted=$cases ;; esac
         tried=$((tried + counted))
     done

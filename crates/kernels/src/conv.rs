@@ -87,10 +87,17 @@ impl Conv2d {
                 ),
             ));
         }
+        let product = |sizes: &[usize]| sizes.iter().fold(1u128, |n, &d| n.saturating_mul(w(d)));
         let (rows, cols) =
-            (w(self.in_channels) * w(kh) * w(kw), w(self.batch) * w(self.out_height()) * w(self.out_width()));
-        let largest =
-            [w(self.out_channels) * rows, rows * cols, w(self.out_channels) * cols].into_iter().max().unwrap_or(0);
+            (product(&[self.in_channels, kh, kw]), product(&[self.batch, self.out_height(), self.out_width()]));
+        let largest = [
+            w(self.out_channels).saturating_mul(rows),
+            rows.saturating_mul(cols),
+            w(self.out_channels).saturating_mul(cols),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
         if largest > MAX_ELEMENTS {
             return Err(shape_error(
                 "conv2d",

@@ -524,6 +524,8 @@ settings! {
         label_smoothing: f32 = 0.0, Bound::Fraction;
         /// Epoch checkpoints kept besides best.safetensors.
         keep_last: usize = 2, Bound::AtLeastOne;
+        /// > 0: also save interrupted.safetensors every this many steps, so that a hard kill (kill -9, a lost machine) loses at most that many.
+        checkpoint_every_steps: u64 = 0;
         /// Of the validation set (else the test set): picks best.safetensors and stops early.
         monitor: MonitorMetric = MonitorMetric::Accuracy;
         /// > 0: stop when the monitored metric has not improved for this many epochs.

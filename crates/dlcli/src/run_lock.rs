@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-const LOCK: &str = "dlcli.lock";
+/// The lock's file in a run directory.
+pub const LOCK: &str = "dlcli.lock";
 
 /// A held lock on a run directory, released when dropped (and by [`RunLock::release`] before
 /// `std::process::exit`, which runs no destructors).

@@ -18,7 +18,7 @@ use kernels::{AdapterClass, Gpu};
 
 use crate::config::{Config, Device, MonitorMetric, OptimizerKind, ScheduleKind, TrainConfig};
 use crate::dataset::{self, Prepared};
-use crate::run_lock::RunLock;
+use crate::run_lock::{self, RunLock};
 use crate::schema::Named;
 use crate::{memory, model, plots};
 
@@ -205,9 +205,10 @@ fn run_dir(runs_dir: &Path, config: &Path, name: Option<&str>, force: bool) -> R
     }
     if dir.exists() {
         // --force: the old run's metrics and checkpoints must not mix with the new run's. Only
-        // a run directory is removed: one with a config.toml, or an empty one.
+        // a run directory is removed: one with a config.toml or a lock (a run killed as it
+        // started), or an empty one.
         let empty = std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
-        if !dir.join("config.toml").is_file() && !empty {
+        if !dir.join("config.toml").is_file() && !dir.join(run_lock::LOCK).is_file() && !empty {
             bail!("--force: {} is not a dlcli run directory (no config.toml); not removing it", dir.display());
         }
         RunLock::refuse_if_held(&dir)?;
@@ -255,10 +256,8 @@ fn start(args: &Args) -> Result<Start> {
         (Some(dir), _) => {
             let config = Config::load(&dir.join("config.toml")).context("--resume needs the run's config.toml")?;
             let kept = epoch_checkpoints(dir)?;
-            // A checkpoint written on Ctrl-C is newer than every epoch checkpoint.
-            let interrupted = dir.join(INTERRUPTED_CHECKPOINT);
-            let newest_first: Vec<PathBuf> =
-                Some(interrupted).filter(|p| p.exists()).into_iter().chain(kept.iter().rev().cloned()).collect();
+            let interrupted = Some(dir.join(INTERRUPTED_CHECKPOINT)).filter(|p| p.exists());
+            let newest_first = newest_first(interrupted.into_iter().chain(kept.iter().cloned()).collect());
             if newest_first.is_empty() {
                 bail!("{} has no epoch-N.safetensors checkpoint to resume from", dir.display());
             }
@@ -272,8 +271,21 @@ fn start(args: &Args) -> Result<Start> {
     }
 }
 
-/// Where Ctrl-C leaves the state of an unfinished epoch.
+/// Where an unfinished epoch's state is saved: on Ctrl-C or SIGTERM, and every
+/// `checkpoint_every_steps` steps.
 const INTERRUPTED_CHECKPOINT: &str = "interrupted.safetensors";
+
+/// `checkpoints` by the step each holds, newest first. The mid-epoch checkpoint is usually
+/// the newest, but not after a kill between an epoch's checkpoint and its removal. One whose
+/// metadata does not read comes first, so that resuming names it as damaged.
+fn newest_first(mut checkpoints: Vec<PathBuf>) -> Vec<PathBuf> {
+    let step = |path: &PathBuf| {
+        let meta = Checkpoint::metadata(path).ok();
+        meta.and_then(|m| m.get("step")?.parse::<u64>().ok()).unwrap_or(u64::MAX)
+    };
+    checkpoints.sort_by_cached_key(|path| std::cmp::Reverse(step(path)));
+    checkpoints
+}
 
 /// The run's epoch checkpoints, oldest first.
 fn epoch_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -310,17 +322,21 @@ pub fn run(args: &Args) -> Result<()> {
     let gpu = open_device(config.train.device)?;
     memory::Estimate::of(&classifier, &training)?.check(gpu.as_ref(), batch)?;
     let mut trainer = Trainer::new(executor(gpu.as_ref()), &classifier, training)?;
-    let (first_epoch, lock) = match &resume_from {
+    let (first_epoch, progress, lock) = match &resume_from {
         Some(newest_first) => {
             let lock = RunLock::acquire(&dir)?;
-            (resume_newest(&mut trainer, newest_first, &dir, &classifier, &resolved)?, lock)
+            // A process killed mid-write left its temporary file; the lock says it is gone.
+            graph::remove_abandoned_writes(&dir).with_context(|| format!("cleaning {}", dir.display()))?;
+            let meta = resume_newest(&mut trainer, newest_first, &dir, &classifier, &resolved)?;
+            trim_metrics(&dir.join("metrics.jsonl"), trainer.steps())?;
+            (meta.epoch, Progress::parse(&meta.progress)?, lock)
         }
         None => {
             let config_path = args.config.as_deref().expect("checked in start");
             dir = run_dir(&args.runs_dir, config_path, args.run.as_deref(), args.force)?;
             let lock = RunLock::acquire(&dir)?;
-            std::fs::write(dir.join("config.toml"), &resolved)?;
-            (0, lock)
+            write_atomically(&dir.join("config.toml"), resolved.as_bytes())?;
+            (0, Progress::default(), lock)
         }
     };
     let device = match &gpu {
@@ -341,6 +357,7 @@ pub fn run(args: &Args) -> Result<()> {
         signal_hook::flag::register_usize(signal, Arc::clone(&STOP), signal as usize)
             .context("installing the Ctrl-C and SIGTERM handlers")?;
     }
+    let mut progress = progress;
     for epoch in first_epoch..config.train.epochs {
         if run.monitor.should_stop() {
             println!("early stop: {} has not improved for {} epochs", run.monitor.key(), config.train.patience);
@@ -349,20 +366,22 @@ pub fn run(args: &Args) -> Result<()> {
         // Batches of this epoch an interrupted run already trained on.
         let done = trainer.steps() - epoch * steps_per_epoch;
         let train_set = data.epoch(config.train.seed, epoch);
-        match train_epoch(&mut trainer, &train_set, &config, (epoch, done), args.quiet, &mut run)? {
+        let at = EpochStart { epoch, done, progress: std::mem::take(&mut progress) };
+        match train_epoch(&mut trainer, &train_set, &config, at, args.quiet, &mut run)? {
             Epoch::Done(loss, accuracy, rate) => {
                 let sets = HeldOut { test: &data.test, validation: validation.as_ref() };
                 run.end_epoch(&mut trainer, epoch, (loss, accuracy, rate), sets)?
             }
-            Epoch::Interrupted => run.interrupted(&trainer, epoch)?,
+            Epoch::Interrupted(progress) => run.interrupted(&trainer, epoch, &progress)?,
         }
     }
     println!("best {} {:.4}; checkpoints in {}", run.monitor.key(), run.monitor.best, run.dir.display());
     Ok(())
 }
 
-/// Restores `trainer` from the checkpoint at `path` of the run in `dir`; returns the epochs
-/// it has done. An override (a longer run, another device) becomes part of the run's config.
+/// Restores `trainer` from the checkpoint at `path` of the run in `dir`; returns its
+/// metadata (the epochs done, an unfinished epoch's progress). An override (a longer run,
+/// another device) becomes part of the run's config.
 /// Resumes from the newest of `newest_first` that loads: a damaged one (truncated, or its
 /// checksum off) is skipped with a warning naming it; none loading is an error naming each.
 fn resume_newest(
@@ -371,15 +390,15 @@ fn resume_newest(
     dir: &Path,
     model: &Supervised,
     resolved: &str,
-) -> Result<u64> {
+) -> Result<Meta> {
     let mut damaged = Vec::new();
     for path in newest_first {
         match resume(trainer, path, dir, model, resolved) {
-            Ok(epoch) => {
+            Ok(meta) => {
                 if !damaged.is_empty() {
-                    eprintln!("warning: resuming from {} (after epoch {epoch}) instead", path.display());
+                    eprintln!("warning: resuming from {} (after epoch {}) instead", path.display(), meta.epoch);
                 }
-                return Ok(epoch);
+                return Ok(meta);
             }
             Err(e) => {
                 eprintln!("warning: {e:#}");
@@ -390,14 +409,30 @@ fn resume_newest(
     bail!("no checkpoint of {} loads ({}): start the run again", dir.display(), damaged.join(", "))
 }
 
-fn resume(trainer: &mut AnyTrainer, path: &Path, dir: &Path, model: &Supervised, resolved: &str) -> Result<u64> {
+fn resume(trainer: &mut AnyTrainer, path: &Path, dir: &Path, model: &Supervised, resolved: &str) -> Result<Meta> {
     let checkpoint = Checkpoint::load(path, model, &trainer.training().optimizer)?;
+    Progress::parse(&checkpoint.meta.progress).with_context(|| format!("{}: metadata", path.display()))?;
     trainer.restore(&checkpoint.state)?;
     let config = dir.join("config.toml");
     if std::fs::read_to_string(&config).ok().as_deref() != Some(resolved) {
         write_atomically(&config, resolved.as_bytes()).with_context(|| format!("updating {}", config.display()))?;
     }
-    Ok(checkpoint.meta.epoch)
+    Ok(checkpoint.meta)
+}
+
+/// Drops the lines of a run's metrics.jsonl past `step`, where a resume continues: those of
+/// steps the run will train again, and a line a kill cut short.
+fn trim_metrics(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let before = |line: &&str| {
+        let row = serde_json::from_str::<serde_json::Value>(line).ok();
+        line.ends_with('\n') && row.and_then(|r| r["step"].as_u64()).is_some_and(|s| s <= step)
+    };
+    let kept: String = text.split_inclusive('\n').filter(before).collect();
+    if kept != text {
+        write_atomically(path, kept.as_bytes()).with_context(|| format!("trimming {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The sets evaluated after each epoch.
@@ -468,20 +503,34 @@ impl<'m> Run<'m> {
         })
     }
 
-    fn checkpoint(&self, trainer: &AnyTrainer, epoch: u64) -> Result<Checkpoint> {
-        let meta = Meta { epoch, seed: self.seed, config: self.spec.resolved.clone(), data: self.spec.data.clone() };
-        Ok(Checkpoint { state: trainer.state()?, meta })
+    /// The trainer's state after `epoch` epochs and, mid-epoch, the next one's `progress`.
+    fn checkpoint(&self, trainer: &AnyTrainer, epoch: u64, progress: String) -> Result<Checkpoint> {
+        let (seed, config, data) = (self.seed, self.spec.resolved.clone(), self.spec.data.clone());
+        Ok(Checkpoint { state: trainer.state()?, meta: Meta { epoch, seed, config, data, progress } })
     }
 
     fn save(&self, checkpoint: &Checkpoint, path: &Path) -> Result<()> {
         Ok(checkpoint.save(path, self.spec.model, &self.spec.training.optimizer)?)
     }
 
+    /// Saves where epoch `epoch` (0-based, unfinished) stands as interrupted.safetensors.
+    fn save_unfinished(&self, trainer: &AnyTrainer, epoch: u64, progress: &Progress) -> Result<PathBuf> {
+        let path = self.dir.join(INTERRUPTED_CHECKPOINT);
+        self.save(&self.checkpoint(trainer, epoch, progress.to_json())?, &path)?;
+        Ok(path)
+    }
+
+    /// Appends `line` to metrics.jsonl in one write: a kill leaves whole lines, or a cut
+    /// last one that the resume drops.
+    fn record(&mut self, line: serde_json::Value) -> Result<()> {
+        let path = self.dir.join("metrics.jsonl");
+        self.metrics.write_all(format!("{line}\n").as_bytes()).with_context(|| format!("writing {}", path.display()))
+    }
+
     /// Ctrl-C or SIGTERM: the step in flight finished; write it down and exit 128 + the
     /// signal (130, 143), as a shell reports a process the signal ended.
-    fn interrupted(&self, trainer: &AnyTrainer, epoch: u64) -> Result<()> {
-        let path = self.dir.join(INTERRUPTED_CHECKPOINT);
-        self.save(&self.checkpoint(trainer, epoch)?, &path)?;
+    fn interrupted(&self, trainer: &AnyTrainer, epoch: u64, progress: &Progress) -> Result<()> {
+        let path = self.save_unfinished(trainer, epoch, progress)?;
         eprintln!(
             "interrupted at step {}; saved {}; continue with dlcli train --resume {}",
             trainer.steps(),
@@ -516,7 +565,7 @@ impl<'m> Run<'m> {
             }
             summary.push(shown);
         }
-        writeln!(self.metrics, "{line}")?;
+        self.record(line.clone())?;
         draw_curves(&self.dir.join("curves.png"), &read_metrics(&self.dir.join("metrics.jsonl"))?, held_out, figure)?;
         println!(
             "epoch {}/{}: train loss {train_loss:.4} {} | {} | {rate:.0} samples/s",
@@ -525,15 +574,19 @@ impl<'m> Run<'m> {
             scoring.show(train_figure),
             summary.join(" | "),
         );
-        let checkpoint = self.checkpoint(trainer, epoch + 1)?;
+        // The best checkpoint before the epoch's: a kill between the two resumes from the
+        // epoch before, which trains this one again and saves the same best.
+        let checkpoint = self.checkpoint(trainer, epoch + 1, String::new())?;
+        if self.monitor.update(line[self.monitor.key()].as_f64().unwrap_or(f64::NAN)) {
+            self.save(&checkpoint, &self.dir.join("best.safetensors"))?;
+        }
         let path = self.dir.join(format!("epoch-{}.safetensors", epoch + 1));
         self.save(&checkpoint, &path)?;
+        // A resume from before a damaged epoch checkpoint writes that epoch's again.
+        self.kept.retain(|kept| *kept != path);
         self.kept.push(path);
         while self.kept.len() > self.keep_last.max(1) {
             std::fs::remove_file(self.kept.remove(0))?;
-        }
-        if self.monitor.update(line[self.monitor.key()].as_f64().unwrap_or(f64::NAN)) {
-            self.save(&checkpoint, &self.dir.join("best.safetensors"))?;
         }
         // Superseded by the epoch checkpoint just written.
         let _ = std::fs::remove_file(self.dir.join(INTERRUPTED_CHECKPOINT));
@@ -555,7 +608,64 @@ enum Epoch {
     /// Mean loss, accuracy and samples/s.
     Done(f64, f64, f64),
     /// Ctrl-C: the step in flight finished, nothing more ran.
-    Interrupted,
+    Interrupted(Progress),
+}
+
+/// Sums over training steps: the loss weighted by the samples, the metric, and the samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Sums {
+    loss: f64,
+    metric: f64,
+    samples: usize,
+}
+
+impl Sums {
+    fn add(&mut self, stats: &StepStats, valid: usize) {
+        (self.loss, self.metric, self.samples) =
+            (self.loss + stats.loss as f64 * valid as f64, self.metric + metric_of(stats), self.samples + valid);
+    }
+
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!([self.loss, self.metric, self.samples])
+    }
+
+    fn parse(v: &serde_json::Value) -> Option<Sums> {
+        let [loss, metric, samples] = v.as_array()?.as_slice() else { return None };
+        Some(Sums { loss: loss.as_f64()?, metric: metric.as_f64()?, samples: samples.as_u64()? as usize })
+    }
+}
+
+/// Where an unfinished epoch's figures stand: sums over its steps so far and since the last
+/// step line. A mid-epoch checkpoint keeps them, so that a resumed epoch writes the figures an
+/// uninterrupted one would.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Progress {
+    epoch: Sums,
+    interval: Sums,
+}
+
+impl Progress {
+    fn to_json(self) -> String {
+        serde_json::json!({"epoch": self.epoch.to_json(), "interval": self.interval.to_json()}).to_string()
+    }
+
+    /// A checkpoint's progress: none (empty) at an epoch's end.
+    fn parse(text: &str) -> Result<Progress> {
+        if text.is_empty() {
+            return Ok(Progress::default());
+        }
+        let v: serde_json::Value = serde_json::from_str(text).context("progress is not JSON")?;
+        let sums = |key: &str| Sums::parse(&v[key]).with_context(|| format!("progress.{key} is not [loss, metric, samples]"));
+        Ok(Progress { epoch: sums("epoch")?, interval: sums("interval")? })
+    }
+}
+
+/// Where an epoch starts: its number, the batches already trained (a resumed unfinished
+/// epoch) and their figures.
+struct EpochStart {
+    epoch: u64,
+    done: u64,
+    progress: Progress,
 }
 
 /// Steps between the `"kind": "step"` lines of metrics.jsonl.
@@ -566,7 +676,7 @@ const LOG_EVERY: u64 = 100;
 /// The stop is recorded in metrics.jsonl.
 fn diverged(step: u64, epoch: u64, loss: f32, config: &Config, run: &mut Run) -> anyhow::Error {
     let line = serde_json::json!({"kind": "stopped", "epoch": epoch + 1, "step": step, "reason": "non-finite loss"});
-    let _ = writeln!(run.metrics, "{line}");
+    let _ = run.record(line);
     let clip = match config.train.clip_grad_norm {
         0.0 => "set [train] clip_grad_norm = 1.0".to_string(),
         norm => format!("lower [train] clip_grad_norm (now {norm})"),
@@ -586,12 +696,13 @@ fn metric_of(stats: &StepStats) -> f64 {
 }
 
 /// One epoch of `set`, skipping the first `done` batches of epoch `epoch` (a resumed
-/// interrupted epoch); a line goes to the run's metrics every [`LOG_EVERY`] steps.
+/// unfinished epoch); a line goes to the run's metrics every [`LOG_EVERY`] steps, and the
+/// state to interrupted.safetensors every `checkpoint_every_steps`.
 fn train_epoch(
     trainer: &mut AnyTrainer,
     set: &Dataset,
     config: &Config,
-    (epoch, done): (u64, u64),
+    EpochStart { epoch, done, mut progress }: EpochStart,
     quiet: bool,
     run: &mut Run,
 ) -> Result<Epoch> {
@@ -606,10 +717,10 @@ fn train_epoch(
     );
     bar.set_prefix(format!("{}/{}", epoch + 1, config.train.epochs));
     bar.set_position(done);
-    let start = Instant::now();
-    // Loss sum, metric sum and samples: of the epoch, and since the last step line.
-    let (mut total, mut interval) = ((0.0, 0.0, 0usize), (0.0, 0.0, 0usize));
+    // Samples/s counts what this process trained.
+    let (start, mut trained_here) = (Instant::now(), 0usize);
     let (seed, first_step, augment) = (config.train.seed, trainer.steps(), config.data.augment());
+    let (every, last_step) = (config.train.checkpoint_every_steps, first_step - done + steps);
     // A loader thread shuffles, gathers and augments the next batches while this one trains.
     let interrupted = std::thread::scope(|scope| -> Result<bool> {
         let (ready, batches) = std::sync::mpsc::sync_channel::<data::Batch>(2);
@@ -630,32 +741,37 @@ fn train_epoch(
                 bar.abandon();
                 return Err(diverged(trainer.steps(), epoch, stats.loss, config, run));
             }
-            for sums in [&mut total, &mut interval] {
-                *sums = (sums.0 + stats.loss as f64 * b.valid as f64, sums.1 + metric_of(&stats), sums.2 + b.valid);
-            }
-            let rate = total.2 as f64 / start.elapsed().as_secs_f64();
-            if trainer.steps().is_multiple_of(LOG_EVERY) {
-                let (loss, figure) = scoring.score(interval.0, interval.1, interval.2);
-                let line = serde_json::json!({
-                    "kind": "step", "epoch": epoch + 1, "step": trainer.steps(), "train_loss": loss,
+            progress.epoch.add(&stats, b.valid);
+            progress.interval.add(&stats, b.valid);
+            trained_here += b.valid;
+            let rate = trained_here as f64 / start.elapsed().as_secs_f64();
+            let step = trainer.steps();
+            if step.is_multiple_of(LOG_EVERY) {
+                let Sums { loss, metric, samples } = std::mem::take(&mut progress.interval);
+                let (loss, figure) = scoring.score(loss, metric, samples);
+                run.record(serde_json::json!({
+                    "kind": "step", "epoch": epoch + 1, "step": step, "train_loss": loss,
                     format!("train_{}", scoring.figure()): figure, "samples_per_s": rate,
-                });
-                writeln!(run.metrics, "{line}")?;
-                interval = (0.0, 0.0, 0);
+                }))?;
+            }
+            // The epoch's last step is saved by the epoch's checkpoint.
+            if every > 0 && step.is_multiple_of(every) && step != last_step {
+                run.save_unfinished(trainer, epoch, &progress)?;
             }
             bar.inc(1);
-            let (loss, figure) = scoring.score(total.0, total.1, total.2);
+            let (loss, figure) = scoring.score(progress.epoch.loss, progress.epoch.metric, progress.epoch.samples);
             bar.set_message(format!("loss {loss:.4} {} {rate:.0} samples/s", scoring.show(figure)));
         }
         Ok(false)
     })?;
     if interrupted {
         bar.abandon();
-        return Ok(Epoch::Interrupted);
+        return Ok(Epoch::Interrupted(progress));
     }
     bar.finish_and_clear();
-    let (loss, figure) = scoring.score(total.0, total.1, total.2);
-    Ok(Epoch::Done(loss, figure, total.2 as f64 / start.elapsed().as_secs_f64()))
+    let Sums { loss, metric, samples } = progress.epoch;
+    let (loss, figure) = scoring.score(loss, metric, samples);
+    Ok(Epoch::Done(loss, figure, trained_here as f64 / start.elapsed().as_secs_f64()))
 }
 
 /// The metric that picks the best checkpoint and stops training early: validation accuracy

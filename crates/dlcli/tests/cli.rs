@@ -1153,6 +1153,91 @@ fn resume_skips_a_damaged_last_checkpoint() {
     );
 }
 
+/// `kill -9` at 24 moments of a digits run that saves its state every 5 steps, each followed
+/// by `--resume` (by a fresh start while no checkpoint exists yet): the run ends with the
+/// checkpoints and metrics.jsonl (all but its samples/s) of a run never killed, and no resume
+/// meets a damaged checkpoint. Half the kills come at a random moment (start-up, a step, an
+/// evaluation, a metrics line, a checkpoint), half as soon as a checkpoint's temporary file
+/// appears (during its write).
+#[cfg(unix)]
+#[test]
+fn kill_9_at_any_moment_then_resume_ends_as_a_run_never_killed() {
+    use std::os::unix::process::ExitStatusExt;
+    let runs = temp_dir("kill-9");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let data = repo.join("datasets/digits/digits.csv.gz").canonicalize().unwrap();
+    let digits = std::fs::read_to_string(repo.join("configs/digits.toml")).unwrap();
+    let digits = digits.replace("\"../datasets/digits/digits.csv.gz\"", &format!("{:?}", data.to_str().unwrap()));
+    let config = runs.join("digits.toml");
+    std::fs::write(&config, digits + "checkpoint_every_steps = 5\n").unwrap();
+    let epochs = ["--epochs", "8"];
+    let clock = std::time::Instant::now();
+    let whole = train(&config, &runs, &[&["--run", "whole"], &epochs[..]].concat());
+    assert!(whole.status.success(), "{:?}", text(&whole));
+    let run_time = clock.elapsed();
+
+    let cut = runs.join("cut");
+    let temporaries = || -> Vec<String> {
+        let names = std::fs::read_dir(&cut).into_iter().flatten().filter_map(|e| e.ok()?.file_name().into_string().ok());
+        names.filter(|n| n.contains(".tmp-")).collect()
+    };
+    let mut random = 0x2545_F491_4F6C_DD1Du64;
+    let (mut kills, mut mid_write, mut resumes) = (0, 0, 0);
+    while kills < 24 {
+        let resume = cut.join("config.toml").exists() && std::fs::read_dir(&cut).unwrap().any(|e| {
+            e.unwrap().file_name().to_str().is_some_and(|n| n.ends_with(".safetensors") && !n.contains(".tmp-"))
+        });
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dlcli"));
+        match resume {
+            true => command.args(["train", "--resume", cut.to_str().unwrap(), "--quiet"]),
+            false => command.args(["train", "--config", config.to_str().unwrap(), "--device", "cpu", "--quiet"]).args(epochs)
+                .args(["--runs-dir", runs.to_str().unwrap(), "--run", "cut", "--force"]),
+        };
+        resumes += resume as u32;
+        let mut child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        if kills % 2 == 0 {
+            // A moment within the first eighth of a whole run's time.
+            std::thread::sleep(run_time.mul_f64((random % 1000) as f64 / 8000.0));
+        } else {
+            let deadline = std::time::Instant::now() + run_time;
+            while temporaries().is_empty() && std::time::Instant::now() < deadline {}
+        }
+        child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The one warning a kill leaves for the next start is its lock's.
+        let damaged = stderr.lines().any(|l| l.starts_with("warning:") && !l.contains("dlcli.lock was left by"));
+        assert!(!damaged && !stderr.contains("panicked"), "{stderr}");
+        assert!(out.status.signal() == Some(9), "the run ended before its kill: {:?} {stderr}", out.status);
+        kills += 1;
+        mid_write += !temporaries().is_empty() as u32;
+    }
+    let last = dlcli(&["train", "--resume", cut.to_str().unwrap(), "--quiet"]);
+    assert!(last.status.success(), "{:?}", text(&last));
+    println!("{kills} kills ({mid_write} during a checkpoint's write), {resumes} resumes");
+    assert!(resumes >= 12, "only {resumes} of the kills came after a checkpoint");
+
+    let files = |run: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(run).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(files(&cut), files(&runs.join("whole")), "no temporary, lock or mid-epoch checkpoint is left");
+    for name in ["epoch-7.safetensors", "epoch-8.safetensors", "best.safetensors"] {
+        assert!(safetensors_parts(&cut.join(name)) == safetensors_parts(&runs.join("whole").join(name)), "{name} differs");
+    }
+    let metrics = |run: &Path| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let mut rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        rows.iter_mut().for_each(|row| drop(row.as_object_mut().unwrap().remove("samples_per_s")));
+        rows
+    };
+    assert_eq!(metrics(&cut), metrics(&runs.join("whole")), "metrics.jsonl differs from the run never killed");
+}
+
 /// A file-size limit (what a full disk does to a write, without a special file system) stops
 /// the run with the file named, exit 1: every checkpoint and picture already written stays
 /// whole and loadable, and nothing half-written is left under a final name or as a temporary.

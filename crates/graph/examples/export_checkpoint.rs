@@ -52,7 +52,7 @@ fn main() {
     let state = trainer.state().unwrap();
     let checkpoint = Checkpoint {
         state: state.clone(),
-        meta: Meta { epoch: 1, seed: 0, config: String::new(), data: String::new() },
+        meta: Meta { epoch: 1, seed: 0, config: String::new(), data: String::new(), progress: String::new() },
     };
     checkpoint.save(&dir.join("model.safetensors"), &model(), &training.optimizer).unwrap();
 

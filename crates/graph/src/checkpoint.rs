@@ -33,6 +33,9 @@ pub struct Meta {
     /// What the data's preparation learnt from the training data and a prediction needs
     /// (a text vocabulary, a series' normalisation), as JSON; empty for none.
     pub data: String,
+    /// Where an unfinished epoch's running figures stand, as JSON, in a checkpoint written
+    /// mid-epoch (the trainer's own record); empty in one written at an epoch's end.
+    pub progress: String,
 }
 
 /// A checkpoint in memory: the trainer's state and its metadata.
@@ -92,6 +95,7 @@ impl Checkpoint {
             ("optimizer".to_string(), optimizer_name(optimizer).to_string()),
             ("config".to_string(), self.meta.config.clone()),
             ("data".to_string(), self.meta.data.clone()),
+            ("progress".to_string(), self.meta.progress.clone()),
         ]);
         let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))?;
         write_atomically(path, &bytes).map_err(|e| match e.kind() {
@@ -182,6 +186,7 @@ impl Checkpoint {
                 seed: number("seed")?,
                 config: meta.get("config").cloned().unwrap_or_default(),
                 data: meta.get("data").cloned().unwrap_or_default(),
+                progress: meta.get("progress").cloned().unwrap_or_default(),
             },
         })
     }
@@ -230,11 +235,14 @@ impl Checkpoint {
     }
 }
 
+/// What a temporary file's name adds to its target's, before the writer's process id.
+const TEMPORARY: &str = ".tmp-";
+
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut temp_name = path.file_name().unwrap_or_default().to_owned();
-    temp_name.push(format!(".tmp-{}", std::process::id()));
+    temp_name.push(format!("{TEMPORARY}{}", std::process::id()));
     let temp: PathBuf = dir.join(temp_name);
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
@@ -251,4 +259,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// Removes the temporary files another process's [`write_atomically`] left in `dir` when it
+/// was killed mid-write; returns their paths. Only for a directory this process holds (a run
+/// directory under its lock): a live writer's temporary would go too.
+pub fn remove_abandoned_writes(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let writer = name.rsplit_once(TEMPORARY).and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if writer.is_some_and(|pid| pid != std::process::id()) {
+            std::fs::remove_file(&path)?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
 }

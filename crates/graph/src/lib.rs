@@ -29,7 +29,7 @@ mod trainer;
 pub mod zoo;
 
 pub use autodiff::{Gradients, backward};
-pub use checkpoint::{Checkpoint, Meta, write_atomically};
+pub use checkpoint::{Checkpoint, Meta, remove_abandoned_writes, write_atomically};
 pub use cpu::{CpuExecutor, NodeTime, Values, evaluate};
 pub use crosscheck::CrossCheck;
 pub use decoding::{Carried, Carry, Decoder, Decoding};

@@ -41,7 +41,7 @@ fn temp_dir(test: &str) -> PathBuf {
 }
 
 fn meta() -> Meta {
-    Meta { epoch: 2, seed: 1, config: "[model]\nkind = \"cnn\"\n".into(), data: "{}".into() }
+    Meta { epoch: 2, seed: 1, config: "[model]\nkind = \"cnn\"\n".into(), data: "{}".into(), progress: String::new() }
 }
 
 #[test]

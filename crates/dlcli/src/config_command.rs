@@ -33,7 +33,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             let data = crate::dataset::load(&config.data, config.train.seed)?;
             let batch = config.train.batch_size;
             let model = crate::model::build(&config, &data.test, batch)?;
-            let estimate = crate::memory::Estimate::of(&model, &crate::train::training(&config.train, 1))?;
+            let estimate = crate::memory::Estimate::of(&model, &crate::train::training(&config.train, 1), false)?;
             estimate.check(None, batch)?;
             println!(
                 "{}: ok ({} layers, {} parameter tensors; a training step at batch {batch} holds about {:.1} MiB)",

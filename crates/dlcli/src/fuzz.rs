@@ -169,7 +169,7 @@ fn check(path: &Path, text: &str, loaded: &mut HashMap<String, Option<data::Data
     let Some(test) = test else { return Ok(()) }; // the data refused: a typed error
     let batch = config.train.batch_size;
     let built = model::build(&config, &test, batch)?;
-    memory::Estimate::of(&built, &train::training(&config.train, 1))?.check(None, batch)?;
+    memory::Estimate::of(&built, &train::training(&config.train, 1), false)?.check(None, batch)?;
     Ok(())
 }
 

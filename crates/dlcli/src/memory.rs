@@ -3,11 +3,11 @@
 //! allocation abort.
 
 use anyhow::{Result, bail};
-use graph::{Plan, Supervised, Training, TrainingStep};
+use graph::{Op, Plan, Supervised, Training, TrainingStep};
 use kernels::Gpu;
 
 /// Bytes a training step needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Estimate {
     /// Parameters and state (batch norm's running statistics).
     pub params: u64,
@@ -15,22 +15,36 @@ pub struct Estimate {
     pub optimizer: u64,
     /// The planned buffers of one step: activations, saved tensors, gradients, workspace.
     pub activations: u64,
-    /// The largest of those buffers (a device has a limit per buffer).
+    /// The largest buffer of the step, planned or a parameter's (a device has a limit per
+    /// buffer).
     pub largest_buffer: u64,
+    /// The tensor that sizes it, for a user.
+    pub largest_tensor: String,
 }
 
 impl Estimate {
-    pub fn of(model: &Supervised, training: &Training) -> Result<Estimate> {
+    /// The estimate of a training step of `model`; with `every_tensor` (`--detect-anomaly`)
+    /// of one that keeps every tensor in a buffer of its own.
+    pub fn of(model: &Supervised, training: &Training, every_tensor: bool) -> Result<Estimate> {
         let step = TrainingStep::new(model, training)?;
-        let plan = Plan::new(&step.graph, &step.outputs);
+        let kept = if every_tensor { step.every_tensor() } else { step.outputs.clone() };
+        let plan = Plan::new(&step.graph, &kept);
         // Saturating: absurd sizes read as more than any memory, and are refused below.
         let bytes = |elements: usize| (elements as u64).saturating_mul(4);
         let trained = model.params.iter().fold(0usize, |n, p| n.saturating_add(model.graph.numel(p.node)));
+        let g = &step.graph;
+        let planned = (0..plan.buffers.len()).filter_map(|b| Some((plan.buffers[b], plan.largest_in(g, b)?)));
+        // The model's own parameters and state (the optimizer's are the same sizes), named
+        // before a planned buffer of the same size (a gradient of one of them).
+        let kept = model.graph.nodes().filter(|(_, n)| matches!(n.op, Op::Param { .. } | Op::State { .. }));
+        let kept = kept.map(|(id, _)| (g.numel(id.out(0)), id.out(0)));
+        let largest = kept.chain(planned).reduce(|a, b| if b.0 > a.0 { b } else { a });
         Ok(Estimate {
             params: bytes(model.init.elements()),
             optimizer: bytes(trained).saturating_mul(training.optimizer.state_count() as u64),
             activations: bytes(plan.planned_elements()),
-            largest_buffer: bytes(plan.buffers.iter().copied().max().unwrap_or(0)),
+            largest_buffer: bytes(largest.map_or(0, |(len, _)| len)),
+            largest_tensor: largest.map_or_else(String::new, |(_, t)| g.describe(t)),
         })
     }
 
@@ -67,10 +81,10 @@ impl Estimate {
             let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
             if self.largest_buffer > limit {
                 bail!(
-                    "a training step at batch {batch} needs a {} buffer, more than the {} one buffer may hold on {}: {advice}, \
-                     or train with --device cpu",
-                    gib(self.largest_buffer),
-                    gib(limit),
+                    "a training step at batch {batch} needs a buffer of {} bytes for {}, more than the {limit} bytes \
+                     one buffer may hold on {}: {advice}, or train with --device cpu",
+                    self.largest_buffer,
+                    self.largest_tensor,
                     gpu.summary().name
                 );
             }
@@ -94,5 +108,44 @@ fn gib(bytes: u64) -> String {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
     } else {
         format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use data::{Dataset, Inputs, Targets};
+    use kernels::Gpu;
+
+    use crate::config::Config;
+
+    /// A layer whose weight is one row more than one buffer of this adapter may hold is
+    /// refused before anything is allocated, naming the layer and the limit, with advice.
+    #[test]
+    fn a_buffer_beyond_the_adapters_limit_is_refused_naming_its_tensor() {
+        let gpu = match Gpu::open() {
+            Ok(gpu) => gpu,
+            Err(e) => return kernels::no_adapter("memory::a_buffer_beyond_the_adapters_limit", &e),
+        };
+        let limits = gpu.limits();
+        let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let rows = limit / (4 * 64) + 1;
+        let text = format!(
+            "[data]\nkind = \"digits\"\n[model]\nlayers = [{{ type = \"flatten\" }}, \
+             {{ type = \"linear\", name = \"wide\", out_features = {rows} }}, {{ type = \"linear\", out_features = 10 }}]\n\
+             [train]\nbatch_size = 2\n"
+        );
+        let config = Config::parse(Path::new("wide.toml"), &text).unwrap();
+        let targets = Targets::Classes { labels: Vec::new(), per_sample: 1, classes: 10 };
+        let digits = Dataset { samples: Vec::new(), sample_shape: vec![1, 8, 8], inputs: Inputs::Values, targets };
+        let model = crate::model::build(&config, &digits, 2).unwrap();
+        let estimate = super::Estimate::of(&model, &crate::train::training(&config.train, 1), false).unwrap();
+        assert_eq!(estimate.largest_buffer, rows * 64 * 4);
+        let message = estimate.check(Some(&gpu), 2).unwrap_err().to_string();
+        let named = format!("for parameter wide.weight of shape [{rows}, 64]");
+        for part in [&named[..], "more than the", "--device cpu", "lower [train] batch_size or the layer sizes"] {
+            assert!(message.contains(part), "{message} lacks {part}");
+        }
     }
 }

@@ -89,8 +89,10 @@ fn stack(config: &Config, m: &mut Model, x: TensorId, data: &DataShape) -> Resul
         } else {
             layer.inputs.iter().map(|name| by_name[name.as_str()]).collect()
         };
+        let first = m.graph.len();
         let out = add_layer(m, &layer.name, &layer.kind, &inputs, data)
             .with_context(|| format!("model.layers[{i}] ({:?})", layer.name))?;
+        m.graph.claim_for_layer(first, &layer.name);
         by_name.insert(&layer.name, out);
         outputs.push(out);
     }

@@ -42,7 +42,7 @@ pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
         if outputs.iter().all(Option::is_none) {
             continue;
         }
-        let inputs = g.node(node).inputs.clone();
+        let (inputs, first) = (g.node(node).inputs.clone(), g.len());
         for (input, contribution) in inputs.into_iter().zip(op.backward(g, node, &outputs)?) {
             let Some(contribution) = contribution else { continue };
             let total = match grads.of(input) {
@@ -50,6 +50,9 @@ pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
                 None => contribution,
             };
             grads.of.insert(input, total);
+        }
+        if let Some(layer) = g.node(node).layer.clone() {
+            g.claim_for_layer(first, &layer);
         }
     }
     Ok(grads)

@@ -157,8 +157,9 @@ impl GpuRun {
         shared: &mut SharedBuffers,
     ) -> Result<Self> {
         let plan = Plan::new(graph, outputs);
-        let buffers: Vec<GpuTensor> =
-            plan.buffers.iter().enumerate().map(|(i, &len)| shared.get(gpu, i, len)).collect::<Result<_>>()?;
+        let buffers: Vec<GpuTensor> = (plan.buffers.iter().enumerate())
+            .map(|(i, &len)| shared.get(gpu, i, len).map_err(|e| name_too_large(e, graph, plan.largest_in(graph, i))))
+            .collect::<Result<_>>()?;
         let mut exec = GpuRun {
             mode,
             fed: Vec::new(),
@@ -182,7 +183,8 @@ impl GpuRun {
                     t.clone()
                 }
                 Op::Input { .. } | Op::Labels { .. } => {
-                    let tensor = gpu.tensor(graph.numel(out))?;
+                    let tensor =
+                        gpu.tensor(graph.numel(out)).map_err(|e| name_too_large(e.into(), graph, Some(out)))?;
                     exec.memory.persistent += tensor.bytes();
                     exec.fed.push(FedTensor { node: node.clone(), tensor: tensor.clone() });
                     tensor
@@ -237,6 +239,17 @@ impl GpuRun {
         }
         let all: Vec<&Dispatch> = self.dispatches.iter().collect();
         Ok(gpu.run(&all)?)
+    }
+}
+
+/// A buffer beyond the adapter's limits, named by the tensor `t` that needs it, with advice.
+fn name_too_large(e: GraphError, graph: &Graph, t: Option<TensorId>) -> GraphError {
+    match (e, t) {
+        (GraphError::Kernel(e @ kernels::KernelError::TooLarge { .. }), Some(t)) => GraphError::Shape {
+            node: graph.describe(t),
+            detail: format!("{e}; lower the batch size or the layer sizes, or run on the CPU with --device cpu"),
+        },
+        (e, _) => e,
     }
 }
 

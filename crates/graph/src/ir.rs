@@ -130,6 +130,9 @@ pub struct Node {
     pub outputs: Vec<TensorType>,
     /// How errors name this node: the op and its index, or the layer that built it.
     pub label: String,
+    /// The model layer this node computes part of, forward or backward (see
+    /// [`Graph::claim_for_layer`]); None for a node no layer claimed (a loss, an update).
+    pub layer: Option<String>,
 }
 
 /// A graph under construction or ready to run.
@@ -185,14 +188,37 @@ impl Graph {
         &self.nodes[t.node.0].label
     }
 
+    /// Names tensor `t` for a user: its layer (if a layer claimed it), node, output and shape.
+    pub fn describe(&self, t: TensorId) -> String {
+        let node = self.node(t.node);
+        if let Op::Param { name } | Op::State { name } = &node.op {
+            return format!("parameter {name} of shape {:?}", self.shape(t));
+        }
+        let at = format!("{} output {} of shape {:?}", node.label, t.slot, self.shape(t));
+        match &node.layer {
+            Some(layer) => format!("layer {layer:?} ({at})"),
+            None => at,
+        }
+    }
+
     /// Renames how errors and summaries refer to a node (layers name what they build).
     pub fn set_label(&mut self, t: TensorId, label: impl Into<String>) {
         self.nodes[t.node.0].label = label.into();
     }
 
+    /// Puts the nodes from index `first` on that no layer has claimed yet in `layer`: what a
+    /// config's layer built, so that a report on any of its nodes (`--detect-anomaly`) names
+    /// the layer as the user wrote it. [`crate::backward`] puts each gradient node in the
+    /// layer of the node it differentiates.
+    pub fn claim_for_layer(&mut self, first: usize, layer: &str) {
+        for node in self.nodes.iter_mut().skip(first).filter(|n| n.layer.is_none()) {
+            node.layer = Some(layer.to_string());
+        }
+    }
+
     fn push(&mut self, op: Op, inputs: Vec<TensorId>, outputs: Vec<TensorType>) -> NodeId {
         let label = format!("{}#{}", op.name(), self.nodes.len());
-        self.nodes.push(Node { op, inputs, outputs, label });
+        self.nodes.push(Node { op, inputs, outputs, label, layer: None });
         NodeId(self.nodes.len() - 1)
     }
 

@@ -10,6 +10,7 @@
 //! run over buffers planned by liveness ([`Plan`]). A [`Supervised`] is a model's complete training graph;
 //! a [`Trainer`] trains any [`Trainable`] model on any executor.
 
+mod anomaly;
 mod autodiff;
 mod checkpoint;
 mod cpu;
@@ -28,6 +29,7 @@ mod supervised;
 mod trainer;
 pub mod zoo;
 
+pub use anomaly::{Anomaly, Pass};
 pub use autodiff::{Gradients, backward};
 pub use checkpoint::{Checkpoint, Meta, remove_abandoned_writes, write_atomically};
 pub use cpu::{CpuExecutor, NodeTime, Values, evaluate};

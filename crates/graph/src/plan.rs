@@ -128,6 +128,12 @@ impl Plan {
         }
     }
 
+    /// The largest tensor planned into buffer `buffer`: what it is sized for.
+    pub fn largest_in(&self, graph: &Graph, buffer: usize) -> Option<TensorId> {
+        let tensors = self.buffer.iter().filter(|&(_, &b)| b == buffer).map(|(&t, _)| t);
+        tensors.max_by_key(|&t| (storage_len(graph, t), std::cmp::Reverse(t)))
+    }
+
     /// Elements of all planned buffers together.
     pub fn planned_elements(&self) -> usize {
         self.buffers.iter().fold(0, |n, &b| n.saturating_add(b))

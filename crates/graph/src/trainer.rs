@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 
+use crate::anomaly::{self, Anomaly};
 use crate::error::{GraphError, Result};
 use crate::executor::{Executor, RunId};
 use crate::feed::Feed;
-use crate::ir::{Graph, Mode, Op, TensorId};
-use crate::ops::{ClipGradNorm, Update};
+use crate::ir::{Graph, Mode, NodeId, Op, TensorId};
+use crate::ops::{GradNorm, Update};
 use crate::optim::{Training, optimizer_state_name};
 use crate::supervised::Parameter;
 
@@ -30,12 +31,21 @@ pub trait Trainable {
 pub struct StepStats {
     /// The loss before the update.
     pub loss: f32,
+    /// A training step's global L2 norm of the gradients, before any clipping; None for an
+    /// evaluation.
+    pub grad_norm: Option<f32>,
     /// Each metric of the model by name (a classifier's "correct": how many rows of the batch
     /// it classified correctly).
     pub metrics: Vec<(&'static str, f32)>,
 }
 
 impl StepStats {
+    /// Whether the loss and the gradient norm are finite. After a step whose are not, the
+    /// parameters are not worth keeping.
+    pub fn is_finite(&self) -> bool {
+        self.loss.is_finite() && self.grad_norm.is_none_or(f32::is_finite)
+    }
+
     pub fn metric(&self, name: &str) -> Option<f32> {
         self.metrics.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
     }
@@ -64,22 +74,52 @@ pub struct Trainer<E: Executor> {
     eval: RunId,
     /// [loss, metrics...], in the graphs of both runs.
     stats: TensorId,
+    /// [loss, metrics..., gradient norm], what a training run reads back.
+    train_stats: TensorId,
+    /// Where the training step is searched for its first non-finite value, when the trainer
+    /// detects anomalies: its graph and the loss's node.
+    anomalies: Option<(Graph, NodeId)>,
     steps: u64,
 }
 
 impl<E: Executor> Trainer<E> {
     /// Prepares `model`'s training step and evaluation on `exec` and writes its initial
     /// parameters there, the optimizer state zero.
-    pub fn new(mut exec: E, model: &impl Trainable, training: Training) -> Result<Self> {
+    pub fn new(exec: E, model: &impl Trainable, training: Training) -> Result<Self> {
+        Self::build(exec, model, training, false)
+    }
+
+    /// As [`Trainer::new`], for a trainer that can name where a step's values stopped being
+    /// finite ([`Trainer::first_non_finite`]): its step keeps every tensor in a buffer of its
+    /// own, so it takes the memory [`crate::Plan::unshared_elements`] counts.
+    pub fn detecting_anomalies(exec: E, model: &impl Trainable, training: Training) -> Result<Self> {
+        Self::build(exec, model, training, true)
+    }
+
+    fn build(mut exec: E, model: &impl Trainable, training: Training, detect_anomalies: bool) -> Result<Self> {
         let step = TrainingStep::new(model, &training)?;
         let eval = exec.prepare(&step.graph, Mode::Eval, &[step.stats])?;
-        let train = exec.prepare(&step.graph, Mode::Train, &step.outputs)?;
-        let (stats, metrics) = (step.stats, model.metrics());
+        let kept = if detect_anomalies { step.every_tensor() } else { step.outputs.clone() };
+        let train = exec.prepare(&step.graph, Mode::Train, &kept)?;
+        let (stats, train_stats, metrics) = (step.stats, step.train_stats, model.metrics());
+        let anomalies = detect_anomalies.then_some((step.graph, step.loss));
         let initial = model.initial();
         let tensors = state_dict(model.graph()).into_iter().map(|name| (name.clone(), initial[&name].len())).collect();
         let trained = model.parameters().iter().map(|p| p.name.clone()).collect();
         let metric_names = metrics.iter().map(|&(name, _)| name).collect();
-        let mut trainer = Trainer { exec, training, tensors, trained, metric_names, train, eval, stats, steps: 0 };
+        let mut trainer = Trainer {
+            exec,
+            training,
+            tensors,
+            trained,
+            metric_names,
+            train,
+            eval,
+            stats,
+            train_stats,
+            anomalies,
+            steps: 0,
+        };
         for (name, value) in &initial {
             trainer.exec.write_named(name, value)?;
         }
@@ -91,21 +131,37 @@ impl<E: Executor> Trainer<E> {
     pub fn train_step(&mut self, feed: &Feed) -> Result<StepStats> {
         self.exec.run(self.train, feed, self.steps)?;
         self.steps += 1;
-        self.read_stats(self.train)
+        let mut values = self.exec.read(self.train, self.train_stats)?;
+        let grad_norm = values.pop();
+        Ok(StepStats { grad_norm, ..self.stats_of(&values) })
     }
 
     /// The loss and metrics of a batch under the current parameters; nothing changes.
     pub fn evaluate(&mut self, feed: &Feed) -> Result<StepStats> {
         self.exec.run(self.eval, feed, self.steps)?;
-        self.read_stats(self.eval)
+        Ok(self.stats_of(&self.exec.read(self.eval, self.stats)?))
     }
 
-    fn read_stats(&self, run: RunId) -> Result<StepStats> {
-        let values = self.exec.read(run, self.stats)?;
-        Ok(StepStats {
-            loss: values[0],
-            metrics: self.metric_names.iter().copied().zip(values[1..].to_vec()).collect(),
-        })
+    /// [loss, metrics...] as stats.
+    fn stats_of(&self, values: &[f32]) -> StepStats {
+        let metrics = self.metric_names.iter().copied().zip(values[1..].iter().copied()).collect();
+        StepStats { loss: values[0], grad_norm: None, metrics }
+    }
+
+    /// Whether the trainer was built by [`Trainer::detecting_anomalies`].
+    pub fn detects_anomalies(&self) -> bool {
+        self.anomalies.is_some()
+    }
+
+    /// The first tensor of the last training step, in the order the step computed them, that
+    /// holds a NaN or an infinity, with the model layer it belongs to; None when all are
+    /// finite. Only a trainer built by [`Trainer::detecting_anomalies`] keeps them.
+    pub fn first_non_finite(&self) -> Result<Option<Anomaly>> {
+        let Some((graph, loss)) = &self.anomalies else {
+            let detail = "this trainer keeps no step's tensors: build it with Trainer::detecting_anomalies".into();
+            return Err(GraphError::Shape { node: "training step".into(), detail });
+        };
+        anomaly::first_non_finite(&self.exec, self.train, graph, *loss)
     }
 
     /// Current parameter and state values by `state_dict` name.
@@ -183,25 +239,40 @@ impl<E: Executor> Trainer<E> {
     }
 }
 
-/// One training step of a model as a graph: its forward and backward, global-norm clipping
-/// (if asked), every parameter's update, and the loss and metrics gathered into one tensor.
-/// Evaluation runs the same graph for `stats` alone, which the updates do not feed.
+/// One training step of a model as a graph: its forward and backward, the gradients' global
+/// norm (clipping them, if asked), every parameter's update, and the loss, metrics and norm
+/// gathered into one tensor. Evaluation runs the same graph for `stats` alone, which neither
+/// the norm nor the updates feed.
 pub struct TrainingStep {
     pub graph: Graph,
     /// [loss, metrics...].
     pub stats: TensorId,
+    /// [loss, metrics..., the gradients' global norm before clipping].
+    pub train_stats: TensorId,
     /// What a training run asks for: every updated parameter (so that the updates run) and
-    /// `stats`.
+    /// `train_stats`.
     pub outputs: Vec<TensorId>,
+    /// The loss's node, where the forward pass ends.
+    pub loss: NodeId,
 }
 
 impl TrainingStep {
     pub fn new(model: &impl Trainable, training: &Training) -> Result<Self> {
         let mut graph = model.graph().clone();
         let stats = gather(&mut graph, model.loss(), &model.metrics())?;
-        let mut outputs = append_updates(&mut graph, model.parameters(), training)?;
-        outputs.push(stats);
-        Ok(TrainingStep { graph, stats, outputs })
+        let (mut outputs, norm) = append_updates(&mut graph, model.parameters(), training)?;
+        let norm = graph.slice(norm, 0, 0, 1)?;
+        let train_stats = graph.concat(&[stats, norm], 0)?;
+        outputs.push(train_stats);
+        Ok(TrainingStep { graph, stats, train_stats, outputs, loss: model.loss().node })
+    }
+
+    /// What a training run that detects anomalies asks for: `outputs` and every tensor an
+    /// anomaly report may name, each then kept in a buffer of its own.
+    pub fn every_tensor(&self) -> Vec<TensorId> {
+        let mut tensors = self.outputs.clone();
+        tensors.extend(anomaly::reported_tensors(&self.graph));
+        tensors
     }
 }
 
@@ -223,16 +294,17 @@ fn gather(g: &mut Graph, loss: TensorId, metrics: &[(&'static str, TensorId)]) -
     g.concat(&parts, 0)
 }
 
-/// Appends global-norm clipping (if asked) and every parameter's update; returns the updated
-/// parameters, which a training run must ask for so that the updates run.
-fn append_updates(g: &mut Graph, params: &[Parameter], training: &Training) -> Result<Vec<TensorId>> {
-    let clip = match training.clip_grad_norm {
-        Some(max_norm) => {
-            let grads: Vec<TensorId> = params.iter().map(|p| p.grad).collect();
-            Some(g.apply1(ClipGradNorm { max_norm }, &grads)?)
-        }
-        None => None,
+/// Appends the gradients' global norm, clipping them if asked, and every parameter's update;
+/// returns the updated parameters, which a training run must ask for so that the updates run,
+/// and [norm, clipping factor].
+fn append_updates(g: &mut Graph, params: &[Parameter], training: &Training) -> Result<(Vec<TensorId>, TensorId)> {
+    let grads: Vec<TensorId> = params.iter().map(|p| p.grad).collect();
+    let norm = match grads.is_empty() {
+        true => g.fill(0.0, &[2]),
+        false => g.apply1(GradNorm { clip_to: training.clip_grad_norm }, &grads)?,
     };
+    // The updates read the norm only where it scales the gradients they read.
+    let clip = training.clip_grad_norm.map(|_| norm);
     let mut updated = Vec::new();
     for p in params {
         let shape = g.shape(p.node).to_vec();
@@ -245,5 +317,5 @@ fn append_updates(g: &mut Graph, params: &[Parameter], training: &Training) -> R
         g.set_label(u, format!("update {}", p.name));
         updated.push(u);
     }
-    Ok(updated)
+    Ok((updated, norm))
 }

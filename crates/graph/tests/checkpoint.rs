@@ -1,6 +1,7 @@
 //! Checkpoints: a round trip restores training exactly; a damaged or mismatched file is a
 //! clear error that names what is wrong.
 
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
@@ -221,3 +222,5 @@ proptest::proptest! {
         }
     }
 }
+
+on_the_gl_backend_too!();

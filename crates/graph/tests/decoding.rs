@@ -10,6 +10,7 @@ use graph::{
 };
 use kernels::Unary;
 
+#[macro_use]
 mod common;
 
 const VOCAB: usize = 11;
@@ -124,3 +125,5 @@ fn what_cannot_decode_token_by_token_is_named() {
     let err = m.self_attention("attn", x, 2, false, None).unwrap_err().to_string();
     assert!(err.contains("only causal self-attention"), "{err}");
 }
+
+on_the_gl_backend_too!();

@@ -1,6 +1,7 @@
 //! The GPU executor against the CPU executor on whole graphs, forward and backward, and its
 //! buffer plan.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -221,6 +222,26 @@ fn bad_feeds_are_errors_on_the_gpu_too() {
     assert_eq!(trainer.steps(), 0);
 }
 
+/// A tensor no buffer of this adapter can hold (one more row than the limit allows) is
+/// refused when the run is prepared, naming its layer, its size and the limit, with advice;
+/// nothing is allocated for it.
+#[test]
+fn a_tensor_beyond_the_adapters_limits_is_refused_naming_its_layer() {
+    let Some(gpu) = gpu() else { return };
+    let limits = gpu.limits();
+    let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    let n = ((limit / 4) as f64).sqrt() as usize + 1;
+    let mut g = Graph::new();
+    let (column, row) = (g.input("column", &[n, 1]), g.input("row", &[1, n]));
+    let outer = g.binary(Binary::Add, column, row).unwrap();
+    g.claim_for_layer(2, "outer");
+    let message = GpuExecutor::new(gpu).prepare(&g, Mode::Eval, &[outer]).expect_err("refused").to_string();
+    let bytes = format!("{} bytes exceed the adapter's limit of {limit} bytes", n * n * 4);
+    for part in [&format!("layer \"outer\" (binary#2 output 0 of shape [{n}, {n}])"), &bytes, "--device cpu"] {
+        assert!(message.contains(part), "{message} lacks {part}");
+    }
+}
+
 #[test]
 fn a_chain_of_ops_plans_two_buffers_and_keeps_outputs_apart() {
     use graph::Plan;
@@ -302,3 +323,5 @@ fn every_shipped_architecture_matches_the_cpu() {
         compare(&model.graph, Mode::Train, &outputs, &model.init.values(), &feed);
     }
 }
+
+on_the_gl_backend_too!();

@@ -1,5 +1,6 @@
 //! Learning works: a small CNN trained on the shipped digits set reaches the accuracy floor.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -76,3 +77,5 @@ fn gpu_trainer_learns_digits_to_97_percent() {
     println!("digits CNN, GPU executor on {}: test accuracy {:.2}%", gpu.summary(), 100.0 * accuracy);
     assert!(accuracy >= 0.97, "test accuracy {accuracy}");
 }
+
+on_the_gl_backend_too!();

@@ -1,5 +1,6 @@
 //! Learning-rate schedules, and SGD with clipping and a schedule on both executors.
 
+#[macro_use]
 mod common;
 
 use common::{assert_close, gpu, values};
@@ -80,3 +81,5 @@ fn sgd_with_clipping_and_a_schedule_matches_between_executors() {
     }
     assert_ne!(unclipped.params().unwrap()["fc1.weight"], want["fc1.weight"]);
 }
+
+on_the_gl_backend_too!();

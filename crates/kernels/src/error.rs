@@ -16,8 +16,17 @@ pub enum KernelError {
     #[error("could not open a device on {adapter}: {source}")]
     RequestDevice { adapter: String, source: wgpu::RequestDeviceError },
 
-    #[error("GPU out of memory in {op}: {detail}")]
+    #[error(
+        "GPU out of memory in {op}: {detail}; lower [train] batch_size (or --batch-size) or the layer sizes, \
+         or run on the CPU with --device cpu"
+    )]
     OutOfMemory { op: String, detail: String },
+
+    #[error(
+        "the GPU device was lost in {op} ({detail}): its driver reset or removed it; run again (dlcli train \
+         --resume RUN continues from the last checkpoint), and on the CPU with --device cpu if it happens again"
+    )]
+    DeviceLost { op: String, detail: String },
 
     #[error("GPU validation error in {op}: {detail}")]
     Validation { op: String, detail: String },

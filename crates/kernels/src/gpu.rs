@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytemuck::Pod;
 
@@ -148,6 +148,7 @@ impl Dispatch {
     /// Replaces the parameter block (a learning rate, a step counter, an RNG seed); takes effect
     /// at the next [`Gpu::run`].
     pub fn set_params<P: Pod>(&self, gpu: &Gpu, params: &P) {
+        let _one_caller = gpu.exclusive();
         gpu.queue.write_buffer(self.params.buffer(), 0, &padded(params));
     }
 }
@@ -169,6 +170,10 @@ pub struct Gpu {
     layouts: Mutex<HashMap<&'static [Access], Arc<Layouts>>>,
     pool: Arc<BufferPool>,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it is: every later call fails with that.
+    lost: Arc<Mutex<Option<String>>>,
+    /// Where the backend takes one caller at a time, held around every call into the device.
+    serial: Option<Mutex<()>>,
 }
 
 /// Optional features we use when the adapter has them.
@@ -274,10 +279,14 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             sink.lock().unwrap().push(e.to_string());
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let record = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *record.lock().unwrap() = Some(format!("{reason:?}: {message}"));
+        });
         Ok(Gpu {
             device,
             queue,
-            summary,
             features,
             limits,
             modules: Mutex::default(),
@@ -285,6 +294,9 @@ impl Gpu {
             layouts: Mutex::default(),
             pool: Arc::default(),
             uncaptured,
+            lost,
+            serial: serialised(summary.backend).then(Mutex::default),
+            summary,
         })
     }
 
@@ -343,15 +355,30 @@ impl Gpu {
         self.pool.stats()
     }
 
+    /// The right to call into the device, on a backend that takes one caller at a time: wgpu's
+    /// GL backend has one context, which each call locks, and a call that waits more than a
+    /// few seconds for it (another thread's long kernel or shader compile) panics with "Could
+    /// not lock adapter context". Callers wait here instead, as long as it takes. Not
+    /// re-entrant: taken only around wgpu calls, never around a method that takes it.
+    fn exclusive(&self) -> Option<MutexGuard<'_, ()>> {
+        // A panic while held poisons nothing the lock protects (it guards no data).
+        self.serial.as_ref().map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
     /// Runs `f` inside out-of-memory, validation and internal error scopes and turns the
-    /// first error caught into a [`KernelError`] naming `op`.
+    /// first error caught into a [`KernelError`] naming `op`. `f` has the device to itself
+    /// where the backend needs that ([`Gpu::exclusive`]).
     pub(crate) fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let _one_caller = self.exclusive();
+        self.check_not_lost(op)?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let value = f();
         let errors =
             [pollster::block_on(internal.pop()), pollster::block_on(validation.pop()), pollster::block_on(oom.pop())];
+        // A lost device fails what was asked of it with validation errors: say why instead.
+        self.check_not_lost(op)?;
         if let Some(e) = errors.into_iter().flatten().next() {
             return Err(convert_error(op, e));
         }
@@ -359,6 +386,13 @@ impl Gpu {
             return Err(KernelError::Internal { op: op.to_string(), detail: e });
         }
         Ok(value)
+    }
+
+    fn check_not_lost(&self, op: &str) -> Result<()> {
+        match self.lost.lock().unwrap().clone() {
+            Some(detail) => Err(KernelError::DeviceLost { op: op.to_string(), detail }),
+            None => Ok(()),
+        }
     }
 
     // ----- buffers -------------------------------------------------------------------------
@@ -414,6 +448,7 @@ impl Gpu {
             ));
         }
         if !bytes.is_empty() {
+            let _one_caller = self.exclusive();
             self.queue.write_buffer(tensor.buffer(), 0, bytes);
         }
         Ok(())
@@ -434,26 +469,31 @@ impl Gpu {
         })?;
         let slice = staging.slice(0..bytes);
         let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        self.scoped("readback", || {
+            slice.map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            })
+        })?;
         self.wait("readback")?;
         let readback_error = |detail: String| KernelError::Readback { op: "read", detail };
         rx.recv().map_err(|e| readback_error(e.to_string()))?.map_err(|e| readback_error(e.to_string()))?;
         let out = {
+            let _one_caller = self.exclusive();
             let view = slice.get_mapped_range().map_err(|e| readback_error(e.to_string()))?;
-            bytemuck::cast_slice(&view).to_vec()
+            let out = bytemuck::cast_slice(&view).to_vec();
+            drop(view);
+            staging.unmap();
+            out
         };
-        staging.unmap();
         self.pool.give_back(staging);
         Ok(out)
     }
 
     fn wait(&self, op: &'static str) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| KernelError::Internal { op: op.into(), detail: e.to_string() })
+        let _one_caller = self.exclusive();
+        let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+        self.check_not_lost(op)?;
+        polled.map(|_| ()).map_err(|e| KernelError::Internal { op: op.into(), detail: e.to_string() })
     }
 
     // ----- kernels ---------------------------------------------------------------------------
@@ -474,6 +514,7 @@ impl Gpu {
 
     fn layout(&self, kernel: &Kernel) -> Arc<Layouts> {
         let mut layouts = self.layouts.lock().unwrap();
+        let _one_caller = self.exclusive();
         layouts
             .entry(kernel.bindings)
             .or_insert_with(|| {
@@ -567,7 +608,7 @@ impl Gpu {
         let bytes = padded(params);
         let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
         let params = Pooled::new(self.raw_buffer(kernel.entry, bytes.len() as u64, uniform)?, self.pool.clone());
-        self.queue.write_buffer(params.buffer(), 0, &bytes);
+        self.scoped(kernel.entry, || self.queue.write_buffer(params.buffer(), 0, &bytes))?;
         let bind_group = self.scoped(kernel.entry, || {
             let entries: Vec<_> = std::iter::once(params.buffer().as_entire_binding())
                 .chain(tensors.iter().map(|t| t.buffer().as_entire_binding()))
@@ -636,6 +677,11 @@ impl Gpu {
         })?;
         self.wait(op)
     }
+}
+
+/// Whether `backend` takes one caller at a time (see [`Gpu::exclusive`]).
+fn serialised(backend: wgpu::Backend) -> bool {
+    backend == wgpu::Backend::Gl
 }
 
 fn convert_error(op: &str, e: wgpu::Error) -> KernelError {

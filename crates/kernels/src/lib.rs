@@ -15,9 +15,9 @@ pub mod elementwise;
 pub mod embedding;
 mod error;
 mod gpu;
+mod gpu_tests;
 pub mod layout;
 pub mod matmul;
-mod no_adapter;
 pub mod norm;
 pub mod optimizer;
 pub mod pool;
@@ -38,9 +38,9 @@ pub use error::{KernelError, Result};
 pub use gpu::{
     Access, AdapterClass, AdapterSummary, Dispatch, Gpu, Kernel, LINEAR_WG, Shader, linear_grid, list_adapters,
 };
+pub use gpu_tests::{SKIP_GPU, no_adapter, rerun_on_gl};
 pub use layout::StridedCopy;
 pub use matmul::{Bias, Matmul, MatrixView};
-pub use no_adapter::{SKIP_GPU, no_adapter};
 pub use norm::{BatchNorm, LayerNorm};
 pub use optimizer::{Adam, Optimizer, Sgd};
 pub use pool::Pool2d;

@@ -116,25 +116,25 @@ pub fn set_step(gpu: &Gpu, dispatch: &Dispatch, opt: &Optimizer, step: u64, n: u
     dispatch.set_params(gpu, &opt.params(n, step));
 }
 
-/// Partial-sum slots that [`clip_grad_norm`] needs for gradients of these lengths.
+/// Partial-sum slots that [`grad_norm`] needs for gradients of these lengths.
 pub fn norm_partials(lens: &[usize]) -> usize {
     lens.iter().map(|n| n.div_ceil(NORM_CHUNK).max(1)).sum()
 }
 
-/// Scales every gradient in place by min(1, max_norm / (norm + 1e-6)), with norm the global
-/// L2 norm over all of them (as `torch.nn.utils.clip_grad_norm_`); `norm` [2] receives the
-/// norm and the factor.
-pub fn clip_grad_norm(
+/// The global L2 norm over every gradient into `norm` [2] (with the clipping factor beside
+/// it); with `clip_to`, every gradient is then scaled in place by min(1, clip_to / (norm +
+/// 1e-6)) (as `torch.nn.utils.clip_grad_norm_`).
+pub fn grad_norm(
     gpu: &Gpu,
     grads: &[&GpuTensor],
-    max_norm: f32,
+    clip_to: Option<f32>,
     partials: &GpuTensor,
     norm: &GpuTensor,
 ) -> Result<Vec<Dispatch>> {
     let lens: Vec<usize> = grads.iter().map(|g| g.len()).collect();
     let slots = norm_partials(&lens);
-    check_len("clip_grad_norm", "partials", partials.len(), slots)?;
-    check_len("clip_grad_norm", "norm", norm.len(), 2)?;
+    check_len("grad_norm", "partials", partials.len(), slots)?;
+    check_len("grad_norm", "norm", norm.len(), 2)?;
     let mut out = Vec::with_capacity(2 * grads.len() + 1);
     let mut slot = 0;
     for g in grads {
@@ -143,9 +143,9 @@ pub fn clip_grad_norm(
         out.push(gpu.dispatch(&SUM_SQUARES, &[], &p, &[g, partials], [groups as u32, 1, 1])?);
         slot += groups;
     }
-    let p = Params { n: slots as u32, a: max_norm, ..Params::default() };
+    let p = Params { n: slots as u32, a: clip_to.unwrap_or(f32::INFINITY), ..Params::default() };
     out.push(gpu.dispatch(&CLIP_FACTOR, &[], &p, &[partials, norm], [1, 1, 1])?);
-    for g in grads {
+    for g in grads.iter().filter(|_| clip_to.is_some()) {
         let p = Params { n: g.len() as u32, ..Params::default() };
         out.push(gpu.dispatch_linear(&SCALE, &[], &p, &[norm, g], g.len())?);
     }

@@ -33,32 +33,34 @@ fn timed_by_host(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<f64> {
 }
 
 fn timed_by_gpu(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<f64> {
-    let device = gpu.device();
-    let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
-        label: Some("timing"),
-        ty: wgpu::QueryType::Timestamp,
-        count: 2,
-    });
-    let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("timing"),
-        size: 16,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
     let ticks = gpu.tensor(4)?;
-    let mut encoder = device.create_command_encoder(&Default::default());
-    gpu.record(
-        &mut encoder,
-        dispatches,
-        Some(wgpu::ComputePassTimestampWrites {
-            query_set: &queries,
-            beginning_of_pass_write_index: Some(0),
-            end_of_pass_write_index: Some(1),
-        }),
-    );
-    encoder.resolve_query_set(&queries, 0..2, &resolve, 0);
-    encoder.copy_buffer_to_buffer(&resolve, 0, ticks.buffer(), 0, 16);
-    gpu.queue().submit([encoder.finish()]);
+    gpu.scoped("timing", || {
+        let device = gpu.device();
+        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("timing"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timing"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut encoder = device.create_command_encoder(&Default::default());
+        gpu.record(
+            &mut encoder,
+            dispatches,
+            Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }),
+        );
+        encoder.resolve_query_set(&queries, 0..2, &resolve, 0);
+        encoder.copy_buffer_to_buffer(&resolve, 0, ticks.buffer(), 0, 16);
+        gpu.queue().submit([encoder.finish()]);
+    })?;
     let ticks: Vec<u64> = gpu.read::<u32>(&ticks)?.chunks(2).map(|w| w[0] as u64 | (w[1] as u64) << 32).collect();
     let period = gpu.queue().get_timestamp_period() as f64;
     let ns = ticks[1].checked_sub(ticks[0]).ok_or_else(|| KernelError::Readback {

@@ -38,7 +38,7 @@ pub use layout::{Concat, Permute, Reshape, Slice};
 pub use loss::{BceWithLogits, Correct, CrossEntropy, CrossEntropyBackward};
 pub use matmul::MatMul;
 pub use norm::{BatchNorm, LayerNorm, Norm, NormBackward};
-pub use optimizer::{ClipGradNorm, Update};
+pub use optimizer::{GradNorm, Update};
 pub use pool::{AvgPool2d, AvgPool2dBackward, MaxPool2d, MaxPool2dBackward, PoolGeometry};
 pub use recurrent::{CellKind, Recurrence, RecurrenceBackward};
 pub use reduce::SumTo;

@@ -13,17 +13,18 @@ fn not_differentiable(g: &Graph, node: NodeId) -> GraphError {
     GraphError::Shape { node: g.node(node).label.clone(), detail: "an update has no gradient".into() }
 }
 
-/// Inputs: every gradient, scaled in place so that their global L2 norm is at most
-/// `max_norm` (`torch.nn.utils.clip_grad_norm_`). Outputs: [norm before clipping, factor]
-/// and the workspace of the norm's partial sums.
+/// Inputs: every gradient. Output: [their global L2 norm, the clipping factor] and the
+/// workspace of the norm's partial sums. With `clip_to`, the gradients are scaled in place so
+/// that their norm is at most that (`torch.nn.utils.clip_grad_norm_`); without, they are only
+/// measured (a training step reads the norm to stop on a non-finite gradient).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClipGradNorm {
-    pub max_norm: f32,
+pub struct GradNorm {
+    pub clip_to: Option<f32>,
 }
 
-impl Operation for ClipGradNorm {
+impl Operation for GradNorm {
     fn name(&self) -> &'static str {
-        "clip_grad_norm"
+        "grad_norm"
     }
 
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
@@ -39,27 +40,33 @@ impl Operation for ClipGradNorm {
     }
 
     fn flops(&self, inputs: &[&TensorType], _: &[TensorType], _: &[bool]) -> u64 {
-        3 * inputs.iter().map(|t| t.len() as u64).sum::<u64>()
+        let passes = if self.clip_to.is_some() { 3 } else { 2 };
+        passes * inputs.iter().map(|t| t.len() as u64).sum::<u64>()
     }
 
     fn updates(&self, _input: usize) -> bool {
-        true
+        self.clip_to.is_some()
     }
 
     fn cpu(&self, mut call: CpuCall) {
-        let norm = cpu::clip_grad_norm(&mut call.updated, self.max_norm);
-        let factor = (self.max_norm as f64 / (norm as f64 + 1e-6)).min(1.0);
+        let (norm, factor) = match self.clip_to {
+            Some(max_norm) => {
+                let norm = cpu::clip_grad_norm(&mut call.updated, max_norm);
+                (norm, (max_norm as f64 / (norm as f64 + 1e-6)).min(1.0))
+            }
+            None => (cpu::grad_norm(&call.inputs), 1.0),
+        };
         call.outputs[0].copy_from_slice(&[norm, factor as f32]);
     }
 
     fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
         let grads: Vec<&GpuTensor> = call.inputs.iter().collect();
-        optimizer::clip_grad_norm(gpu, &grads, self.max_norm, &call.outputs[1], &call.outputs[0])
+        optimizer::grad_norm(gpu, &grads, self.clip_to, &call.outputs[1], &call.outputs[0])
     }
 }
 
 /// Inputs [param, grad, the optimizer's state tensors..., and, where gradients are clipped,
-/// the clipping's output, read so that the update runs after it]: one update of the parameter
+/// the [`GradNorm`]'s output, read so that the update runs after the clipping]: one update of the parameter
 /// and its state in place, at the learning rate `training` schedules for update number
 /// step + 1 of the run. Output: the parameter, in its own buffer.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -6,6 +6,18 @@ use std::sync::OnceLock;
 
 use kernels::Gpu;
 
+/// A test that runs every other test of the binary again on wgpu's GL backend, in parallel
+/// (`kernels::rerun_on_gl`): each binary with GPU tests has one.
+#[allow(unused_macros)] // the binaries without GPU tests
+macro_rules! on_the_gl_backend_too {
+    () => {
+        #[test]
+        fn every_test_here_passes_on_the_gl_backend_too() {
+            kernels::rerun_on_gl("every_test_here_passes_on_the_gl_backend_too");
+        }
+    };
+}
+
 /// The GPU the tests use. With no adapter a test fails saying how to get one, unless
 /// `DLCLI_SKIP_GPU=1`, which skips it, counted (`kernels::no_adapter`).
 pub fn gpu() -> Option<&'static Gpu> {

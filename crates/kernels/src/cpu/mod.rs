@@ -27,7 +27,7 @@ pub use layout::{
 };
 pub use matmul::matmul;
 pub use norm::{batch_norm, batch_norm_backward, layer_norm, layer_norm_backward};
-pub use optimizer::{adam, clip_grad_norm, sgd};
+pub use optimizer::{adam, clip_grad_norm, grad_norm, sgd};
 pub use pool::{avg_pool, avg_pool_backward, max_pool, max_pool_backward};
 pub use recurrent::{gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward};
 pub use softmax::{

@@ -36,9 +36,15 @@ pub fn adam(a: &Adam, step: u64, param: &mut [f32], grad: &[f32], m: &mut [f32],
     }
 }
 
-/// Scales all gradients by min(1, max_norm / (norm + 1e-6)); returns the global norm.
+/// The global L2 norm of all gradients, summed in f64.
+pub fn grad_norm(grads: &[&[f32]]) -> f32 {
+    grads.iter().flat_map(|g| g.iter()).map(|&v| v as f64 * v as f64).sum::<f64>().sqrt() as f32
+}
+
+/// Scales all gradients by min(1, max_norm / (norm + 1e-6)) (`torch.nn.utils.clip_grad_norm_`);
+/// returns the global norm before.
 pub fn clip_grad_norm(grads: &mut [&mut [f32]], max_norm: f32) -> f32 {
-    let norm = grads.iter().flat_map(|g| g.iter()).map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+    let norm = grad_norm(&grads.iter().map(|g| &g[..]).collect::<Vec<_>>()) as f64;
     let factor = (max_norm as f64 / (norm + 1e-6)).min(1.0);
     for g in grads.iter_mut() {
         for v in g.iter_mut() {

@@ -53,3 +53,23 @@ gpu_test!(repeated_steps_allocate_nothing_after_the_first, |shared| {
     }
     assert_eq!(gpu.pool_stats(), after_first, "buffers were created after the first step");
 });
+
+gpu_test!(a_lost_device_is_an_error_with_advice_never_a_panic, |shared| {
+    // A device of its own: this one is destroyed.
+    let _ = shared;
+    let gpu = &kernels::Gpu::open().unwrap();
+    let (x, y) = (upload(gpu, &[-1.0, 2.0]), gpu.tensor(2).unwrap());
+    let relu = elementwise::unary(gpu, Unary::Relu, &x, &y, 2).unwrap();
+    gpu.device().destroy();
+    let lost = |result: kernels::Result<()>| match result {
+        Err(e @ KernelError::DeviceLost { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("--device cpu") && message.contains("Destroyed"), "{message}");
+        }
+        other => panic!("not a lost device: {other:?}"),
+    };
+    lost(gpu.run(&[&relu]));
+    lost(gpu.read::<f32>(&y).map(drop));
+    lost(gpu.tensor(1 << 20).map(drop));
+    lost(gpu.dispatch(&BROKEN_KERNEL, &[], &[0u32; 4], &[&x], [1, 1, 1]).map(drop));
+});

@@ -16,3 +16,10 @@ mod optimizer;
 mod pool;
 mod recurrent;
 mod softmax;
+
+/// Every test of this binary again on wgpu's GL backend, in parallel: where wgpu goes without
+/// a Vulkan driver, and where several threads share one context.
+#[test]
+fn every_kernel_test_passes_on_the_gl_backend_too() {
+    kernels::rerun_on_gl("every_kernel_test_passes_on_the_gl_backend_too");
+}

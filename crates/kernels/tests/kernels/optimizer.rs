@@ -1,5 +1,5 @@
 use crate::common::*;
-use kernels::optimizer::{clip_grad_norm, norm_partials, set_step, update};
+use kernels::optimizer::{grad_norm, norm_partials, set_step, update};
 use kernels::{Adam, Optimizer, Sgd, cpu};
 
 gpu_test!(optimizers_match_reference_over_several_steps, |gpu| {
@@ -51,20 +51,43 @@ fn first_adam_step_moves_each_weight_by_about_lr() {
     }
 }
 
-gpu_test!(clip_grad_norm_matches_reference, |gpu| {
+gpu_test!(grad_norm_and_clipping_match_reference, |gpu| {
     let mut rng = Rng::new(91);
-    for max_norm in [0.5f32, 1e6] {
+    for clip_to in [Some(0.5f32), Some(1e6), None] {
         let lens = [1usize, 5000, 9001];
         let grads: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, -0.1, 0.1)).collect();
         let mut want = grads.clone();
-        let norm = cpu::clip_grad_norm(&mut want.iter_mut().map(|g| &mut g[..]).collect::<Vec<_>>(), max_norm);
+        let norm = match clip_to {
+            Some(max_norm) => {
+                cpu::clip_grad_norm(&mut want.iter_mut().map(|g| &mut g[..]).collect::<Vec<_>>(), max_norm)
+            }
+            None => cpu::grad_norm(&grads.iter().map(|g| &g[..]).collect::<Vec<_>>()),
+        };
         let gg: Vec<_> = grads.iter().map(|g| upload(gpu, g)).collect();
         let (partials, out) = (poisoned(gpu, norm_partials(&lens)), poisoned(gpu, 2));
-        let d = clip_grad_norm(gpu, &gg.iter().collect::<Vec<_>>(), max_norm, &partials, &out).unwrap();
+        let d = grad_norm(gpu, &gg.iter().collect::<Vec<_>>(), clip_to, &partials, &out).unwrap();
         run(gpu, &d.iter().collect::<Vec<_>>());
         assert_close("norm", &read(gpu, &out)[..1], &[norm]);
         for (g, w) in gg.iter().zip(&want) {
-            assert_close(&format!("clipped to {max_norm}"), &read(gpu, g), w);
+            assert_close(&format!("clipped to {clip_to:?}"), &read(gpu, g), w);
         }
+    }
+});
+
+// Training stops on a non-finite gradient norm: one NaN or infinity anywhere must reach it.
+gpu_test!(grad_norm_is_not_finite_when_one_gradient_element_is_not, |gpu| {
+    let lens = [300usize, 9001];
+    for (tensor, at, bad) in [(0, 7, f32::NAN), (1, 9000, f32::INFINITY), (1, 4096, f32::NEG_INFINITY)] {
+        let mut grads: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0.01; n]).collect();
+        grads[tensor][at] = bad;
+        let gg: Vec<_> = grads.iter().map(|g| upload(gpu, g)).collect();
+        // Finite to start with: a kernel that wrote nothing would fail the test.
+        let (partials, out) = (poisoned(gpu, norm_partials(&lens)), upload(gpu, &[1.0, 1.0]));
+        let d = grad_norm(gpu, &gg.iter().collect::<Vec<_>>(), None, &partials, &out).unwrap();
+        run(gpu, &d.iter().collect::<Vec<_>>());
+        let norm = read(gpu, &out)[0];
+        assert!(!norm.is_finite(), "{bad} at {at} of gradient {tensor}: norm {norm}");
+        let cpu_norm = cpu::grad_norm(&grads.iter().map(|g| &g[..]).collect::<Vec<_>>());
+        assert!(!cpu_norm.is_finite(), "CPU: {cpu_norm}");
     }
 });

@@ -16,6 +16,7 @@ end=$(( $(date +%s) + minutes * 60 ))
 tried=0
 rounds=0
 log=$(mktemp)
+declare -A per_reader
 while [ "$(date +%s)" -lt "$end" ]; do
     for run in "-p dlcli --bin dlcli fuzz::" "-p graph --test checkpoint damaged_checkpoint" "-p data --test fuzz"; do
         # shellcheck disable=SC2086
@@ -26,11 +27,21 @@ while [ "$(date +%s)" -lt "$end" ]; do
         fi
         # Each reader prints "fuzz NAME: N ..." (one test at a time, so lines never interleave);
         # the checkpoint property runs $cases cases.
-        counted=$({ grep -o 'fuzz [^:]*: [0-9]*' "$log" || true; } | awk '{s += $NF} END {print s + 0}')
-        case "$run" in *checkpoint*) counted=$cases ;; esac
+        counted=0
+        while read -r name n; do
+            per_reader[$name]=$(( ${per_reader[$name]:-0} + n ))
+            counted=$((counted + n))
+        done < <({ grep -o 'fuzz [^:]*: [0-9]*' "$log" || true; } | sed 's/^fuzz //; s/: / /')
+        case "$run" in *checkpoint*)
+            per_reader[checkpoints]=$(( ${per_reader[checkpoints]:-0} + cases ))
+            counted=$cases ;;
+        esac
         tried=$((tried + counted))
     done
     rounds=$((rounds + 1))
     echo "round $rounds: $tried inputs so far, no panic"
 done
+for name in "${!per_reader[@]}"; do
+    echo "  $name: ${per_reader[$name]} inputs"
+done | sort
 echo "fuzz: $tried inputs in $rounds rounds over $minutes minutes, no panic, abort or hang"

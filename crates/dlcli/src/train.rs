@@ -54,6 +54,11 @@ pub struct Args {
     /// step takes the memory of every tensor at once).
     #[arg(long)]
     detect_anomaly: bool,
+    /// Time every node of the training step and, at the end, print the time per step by
+    /// layer (forward and backward) and by op kind, as torch.profiler's key averages; also
+    /// written to the run's profile.txt. On a GPU each node runs in a pass of its own.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// The optimizer, schedule and clipping a config asks for, over `total` updates.
@@ -90,11 +95,18 @@ pub type AnyTrainer<'g> = Trainer<Box<dyn Executor + 'g>>;
 /// The GPU executor on `gpu`, else the CPU one. With `DLCLI_CROSSCHECK=1` the GPU executor
 /// runs beside the CPU one and the first node whose outputs differ stops the command.
 pub fn executor(gpu: Option<&Gpu>) -> Box<dyn Executor + '_> {
+    executor_profiled_if(gpu, false)
+}
+
+/// As [`executor`]; `profiled`, it times every node it runs.
+fn executor_profiled_if(gpu: Option<&Gpu>, profiled: bool) -> Box<dyn Executor + '_> {
+    let on_gpu = |gpu| if profiled { GpuExecutor::profiled(gpu) } else { GpuExecutor::new(gpu) };
     match gpu {
         Some(gpu) if std::env::var("DLCLI_CROSSCHECK").is_ok_and(|v| v == "1") => {
-            Box::new(CrossCheck::new(GpuExecutor::new(gpu), CpuExecutor::new(), CROSSCHECK_TOLERANCE))
+            Box::new(CrossCheck::new(on_gpu(gpu), CpuExecutor::new(), CROSSCHECK_TOLERANCE))
         }
-        Some(gpu) => Box::new(GpuExecutor::new(gpu)),
+        Some(gpu) => Box::new(on_gpu(gpu)),
+        None if profiled => Box::new(CpuExecutor::profiled()),
         None => Box::new(CpuExecutor::new()),
     }
 }
@@ -327,8 +339,8 @@ pub fn run(args: &Args) -> Result<()> {
     let gpu = open_device(config.train.device)?;
     memory::Estimate::of(&classifier, &training, args.detect_anomaly)?.check(gpu.as_ref(), batch)?;
     let mut trainer = match args.detect_anomaly {
-        true => Trainer::detecting_anomalies(executor(gpu.as_ref()), &classifier, training)?,
-        false => Trainer::new(executor(gpu.as_ref()), &classifier, training)?,
+        true => Trainer::detecting_anomalies(executor_profiled_if(gpu.as_ref(), args.profile), &classifier, training)?,
+        false => Trainer::new(executor_profiled_if(gpu.as_ref(), args.profile), &classifier, training)?,
     };
     let (first_epoch, progress, lock) = match &resume_from {
         Some(newest_first) => {
@@ -384,6 +396,12 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     println!("best {} {:.4}; checkpoints in {}", run.monitor.key(), run.monitor.best, run.dir.display());
+    if args.profile {
+        let profile = trainer.profile().to_string();
+        let path = run.dir.join("profile.txt");
+        write_atomically(&path, profile.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        println!("\n{profile}(in {})", path.display());
+    }
     Ok(())
 }
 

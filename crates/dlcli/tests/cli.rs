@@ -1303,3 +1303,26 @@ fn a_full_disk_stops_the_run_with_everything_saved_intact() {
     let resumed = dlcli(&["train", "--resume", run.to_str().unwrap(), "--epochs", "2", "--quiet"]);
     assert!(resumed.status.success(), "the run continues once there is room: {:?}", text(&resumed));
 }
+
+/// `train --profile` ends with the training step's time per config layer (forward and
+/// backward) and per op kind, printed and kept in the run's profile.txt.
+#[test]
+fn train_profile_times_each_config_layer() {
+    let runs = temp_dir("profile");
+    let out = train(Path::new("configs/digits.toml"), &runs, &["--run", "p", "--epochs", "1", "--profile"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let kept = std::fs::read_to_string(runs.join("p/profile.txt")).unwrap();
+    assert!(stdout.contains(&kept), "the printed profile is the kept one");
+    assert!(kept.starts_with("time per training step over 44 steps:"), "{kept}");
+    // Every config layer, in config order (unnamed ones by their type and position), then the
+    // loss and the optimizer.
+    let layers =
+        ["conv1", "bn1", "stem", "block_conv", "relu5", "residual", "max_pool2d7", "flatten8", "dropout9", "fc"];
+    let rows: Vec<&str> =
+        kept.lines().skip(2).take_while(|l| !l.is_empty()).map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(rows, [&layers[..], &["(outside", "(optimizer)"]].concat(), "{kept}");
+    for op in ["conv2d_backward", "batch_norm", "update", "grad_norm"] {
+        assert!(kept.lines().any(|l| l.starts_with(op)), "no {op} row:\n{kept}");
+    }
+}

@@ -10,11 +10,11 @@
 //! prints samples/s (windows/s for the language models, and characters/s) as the median of 3
 //! timed runs of N steps after a warm-up step, the time to the first step (building, planning,
 //! compiling included) and the planned device memory, as text and as one JSON line per
-//! executor; `--profile` adds the CPU step's time by op kind. `scripts/torch_train_bench.py` measures PyTorch on the same model and batch.
+//! executor; `--profile` adds each executor's step time by layer and pass and by op kind. `scripts/torch_train_bench.py` measures PyTorch on the same model and batch.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use graph::{CellKind, CpuExecutor, Executor, Feed, GpuExecutor, NodeTime, Supervised, Trainer, Training};
+use graph::{CellKind, CpuExecutor, Executor, Feed, GpuExecutor, Supervised, Trainer, Training};
 use kernels::{AdapterClass, Gpu};
 
 /// The language models' windows and vocabulary (the shipped Shakespeare's).
@@ -111,7 +111,7 @@ fn main() {
     let cpu = if profiling { CpuExecutor::profiled() } else { CpuExecutor::new() };
     let trainer = measure("cpu", model, || Trainer::new(cpu, &reference_model(model), training).unwrap(), steps);
     if profiling {
-        print_profile(&trainer.executor().profile(trainer.runs().0));
+        println!("{}", trainer.profile());
     }
     if args.iter().any(|a| a == "--cpu-only") {
         return;
@@ -123,12 +123,12 @@ fn main() {
     // A software adapter is orders of magnitude slower: a few steps tell its rate.
     let gpu_steps = if gpu.class() == AdapterClass::Cpu { steps.min(3) } else { steps };
     let name = format!("gpu ({})", gpu.summary().name);
-    let trainer = measure(
-        &name,
-        model,
-        || Trainer::new(GpuExecutor::new(&gpu), &reference_model(model), training).unwrap(),
-        gpu_steps,
-    );
+    let executor = || if profiling { GpuExecutor::profiled(&gpu) } else { GpuExecutor::new(&gpu) };
+    let trainer =
+        measure(&name, model, || Trainer::new(executor(), &reference_model(model), training).unwrap(), gpu_steps);
+    if profiling {
+        println!("{}", trainer.profile());
+    }
     let (train, eval) = trainer.runs();
     let (train, eval) = (trainer.executor().memory(train), trainer.executor().memory(eval));
     println!(
@@ -139,47 +139,6 @@ fn main() {
         mib(eval.planned),
         mib(train.persistent)
     );
-}
-
-/// The training step's time by op kind, most first (share, milliseconds per step, GFLOP/s),
-/// then its slowest nodes.
-fn print_profile(nodes: &[NodeTime]) {
-    let mut kinds: Vec<(String, Duration, u64, u32, usize)> = Vec::new();
-    for node in nodes {
-        match kinds.iter_mut().find(|k| k.0 == node.op) {
-            Some(k) => {
-                k.1 += node.time;
-                k.2 += node.flops * node.calls as u64;
-                k.4 += 1;
-            }
-            None => kinds.push((node.op.clone(), node.time, node.flops * node.calls as u64, node.calls, 1)),
-        }
-    }
-    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
-    let total: f64 = kinds.iter().map(|k| k.1.as_secs_f64()).sum();
-    println!("{:<32} {:>6} {:>6} {:>10} {:>9}", "op", "nodes", "share", "ms/step", "GFLOP/s");
-    for (op, time, flops, calls, count) in kinds {
-        let seconds = time.as_secs_f64();
-        println!(
-            "{op:<32} {count:>6} {:>5.1}% {:>10.3} {:>9.2}",
-            100.0 * seconds / total,
-            1e3 * seconds / calls as f64,
-            flops as f64 / seconds / 1e9
-        );
-    }
-    let mut slowest: Vec<&NodeTime> = nodes.iter().collect();
-    slowest.sort_by_key(|n| std::cmp::Reverse(n.time));
-    println!("\n{:<40} {:<28} {:>10} {:>9}", "node", "op", "ms/step", "GFLOP/s");
-    for node in slowest.iter().take(15) {
-        let seconds = node.time.as_secs_f64();
-        println!(
-            "{:<40} {:<28} {:>10.3} {:>9.2}",
-            node.label,
-            node.op,
-            1e3 * seconds / node.calls as f64,
-            (node.flops * node.calls as u64) as f64 / seconds / 1e9
-        );
-    }
 }
 
 fn mib(bytes: u64) -> f64 {

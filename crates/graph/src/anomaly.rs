@@ -8,18 +8,8 @@ use std::fmt;
 
 use crate::error::Result;
 use crate::executor::{Executor, RunId};
-use crate::ir::{DType, Graph, NodeId, Op, TensorId};
-
-/// Which part of a training step a node belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
-    /// The data fed to the step.
-    Input,
-    /// The model's output, its loss and its metrics.
-    Forward,
-    /// Gradients, their norm and clipping.
-    Backward,
-}
+use crate::ir::{DType, Graph, Op, TensorId};
+use crate::trainer::Pass;
 
 /// The first non-finite tensor of a training step.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +35,7 @@ impl fmt::Display for Anomaly {
             Pass::Input => "the input data",
             Pass::Forward => "forward",
             Pass::Backward => "backward",
+            Pass::Optimizer => "the optimizer",
         };
         match &self.layer {
             Some(layer) => write!(f, "layer {layer:?}, {pass}")?,
@@ -79,28 +70,23 @@ pub(crate) fn reported_tensors(graph: &Graph) -> Vec<TensorId> {
 
 /// The first tensor of [`reported_tensors`] in graph order (the order the step computed them)
 /// that holds a value which is not finite, as the last run of `run` (prepared with every one
-/// of them as an output) left it. `loss` is the node ending the forward pass.
+/// of them as an output) left it; `passes` says which part of the step each node is.
 pub(crate) fn first_non_finite(
     exec: &impl Executor,
     run: RunId,
     graph: &Graph,
-    loss: NodeId,
+    passes: &[Pass],
 ) -> Result<Option<Anomaly>> {
     for t in reported_tensors(graph) {
         let values = exec.read(run, t)?;
         let mut bad = values.iter().enumerate().filter(|(_, v)| !v.is_finite());
         let Some((at, &value)) = bad.next() else { continue };
         let node = graph.node(t.node);
-        let pass = match &node.op {
-            Op::Input { .. } => Pass::Input,
-            _ if t.node <= loss => Pass::Forward,
-            _ => Pass::Backward,
-        };
         return Ok(Some(Anomaly {
             layer: node.layer.clone(),
             node: node.label.clone(),
             op: node.op.compute().map_or_else(|| node.op.name().to_string(), |op| op.kind()),
-            pass,
+            pass: passes[t.node.index()],
             slot: t.slot,
             shape: graph.shape(t).to_vec(),
             count: 1 + bad.count(),

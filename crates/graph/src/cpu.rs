@@ -12,6 +12,7 @@ use crate::feed::{Feed, check_len};
 use crate::ir::{Graph, Mode, NodeId, Op, TensorId};
 use crate::ops::CpuCall;
 use crate::plan::{Plan, storage_len};
+use crate::profile::NodeTime;
 
 /// Where a tensor's data is.
 #[derive(Debug, Clone)]
@@ -32,20 +33,6 @@ pub struct CpuExecutor {
     profiling: bool,
 }
 
-/// Time one node of a run has taken over the runs since profiling began.
-#[derive(Debug, Clone)]
-pub struct NodeTime {
-    /// The node's label (the layer that built it).
-    pub label: String,
-    /// The op's name, with its kind for elementwise ops (`binary Add`).
-    pub op: String,
-    pub time: Duration,
-    /// Runs timed.
-    pub calls: u32,
-    /// FLOPs of one run, as the op counts them.
-    pub flops: u64,
-}
-
 impl CpuExecutor {
     pub fn new() -> Self {
         Self::default()
@@ -54,27 +41,6 @@ impl CpuExecutor {
     /// Times every node of the runs prepared from now on (a clock read around each node).
     pub fn profiled() -> Self {
         Self { profiling: true, ..Self::default() }
-    }
-
-    /// Time per node of `run`, in run order; empty unless the executor is [`Self::profiled`].
-    pub fn profile(&self, run: RunId) -> Vec<NodeTime> {
-        let run = &self.runs[run.0];
-        let Some(times) = &run.times else { return Vec::new() };
-        run.order
-            .iter()
-            .zip(times)
-            .filter_map(|(&id, &(time, calls))| {
-                let node = run.graph.node(id);
-                let op = node.op.compute()?;
-                Some(NodeTime {
-                    label: node.label.clone(),
-                    op: op.kind(),
-                    time,
-                    calls,
-                    flops: run.graph.node_flops(id, &run.wanted[&id]),
-                })
-            })
-            .collect()
     }
 }
 
@@ -111,6 +77,28 @@ impl Executor for CpuExecutor {
 
     fn read_named(&self, name: &str) -> Result<Vec<f32>> {
         self.named.get(name).cloned().ok_or_else(|| unknown(name))
+    }
+
+    /// Time per node of `run`, in run order; empty unless the executor is [`Self::profiled`].
+    fn profile(&self, run: RunId) -> Vec<NodeTime> {
+        let run = &self.runs[run.0];
+        let Some(times) = &run.times else { return Vec::new() };
+        run.order
+            .iter()
+            .zip(times)
+            .filter_map(|(&id, &(time, calls))| {
+                let node = run.graph.node(id);
+                let op = node.op.compute()?;
+                Some(NodeTime {
+                    node: id,
+                    label: node.label.clone(),
+                    op: op.kind(),
+                    time,
+                    calls,
+                    flops: run.graph.node_flops(id, &run.wanted[&id]),
+                })
+            })
+            .collect()
     }
 
     fn write_named(&mut self, name: &str, values: &[f32]) -> Result<()> {

@@ -7,6 +7,7 @@ use crate::executor::{Executor, RunId};
 use crate::feed::Feed;
 use crate::ir::{DType, Graph, Mode, NodeId, TensorId};
 use crate::plan::Plan;
+use crate::profile::NodeTime;
 
 /// Runs `checked` and `reference` together; reads come from `checked`.
 pub struct CrossCheck<A: Executor, B: Executor> {
@@ -101,5 +102,10 @@ impl<A: Executor, B: Executor> Executor for CrossCheck<A, B> {
     fn write_named(&mut self, name: &str, values: &[f32]) -> Result<()> {
         self.checked.write_named(name, values)?;
         self.reference.write_named(name, values)
+    }
+
+    /// The checked executor's times.
+    fn profile(&self, run: RunId) -> Vec<NodeTime> {
+        self.checked.profile(self.runs[run.0].checked)
     }
 }

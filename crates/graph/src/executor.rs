@@ -6,6 +6,7 @@
 use crate::error::Result;
 use crate::feed::Feed;
 use crate::ir::{Graph, Mode, TensorId};
+use crate::profile::NodeTime;
 
 /// A run an executor has prepared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +33,10 @@ pub trait Executor {
 
     /// Sets a named tensor (it keeps its place, so prepared runs see the new values).
     fn write_named(&mut self, name: &str, values: &[f32]) -> Result<()>;
+
+    /// The time each node of `run` took over its runs so far, for an executor built to
+    /// profile; empty for one that does not.
+    fn profile(&self, run: RunId) -> Vec<NodeTime>;
 }
 
 impl<E: Executor + ?Sized> Executor for Box<E> {
@@ -57,5 +62,9 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
 
     fn write_named(&mut self, name: &str, values: &[f32]) -> Result<()> {
         (**self).write_named(name, values)
+    }
+
+    fn profile(&self, run: RunId) -> Vec<NodeTime> {
+        (**self).profile(run)
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kernels::{Dispatch, Gpu, GpuTensor};
 
@@ -14,9 +15,10 @@ use crate::cpu::{not_an_output, unknown};
 use crate::error::{GraphError, Result};
 use crate::executor::{Executor, RunId};
 use crate::feed::{Feed, check_len};
-use crate::ir::{Graph, Mode, Node, Op, TensorId, TensorType};
+use crate::ir::{Graph, Mode, Node, NodeId, Op, TensorId, TensorType};
 use crate::ops::{GpuCall, Operation};
 use crate::plan::{Plan, storage_len};
+use crate::profile::NodeTime;
 
 /// Device memory of an executor, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +57,13 @@ struct FedTensor {
 
 /// A node's dispatches, which its op may rewrite before each run.
 struct Lowered {
+    node: NodeId,
     op: Arc<dyn Operation>,
     outputs: Vec<TensorType>,
     dispatches: Range<usize>,
+    /// The node's label and FLOPs per run, for a profile.
+    label: String,
+    flops: u64,
 }
 
 /// Runs graphs on a device; owns the named tensors its runs share and the planned buffers
@@ -67,11 +73,20 @@ pub struct GpuExecutor<'g> {
     named: HashMap<String, GpuTensor>,
     shared: SharedBuffers,
     runs: Vec<GpuRun>,
+    profiling: bool,
 }
 
 impl<'g> GpuExecutor<'g> {
     pub fn new(gpu: &'g Gpu) -> Self {
-        GpuExecutor { gpu, named: HashMap::new(), shared: SharedBuffers::default(), runs: Vec::new() }
+        GpuExecutor { gpu, named: HashMap::new(), shared: SharedBuffers::default(), runs: Vec::new(), profiling: false }
+    }
+
+    /// Times every node of the runs prepared from now on: each node's dispatches run in a
+    /// compute pass of their own, with timestamps around it where the adapter has them (else
+    /// each node is submitted and waited for alone, timed by the host), and a run reads the
+    /// timestamps back.
+    pub fn profiled(gpu: &'g Gpu) -> Self {
+        GpuExecutor { profiling: true, ..Self::new(gpu) }
     }
 
     /// Device memory of a prepared run.
@@ -99,13 +114,32 @@ impl Executor for GpuExecutor<'_> {
                 self.named.insert(name.clone(), zeros);
             }
         }
-        let run = GpuRun::new(self.gpu, graph, mode, outputs, &self.named, &mut self.shared)?;
+        let mut run = GpuRun::new(self.gpu, graph, mode, outputs, &self.named, &mut self.shared)?;
+        if self.profiling {
+            run.times = Some(vec![(Duration::ZERO, 0); run.lowered.len()]);
+        }
         self.runs.push(run);
         Ok(RunId(self.runs.len() - 1))
     }
 
     fn run(&mut self, run: RunId, feed: &Feed, step: u64) -> Result<()> {
         self.runs[run.0].run(self.gpu, feed, step)
+    }
+
+    /// Time per node of `run`, in run order; empty unless the executor is [`Self::profiled`].
+    fn profile(&self, run: RunId) -> Vec<NodeTime> {
+        let run = &self.runs[run.0];
+        let Some(times) = &run.times else { return Vec::new() };
+        (run.lowered.iter().zip(times))
+            .map(|(l, &(time, calls))| NodeTime {
+                node: l.node,
+                label: l.label.clone(),
+                op: l.op.kind(),
+                time,
+                calls,
+                flops: l.flops,
+            })
+            .collect()
     }
 
     fn read(&self, run: RunId, t: TensorId) -> Result<Vec<f32>> {
@@ -143,6 +177,8 @@ struct GpuRun {
     /// The tensors of the outputs, readable after a run.
     outputs: HashMap<TensorId, GpuTensor>,
     memory: Memory,
+    /// Per lowered node, the time it took and how many runs, when profiling.
+    times: Option<Vec<(Duration, u32)>>,
 }
 
 impl GpuRun {
@@ -166,6 +202,7 @@ impl GpuRun {
             dispatches: Vec::new(),
             lowered: Vec::new(),
             outputs: HashMap::new(),
+            times: None,
             memory: Memory {
                 planned: plan.planned_elements() as u64 * 4,
                 unshared: plan.unshared_elements as u64 * 4,
@@ -211,8 +248,14 @@ impl GpuRun {
                     };
                     let start = exec.dispatches.len();
                     exec.dispatches.extend(op.gpu(gpu, &call)?);
-                    let dispatches = start..exec.dispatches.len();
-                    exec.lowered.push(Lowered { op: op.clone(), outputs: node.outputs.clone(), dispatches });
+                    exec.lowered.push(Lowered {
+                        node: id,
+                        op: op.clone(),
+                        outputs: node.outputs.clone(),
+                        dispatches: start..exec.dispatches.len(),
+                        label: node.label.clone(),
+                        flops: graph.node_flops(id, call.wanted),
+                    });
                     for (slot, t) in outs.into_iter().enumerate() {
                         tensors.insert(id.out(slot), t);
                     }
@@ -225,8 +268,8 @@ impl GpuRun {
         Ok(exec)
     }
 
-    /// Writes `feed` and runs the step as one submission.
-    fn run(&self, gpu: &Gpu, feed: &Feed, step: u64) -> Result<()> {
+    /// Writes `feed` and runs the step as one submission (profiled: with each node's time).
+    fn run(&mut self, gpu: &Gpu, feed: &Feed, step: u64) -> Result<()> {
         for f in &self.fed {
             match &f.node.op {
                 Op::Input { name } => gpu.write(&f.tensor, feed.input(&f.node, name)?)?,
@@ -237,8 +280,19 @@ impl GpuRun {
         for l in &self.lowered {
             l.op.before_run(gpu, self.mode, &l.outputs, &self.dispatches[l.dispatches.clone()], step);
         }
-        let all: Vec<&Dispatch> = self.dispatches.iter().collect();
-        Ok(gpu.run(&all)?)
+        let Some(times) = &mut self.times else {
+            let all: Vec<&Dispatch> = self.dispatches.iter().collect();
+            return Ok(gpu.run(&all)?);
+        };
+        let per_node: Vec<Vec<&Dispatch>> =
+            self.lowered.iter().map(|l| self.dispatches[l.dispatches.clone()].iter().collect()).collect();
+        let groups: Vec<&[&Dispatch]> = per_node.iter().map(Vec::as_slice).collect();
+        let (_, seconds) = kernels::timing::run_timed(gpu, &groups)?;
+        for ((time, calls), s) in times.iter_mut().zip(seconds) {
+            *time += Duration::from_secs_f64(s);
+            *calls += 1;
+        }
+        Ok(())
     }
 }
 

@@ -25,14 +25,15 @@ mod layers;
 pub mod ops;
 mod optim;
 mod plan;
+mod profile;
 mod supervised;
 mod trainer;
 pub mod zoo;
 
-pub use anomaly::{Anomaly, Pass};
+pub use anomaly::Anomaly;
 pub use autodiff::{Gradients, backward};
 pub use checkpoint::{Checkpoint, Meta, remove_abandoned_writes, write_atomically};
-pub use cpu::{CpuExecutor, NodeTime, Values, evaluate};
+pub use cpu::{CpuExecutor, Values, evaluate};
 pub use crosscheck::CrossCheck;
 pub use decoding::{Carried, Carry, Decoder, Decoding};
 pub use error::{GraphError, Result};
@@ -44,5 +45,6 @@ pub use layers::{AttentionSite, EncoderLayer, Init, Initializers, Model, Recurre
 pub use ops::{CellKind, ConvGeometry, CpuCall, GpuCall, Operation, PoolGeometry};
 pub use optim::{Adam, Optimizer, Schedule, Sgd, Training, optimizer_slots, optimizer_state_name};
 pub use plan::Plan;
+pub use profile::{NodeTime, Profile};
 pub use supervised::{Objective, PADDING_LABEL, Parameter, Supervised};
-pub use trainer::{StepStats, Trainable, Trainer, TrainerState, TrainingStep};
+pub use trainer::{Pass, StepStats, Trainable, Trainer, TrainerState, TrainingStep};

@@ -9,9 +9,10 @@ use crate::anomaly::{self, Anomaly};
 use crate::error::{GraphError, Result};
 use crate::executor::{Executor, RunId};
 use crate::feed::Feed;
-use crate::ir::{Graph, Mode, NodeId, Op, TensorId};
+use crate::ir::{Graph, Mode, Op, TensorId};
 use crate::ops::{GradNorm, Update};
 use crate::optim::{Training, optimizer_state_name};
+use crate::profile::Profile;
 use crate::supervised::Parameter;
 
 /// What a trainer needs of a model: a graph with a scalar loss and named scalar metrics, the
@@ -72,13 +73,11 @@ pub struct Trainer<E: Executor> {
     metric_names: Vec<&'static str>,
     train: RunId,
     eval: RunId,
-    /// [loss, metrics...], in the graphs of both runs.
-    stats: TensorId,
-    /// [loss, metrics..., gradient norm], what a training run reads back.
-    train_stats: TensorId,
-    /// Where the training step is searched for its first non-finite value, when the trainer
-    /// detects anomalies: its graph and the loss's node.
-    anomalies: Option<(Graph, NodeId)>,
+    /// The training step's graph and the part of it each node is: where a profile's time and
+    /// a non-finite value are placed.
+    step: TrainingStep,
+    /// Whether the step keeps every tensor ([`Trainer::detecting_anomalies`]).
+    detects_anomalies: bool,
     steps: u64,
 }
 
@@ -96,30 +95,18 @@ impl<E: Executor> Trainer<E> {
         Self::build(exec, model, training, true)
     }
 
-    fn build(mut exec: E, model: &impl Trainable, training: Training, detect_anomalies: bool) -> Result<Self> {
+    fn build(mut exec: E, model: &impl Trainable, training: Training, detects_anomalies: bool) -> Result<Self> {
         let step = TrainingStep::new(model, &training)?;
         let eval = exec.prepare(&step.graph, Mode::Eval, &[step.stats])?;
-        let kept = if detect_anomalies { step.every_tensor() } else { step.outputs.clone() };
+        let kept = if detects_anomalies { step.every_tensor() } else { step.outputs.clone() };
         let train = exec.prepare(&step.graph, Mode::Train, &kept)?;
-        let (stats, train_stats, metrics) = (step.stats, step.train_stats, model.metrics());
-        let anomalies = detect_anomalies.then_some((step.graph, step.loss));
+        let metrics = model.metrics();
         let initial = model.initial();
         let tensors = state_dict(model.graph()).into_iter().map(|name| (name.clone(), initial[&name].len())).collect();
         let trained = model.parameters().iter().map(|p| p.name.clone()).collect();
         let metric_names = metrics.iter().map(|&(name, _)| name).collect();
-        let mut trainer = Trainer {
-            exec,
-            training,
-            tensors,
-            trained,
-            metric_names,
-            train,
-            eval,
-            stats,
-            train_stats,
-            anomalies,
-            steps: 0,
-        };
+        let mut trainer =
+            Trainer { exec, training, tensors, trained, metric_names, train, eval, step, detects_anomalies, steps: 0 };
         for (name, value) in &initial {
             trainer.exec.write_named(name, value)?;
         }
@@ -131,7 +118,7 @@ impl<E: Executor> Trainer<E> {
     pub fn train_step(&mut self, feed: &Feed) -> Result<StepStats> {
         self.exec.run(self.train, feed, self.steps)?;
         self.steps += 1;
-        let mut values = self.exec.read(self.train, self.train_stats)?;
+        let mut values = self.exec.read(self.train, self.step.train_stats)?;
         let grad_norm = values.pop();
         Ok(StepStats { grad_norm, ..self.stats_of(&values) })
     }
@@ -139,7 +126,7 @@ impl<E: Executor> Trainer<E> {
     /// The loss and metrics of a batch under the current parameters; nothing changes.
     pub fn evaluate(&mut self, feed: &Feed) -> Result<StepStats> {
         self.exec.run(self.eval, feed, self.steps)?;
-        Ok(self.stats_of(&self.exec.read(self.eval, self.stats)?))
+        Ok(self.stats_of(&self.exec.read(self.eval, self.step.stats)?))
     }
 
     /// [loss, metrics...] as stats.
@@ -150,18 +137,25 @@ impl<E: Executor> Trainer<E> {
 
     /// Whether the trainer was built by [`Trainer::detecting_anomalies`].
     pub fn detects_anomalies(&self) -> bool {
-        self.anomalies.is_some()
+        self.detects_anomalies
     }
 
     /// The first tensor of the last training step, in the order the step computed them, that
     /// holds a NaN or an infinity, with the model layer it belongs to; None when all are
     /// finite. Only a trainer built by [`Trainer::detecting_anomalies`] keeps them.
     pub fn first_non_finite(&self) -> Result<Option<Anomaly>> {
-        let Some((graph, loss)) = &self.anomalies else {
+        if !self.detects_anomalies {
             let detail = "this trainer keeps no step's tensors: build it with Trainer::detecting_anomalies".into();
             return Err(GraphError::Shape { node: "training step".into(), detail });
-        };
-        anomaly::first_non_finite(&self.exec, self.train, graph, *loss)
+        }
+        anomaly::first_non_finite(&self.exec, self.train, &self.step.graph, &self.step.passes)
+    }
+
+    /// Where the training steps' time went, per layer and pass and per op kind, when the
+    /// executor times its nodes ([`crate::CpuExecutor::profiled`],
+    /// [`crate::GpuExecutor::profiled`]); empty otherwise.
+    pub fn profile(&self) -> Profile {
+        Profile::new(self.exec.profile(self.train), &self.step.graph, &self.step.passes)
     }
 
     /// Current parameter and state values by `state_dict` name.
@@ -239,6 +233,19 @@ impl<E: Executor> Trainer<E> {
     }
 }
 
+/// Which part of a training step a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pass {
+    /// The data fed to the step.
+    Input,
+    /// What the loss and the metrics are computed from (parameters included).
+    Forward,
+    /// Gradients.
+    Backward,
+    /// The gradients' norm and clipping, the updates, and the statistics read back.
+    Optimizer,
+}
+
 /// One training step of a model as a graph: its forward and backward, the gradients' global
 /// norm (clipping them, if asked), every parameter's update, and the loss, metrics and norm
 /// gathered into one tensor. Evaluation runs the same graph for `stats` alone, which neither
@@ -252,8 +259,8 @@ pub struct TrainingStep {
     /// What a training run asks for: every updated parameter (so that the updates run) and
     /// `train_stats`.
     pub outputs: Vec<TensorId>,
-    /// The loss's node, where the forward pass ends.
-    pub loss: NodeId,
+    /// Each node's part of the step, by node index.
+    pub passes: Vec<Pass>,
 }
 
 impl TrainingStep {
@@ -264,7 +271,8 @@ impl TrainingStep {
         let norm = graph.slice(norm, 0, 0, 1)?;
         let train_stats = graph.concat(&[stats, norm], 0)?;
         outputs.push(train_stats);
-        Ok(TrainingStep { graph, stats, train_stats, outputs, loss: model.loss().node })
+        let passes = passes(&graph, model);
+        Ok(TrainingStep { graph, stats, train_stats, outputs, passes })
     }
 
     /// What a training run that detects anomalies asks for: `outputs` and every tensor an
@@ -274,6 +282,24 @@ impl TrainingStep {
         tensors.extend(anomaly::reported_tensors(&self.graph));
         tensors
     }
+}
+
+/// Each node's part of a training step of `model` whose graph is `step`: the model's nodes
+/// that the loss or a metric depends on are the forward pass, its other nodes (its gradients)
+/// the backward pass, and what the step adds after them the optimizer.
+fn passes(step: &Graph, model: &impl Trainable) -> Vec<Pass> {
+    let mut ends: Vec<TensorId> = model.metrics().iter().map(|&(_, t)| t).collect();
+    ends.push(model.loss());
+    let forward = model.graph().ancestors(&ends);
+    let model_nodes = model.graph().len();
+    (step.nodes())
+        .map(|(id, node)| match &node.op {
+            Op::Input { .. } | Op::Labels { .. } => Pass::Input,
+            _ if id.index() >= model_nodes => Pass::Optimizer,
+            _ if forward.binary_search(&id).is_ok() => Pass::Forward,
+            _ => Pass::Backward,
+        })
+        .collect()
 }
 
 /// The `state_dict` names of a graph's parameters and state, in graph order.

@@ -6,33 +6,8 @@
 #[macro_use]
 mod common;
 
-use common::{gpu, values};
-use graph::{CpuExecutor, Executor, Feed, GpuExecutor, Model, Pass, Supervised, Trainer, Training};
-use kernels::Unary;
-
-const ROWS: usize = 4;
-
-/// x [4, 3] -> layer "a" (linear 3 -> 5) -> relu -> layer "b" (linear 5 -> 1), regressed on y.
-fn two_layers() -> Supervised {
-    let mut m = Model::new(7);
-    let x = m.graph.input("x", &[ROWS, 3]);
-    let first = m.graph.len();
-    let h = m.linear("a", x, 3, 5, true).unwrap();
-    let h = m.graph.unary(Unary::Relu, h).unwrap();
-    m.graph.claim_for_layer(first, "a");
-    let first = m.graph.len();
-    let y = m.linear("b", h, 5, 1, true).unwrap();
-    m.graph.claim_for_layer(first, "b");
-    Supervised::regressor(m, x, y).unwrap()
-}
-
-fn feed(x: Vec<f32>, y: f32) -> Feed {
-    let mut feed = Feed::default();
-    feed.inputs.insert("x".into(), x);
-    feed.inputs.insert("y".into(), vec![y; ROWS]);
-    feed.inputs.insert("w".into(), vec![1.0; ROWS]);
-    feed
-}
+use common::{ROWS, feed, gpu, two_layers, values};
+use graph::{CpuExecutor, Executor, GpuExecutor, Pass, Trainer, Training};
 
 /// Sets layer `a`'s weight to 0 and bias to 1 (so h = 1 whatever x is) and layer `b`'s
 /// weight to `b_weight`.

@@ -18,12 +18,24 @@ pub enum Clock {
 /// and returns the seconds each repetition took.
 pub fn time_dispatches(gpu: &Gpu, dispatches: &[&Dispatch], reps: usize) -> Result<(Clock, Vec<f64>)> {
     gpu.run(dispatches)?;
-    let timestamps = gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-    let mut out = Vec::with_capacity(reps);
+    let (mut clock, mut out) = (Clock::WallClock, Vec::with_capacity(reps));
     for _ in 0..reps {
-        out.push(if timestamps { timed_by_gpu(gpu, dispatches)? } else { timed_by_host(gpu, dispatches)? });
+        let (used, seconds) = run_timed(gpu, &[dispatches])?;
+        clock = used;
+        out.extend(seconds);
     }
-    Ok((if timestamps { Clock::GpuTimestamps } else { Clock::WallClock }, out))
+    Ok((clock, out))
+}
+
+/// Runs `groups` in order and returns the seconds each took: one submission with timestamps
+/// written around each group's compute pass where the adapter has them, else each group
+/// submitted and waited for on its own, timed by the host.
+pub fn run_timed(gpu: &Gpu, groups: &[&[&Dispatch]]) -> Result<(Clock, Vec<f64>)> {
+    if gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        return Ok((Clock::GpuTimestamps, timed_by_gpu(gpu, groups)?));
+    }
+    let seconds = groups.iter().map(|group| timed_by_host(gpu, group)).collect::<Result<_>>()?;
+    Ok((Clock::WallClock, seconds))
 }
 
 fn timed_by_host(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<f64> {
@@ -32,40 +44,58 @@ fn timed_by_host(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn timed_by_gpu(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<f64> {
-    let ticks = gpu.tensor(4)?;
+/// Queries one query set holds (wgpu's limit).
+const QUERIES_PER_SET: usize = 4096;
+
+fn timed_by_gpu(gpu: &Gpu, groups: &[&[&Dispatch]]) -> Result<Vec<f64>> {
+    let queries = 2 * groups.len();
+    // Each timestamp is a u64: two 32-bit elements.
+    let ticks = gpu.tensor(2 * queries)?;
     gpu.scoped("timing", || {
         let device = gpu.device();
-        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("timing"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2,
-        });
+        let sets: Vec<(wgpu::QuerySet, usize)> = (0..queries)
+            .step_by(QUERIES_PER_SET)
+            .map(|first| {
+                let count = (queries - first).min(QUERIES_PER_SET);
+                let descriptor = wgpu::QuerySetDescriptor {
+                    label: Some("timing"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: count as u32,
+                };
+                (device.create_query_set(&descriptor), count)
+            })
+            .collect();
         let resolve = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("timing"),
-            size: 16,
+            size: 8 * queries as u64,
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         let mut encoder = device.create_command_encoder(&Default::default());
-        gpu.record(
-            &mut encoder,
-            dispatches,
-            Some(wgpu::ComputePassTimestampWrites {
-                query_set: &queries,
-                beginning_of_pass_write_index: Some(0),
-                end_of_pass_write_index: Some(1),
-            }),
-        );
-        encoder.resolve_query_set(&queries, 0..2, &resolve, 0);
-        encoder.copy_buffer_to_buffer(&resolve, 0, ticks.buffer(), 0, 16);
+        for (i, group) in groups.iter().enumerate() {
+            let (set, at) = (&sets[2 * i / QUERIES_PER_SET].0, (2 * i % QUERIES_PER_SET) as u32);
+            let writes = wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(at),
+                end_of_pass_write_index: Some(at + 1),
+            };
+            gpu.record(&mut encoder, group, Some(writes));
+        }
+        for (k, (set, count)) in sets.iter().enumerate() {
+            encoder.resolve_query_set(set, 0..*count as u32, &resolve, (8 * k * QUERIES_PER_SET) as u64);
+        }
+        encoder.copy_buffer_to_buffer(&resolve, 0, ticks.buffer(), 0, 8 * queries as u64);
         gpu.queue().submit([encoder.finish()]);
     })?;
     let ticks: Vec<u64> = gpu.read::<u32>(&ticks)?.chunks(2).map(|w| w[0] as u64 | (w[1] as u64) << 32).collect();
     let period = gpu.queue().get_timestamp_period() as f64;
-    let ns = ticks[1].checked_sub(ticks[0]).ok_or_else(|| KernelError::Readback {
-        op: "timestamps",
-        detail: format!("end {} before start {}", ticks[1], ticks[0]),
-    })?;
-    Ok(ns as f64 * period * 1e-9)
+    (ticks.chunks(2))
+        .map(|pair| {
+            let ns = pair[1].checked_sub(pair[0]).ok_or_else(|| KernelError::Readback {
+                op: "timestamps",
+                detail: format!("end {} before start {}", pair[1], pair[0]),
+            })?;
+            Ok(ns as f64 * period * 1e-9)
+        })
+        .collect()
 }

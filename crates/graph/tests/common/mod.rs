@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use kernels::Gpu;
+use graph::{Feed, Model, Supervised};
+use kernels::{Gpu, Unary};
 
 /// A test that runs every other test of the binary again on wgpu's GL backend, in parallel
 /// (`kernels::rerun_on_gl`): each binary with GPU tests has one.
@@ -159,4 +160,31 @@ pub fn assert_golden(what: &str, got: &Named, golden: &serde_json::Value, prefix
         };
         assert_close(&format!("{what} {name}"), value, &want);
     }
+}
+
+/// Rows of [`two_layers`]'s input.
+pub const ROWS: usize = 4;
+
+/// x [4, 3] -> layer "a" (linear 3 -> 5) -> relu -> layer "b" (linear 5 -> 1), regressed on y,
+/// each layer claiming its nodes as a config's layers do.
+pub fn two_layers() -> Supervised {
+    let mut m = Model::new(7);
+    let x = m.graph.input("x", &[ROWS, 3]);
+    let first = m.graph.len();
+    let h = m.linear("a", x, 3, 5, true).unwrap();
+    let h = m.graph.unary(Unary::Relu, h).unwrap();
+    m.graph.claim_for_layer(first, "a");
+    let first = m.graph.len();
+    let y = m.linear("b", h, 5, 1, true).unwrap();
+    m.graph.claim_for_layer(first, "b");
+    Supervised::regressor(m, x, y).unwrap()
+}
+
+/// A feed of [`two_layers`]: `x` and every target `y`.
+pub fn feed(x: Vec<f32>, y: f32) -> Feed {
+    let mut feed = Feed::default();
+    feed.inputs.insert("x".into(), x);
+    feed.inputs.insert("y".into(), vec![y; ROWS]);
+    feed.inputs.insert("w".into(), vec![1.0; ROWS]);
+    feed
 }

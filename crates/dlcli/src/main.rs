@@ -1,6 +1,7 @@
 //! The `dlcli` binary. Each subcommand lives in its own module; `main` parses the command
 //! line, runs the command, and prints any error once, with a non-zero exit code.
 
+mod bench;
 mod config;
 mod config_command;
 mod dataset;
@@ -49,6 +50,8 @@ enum Command {
     Summary(summary::Args),
     /// Check a config file and report every problem in it at once.
     Config(config_command::Args),
+    /// How fast a config's model trains and evaluates here: first step, samples/s, memory.
+    Bench(bench::Args),
 }
 
 /// Signal dispositions for a command-line tool. A closed output pipe (`dlcli eval --run r |
@@ -92,6 +95,7 @@ fn main() {
         Command::Generate(args) => generate::run(&args),
         Command::Summary(args) => summary::run(&args),
         Command::Config(args) => config_command::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     if let Err(e) = result {
         eprintln!("dlcli: {e:#}");

@@ -99,7 +99,7 @@ pub fn executor(gpu: Option<&Gpu>) -> Box<dyn Executor + '_> {
 }
 
 /// As [`executor`]; `profiled`, it times every node it runs.
-fn executor_profiled_if(gpu: Option<&Gpu>, profiled: bool) -> Box<dyn Executor + '_> {
+pub fn executor_profiled_if(gpu: Option<&Gpu>, profiled: bool) -> Box<dyn Executor + '_> {
     let on_gpu = |gpu| if profiled { GpuExecutor::profiled(gpu) } else { GpuExecutor::new(gpu) };
     match gpu {
         Some(gpu) if std::env::var("DLCLI_CROSSCHECK").is_ok_and(|v| v == "1") => {

@@ -1,4 +1,6 @@
-//! 2-D convolution by im2col and one matrix product, and its backward as one node.
+//! 2-D convolution by im2col and matrix products, and its backward as one node. The GPU forms
+//! the whole batch's columns and multiplies once; the CPU goes image by image
+//! (`kernels::cpu::conv`). Both take their workspace as the node's outputs.
 
 use kernels::{Conv2d as ConvShape, Dispatch, Gpu, conv, cpu};
 
@@ -53,7 +55,8 @@ fn product_flops(c: &ConvShape) -> u64 {
 
 /// Inputs [x [N, C, H, W], weight [OC, C, KH, KW]] and optionally bias [OC], added in the
 /// product's epilogue. Outputs: y [N, OC, OH, OW], then the workspace: the columns
-/// [C·KH·KW, N·OH·OW] and the product [OC, N·OH·OW] before it is laid out as NCHW.
+/// [C·KH·KW, N·OH·OW] and, on the GPU, the product [OC, N·OH·OW] before it is laid out as
+/// NCHW (the CPU writes NCHW from its products).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2d(pub ConvGeometry);
 
@@ -91,8 +94,8 @@ impl Operation for Conv2d {
     fn cpu(&self, mut call: CpuCall) {
         let c = self.0.shape(call.shape(0), call.shape(1));
         let bias = call.inputs.get(2).copied();
-        let [y, col, tmp] = &mut call.outputs[..] else { unreachable!("three outputs") };
-        cpu::conv2d_forward(&c, call.inputs[0], call.inputs[1], bias, col, tmp, y);
+        let [y, col, _] = &mut call.outputs[..] else { unreachable!("three outputs") };
+        cpu::conv2d_forward(&c, call.inputs[0], call.inputs[1], bias, col, y);
     }
 
     fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
@@ -104,10 +107,11 @@ impl Operation for Conv2d {
 
 /// Inputs [x, weight, dy]: every gradient of a convolution in one node. Outputs: dx (skipped
 /// when nothing reads it, as for a network's input), dweight, dbias where the convolution has
-/// a bias, then the workspace: the columns of x (which the
-/// input gradient reuses for its own columns) and dy laid out as [OC, N·OH·OW]. The columns
-/// are formed again here rather than kept from the forward: they are C·KH·KW times the size
-/// of x, and keeping them from forward to backward would hold that memory all step.
+/// a bias, then the workspace: the columns of x (which the input gradient reuses for its own
+/// columns) and, on the GPU, dy laid out as [OC, N·OH·OW], whose buffer holds the CPU's
+/// partial weight gradients instead. The columns are formed again here rather than kept from
+/// the forward: they are C·KH·KW times the size of x, and keeping them from forward to
+/// backward would hold that memory all step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dBackward {
     pub geo: ConvGeometry,
@@ -137,6 +141,16 @@ impl Operation for Conv2dBackward {
         Err(no_second_derivative(g, node))
     }
 
+    /// The last workspace holds the CPU's partial weight gradients where they outgrow dy.
+    fn storage_len(&self, outputs: &[TensorType], slot: usize) -> usize {
+        let len = outputs[slot].len();
+        if slot + 1 < outputs.len() {
+            return len;
+        }
+        let c = self.geo.shape(&outputs[0].shape, &outputs[1].shape);
+        len.max(cpu::backward_partials(&c))
+    }
+
     // The weight and the input gradient are each a product the size of the forward's.
     fn flops(&self, inputs: &[&TensorType], _: &[TensorType], wanted: &[bool]) -> u64 {
         let c = self.geo.shape(&inputs[0].shape, &inputs[1].shape);
@@ -147,16 +161,13 @@ impl Operation for Conv2dBackward {
     fn cpu(&self, mut call: CpuCall) {
         let c = self.geo.shape(call.shape(0), call.shape(1));
         let (x, w, dy) = (call.inputs[0], call.inputs[1], call.inputs[2]);
-        let (dx, dw, db, col, dyt) = match &mut call.outputs[..] {
-            [dx, dw, db, col, dyt] => (dx, dw, Some(db), col, dyt),
-            [dx, dw, col, dyt] => (dx, dw, None, col, dyt),
+        let (dx, dw, db, col, partials) = match &mut call.outputs[..] {
+            [dx, dw, db, col, partials] => (dx, dw, Some(db), col, partials),
+            [dx, dw, col, partials] => (dx, dw, None, col, partials),
             _ => unreachable!("outputs as the shape rule gave them"),
         };
-        cpu::im2col(&c, x, col);
-        cpu::conv2d_backward_weight(&c, dy, col, dyt, dw, db.map(|d| &mut **d));
-        if call.wanted[0] {
-            cpu::conv2d_backward_input(&c, w, dyt, col, dx);
-        }
+        let dx = if call.wanted[0] { Some(&mut **dx) } else { None };
+        cpu::conv2d_backward(&c, x, w, dy, col, partials, dx, dw, db.map(|d| &mut **d));
     }
 
     fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {

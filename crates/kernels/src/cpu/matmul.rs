@@ -93,3 +93,72 @@ fn sgemm(mm: &Matmul, z: usize, a: &[f32], b: &[f32], alpha: f32, beta: f32, out
         );
     }
 }
+
+/// A dense row-major operand of [`dense_product`] as it is stored: `Rows` as the product
+/// reads it (A [m, k], B [k, n]), `Transposed` as its transpose (A [k, m], B [n, k]).
+#[derive(Clone, Copy)]
+pub(crate) enum Operand<'a> {
+    Rows(&'a [f32]),
+    Transposed(&'a [f32]),
+}
+
+/// c [m, n] = a · b, or c += a · b with `accumulate`: on this thread, or with `parallel` on
+/// every core (a caller running many products at once runs each on one).
+pub(crate) fn dense_product(
+    (m, n, k): (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    c: &mut [f32],
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m * n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // (data, column stride, row stride) of each operand as gemm indexes it.
+    let (a, a_cs, a_rs) = match a {
+        Operand::Rows(a) => (a, 1, k),
+        Operand::Transposed(a) => (a, m, 1),
+    };
+    let (b, b_cs, b_rs) = match b {
+        Operand::Rows(b) => (b, 1, n),
+        Operand::Transposed(b) => (b, k, 1),
+    };
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "dense_product operands shorter than {m}x{n}x{k}"
+    );
+    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the assertion above holds every index of the three dense matrices inside their
+    // slices. gemm computes dst = alpha·dst + beta·lhs·rhs (its names), reading dst only when
+    // asked to.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}

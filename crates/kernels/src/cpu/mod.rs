@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod conv;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
@@ -19,12 +20,11 @@ pub mod softmax;
 pub mod vector;
 
 pub use attention::{attention, attention_backward};
+pub use conv::{backward_partials, conv2d_backward, conv2d_forward};
 pub use dropout::dropout;
 pub use elementwise::{binary, unary, unary_backward};
 pub use embedding::{embedding, embedding_backward};
-pub use layout::{
-    argmax, col2im, conv2d_backward_input, conv2d_backward_weight, conv2d_forward, im2col, reduce, strided_copy,
-};
+pub use layout::{argmax, reduce, strided_copy};
 pub use matmul::matmul;
 pub use norm::{batch_norm, batch_norm_backward, layer_norm, layer_norm_backward};
 pub use optimizer::{adam, clip_grad_norm, grad_norm, sgd};

@@ -30,6 +30,8 @@ fn cases() -> Vec<Conv2d> {
             dilation: (1, 2),
         },
         Conv2d { batch: 1, in_channels: 2, height: 1, width: 1, out_channels: 3, kernel: (1, 1), ..base },
+        // More images than threads, split unevenly between the backward's tasks.
+        Conv2d { batch: 5, padding: (1, 1), ..base },
     ]
 }
 
@@ -66,20 +68,44 @@ fn direct_conv(c: &Conv2d, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
 
 /// The reference forward with its workspace.
 fn forward(c: &Conv2d, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
-    let (mut col, mut tmp, mut y) =
-        (vec![0.0; c.col_rows() * c.col_cols()], vec![0.0; c.output_len()], vec![0.0; c.output_len()]);
-    cpu::conv2d_forward(c, x, w, b, &mut col, &mut tmp, &mut y);
+    let (mut col, mut y) = (vec![f32::NAN; c.col_rows() * c.col_cols()], vec![f32::NAN; c.output_len()]);
+    cpu::conv2d_forward(c, x, w, b, &mut col, &mut y);
     y
 }
 
-/// The reference (dx, dw, dbias) of output gradient dy, with their workspace.
-fn backward(c: &Conv2d, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (mut col, mut dyt) = (vec![0.0; c.col_rows() * c.col_cols()], vec![0.0; c.output_len()]);
-    let (mut dw, mut db, mut dx) = (vec![0.0; c.weight_len()], vec![0.0; c.out_channels], vec![0.0; c.input_len()]);
-    cpu::im2col(c, x, &mut col);
-    cpu::conv2d_backward_weight(c, dy, &col, &mut dyt, &mut dw, Some(&mut db));
-    cpu::conv2d_backward_input(c, w, &dyt, &mut col, &mut dx);
+/// The reference (dx, dw, dbias) of output gradient dy, with their workspace (`partials` as
+/// the graph sizes it, or `partials` elements).
+fn backward_in(c: &Conv2d, x: &[f32], w: &[f32], dy: &[f32], partials: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mut col, mut partials) = (vec![f32::NAN; c.col_rows() * c.col_cols()], vec![f32::NAN; partials]);
+    let (mut dw, mut db, mut dx) =
+        (vec![f32::NAN; c.weight_len()], vec![f32::NAN; c.out_channels], vec![f32::NAN; c.input_len()]);
+    cpu::conv2d_backward(c, x, w, dy, &mut col, &mut partials, Some(&mut dx), &mut dw, Some(&mut db));
     (dx, dw, db)
+}
+
+fn backward(c: &Conv2d, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    backward_in(c, x, w, dy, cpu::backward_partials(c).max(c.output_len()))
+}
+
+/// The whole batch's column matrix [C·KH·KW, N·OH·OW] as the GPU lays it out: each image's
+/// columns, as the CPU forms them, side by side.
+fn im2col(c: &Conv2d, x: &[f32]) -> Vec<f32> {
+    let (positions, image) = (c.out_height() * c.out_width(), c.in_channels * c.height * c.width);
+    let mut col = vec![f32::NAN; c.col_rows() * c.col_cols()];
+    for n in 0..c.batch {
+        cpu::conv::im2col_image(c, &x[n * image..][..image], &mut col[n * positions..], c.col_cols());
+    }
+    col
+}
+
+/// The adjoint of [`im2col`].
+fn col2im(c: &Conv2d, col: &[f32]) -> Vec<f32> {
+    let (positions, image) = (c.out_height() * c.out_width(), c.in_channels * c.height * c.width);
+    let mut dx = vec![0.0; c.input_len()];
+    for n in 0..c.batch {
+        cpu::conv::col2im_image(c, &col[n * positions..], c.col_cols(), &mut dx[n * image..][..image]);
+    }
+    dx
 }
 
 #[test]
@@ -104,6 +130,11 @@ fn reference_conv_gradients_match_finite_differences() {
         let r = rng.vec(c.output_len(), -1.0, 1.0);
         let loss = |x: &[f32], w: &[f32]| dot(&forward(&c, x, w, None), &r);
         let (dx, dw, db) = backward(&c, &x, &w, &r);
+        // One task (room for one partial gradient) sums the same.
+        let one_task = backward_in(&c, &x, &w, &r, c.out_channels * (c.col_rows() + 1));
+        assert_close("conv dx, one task", &one_task.0, &dx);
+        assert_close("conv dw, one task", &one_task.1, &dw);
+        assert_close("conv dbias, one task", &one_task.2, &db);
         check_gradient("conv dx", &x, &dx, 0.5, 1e-3, 40, |x| loss(x, &w));
         check_gradient("conv dw", &w, &dw, 0.5, 1e-3, 40, |w| loss(&x, w));
         let want_db: Vec<f32> = (0..c.out_channels)
@@ -125,15 +156,13 @@ gpu_test!(im2col_and_col2im_match_reference, |gpu| {
     for c in cases() {
         let x = rng.vec(c.input_len(), -1.0, 1.0);
         let col_len = c.col_rows() * c.col_cols();
-        let mut want = vec![0.0; col_len];
-        cpu::im2col(&c, &x, &mut want);
+        let want = im2col(&c, &x);
         let (xg, colg) = (upload(gpu, &x), poisoned(gpu, col_len));
         run(gpu, &[&conv::im2col(gpu, &c, &xg, &colg).unwrap()]);
         assert_close(&format!("im2col {c:?}"), &read(gpu, &colg), &want);
 
         let dcol = rng.vec(col_len, -1.0, 1.0);
-        let mut want = vec![0.0; c.input_len()];
-        cpu::col2im(&c, &dcol, &mut want);
+        let want = col2im(&c, &dcol);
         let (dcolg, dxg) = (upload(gpu, &dcol), poisoned(gpu, c.input_len()));
         run(gpu, &[&conv::col2im(gpu, &c, &dcolg, &dxg).unwrap()]);
         assert_close(&format!("col2im {c:?}"), &read(gpu, &dxg), &want);

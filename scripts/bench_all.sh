@@ -5,6 +5,7 @@
 # the median of the per-round ratios (dlcli / torch; above 1 is dlcli faster). Build first:
 #   cargo build --release -p dlcli
 #   PYTHON=/root/torchenv/bin/python3 scripts/bench_all.sh [ROUNDS] [cpu|gpu]
+# (STEPS=N timed steps per run, 50 by default; ONLY="cnn vit-mnist" runs those configs.)
 # ROUNDS x 6 configs x 2 programs run in turn, nothing else should: PyTorch's OpenMP threads
 # slow down tenfold when another process takes a core (../shared/notes/pytorch-cpu-reference.md).
 # Before each run the script waits until the CPUs are idle (at least 95% over 2 s, from
@@ -54,6 +55,8 @@ wait_idle() {
 for round in $(seq "$rounds"); do
     for pair in "${pairs[@]}"; do
         read -r config model lr clip <<<"$pair"
+        # ONLY="cnn gpt-char" limits the run to those configs.
+        [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $config "* ]] && continue
         clip_arg=()
         [ "$clip" != - ] && clip_arg=(--clip "$clip")
         idle=$(wait_idle)

@@ -178,11 +178,13 @@ impl Model {
         } else {
             self.graph.reshape(x, &[shape[..shape.len() - 1].iter().product(), inputs])?
         };
-        let mut y = self.graph.matmul(rows, weight, false, true)?;
-        if bias {
-            let b = self.param(format!("{name}.bias"), &[outputs], 1.0 / (inputs as f32).sqrt());
-            y = self.graph.binary(Binary::Add, y, b)?;
-        }
+        let mut y = match bias {
+            true => {
+                let b = self.param(format!("{name}.bias"), &[outputs], 1.0 / (inputs as f32).sqrt());
+                self.graph.matmul_bias(rows, weight, (false, true), b)?
+            }
+            false => self.graph.matmul(rows, weight, false, true)?,
+        };
         if shape.len() != 2 {
             y = self.graph.reshape(y, &[&shape[..shape.len() - 1], &[outputs][..]].concat())?;
         }
@@ -409,8 +411,7 @@ impl Model {
                     m.graph.slice(b_in, 0, first * embed, parts * embed)?,
                 )
             };
-            let h = m.graph.matmul(rows, w, false, true)?;
-            let h = m.graph.binary(Binary::Add, h, b)?;
+            let h = m.graph.matmul_bias(rows, w, (false, true), b)?;
             // [B, T, parts, H, D] -> [parts, B, H, T, D].
             let h = m.graph.reshape(h, &[batch, t, parts, heads, head_dim])?;
             Ok((m.graph.permute(h, &[2, 0, 3, 1, 4])?, t))
@@ -454,8 +455,7 @@ impl Model {
         let bound = 1.0 / (embed as f32).sqrt();
         let w_out = self.param(format!("{name}.out_proj.weight"), &[embed, embed], bound);
         let b_out = self.constant(format!("{name}.out_proj.bias"), embed, 0.0, true);
-        let y = self.graph.matmul(o, w_out, false, true)?;
-        let y = self.graph.binary(Binary::Add, y, b_out)?;
+        let y = self.graph.matmul_bias(o, w_out, (false, true), b_out)?;
         let y = self.graph.reshape(y, &[batch, steps, embed])?;
         self.graph.set_label(y, name);
         Ok(y)

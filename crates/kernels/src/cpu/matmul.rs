@@ -26,14 +26,28 @@ pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [
         };
         if direct {
             let c_rows = &mut c[c_at..c_at + (m - 1) * mm.c.row_stride + n];
-            sgemm(mm, z, a, b, mm.alpha, mm.beta, c_rows, mm.c.row_stride);
-            if mm.bias != Bias::None {
-                for i in 0..m {
-                    for j in 0..n {
-                        c_rows[i * mm.c.row_stride + j] += bias_at(i, j);
+            // A bias goes into C before the product, which then adds onto it while its tiles
+            // are in cache: one pass over C fewer than adding it after.
+            let dst = match (mm.bias, bias) {
+                (Bias::None, _) | (_, None) => mm.beta,
+                (Bias::PerColumn, Some(bias)) => {
+                    for row in c_rows.chunks_mut(mm.c.row_stride) {
+                        let row = &mut row[..n];
+                        match mm.beta {
+                            0.0 => row.copy_from_slice(&bias[..n]),
+                            beta => row.iter_mut().zip(bias).for_each(|(v, b)| *v = beta * *v + b),
+                        }
                     }
+                    1.0
                 }
-            }
+                (Bias::PerRow, Some(bias)) => {
+                    for (row, &b) in c_rows.chunks_mut(mm.c.row_stride).zip(bias) {
+                        row[..n].iter_mut().for_each(|v| *v = if mm.beta == 0.0 { b } else { mm.beta * *v + b });
+                    }
+                    1.0
+                }
+            };
+            sgemm(mm, z, a, b, mm.alpha, dst, c_rows, mm.c.row_stride);
         } else {
             sgemm(mm, z, a, b, 1.0, 0.0, &mut product, n);
             for i in 0..m {
@@ -52,10 +66,55 @@ pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [
 }
 
 /// out = alpha · A[z] B[z] + beta · out (out is not read when beta is 0), out row-major with
-/// row stride `out_stride`.
+/// row stride `out_stride`, on every core. Where k is long beside m and n (a weight's
+/// gradient, summed over a batch's rows), gemm would divide only the few tiles of m and n among
+/// the threads and leave cores idle: k is split into one run per thread instead, each run's
+/// product made on its own thread, and the partial products (in a thread-local scratch that
+/// grows once) added into `out`.
 #[allow(clippy::too_many_arguments)]
 fn sgemm(mm: &Matmul, z: usize, a: &[f32], b: &[f32], alpha: f32, beta: f32, out: &mut [f32], out_stride: usize) {
+    use rayon::prelude::*;
+    thread_local! {
+        static PARTIALS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let (m, n, k) = (mm.m, mm.n, mm.k);
+    let threads = rayon::current_num_threads();
+    let whole = |out: &mut [f32]| sgemm_over(mm, z, 0..k, (a, b), (alpha, beta), out, out_stride, true);
+    if threads < 2 || k < 1024 || k < 4 * m.max(n) {
+        return whole(out);
+    }
+    let run = k.div_ceil(threads);
+    PARTIALS.with(|partials| {
+        // A nested call on this thread (a rayon worker stealing work) finds it borrowed.
+        let Ok(mut partials) = partials.try_borrow_mut() else { return whole(out) };
+        partials.resize((threads - 1) * m * n, 0.0);
+        let mut parts: Vec<(&mut [f32], usize, f32)> = vec![(&mut *out, out_stride, beta)];
+        parts.extend(partials.chunks_mut(m * n).map(|p| (p, n, 0.0)));
+        parts.into_par_iter().enumerate().for_each(|(t, (dst, stride, beta))| {
+            let ks = (t * run).min(k)..((t + 1) * run).min(k);
+            sgemm_over(mm, z, ks, (a, b), (alpha, beta), dst, stride, false);
+        });
+        for part in partials.chunks(m * n) {
+            for (row, add) in out.chunks_mut(out_stride).zip(part.chunks(n)) {
+                row[..n].iter_mut().zip(add).for_each(|(v, p)| *v += p);
+            }
+        }
+    })
+}
+
+/// out = alpha · A[z][:, ks] B[z][ks, :] + beta · out, on every core or on this thread.
+#[allow(clippy::too_many_arguments)]
+fn sgemm_over(
+    mm: &Matmul,
+    z: usize,
+    ks: std::ops::Range<usize>,
+    (a, b): (&[f32], &[f32]),
+    (alpha, beta): (f32, f32),
+    out: &mut [f32],
+    out_stride: usize,
+    parallel: bool,
+) {
+    let (m, n, k) = (mm.m, mm.n, ks.len());
     if k == 0 {
         for i in 0..m {
             for v in &mut out[i * out_stride..i * out_stride + n] {
@@ -64,11 +123,12 @@ fn sgemm(mm: &Matmul, z: usize, a: &[f32], b: &[f32], alpha: f32, beta: f32, out
         }
         return;
     }
-    let a_at = mm.a.offset + z * mm.a.batch_stride;
-    let b_at = mm.b.offset + z * mm.b.batch_stride;
-    // SAFETY: `matmul` asserted that every (row, col) of both views lies inside the slices, and
-    // `out` holds m rows of `out_stride` with n columns each. `gemm` computes
-    // dst = alpha·dst + beta·lhs·rhs (its names), reading dst only when asked to.
+    let a_at = mm.a.offset + z * mm.a.batch_stride + ks.start * mm.a.col_stride;
+    let b_at = mm.b.offset + z * mm.b.batch_stride + ks.start * mm.b.row_stride;
+    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: `matmul` asserted that every (row, col) of both views lies inside the slices (ks
+    // is a part of 0..k), and `out` holds m rows of `out_stride` with n columns each. `gemm`
+    // computes dst = alpha·dst + beta·lhs·rhs (its names), reading dst only when asked to.
     unsafe {
         gemm::gemm(
             m,
@@ -89,7 +149,7 @@ fn sgemm(mm: &Matmul, z: usize, a: &[f32], b: &[f32], alpha: f32, beta: f32, out
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            parallelism,
         );
     }
 }

@@ -1,5 +1,9 @@
-//! Reference batch norm and layer norm (f64 statistics).
+//! Reference batch norm (f64 statistics) and layer norm (f64 statistics, f32 elementwise,
+//! rows in parallel).
 
+use rayon::prelude::*;
+
+use super::vector::wide;
 use crate::norm::{BatchNorm, LayerNorm};
 
 fn channel(bn: &BatchNorm, c: usize) -> impl Iterator<Item = usize> + '_ {
@@ -66,21 +70,49 @@ pub fn batch_norm_backward(
     }
 }
 
-pub fn layer_norm(ln: &LayerNorm, x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32], saved: &mut [f32]) {
-    let d_n = ln.features;
-    for r in 0..ln.rows {
-        let row = &x[r * d_n..][..d_n];
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d_n as f64;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d_n as f64;
-        let invstd = 1.0 / (var + ln.eps as f64).sqrt();
-        for d in 0..d_n {
-            y[r * d_n + d] = ((row[d] as f64 - mean) * invstd * gamma[d] as f64 + beta[d] as f64) as f32;
-        }
-        saved[r] = mean as f32;
-        saved[ln.rows + r] = invstd as f32;
-    }
+/// Rows of layer norm one parallel task takes.
+const ROWS_PER_TASK: usize = 32;
+
+/// The mean and 1 / sqrt(variance + eps) of `row`, its sums in f64 over eight lanes.
+#[inline(always)]
+fn row_statistics(row: &[f32], eps: f32) -> (f32, f32) {
+    let lanes = |f: &dyn Fn(f32) -> f64| {
+        let mut lanes = [0f64; 8];
+        row.chunks(8).for_each(|c| lanes.iter_mut().zip(c).for_each(|(l, &v)| *l += f(v)));
+        lanes.iter().sum::<f64>()
+    };
+    let n = row.len() as f64;
+    let mean = lanes(&|v| v as f64) / n;
+    let var = lanes(&|v| (v as f64 - mean) * (v as f64 - mean)) / n;
+    (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
 }
 
+/// y = (x - mean) / sqrt(var + eps) · gamma + beta per row; `saved` = [mean; invstd] per row.
+/// Rows run in parallel, each vectorised.
+pub fn layer_norm(ln: &LayerNorm, x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32], saved: &mut [f32]) {
+    let d_n = ln.features;
+    if d_n == 0 || ln.rows == 0 {
+        return;
+    }
+    let (means, invstds) = saved[..2 * ln.rows].split_at_mut(ln.rows);
+    let tasks = y[..ln.rows * d_n].par_chunks_mut(ROWS_PER_TASK * d_n).zip(means.par_chunks_mut(ROWS_PER_TASK));
+    tasks.zip(invstds.par_chunks_mut(ROWS_PER_TASK)).enumerate().for_each(|(t, ((y, means), invstds))| {
+        wide(|| {
+            let rows = y.chunks_mut(d_n).zip(means.iter_mut().zip(invstds));
+            for (r, (y, (mean, invstd))) in rows.enumerate() {
+                let row = &x[(t * ROWS_PER_TASK + r) * d_n..][..d_n];
+                (*mean, *invstd) = row_statistics(row, ln.eps);
+                let (m, s) = (*mean, *invstd);
+                for (((y, &v), &g), &b) in y.iter_mut().zip(row).zip(gamma).zip(beta) {
+                    *y = (v - m) * s * g + b;
+                }
+            }
+        })
+    });
+}
+
+/// dx, dgamma and dbeta of layer norm. Rows run in parallel in tasks, each task summing its
+/// rows' dgamma and dbeta terms, the tasks' sums added in f64 at the end.
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_backward(
     ln: &LayerNorm,
@@ -93,23 +125,44 @@ pub fn layer_norm_backward(
     dx: &mut [f32],
 ) {
     let d_n = ln.features;
-    let mut dg = vec![0f64; d_n];
-    let mut db = vec![0f64; d_n];
-    for r in 0..ln.rows {
-        let (mean, invstd) = (saved[r] as f64, saved[ln.rows + r] as f64);
-        let at = |d: usize| r * d_n + d;
-        let xhat = |d: usize| (x[at(d)] as f64 - mean) * invstd;
-        let g = |d: usize| dy[at(d)] as f64 * gamma[d] as f64;
-        let g_mean = (0..d_n).map(g).sum::<f64>() / d_n as f64;
-        let gx_mean = (0..d_n).map(|d| g(d) * xhat(d)).sum::<f64>() / d_n as f64;
-        for d in 0..d_n {
-            dx[at(d)] = (invstd * (g(d) - g_mean - xhat(d) * gx_mean)) as f32;
-            dg[d] += dy[at(d)] as f64 * xhat(d);
-            db[d] += dy[at(d)] as f64;
-        }
+    dgamma[..d_n].fill(0.0);
+    dbeta[..d_n].fill(0.0);
+    if d_n == 0 || ln.rows == 0 {
+        return;
     }
-    for d in 0..d_n {
-        dgamma[d] = dg[d] as f32;
-        dbeta[d] = db[d] as f32;
+    let task = |t: usize, dx: &mut [f32]| {
+        let (mut dg, mut db) = (vec![0f32; d_n], vec![0f32; d_n]);
+        wide(|| {
+            for (r, dx) in dx.chunks_mut(d_n).enumerate() {
+                let row = t * ROWS_PER_TASK + r;
+                let (x, dy) = (&x[row * d_n..][..d_n], &dy[row * d_n..][..d_n]);
+                let (mean, invstd) = (saved[row], saved[ln.rows + row]);
+                // g = dy · gamma and x̂ = (x - mean) · invstd, element by element.
+                let (mut g_sum, mut gx_sum) = ([0f32; 8], [0f32; 8]);
+                for (k, ((&v, &d), &gm)) in x.iter().zip(dy).zip(gamma).enumerate() {
+                    let (g, xhat) = (d * gm, (v - mean) * invstd);
+                    g_sum[k % 8] += g;
+                    gx_sum[k % 8] += g * xhat;
+                }
+                let n = d_n as f32;
+                let (g_mean, gx_mean) = (g_sum.iter().sum::<f32>() / n, gx_sum.iter().sum::<f32>() / n);
+                for (k, ((dx, &v), &d)) in dx.iter_mut().zip(x).zip(dy).enumerate() {
+                    let xhat = (v - mean) * invstd;
+                    *dx = invstd * (d * gamma[k] - g_mean - xhat * gx_mean);
+                    dg[k] += d * xhat;
+                    db[k] += d;
+                }
+            }
+        });
+        (dg, db)
+    };
+    let sums: Vec<(Vec<f32>, Vec<f32>)> =
+        dx[..ln.rows * d_n].par_chunks_mut(ROWS_PER_TASK * d_n).enumerate().map(|(t, dx)| task(t, dx)).collect();
+    let (mut dg, mut db) = (vec![0f64; d_n], vec![0f64; d_n]);
+    for (g, b) in &sums {
+        dg.iter_mut().zip(g).for_each(|(s, &v)| *s += v as f64);
+        db.iter_mut().zip(b).for_each(|(s, &v)| *s += v as f64);
     }
+    dgamma.iter_mut().zip(&dg).for_each(|(d, &s)| *d = s as f32);
+    dbeta.iter_mut().zip(&db).for_each(|(d, &s)| *d = s as f32);
 }

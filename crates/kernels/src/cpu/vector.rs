@@ -1,5 +1,5 @@
-//! f32 arithmetic that vectorises: eˣ and tanh without libm calls,
-//! and [`wide`], which runs a loop compiled for AVX2 where the CPU has it. The elementwise
+//! f32 arithmetic that vectorises: eˣ and tanh without libm calls, sums and dot products over
+//! eight lanes, and [`wide`], which runs a loop compiled for AVX2 where the CPU has it. The elementwise
 //! kernels and the recurrent cells are written as plain loops over these.
 
 /// Runs `f` compiled for AVX2 where the CPU has it, so that the loops inlined into it work on
@@ -70,8 +70,43 @@ pub fn tanh(x: f32) -> f32 {
     if x.abs() < 4e-4 { x } else { c * p / q }
 }
 
+/// Σ a·b over eight running sums (lane k takes every eighth product), so that the loop
+/// vectorises: a sequential sum cannot, its additions being in order.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (chunks, rest) = (a.len().min(b.len()) / 8, a.len().min(b.len()) % 8);
+    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)).take(chunks) {
+        lanes.iter_mut().zip(a.iter().zip(b)).for_each(|(l, (x, y))| *l += x * y);
+    }
+    let tail = (0..rest).map(|i| a[chunks * 8 + i] * b[chunks * 8 + i]).sum::<f32>();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Σ values, over eight running sums as [`dot`].
+#[inline(always)]
+pub fn sum(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    chunks.for_each(|c| lanes.iter_mut().zip(c).for_each(|(l, v)| *l += v));
+    lanes.iter().sum::<f32>() + tail
+}
+
 #[cfg(test)]
 mod tests {
+    /// Every length from empty through several lanes and a tail, against sums in f64.
+    #[test]
+    fn lane_sums_and_dot_products_are_the_sums() {
+        for n in 0..40 {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 + (i % 3) as f32).collect();
+            let dot: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            assert_eq!(super::sum(&a) as f64, a.iter().map(|&x| x as f64).sum::<f64>(), "sum of {n}");
+            assert_eq!(super::dot(&a, &b) as f64, dot, "dot of {n}");
+        }
+    }
+
     #[test]
     fn the_polynomial_exp_is_within_two_ulp() {
         for i in -10_400..=8_900 {

@@ -1,7 +1,8 @@
 //! The GPU executor: a graph lowered once onto the kernels crate's prepared dispatches, over
 //! buffers planned by liveness ([`crate::plan`]). A run writes the fed data, records every
-//! dispatch of the step into one command encoder, submits once, and reads back only what the
-//! caller asks for. Pipelines, bind groups and buffers are made when the executor is built,
+//! dispatch of the step into one command encoder, and copies its small outputs (a training
+//! step's loss and metrics) to host-readable buffers in the same submission; reading one of
+//! those is then a map, and any other output is copied back when asked for. Pipelines, bind groups and buffers are made when the executor is built,
 //! so running it again allocates nothing.
 
 use std::collections::HashMap;
@@ -9,7 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kernels::{Dispatch, Gpu, GpuTensor};
+use kernels::{Dispatch, Gpu, GpuTensor, Staged};
 
 use crate::cpu::{not_an_output, unknown};
 use crate::error::{GraphError, Result};
@@ -17,7 +18,7 @@ use crate::executor::{Executor, RunId};
 use crate::feed::{Feed, check_len};
 use crate::ir::{Graph, Mode, Node, NodeId, Op, TensorId, TensorType};
 use crate::ops::{GpuCall, Operation};
-use crate::plan::{Plan, storage_len};
+use crate::plan::{Plan, is_alias, storage_len};
 use crate::profile::NodeTime;
 
 /// Device memory of an executor, in bytes.
@@ -144,6 +145,9 @@ impl Executor for GpuExecutor<'_> {
 
     fn read(&self, run: RunId, t: TensorId) -> Result<Vec<f32>> {
         let r = &self.runs[run.0];
+        if let Some((_, staged)) = r.staged.iter().find(|(s, _)| *s == t) {
+            return Ok(self.gpu.read_staged(staged)?);
+        }
         let tensor = r.outputs.get(&t).ok_or_else(|| not_an_output(&format!("node {}", t.node.0), t))?;
         Ok(self.gpu.read(tensor)?)
     }
@@ -176,6 +180,8 @@ struct GpuRun {
     lowered: Vec<Lowered>,
     /// The tensors of the outputs, readable after a run.
     outputs: HashMap<TensorId, GpuTensor>,
+    /// The small outputs, copied to the host's side by every run.
+    staged: Vec<(TensorId, Staged)>,
     memory: Memory,
     /// Per lowered node, the time it took and how many runs, when profiling.
     times: Option<Vec<(Duration, u32)>>,
@@ -202,6 +208,7 @@ impl GpuRun {
             dispatches: Vec::new(),
             lowered: Vec::new(),
             outputs: HashMap::new(),
+            staged: Vec::new(),
             times: None,
             memory: Memory {
                 planned: plan.planned_elements() as u64 * 4,
@@ -265,10 +272,16 @@ impl GpuRun {
             tensors.insert(out, tensor);
         }
         exec.outputs = outputs.iter().map(|&o| (o, tensors[&o].prefix(graph.numel(o)))).collect();
+        // Outputs of their own (not a parameter an update wrote in place) and small.
+        let small = |o: &&TensorId| graph.numel(**o) <= STAGED_ELEMENTS && !is_alias(graph, **o);
+        for &o in outputs.iter().filter(small) {
+            exec.staged.push((o, gpu.staged(&exec.outputs[&o])?));
+        }
         Ok(exec)
     }
 
-    /// Writes `feed` and runs the step as one submission (profiled: with each node's time).
+    /// Writes `feed` and runs the step, with the copies of its small outputs, as one submission
+    /// (profiled: with each node's time, the copies after).
     fn run(&mut self, gpu: &Gpu, feed: &Feed, step: u64) -> Result<()> {
         for f in &self.fed {
             match &f.node.op {
@@ -280,9 +293,10 @@ impl GpuRun {
         for l in &self.lowered {
             l.op.before_run(gpu, self.mode, &l.outputs, &self.dispatches[l.dispatches.clone()], step);
         }
+        let copies: Vec<(&GpuTensor, &Staged)> = self.staged.iter().map(|(t, s)| (&self.outputs[t], s)).collect();
         let Some(times) = &mut self.times else {
             let all: Vec<&Dispatch> = self.dispatches.iter().collect();
-            return Ok(gpu.run(&all)?);
+            return Ok(gpu.run_with_copies(&all, &copies)?);
         };
         let per_node: Vec<Vec<&Dispatch>> =
             self.lowered.iter().map(|l| self.dispatches[l.dispatches.clone()].iter().collect()).collect();
@@ -292,7 +306,7 @@ impl GpuRun {
             *time += Duration::from_secs_f64(s);
             *calls += 1;
         }
-        Ok(())
+        Ok(gpu.run_with_copies(&[], &copies)?)
     }
 }
 
@@ -306,6 +320,9 @@ fn name_too_large(e: GraphError, graph: &Graph, t: Option<TensorId>) -> GraphErr
         (e, _) => e,
     }
 }
+
+/// Elements up to which a run's output is copied to the host by the run itself.
+const STAGED_ELEMENTS: usize = 4096;
 
 fn missing(node: &Node, name: &str) -> GraphError {
     GraphError::MissingInput { node: node.label.clone(), name: name.into(), shape: node.outputs[0].shape.clone() }

@@ -36,7 +36,7 @@ pub(crate) fn storage_len(graph: &Graph, t: TensorId) -> usize {
 }
 
 /// Is `t` the buffer of its node's first input (a view, an updated parameter)?
-fn is_alias(graph: &Graph, t: TensorId) -> bool {
+pub(crate) fn is_alias(graph: &Graph, t: TensorId) -> bool {
     graph.node(t.node).op.compute().is_some_and(|op| op.aliases_input() && t.slot == 0)
 }
 

@@ -124,13 +124,16 @@ impl Profile {
     }
 }
 
+/// Nodes the table of the slowest lists.
+const SLOWEST: usize = 12;
+
 fn per_step(t: &NodeTime) -> f64 {
     t.time.as_secs_f64() / t.calls as f64
 }
 
 impl fmt::Display for Profile {
-    /// Two tables: per layer (forward, backward, share) and per op kind (nodes, time, share,
-    /// GFLOP/s), each in milliseconds per step.
+    /// Three tables: per layer (forward, backward, share), per op kind (nodes, time, share,
+    /// GFLOP/s) and the slowest nodes, each in milliseconds per step.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total = self.step_seconds();
         let share = |seconds: f64| 100.0 * seconds / total.max(f64::MIN_POSITIVE);
@@ -161,6 +164,15 @@ impl fmt::Display for Profile {
                 1e3 * row.seconds,
                 share(row.seconds)
             )?;
+        }
+        writeln!(f, "\n{:<28} {:<24} {:<24} {:>10} {:>9}", "slowest nodes", "layer", "op", "ms", "GFLOP/s")?;
+        let mut slowest: Vec<&(NodeTime, String, Pass)> = self.nodes.iter().collect();
+        slowest.sort_by(|a, b| per_step(&b.0).total_cmp(&per_step(&a.0)));
+        for (time, layer, pass) in slowest.into_iter().take(SLOWEST) {
+            let seconds = per_step(time);
+            let gflops = time.flops as f64 / seconds.max(f64::MIN_POSITIVE) / 1e9;
+            let layer = format!("{layer} ({pass:?})").to_lowercase();
+            writeln!(f, "{:<28} {layer:<24} {:<24} {:>10.3} {gflops:>9.2}", time.label, time.op, 1e3 * seconds)?;
         }
         Ok(())
     }

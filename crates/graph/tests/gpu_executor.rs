@@ -173,7 +173,7 @@ fn three_adam_steps_match_the_cpu_and_rerun_bit_identically() {
 }
 
 #[test]
-fn steps_after_the_first_allocate_nothing() {
+fn steps_after_the_first_allocate_nothing_and_submit_once() {
     // A device of its own: the other tests allocate on the shared one meanwhile.
     if gpu().is_none() {
         return;
@@ -188,12 +188,14 @@ fn steps_after_the_first_allocate_nothing() {
     feed.labels.insert("y".into(), vec![1, 2]);
     trainer.train_step(&feed).unwrap();
     trainer.evaluate(&feed).unwrap();
-    let before = gpu.pool_stats();
+    let (before, submissions) = (gpu.pool_stats(), gpu.submissions());
     for _ in 0..3 {
         trainer.train_step(&feed).unwrap();
         trainer.evaluate(&feed).unwrap();
     }
     assert_eq!(gpu.pool_stats(), before, "buffers created after the first step");
+    // Each step and each evaluation is one submission, its loss and metrics read back with it.
+    assert_eq!(gpu.submissions() - submissions, 6, "submissions of 3 training steps and 3 evaluations");
     let (train, eval) = trainer.runs();
     let (train, eval) = (trainer.executor().memory(train), trainer.executor().memory(eval));
     println!(

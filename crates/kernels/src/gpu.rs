@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytemuck::Pod;
@@ -153,6 +154,14 @@ impl Dispatch {
     }
 }
 
+/// A host-readable copy of a small tensor, which [`Gpu::run_with_copies`] fills in the run's
+/// own submission: what a training step reads back every time (its loss and metrics) then
+/// costs no submission of its own.
+pub struct Staged {
+    staging: Pooled,
+    bytes: u64,
+}
+
 /// The bind group layout of a binding signature and the pipeline layout around it.
 type Layouts = (wgpu::BindGroupLayout, wgpu::PipelineLayout);
 
@@ -174,6 +183,8 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     /// Where the backend takes one caller at a time, held around every call into the device.
     serial: Option<Mutex<()>>,
+    /// Submissions to the queue so far.
+    submissions: AtomicU64,
 }
 
 /// Optional features we use when the adapter has them.
@@ -296,6 +307,7 @@ impl Gpu {
             uncaptured,
             lost,
             serial: serialised(summary.backend).then(Mutex::default),
+            submissions: AtomicU64::new(0),
             summary,
         })
     }
@@ -465,8 +477,38 @@ impl Gpu {
         self.scoped("readback", || {
             let mut encoder = self.device.create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(tensor.buffer(), 0, &staging, 0, bytes);
-            self.queue.submit([encoder.finish()]);
+            self.submit(encoder);
         })?;
+        let out = self.mapped(&staging, bytes);
+        self.pool.give_back(staging);
+        out
+    }
+
+    /// A staging buffer for `tensor`, for [`Gpu::run_with_copies`] and [`Gpu::read_staged`].
+    pub fn staged(&self, tensor: &GpuTensor) -> Result<Staged> {
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let bytes = tensor.bytes().max(4);
+        Ok(Staged { staging: Pooled::new(self.raw_buffer("staging", bytes, usage)?, self.pool.clone()), bytes })
+    }
+
+    /// What the last [`Gpu::run_with_copies`] copied into `staged`: no submission, the run
+    /// having waited for its copy.
+    pub fn read_staged<T: Pod>(&self, staged: &Staged) -> Result<Vec<T>> {
+        self.mapped(staged.staging.buffer(), staged.bytes)
+    }
+
+    /// Submissions to the queue so far (a training step makes one).
+    pub fn submissions(&self) -> u64 {
+        self.submissions.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) {
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        self.queue.submit([encoder.finish()]);
+    }
+
+    /// The first `bytes` of `staging` (MAP_READ), mapped, copied out and unmapped.
+    fn mapped<T: Pod>(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<T>> {
         let slice = staging.slice(0..bytes);
         let (tx, rx) = std::sync::mpsc::channel();
         self.scoped("readback", || {
@@ -485,7 +527,6 @@ impl Gpu {
             staging.unmap();
             out
         };
-        self.pool.give_back(staging);
         Ok(out)
     }
 
@@ -669,11 +710,20 @@ impl Gpu {
 
     /// Runs `dispatches` in order as one submission and waits for them.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
+        self.run_with_copies(dispatches, &[])
+    }
+
+    /// As [`Gpu::run`], copying each tensor of `copies` into its staging buffer after the
+    /// dispatches, in the same submission.
+    pub fn run_with_copies(&self, dispatches: &[&Dispatch], copies: &[(&GpuTensor, &Staged)]) -> Result<()> {
         let op = dispatches.first().map_or("run", |d| d.label);
         self.scoped(op, || {
             let mut encoder = self.device.create_command_encoder(&Default::default());
             self.record(&mut encoder, dispatches, None);
-            self.queue.submit([encoder.finish()]);
+            for (tensor, staged) in copies {
+                encoder.copy_buffer_to_buffer(tensor.buffer(), 0, staged.staging.buffer(), 0, staged.bytes);
+            }
+            self.submit(encoder);
         })?;
         self.wait(op)
     }

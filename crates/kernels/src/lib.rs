@@ -36,7 +36,7 @@ pub use elementwise::{Binary, Broadcast};
 pub use embedding::Embedding;
 pub use error::{KernelError, Result};
 pub use gpu::{
-    Access, AdapterClass, AdapterSummary, Dispatch, Gpu, Kernel, LINEAR_WG, Shader, linear_grid, list_adapters,
+    Access, AdapterClass, AdapterSummary, Dispatch, Gpu, Kernel, LINEAR_WG, Shader, Staged, linear_grid, list_adapters,
 };
 pub use gpu_tests::{SKIP_GPU, no_adapter, rerun_on_gl};
 pub use layout::StridedCopy;

@@ -85,7 +85,7 @@ fn timed_by_gpu(gpu: &Gpu, groups: &[&[&Dispatch]]) -> Result<Vec<f64>> {
             encoder.resolve_query_set(set, 0..*count as u32, &resolve, (8 * k * QUERIES_PER_SET) as u64);
         }
         encoder.copy_buffer_to_buffer(&resolve, 0, ticks.buffer(), 0, 8 * queries as u64);
-        gpu.queue().submit([encoder.finish()]);
+        gpu.submit(encoder);
     })?;
     let ticks: Vec<u64> = gpu.read::<u32>(&ticks)?.chunks(2).map(|w| w[0] as u64 | (w[1] as u64) << 32).collect();
     let period = gpu.queue().get_timestamp_period() as f64;

@@ -137,20 +137,23 @@ pub fn layer_norm_backward(
                 let row = t * ROWS_PER_TASK + r;
                 let (x, dy) = (&x[row * d_n..][..d_n], &dy[row * d_n..][..d_n]);
                 let (mean, invstd) = (saved[row], saved[ln.rows + row]);
-                // g = dy · gamma and x̂ = (x - mean) · invstd, element by element.
-                let (mut g_sum, mut gx_sum) = ([0f32; 8], [0f32; 8]);
-                for (k, ((&v, &d), &gm)) in x.iter().zip(dy).zip(gamma).enumerate() {
-                    let (g, xhat) = (d * gm, (v - mean) * invstd);
-                    g_sum[k % 8] += g;
-                    gx_sum[k % 8] += g * xhat;
+                // g = dy · gamma and x̂ = (x - mean) · invstd: their means, over eight lanes.
+                let (mut g, mut gx) = ([0f32; 8], [0f32; 8]);
+                let lanes = x.chunks(8).zip(dy.chunks(8)).zip(gamma.chunks(8));
+                for ((x, dy), gamma) in lanes {
+                    for (k, ((&v, &d), &gm)) in x.iter().zip(dy).zip(gamma).enumerate() {
+                        g[k] += d * gm;
+                        gx[k] += d * gm * (v - mean) * invstd;
+                    }
                 }
                 let n = d_n as f32;
-                let (g_mean, gx_mean) = (g_sum.iter().sum::<f32>() / n, gx_sum.iter().sum::<f32>() / n);
-                for (k, ((dx, &v), &d)) in dx.iter_mut().zip(x).zip(dy).enumerate() {
+                let (g_mean, gx_mean) = (g.iter().sum::<f32>() / n, gx.iter().sum::<f32>() / n);
+                let terms = dx.iter_mut().zip(x).zip(dy).zip(gamma).zip(dg.iter_mut().zip(db.iter_mut()));
+                for ((((dx, &v), &d), &gm), (dg, db)) in terms {
                     let xhat = (v - mean) * invstd;
-                    *dx = invstd * (d * gamma[k] - g_mean - xhat * gx_mean);
-                    dg[k] += d * xhat;
-                    db[k] += d;
+                    *dx = invstd * (d * gm - g_mean - xhat * gx_mean);
+                    *dg += d * xhat;
+                    *db += d;
                 }
             }
         });

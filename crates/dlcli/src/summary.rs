@@ -52,17 +52,24 @@ pub fn run(args: &Args) -> Result<()> {
     let step = TrainingStep::new(&at_batch, &training)?;
     let plan = Plan::new(&step.graph, &step.outputs);
     println!(
-        "training step at batch {batch}: {:.3} GFLOP, {:.1} MiB planned for activations and gradients (one buffer per tensor: {:.1} MiB)",
+        "training step at batch {batch}: {:.3} GFLOP, {:.1} MiB planned for activations and gradients (one buffer per tensor: {:.1} MiB), its ops reading and writing {:.1} MiB",
         plan.flops(&step.graph) as f64 / 1e9,
         mib(plan.planned_elements() as u64 * 4),
-        mib(plan.unshared_elements as u64 * 4)
+        mib(plan.unshared_elements as u64 * 4),
+        mib(plan.bytes_moved(&step.graph))
     );
     // Counting dispatches needs the kernels prepared on an adapter; without one, say so.
     match kernels::Gpu::open() {
         Ok(gpu) => {
             let trainer = Trainer::new(GpuExecutor::new(&gpu), &at_batch, training)?;
-            let dispatches = trainer.executor().dispatch_count(trainer.runs().0);
-            println!("GPU executor ({}): {dispatches} kernel dispatches per training step", gpu.summary().name);
+            let run = trainer.runs().0;
+            let dispatches = trainer.executor().dispatch_count(run);
+            let (written, read) = trainer.executor().transfers(run);
+            println!(
+                "GPU executor ({}): {dispatches} kernel dispatches per training step in one submission, writing {:.2} MiB of data to the device and reading {read} bytes back",
+                gpu.summary().name,
+                mib(written)
+            );
         }
         Err(e) => println!("GPU executor: no adapter to count dispatches on ({e})"),
     }

@@ -99,6 +99,14 @@ impl<'g> GpuExecutor<'g> {
     pub fn dispatch_count(&self, run: RunId) -> usize {
         self.runs[run.0].dispatches.len()
     }
+
+    /// Bytes one run of `run` writes to the device (its fed inputs and labels) and reads back
+    /// (its small outputs, copied in the run's own submission).
+    pub fn transfers(&self, run: RunId) -> (u64, u64) {
+        let run = &self.runs[run.0];
+        let written = run.fed.iter().map(|f| f.tensor.bytes()).sum();
+        (written, run.staged.iter().map(|(_, s)| Gpu::staged_bytes(s)).sum())
+    }
 }
 
 impl Executor for GpuExecutor<'_> {

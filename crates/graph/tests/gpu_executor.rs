@@ -196,6 +196,9 @@ fn steps_after_the_first_allocate_nothing_and_submit_once() {
     assert_eq!(gpu.pool_stats(), before, "buffers created after the first step");
     // Each step and each evaluation is one submission, its loss and metrics read back with it.
     assert_eq!(gpu.submissions() - submissions, 6, "submissions of 3 training steps and 3 evaluations");
+    // A step writes its images (2·2·81 f32) and labels (2 u32) and reads back its loss, the
+    // count of correct answers and the gradient norm.
+    assert_eq!(trainer.executor().transfers(trainer.runs().0), (2 * 2 * 81 * 4 + 2 * 4, 3 * 4));
     let (train, eval) = trainer.runs();
     let (train, eval) = (trainer.executor().memory(train), trainer.executor().memory(eval));
     println!(
@@ -266,6 +269,19 @@ fn a_chain_of_ops_plans_two_buffers_and_keeps_outputs_apart() {
     let later: Vec<usize> = plan.order.iter().skip(6).filter_map(|id| plan.buffer.get(&id.out(0)).copied()).collect();
     assert!(!later.contains(&kept), "{later:?} reuse {kept}");
     assert_eq!(plan.buffers.len(), 3);
+    // Ten tanh nodes each read 100 elements and write 100: 8,000 bytes.
+    assert_eq!(plan.bytes_moved(&g), 10 * 2 * 100 * 4);
+}
+
+#[test]
+fn a_view_moves_no_bytes_and_a_product_moves_its_operands_and_result() {
+    use graph::Plan;
+    let mut g = Graph::new();
+    let x = g.input("x", &[6, 5]);
+    let w = g.param("w", &[3, 5]);
+    let y = g.matmul(x, w, false, true).unwrap();
+    let flat = g.reshape(y, &[18]).unwrap();
+    assert_eq!(Plan::new(&g, &[flat]).bytes_moved(&g), (30 + 15 + 18) * 4);
 }
 
 #[test]

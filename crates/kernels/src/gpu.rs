@@ -491,6 +491,11 @@ impl Gpu {
         Ok(Staged { staging: Pooled::new(self.raw_buffer("staging", bytes, usage)?, self.pool.clone()), bytes })
     }
 
+    /// Bytes [`Gpu::run_with_copies`] copies into `staged`.
+    pub fn staged_bytes(staged: &Staged) -> u64 {
+        staged.bytes
+    }
+
     /// What the last [`Gpu::run_with_copies`] copied into `staged`: no submission, the run
     /// having waited for its copy.
     pub fn read_staged<T: Pod>(&self, staged: &Staged) -> Result<Vec<T>> {

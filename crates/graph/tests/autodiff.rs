@@ -407,3 +407,56 @@ fn bce_with_logits_gradients_match_finite_differences() {
     let err = g.bce_with_logits(logits, x).unwrap_err().to_string();
     assert!(err.contains("logits [3, 2] and targets [3, 4] differ"), "{err}");
 }
+
+/// A tensor used whole and sliced five ways: three disjoint row slices with a gap (joined into
+/// one tensor by a single concat, no additions), one overlapping them (padded and added), one
+/// along the other axis. The gradient matches finite differences, and the graph shows the join.
+#[test]
+fn gradients_of_disjoint_slices_are_joined_by_one_concat() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[6, 4]);
+    let (w, labels) = (g.param("w", &[6, 4]), g.labels("y", 1, 2));
+    let mut loss = {
+        let t = g.unary(Unary::Tanh, x).unwrap();
+        let t = g.binary(Binary::Mul, t, w).unwrap();
+        g.sum(t).unwrap()
+    };
+    for (axis, start, len) in [(0, 0, 2), (0, 2, 2), (0, 5, 1), (0, 1, 3), (1, 1, 2)] {
+        let part = g.slice(x, axis, start, len).unwrap();
+        let squared = g.binary(Binary::Mul, part, part).unwrap();
+        let scaled = g.unary(Unary::Tanh, squared).unwrap();
+        let term = g.sum(scaled).unwrap();
+        loss = g.binary(Binary::Add, loss, term).unwrap();
+    }
+    // A cross-entropy term makes the loss the usual [] scalar of a training graph.
+    let logits = g.reshape(loss, &[1, 1]).unwrap();
+    let zero = g.fill(0.0, &[1, 1]);
+    let logits = g.concat(&[logits, zero], 1).unwrap();
+    let loss = g.cross_entropy(logits, labels, 0.0).unwrap();
+    let before = g.len();
+    let grads = backward(&mut g, loss).unwrap();
+    let dx = grads.of(x).unwrap();
+    // What computes dx: one join of the three disjoint row slices, a padding of the
+    // overlapping one and one of the column slice (a concat each; padding every slice took
+    // five), the three added to the whole contribution last.
+    let ops: Vec<&str> =
+        g.ancestors(&[dx]).into_iter().filter(|id| id.index() >= before).map(|id| g.node(id).op.name()).collect();
+    assert_eq!(ops.iter().filter(|n| **n == "concat").count(), 3, "dx from {ops:?}");
+    assert!(ops.ends_with(&["concat", "binary", "binary", "binary"]), "dx from {ops:?}");
+
+    let params: HashMap<String, Vec<f32>> = [("w".to_string(), values(3, 24, 1.0))].into();
+    let x_value = values(4, 24, 1.0);
+    let feed_x = |x: &[f32]| {
+        let mut feed = Feed::default();
+        feed.inputs.insert("x".into(), x.to_vec());
+        feed.labels.insert("y".into(), vec![1]);
+        feed
+    };
+    let exec = common::Everything { graph: &g, mode: Mode::Train };
+    let run = exec.run(&params, &feed_x(&x_value)).unwrap();
+    check("x through its slices", run.get(dx), |i, h| {
+        let mut x = x_value.clone();
+        x[i] += h;
+        exec.run(&params, &feed_x(&x)).unwrap().scalar(loss) as f64
+    });
+}

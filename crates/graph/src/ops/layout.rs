@@ -150,25 +150,13 @@ impl Operation for Slice {
         Ok(vec![TensorType { shape, dtype: x.dtype }])
     }
 
-    // dy back in place, zeros around it.
-    fn backward(&self, g: &mut Graph, node: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
-        let Some(dy) = grads[0] else { return Ok(vec![None]) };
-        let full = g.shape(g.node(node).inputs[0]).to_vec();
-        let zeros = |g: &mut Graph, len: usize| {
-            let mut shape = full.clone();
-            shape[self.axis] = len;
-            g.fill(0.0, &shape)
-        };
-        let mut parts = Vec::new();
-        if self.start > 0 {
-            parts.push(zeros(g, self.start));
-        }
-        parts.push(dy);
-        let after = full[self.axis] - self.start - self.len;
-        if after > 0 {
-            parts.push(zeros(g, after));
-        }
-        Ok(vec![Some(g.concat(&parts, self.axis)?)])
+    // dy itself: autodiff puts it in place (`slice_of_input`).
+    fn backward(&self, _: &mut Graph, _: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
+        Ok(vec![grads[0]])
+    }
+
+    fn slice_of_input(&self) -> Option<(usize, usize)> {
+        Some((self.axis, self.start))
     }
 
     fn flops(&self, _: &[&TensorType], outputs: &[TensorType], _: &[bool]) -> u64 {
@@ -271,5 +259,31 @@ impl Graph {
     /// `len` entries of `x` along `axis` from `start`.
     pub fn slice(&mut self, x: TensorId, axis: usize, start: usize, len: usize) -> Result<TensorId> {
         self.apply1(Slice { axis, start, len }, &[x])
+    }
+
+    /// A tensor of shape `whole` holding each `(start, part)` of `pieces` from `start` along
+    /// `axis` and zeros elsewhere: the gradient of slices that do not overlap, sorted by start.
+    pub fn join_slices(&mut self, whole: &[usize], axis: usize, pieces: &[(usize, TensorId)]) -> Result<TensorId> {
+        let zeros = |g: &mut Graph, len: usize| {
+            let mut shape = whole.to_vec();
+            shape[axis] = len;
+            g.fill(0.0, &shape)
+        };
+        let mut parts = Vec::new();
+        let mut at = 0;
+        for &(start, part) in pieces {
+            if start > at {
+                parts.push(zeros(self, start - at));
+            }
+            parts.push(part);
+            at = start + self.shape(part)[axis];
+        }
+        if at < whole[axis] {
+            parts.push(zeros(self, whole[axis] - at));
+        }
+        match parts[..] {
+            [only] => Ok(only),
+            _ => self.concat(&parts, axis),
+        }
     }
 }

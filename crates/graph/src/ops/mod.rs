@@ -85,6 +85,14 @@ pub trait Operation: fmt::Debug + Send + Sync {
         false
     }
 
+    /// `(axis, start)` where the output is input 0's entries from `start` along `axis` (a
+    /// slice). Its backward then gives the gradient of the slice alone and autodiff places
+    /// it: the gradients of a tensor's disjoint slices are joined into one tensor, rather than
+    /// each padded with zeros and the padded tensors added up.
+    fn slice_of_input(&self) -> Option<(usize, usize)> {
+        None
+    }
+
     /// Whether the op updates input `input` in place (batch norm's running statistics in
     /// training, an optimizer's parameters and state).
     fn updates(&self, _input: usize) -> bool {

@@ -52,9 +52,10 @@ pub fn run(args: &Args) -> Result<()> {
     let step = TrainingStep::new(&at_batch, &training)?;
     let plan = Plan::new(&step.graph, &step.outputs);
     println!(
-        "training step at batch {batch}: {:.3} GFLOP, {:.1} MiB planned for activations and gradients (one buffer per tensor: {:.1} MiB), its ops reading and writing {:.1} MiB",
+        "training step at batch {batch}: {:.3} GFLOP, {:.1} MiB planned for activations and gradients (at most {:.1} MiB live at once; one buffer per tensor: {:.1} MiB), its ops reading and writing {:.1} MiB",
         plan.flops(&step.graph) as f64 / 1e9,
         mib(plan.planned_elements() as u64 * 4),
+        mib(plan.peak_elements as u64 * 4),
         mib(plan.unshared_elements as u64 * 4),
         mib(plan.bytes_moved(&step.graph))
     );

@@ -3,9 +3,10 @@
 //! Tensors whose lifetimes do not overlap share a buffer. A tensor lives from the node that
 //! writes it to the last node that reads it (or to the end of the run for the outputs the
 //! caller reads); a view (reshape) is the same buffer under another shape, so it extends its
-//! input's life (so does an optimizer update, whose output is its parameter). What a forward saves for its backward is an ordinary output that lives until
-//! the backward reads it; workspace that nothing reads is free once its node has run.
-//! Parameters, state, fed data and constants are not planned: they persist across runs.
+//! input's life (so does an optimizer update, whose output is its parameter). What a forward
+//! saves for its backward is an ordinary output that lives until the backward reads it;
+//! workspace that nothing reads is free once its node has run. Parameters, state, fed data
+//! and constants are not planned: they persist across runs.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,8 +23,34 @@ pub struct Plan {
     pub buffers: Vec<usize>,
     /// Elements one buffer per planned tensor would take.
     pub unshared_elements: usize,
+    /// The most elements the run's tensors hold at one time: no plan of whole buffers takes
+    /// less.
+    pub peak_elements: usize,
     /// The tensors that a later node or the caller reads.
     pub read: HashSet<TensorId>,
+}
+
+/// A planned tensor, its size in elements and the positions in the run order between which
+/// its buffer is in use.
+struct Life {
+    tensor: TensorId,
+    len: usize,
+    first: usize,
+    last: usize,
+}
+
+/// The most elements `lives` hold at any one of `positions`.
+fn peak(lives: &[Life], positions: usize) -> usize {
+    let mut change = vec![0i128; positions + 1];
+    for life in lives {
+        change[life.first] += life.len as i128;
+        change[life.last + 1] -= life.len as i128;
+    }
+    let held = change.iter().scan(0i128, |held, &c| {
+        *held += c;
+        Some(*held)
+    });
+    held.max().unwrap_or(0) as usize
 }
 
 /// Elements the buffer of `t` holds (its op may keep more than its shape).
@@ -71,60 +98,60 @@ impl Plan {
             buffer: HashMap::new(),
             buffers: Vec::new(),
             unshared_elements: 0,
+            peak_elements: 0,
             read: read.collect(),
         };
-        let mut free: Vec<usize> = Vec::new();
+        // Each tensor with a buffer of its own lives from the position that writes it to the
+        // last that reads it (workspace nothing reads: its own position only).
+        let mut lives: Vec<Life> = Vec::new();
         for (position, &id) in order.iter().enumerate() {
             let node = graph.node(id);
             if node.op.compute().is_none() {
                 continue;
             }
-            let slots = (0..node.outputs.len()).map(|slot| id.out(slot));
-            for t in slots.clone() {
-                let buffer = if is_alias(graph, t) {
-                    plan.buffer.get(&root_of(&root, t)).copied()
-                } else {
-                    Some(plan.take(&mut free, storage_len(graph, t)))
-                };
-                if let Some(b) = buffer {
-                    plan.buffer.insert(t, b);
-                }
-            }
-            // Buffers read for the last time here, and outputs nothing reads, are free again.
-            let mut done: Vec<TensorId> = node.inputs.iter().chain(&slots.collect::<Vec<_>>()).copied().collect();
-            done.iter_mut().for_each(|t| *t = root_of(&root, *t));
-            done.sort_unstable();
-            done.dedup();
-            for r in done {
-                let finished = last_use.get(&r).is_none_or(|&last| last == position);
-                if finished
-                    && let Some(&buffer) = plan.buffer.get(&r)
-                    && !free.contains(&buffer)
-                {
-                    free.push(buffer);
-                }
+            let owned = (0..node.outputs.len()).map(|slot| id.out(slot)).filter(|&t| !is_alias(graph, t));
+            lives.extend(owned.map(|t| Life {
+                tensor: t,
+                len: storage_len(graph, t),
+                first: position,
+                // An output the caller reads lives to the end of the run.
+                last: last_use.get(&t).map_or(position, |&last| last.min(order.len() - 1)).max(position),
+            }));
+        }
+        plan.unshared_elements = lives.iter().fold(0, |n, l| n.saturating_add(l.len));
+        plan.peak_elements = peak(&lives, order.len());
+        plan.assign(lives);
+        for &id in &order {
+            let out = id.out(0);
+            if is_alias(graph, out)
+                && let Some(&b) = plan.buffer.get(&root_of(&root, out))
+            {
+                plan.buffer.insert(out, b);
             }
         }
         plan
     }
 
-    /// A free buffer for `len` elements: the smallest that fits, else the largest grown to
-    /// fit, else a new one.
-    fn take(&mut self, free: &mut Vec<usize>, len: usize) -> usize {
-        self.unshared_elements = self.unshared_elements.saturating_add(len);
-        let fits =
-            free.iter().enumerate().filter(|&(_, &b)| self.buffers[b] >= len).min_by_key(|&(_, &b)| self.buffers[b]);
-        let largest = free.iter().enumerate().max_by_key(|&(_, &b)| self.buffers[b]);
-        match fits.or(largest).map(|(i, _)| i) {
-            Some(i) => {
-                let b = free.swap_remove(i);
-                self.buffers[b] = self.buffers[b].max(len);
-                b
-            }
-            None => {
-                self.buffers.push(len);
-                self.buffers.len() - 1
-            }
+    /// Largest tensor first, each into the first buffer that no tensor of an overlapping
+    /// life holds, else a new one: a buffer is as large as its first tensor and never grows,
+    /// and the total comes close to the most the step ever holds at once. (Handing out freed
+    /// buffers in run order instead grows them to fit whatever comes next, and planned a
+    /// third more for the CNN's step.)
+    fn assign(&mut self, mut lives: Vec<Life>) {
+        lives.sort_by_key(|l| (std::cmp::Reverse(l.len), l.first, l.tensor));
+        let mut held: Vec<Vec<(usize, usize)>> = Vec::new();
+        for life in lives {
+            let overlaps = |&(first, last): &(usize, usize)| first <= life.last && life.first <= last;
+            let b = match held.iter().position(|spans| !spans.iter().any(overlaps)) {
+                Some(b) => b,
+                None => {
+                    self.buffers.push(life.len);
+                    held.push(Vec::new());
+                    held.len() - 1
+                }
+            };
+            held[b].push((life.first, life.last));
+            self.buffer.insert(life.tensor, b);
         }
     }
 

@@ -248,43 +248,6 @@ fn a_tensor_beyond_the_adapters_limits_is_refused_naming_its_layer() {
 }
 
 #[test]
-fn a_chain_of_ops_plans_two_buffers_and_keeps_outputs_apart() {
-    use graph::Plan;
-    let mut g = Graph::new();
-    let x = g.input("x", &[100]);
-    let mut h = x;
-    let mut middle = x;
-    for i in 0..10 {
-        h = g.unary(Unary::Tanh, h).unwrap();
-        if i == 4 {
-            middle = h;
-        }
-    }
-    let plan = Plan::new(&g, &[h]);
-    assert_eq!(plan.buffers, vec![100, 100], "ping-pong between two buffers");
-    assert_eq!(plan.unshared_elements, 1000);
-    // Reading a middle node too keeps its buffer out of later reuse.
-    let plan = Plan::new(&g, &[h, middle]);
-    let kept = plan.buffer[&middle];
-    let later: Vec<usize> = plan.order.iter().skip(6).filter_map(|id| plan.buffer.get(&id.out(0)).copied()).collect();
-    assert!(!later.contains(&kept), "{later:?} reuse {kept}");
-    assert_eq!(plan.buffers.len(), 3);
-    // Ten tanh nodes each read 100 elements and write 100: 8,000 bytes.
-    assert_eq!(plan.bytes_moved(&g), 10 * 2 * 100 * 4);
-}
-
-#[test]
-fn a_view_moves_no_bytes_and_a_product_moves_its_operands_and_result() {
-    use graph::Plan;
-    let mut g = Graph::new();
-    let x = g.input("x", &[6, 5]);
-    let w = g.param("w", &[3, 5]);
-    let y = g.matmul(x, w, false, true).unwrap();
-    let flat = g.reshape(y, &[18]).unwrap();
-    assert_eq!(Plan::new(&g, &[flat]).bytes_moved(&g), (30 + 15 + 18) * 4);
-}
-
-#[test]
 fn the_cross_check_names_the_first_node_that_differs() {
     let mut g = Graph::new();
     let x = g.input("x", &[2, 3]);

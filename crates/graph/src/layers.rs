@@ -314,9 +314,16 @@ impl Model {
                 let w_hh = self.param(format!("{name}.weight_hh{suffix}"), &[width, hd], bound);
                 let b_ih = self.param(format!("{name}.bias_ih{suffix}"), &[width], bound);
                 let b_hh = self.param(format!("{name}.bias_hh{suffix}"), &[width], bound);
-                // Every step's input gates at once: one matmul.
-                let xgates = self.graph.matmul(flat, w_ih, false, true)?;
-                let xgates = self.graph.binary(Binary::Add, xgates, b_ih)?;
+                // Every step's input gates at once: one matmul. An LSTM adds both biases to
+                // every gate, so their sum goes in with the hidden product at each step (and its
+                // gradient, summed once, reaches both); a GRU's bₕₙ sits inside r ⊙ (·), so its
+                // bᵢₕ goes in the input product's epilogue.
+                let (xgates, b_hh) = match r.cell {
+                    CellKind::Lstm => {
+                        (self.graph.matmul(flat, w_ih, false, true)?, self.graph.binary(Binary::Add, b_ih, b_hh)?)
+                    }
+                    CellKind::Gru => (self.graph.matmul_bias(flat, w_ih, (false, true), b_ih)?, b_hh),
+                };
                 let xgates = self.graph.reshape(xgates, &[steps, batch, width])?;
                 let states: &[&str] = if r.cell == CellKind::Lstm { &["h", "c"] } else { &["h"] };
                 let carried = self.decoding.is_some();

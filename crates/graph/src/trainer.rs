@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use kernels::Unary;
+
 use crate::anomaly::{self, Anomaly};
 use crate::error::{GraphError, Result};
 use crate::executor::{Executor, RunId};
@@ -324,7 +326,17 @@ fn gather(g: &mut Graph, loss: TensorId, metrics: &[(&'static str, TensorId)]) -
 /// returns the updated parameters, which a training run must ask for so that the updates run,
 /// and [norm, clipping factor].
 fn append_updates(g: &mut Graph, params: &[Parameter], training: &Training) -> Result<(Vec<TensorId>, TensorId)> {
-    let grads: Vec<TensorId> = params.iter().map(|p| p.grad).collect();
+    // Clipping scales each gradient in place, so each parameter's is a tensor of its own: a
+    // gradient that reaches two parameters (an LSTM's two biases, added before use) is copied
+    // for the second.
+    let mut grads: Vec<TensorId> = Vec::with_capacity(params.len());
+    for p in params {
+        let grad = match grads.contains(&p.grad) {
+            true => g.unary(Unary::Identity, p.grad)?,
+            false => p.grad,
+        };
+        grads.push(grad);
+    }
     let norm = match grads.is_empty() {
         true => g.fill(0.0, &[2]),
         false => g.apply1(GradNorm { clip_to: training.clip_grad_norm }, &grads)?,
@@ -332,9 +344,9 @@ fn append_updates(g: &mut Graph, params: &[Parameter], training: &Training) -> R
     // The updates read the norm only where it scales the gradients they read.
     let clip = training.clip_grad_norm.map(|_| norm);
     let mut updated = Vec::new();
-    for p in params {
+    for (p, &grad) in params.iter().zip(&grads) {
         let shape = g.shape(p.node).to_vec();
-        let mut inputs = vec![p.node, p.grad];
+        let mut inputs = vec![p.node, grad];
         for slot in 0..training.optimizer.state_count() {
             inputs.push(g.state(&optimizer_state_name(&training.optimizer, slot, &p.name), &shape));
         }

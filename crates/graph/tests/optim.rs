@@ -4,7 +4,9 @@
 mod common;
 
 use common::{assert_close, gpu, values};
-use graph::{CpuExecutor, Feed, GpuExecutor, Model, Optimizer, Schedule, Sgd, Supervised, Trainer, Training};
+use graph::{
+    CellKind, CpuExecutor, Executor, Feed, GpuExecutor, Model, Optimizer, Schedule, Sgd, Supervised, Trainer, Training,
+};
 use kernels::Unary;
 
 fn factors(schedule: Schedule, steps: u64) -> Vec<f32> {
@@ -80,6 +82,41 @@ fn sgd_with_clipping_and_a_schedule_matches_between_executors() {
         unclipped.train_step(&feed).unwrap();
     }
     assert_ne!(unclipped.params().unwrap()["fc1.weight"], want["fc1.weight"]);
+}
+
+/// An LSTM's two biases share one gradient tensor (they are added before use). Clipping
+/// scales every gradient in place, so each must be scaled once: with plain SGD the step moves
+/// the parameters by exactly lr · clip in norm, and both biases by the same amount.
+#[test]
+fn a_gradient_shared_by_two_parameters_is_clipped_once() {
+    let Some(gpu) = gpu() else { return };
+    let (lr, clip) = (0.5, 0.05);
+    let sgd = Sgd { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false };
+    let training =
+        Training { optimizer: Optimizer::Sgd(sgd), schedule: Schedule::Constant, clip_grad_norm: Some(clip) };
+    let built = graph::zoo::mnist_rnn(CellKind::Lstm, 0, 3).unwrap();
+    let model = Supervised::classifier(built.model, built.input, built.logits, 0.0).unwrap();
+    clipped_once("cpu", Trainer::new(CpuExecutor::new(), &model, training).unwrap(), lr * clip);
+    clipped_once("gpu", Trainer::new(GpuExecutor::new(gpu), &model, training).unwrap(), lr * clip);
+}
+
+fn clipped_once<E: Executor>(name: &str, mut trainer: Trainer<E>, step_norm: f32) {
+    let mut feed = Feed::default();
+    feed.inputs.insert("x".into(), values(5, 3 * 28 * 28, 1.0));
+    feed.labels.insert("y".into(), vec![3, 1, 4]);
+    let before = trainer.params().unwrap();
+    let stats = trainer.train_step(&feed).unwrap();
+    let after = trainer.params().unwrap();
+    let moved = |p: &str| -> Vec<f32> { after[p].iter().zip(&before[p]).map(|(a, b)| a - b).collect() };
+    let norm = before.keys().flat_map(|p| moved(p)).map(|d| (d as f64).powi(2)).sum::<f64>().sqrt();
+    let grad_norm = stats.grad_norm.expect("a training step reports its gradient norm");
+    assert!(grad_norm > 10.0 * step_norm, "{name}: the step must clip (gradient norm {grad_norm})");
+    assert!((norm / step_norm as f64 - 1.0).abs() < 1e-3, "{name}: the step moved {norm}, not {step_norm}");
+    // Equal steps, to the rounding of `param - step` at |param| <= 1/sqrt(128) (2^-27 a unit).
+    let (hh, ih) = (moved("rnn.bias_hh_l0"), moved("rnn.bias_ih_l0"));
+    let apart = hh.iter().zip(&ih).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(apart <= 2.0 * 2f32.powi(-27), "{name}: the biases' steps differ by up to {apart}");
+    assert!(hh.iter().any(|&d| d.abs() > 1e-7), "{name}: the biases did not move");
 }
 
 on_the_gl_backend_too!();

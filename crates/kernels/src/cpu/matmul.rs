@@ -3,8 +3,13 @@
 //! and the bias is added in place; an activation sits between the product and beta·C, so then
 //! the product goes through a scratch matrix and the epilogue runs in f64.
 
+use rayon::prelude::*;
+
 use crate::Unary;
 use crate::matmul::{Bias, Matmul};
+
+/// Elements of C from which its bias is filled in on every core.
+const PARALLEL_FILL: usize = 1 << 16;
 
 pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
     let (m, n, k) = (mm.m, mm.n, mm.k);
@@ -31,12 +36,17 @@ pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [
             let dst = match (mm.bias, bias) {
                 (Bias::None, _) | (_, None) => mm.beta,
                 (Bias::PerColumn, Some(bias)) => {
-                    for row in c_rows.chunks_mut(mm.c.row_stride) {
+                    let fill = |row: &mut [f32]| {
                         let row = &mut row[..n];
                         match mm.beta {
                             0.0 => row.copy_from_slice(&bias[..n]),
                             beta => row.iter_mut().zip(bias).for_each(|(v, b)| *v = beta * *v + b),
                         }
+                    };
+                    // A large C is filled by every core, as the product that follows runs.
+                    match m * n >= PARALLEL_FILL {
+                        true => c_rows.par_chunks_mut(mm.c.row_stride).for_each(fill),
+                        false => c_rows.chunks_mut(mm.c.row_stride).for_each(fill),
                     }
                     1.0
                 }
@@ -73,7 +83,6 @@ pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [
 /// grows once) added into `out`.
 #[allow(clippy::too_many_arguments)]
 fn sgemm(mm: &Matmul, z: usize, a: &[f32], b: &[f32], alpha: f32, beta: f32, out: &mut [f32], out_stride: usize) {
-    use rayon::prelude::*;
     thread_local! {
         static PARTIALS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }

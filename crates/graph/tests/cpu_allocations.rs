@@ -1,10 +1,11 @@
 //! The CPU executor allocates no tensor buffer after a run is prepared: every tensor of a
 //! training step (about 30 of them over 4 KiB for the reference CNN) lives in buffers planned
 //! once. What a step still allocates is the gemm crate's packing buffers, one per product at
-//! most: at batch 16, 48 for the second convolution's products (forward, weight and input
-//! gradient of each image: 147,456, 106,496 and 32,768 bytes) and 2 for the dense layers'
-//! (204,800 and 8,448), every one freed before the step ends. A tensor allocated per step
-//! would add one per node and image, and one kept would grow the live bytes.
+//! most, every one freed before the step ends: at batch 16 the convolutions' 80 products
+//! (per image, the second's forward, weight and input gradient, the first's forward and
+//! weight gradient) and the dense layers' 6. Which of them pack depends on gemm's kernel for
+//! the CPU: 50 a step on a Zen 4 (AVX2), 83 on a Sapphire Rapids (AVX-512). A tensor allocated
+//! per step would add one per node and image, and one kept would grow the live bytes.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,7 +46,12 @@ fn training_steps_after_the_first_allocate_no_tensor() {
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), (0..16 * 784).map(|i| (i % 7) as f32 / 7.0).collect());
     feed.labels.insert("y".into(), (0..16).map(|i| i % 10).collect());
-    trainer.train_step(&feed).unwrap();
+    // The gemm crate keeps a packing slab the size of L2 (1 MiB on Zen 4, 2 MiB on Sapphire
+    // Rapids) per thread, made the first time that thread packs; which threads pack in a
+    // step is rayon's choice, and after the first step not every one may have.
+    for _ in 0..3 {
+        trainer.train_step(&feed).unwrap();
+    }
     let (live, mut counts) = (LIVE.load(Ordering::SeqCst), Vec::new());
     for _ in 0..3 {
         let before = LARGE.load(Ordering::SeqCst);
@@ -53,9 +59,9 @@ fn training_steps_after_the_first_allocate_no_tensor() {
         counts.push(LARGE.load(Ordering::SeqCst) - before);
         assert_eq!(LIVE.load(Ordering::SeqCst), live, "a step kept memory it allocated");
     }
-    // gemm's packing: at most 3 products per image of the second convolution and 5 others.
+    // gemm's packing: at most one buffer per product, 5 per image and 6 for the dense layers.
     assert!(
-        counts.iter().all(|&n| n == counts[0] && n <= 3 * 16 + 5),
+        counts.iter().all(|&n| n == counts[0] && n <= 5 * 16 + 6),
         "allocations of 4 KiB or more per step: {counts:?}"
     );
 }

@@ -22,6 +22,10 @@ pub trait Real:
     fn exp(self) -> Self;
     fn tanh(self) -> Self;
     fn abs(self) -> Self;
+    /// self · a + b, rounded once.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// self within [lo, hi] (NaN stays NaN).
+    fn clamp(self, lo: Self, hi: Self) -> Self;
 }
 
 impl Real for f64 {
@@ -40,6 +44,14 @@ impl Real for f64 {
     #[inline(always)]
     fn abs(self) -> Self {
         f64::abs(self)
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
+    }
+    #[inline(always)]
+    fn clamp(self, lo: Self, hi: Self) -> Self {
+        f64::clamp(self, lo, hi)
     }
 }
 
@@ -60,6 +72,14 @@ impl Real for f32 {
     fn abs(self) -> Self {
         f32::abs(self)
     }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
+    }
+    #[inline(always)]
+    fn clamp(self, lo: Self, hi: Self) -> Self {
+        f32::clamp(self, lo, hi)
+    }
 }
 
 #[inline(always)]
@@ -72,28 +92,36 @@ pub fn tanh<T: Real>(x: T) -> T {
     x.tanh()
 }
 
-/// erfc with fractional error < 1.2e-7 (Numerical Recipes' erfcc), as on the GPU.
+/// erf as Eigen's (and XLA's) rational function x·α(x²)/β(x²) of degrees 13 and 8 on
+/// [-4, 4] (±1 in f32 beyond), as on the GPU: within 6.5e-8 of the exact value, with no exp
+/// and no division but the last (GELU on 4M values, 2 threads: 4.6 -> 1.2 ms beside the erfc
+/// through exp it replaces, whose polynomial had 10 terms before the exp). Near 1 that
+/// is an absolute error, so Φ(x) = (1 + erf)/2 keeps about 3e-8 absolute and not its relative
+/// accuracy below x = -3, where GELU's values are under 0.004 in size (PyTorch's CPU GELU makes
+/// the same trade).
 #[inline(always)]
-pub fn erfc<T: Real>(x: T) -> T {
-    let c = T::of;
-    let z = x.abs();
-    let t = c(1.0) / (c(1.0) + c(0.5) * z);
-    let poly = [
-        0.17087277,
-        -0.82215223,
-        1.48851587,
-        -1.13520398,
-        0.27886807,
-        -0.18628806,
-        0.09678418,
-        0.37409196,
-        1.00002368,
-        -1.26551223,
-    ]
-    .iter()
-    .fold(c(0.0), |p, &k| p * t + c(k));
-    let r = t * (-z * z + poly).exp();
-    if x >= c(0.0) { r } else { c(2.0) - r }
+pub fn erf<T: Real>(x: T) -> T {
+    // Highest power first.
+    const ALPHA: [f64; 7] = [
+        -2.726_142_258_013_06e-10,
+        2.770_681_424_959_02e-8,
+        -2.101_024_020_825_08e-6,
+        -5.692_506_394_623_46e-5,
+        -7.349_906_303_268_55e-4,
+        -2.954_599_808_540_25e-3,
+        -1.609_603_332_624_15e-2,
+    ];
+    const BETA: [f64; 5] = [
+        -1.456_607_184_649_96e-5,
+        -2.133_740_552_789_05e-4,
+        -1.682_826_974_382_03e-3,
+        -7.373_329_167_204_68e-3,
+        -1.426_473_905_141_89e-2,
+    ];
+    let horner = |x: T, coefficients: &[f64]| coefficients.iter().fold(T::of(0.0), |p, &k| p.mul_add(x, T::of(k)));
+    let x = x.clamp(T::of(-4.0), T::of(4.0));
+    let x2 = x * x;
+    x * horner(x2, &ALPHA) / horner(x2, &BETA)
 }
 
 #[inline(always)]
@@ -103,7 +131,7 @@ pub fn sigmoid<T: Real>(x: T) -> T {
 
 #[inline(always)]
 fn phi_cdf<T: Real>(x: T) -> T {
-    T::of(0.5) * erfc(-x * T::of(std::f64::consts::FRAC_1_SQRT_2))
+    T::of(0.5) * (T::of(1.0) + erf(x * T::of(std::f64::consts::FRAC_1_SQRT_2)))
 }
 
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;

@@ -1,25 +1,36 @@
-//! f32 arithmetic that vectorises: eˣ and tanh without libm calls, sums and dot products over
-//! eight lanes, and [`wide`], which runs a loop compiled for AVX2 where the CPU has it. The elementwise
-//! kernels and the recurrent cells are written as plain loops over these.
+//! f32 arithmetic that vectorises: eˣ and tanh without libm calls, polynomials by fused
+//! multiply-adds, sums and dot products over eight lanes, and [`wide`], which runs a loop
+//! compiled for AVX2 and FMA where the CPU has them. The elementwise kernels and the recurrent
+//! cells are written as plain loops over these.
 
-/// Runs `f` compiled for AVX2 where the CPU has it, so that the loops inlined into it work on
-/// eight lanes instead of SSE2's four; elsewhere as compiled. The results are the same bits
-/// either way: the same IEEE operations, and Rust never fuses a multiply with an add.
-/// Whatever `f` calls must be `#[inline(always)]` to be compiled for AVX2 as well.
+/// Runs `f` compiled for AVX2 and FMA where the CPU has them, so that the loops inlined into
+/// it work on eight lanes instead of SSE2's four and `mul_add` is one instruction; elsewhere as
+/// compiled. The results are the same bits either way: the same IEEE operations, and a
+/// `mul_add` rounds once wherever it runs (without FMA it is libm's `fmaf`, slow but exact).
+/// Whatever `f` calls must be `#[inline(always)]` to be compiled for AVX2 as well. AVX-512 is
+/// left out on purpose: on the Xeon this was measured on, GELU's loops ran 1.6x slower in
+/// 16 lanes than in 8.
 #[inline(always)]
 pub fn wide<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has the one feature the function was compiled for.
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has both features the function was compiled for.
             return unsafe { avx2(f) };
         }
     }
     f()
+}
+
+/// Σ coefficients[i] xⁿ⁻¹⁻ⁱ by Horner's rule, highest power first, one fused multiply-add a
+/// term: half the instructions of a multiply and an add, and one rounding instead of two.
+#[inline(always)]
+pub fn horner(x: f32, coefficients: &[f32]) -> f32 {
+    coefficients.iter().fold(0.0, |p, &c| p.mul_add(x, c))
 }
 
 /// eˣ without a libm call, so that loops over it vectorise: 2ⁿ p(r) with x = n ln2 + r,
@@ -31,17 +42,15 @@ pub fn wide<R>(f: impl FnOnce() -> R) -> R {
 pub fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-104.0, 89.0);
-    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let shifted = x.mul_add(std::f32::consts::LOG2_E, ROUND);
     let n = shifted - ROUND;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5]
-        .iter()
-        .fold(0.0, |p, &c| p * r + c);
+    let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, x));
+    let p = horner(r, &[1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5]);
     // n as an integer, read from the low bits of the shifted sum (whose unit is 1): `as i32`
     // would check each lane for NaN and saturate, which does not vectorise.
     let n = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
     let power = |k: i32| f32::from_bits(((k + 127) << 23) as u32);
-    (p * r * r + r + 1.0) * power(n >> 1) * power(n - (n >> 1))
+    (p * r).mul_add(r, r + 1.0) * power(n >> 1) * power(n - (n >> 1))
 }
 
 /// tanh as a rational function of degree 13/6 on [-7.9, 7.9] (Eigen's fast float tanh; the
@@ -49,23 +58,23 @@ pub fn exp(x: f32) -> f32 {
 /// several times faster than libm's tanhf, which was most of a cell's time.
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
-    // The published coefficients as written (some carry more digits than an f32 keeps).
+    // The published coefficients as written (some carry more digits than an f32 keeps),
+    // highest power first.
     #[allow(clippy::excessive_precision)]
     const ALPHA: [f32; 7] = [
-        4.893_524_6e-3,
-        6.372_619_3e-4,
-        1.485_722_4e-5,
-        5.122_297e-8,
-        -8.604_671_5e-11,
-        2.000_187_9e-13,
         -2.760_768_5e-16,
+        2.000_187_9e-13,
+        -8.604_671_5e-11,
+        5.122_297e-8,
+        1.485_722_4e-5,
+        6.372_619_3e-4,
+        4.893_524_6e-3,
     ];
     #[allow(clippy::excessive_precision)]
-    const BETA: [f32; 4] = [4.893_525_2e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    const BETA: [f32; 4] = [1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_6e-3, 4.893_525_2e-3];
     let c = x.clamp(-7.905_311, 7.905_311);
     let c2 = c * c;
-    let p = ALPHA.iter().rev().fold(0.0, |p, &a| p * c2 + a);
-    let q = BETA.iter().rev().fold(0.0, |q, &b| q * c2 + b);
+    let (p, q) = (horner(c2, &ALPHA), horner(c2, &BETA));
     // tanh(x) = x - x³/3 + ...: x itself is exact in f32 for |x| < 4e-4.
     if x.abs() < 4e-4 { x } else { c * p / q }
 }

@@ -59,7 +59,13 @@ fn unary_derivatives_match_finite_differences() {
             let h = 1e-5;
             let fd = (op.apply(x + h) - op.apply(x - h)) / (2.0 * h);
             let d = op.derivative(x);
-            assert!((fd - d).abs() <= 1e-6 * (1.0 + d.abs()), "{op:?} at {x}: derivative {d}, finite difference {fd}");
+            // GELU's derivative is the exact Φ + xφ, its forward a rational approximation of
+            // erf whose slope departs from it by up to 6.7e-6 (at the clamp, |x| = 4√2).
+            let tolerance = if op == Unary::GeluErf { 7e-6 } else { 1e-6 };
+            assert!(
+                (fd - d).abs() <= tolerance * (1.0 + d.abs()),
+                "{op:?} at {x}: derivative {d}, finite difference {fd}"
+            );
         }
     }
 }
@@ -67,7 +73,8 @@ fn unary_derivatives_match_finite_differences() {
 /// The CPU kernels evaluate each formula in f32 (`cpu::vector`'s exp and tanh): every row
 /// within a few f32 rounding errors of the f64 formula: f relative to |f| + 1e-3 |x| (GELU's
 /// x Φ(x) is tiny where Φ is), f' relative to max(|f'|, 1) (its terms cancel where GELU's
-/// slope crosses 0).
+/// slope crosses 0). The exact GELU's Φ = (1 + erf)/2 cancels in f32 where erf nears -1, so
+/// its f is held to an absolute error in Φ: relative to |f| + |x|.
 #[test]
 fn f32_kernels_match_the_f64_formulas() {
     let mut rng = Rng::new(5);
@@ -82,7 +89,8 @@ fn f32_kernels_match_the_f64_formulas() {
         let (mut worst_y, mut worst_d) = (0f64, 0f64);
         for ((&x, &y), &d) in x.iter().zip(&y).zip(&d) {
             let (want_y, want_d) = (op.apply(x as f64), op.derivative(x as f64));
-            worst_y = worst_y.max((y as f64 - want_y).abs() / (want_y.abs() + 1e-3 * (x as f64).abs()).max(1e-30));
+            let tail = if op == Unary::GeluErf { 1.0 } else { 1e-3 };
+            worst_y = worst_y.max((y as f64 - want_y).abs() / (want_y.abs() + tail * (x as f64).abs()).max(1e-30));
             worst_d = worst_d.max((d as f64 - want_d).abs() / want_d.abs().max(1.0));
         }
         assert!(worst_y <= 1e-6 && worst_d <= 1e-6, "{op:?}: f within {worst_y:e}, f' within {worst_d:e}");
@@ -107,7 +115,7 @@ fn unary_functions_match_pytorch() {
         assert!(xs.len() > 30, "{}: {} points", row.name, xs.len());
         for ((x, y), d) in xs.into_iter().zip(ys).zip(ds) {
             assert!(x >= row.domain.0 && x <= row.domain.1, "{}: fixture x = {x} outside the row's domain", row.name);
-            // GELU's erfc approximation has a relative error below 1.2e-7; the rest are exact.
+            // GELU's erf approximation is within 6.5e-8 of erf; the rest are exact.
             let close = |got: f64, want: f64| (got - want).abs() <= 3e-7 * (1.0 + want.abs());
             assert!(close(op.apply(x), y), "{} at {x}: {} vs torch {y}", row.name, op.apply(x));
             assert!(close(op.derivative(x), d), "{}' at {x}: {} vs torch {d}", row.name, op.derivative(x));
@@ -119,9 +127,23 @@ fn unary_functions_match_pytorch() {
     }
 }
 
+/// The rational erf within the 6.5e-8 its comment claims, at known values, and GELU's Φ
+/// within half that.
 #[test]
 fn gelu_erf_matches_the_exact_normal_cdf() {
-    // Known values of x * Phi(x).
+    for (x, want) in [
+        (0.1, 0.112_462_916_018_284_9),
+        (0.5, 0.520_499_877_813_046_5),
+        (1.0, 0.842_700_792_949_714_9),
+        (-1.5, -0.966_105_146_475_310_7),
+        (2.0, 0.995_322_265_018_952_7),
+        (3.0, 0.999_977_909_503_001_4),
+        (5.0, 0.999_999_999_998_462_5),
+    ] {
+        let got: f64 = kernels::cpu::activation::erf(x);
+        assert!((got - want).abs() <= 6.5e-8, "erf({x}) = {got}, want {want}");
+    }
+    // Known values of x Φ(x).
     for (x, want) in [
         (-3.0, -0.004_049_694_094_890),
         (-1.0, -0.158_655_253_931_457),
@@ -129,7 +151,7 @@ fn gelu_erf_matches_the_exact_normal_cdf() {
         (2.0, 1.954_499_736_103_642),
     ] {
         let got = Unary::GeluErf.apply(x);
-        assert!((got - want).abs() < 1e-6 * want.abs().max(1e-3), "gelu({x}) = {got}, want {want}");
+        assert!((got - want).abs() <= 3.3e-8 * x.abs(), "gelu({x}) = {got}, want {want}");
     }
 }
 

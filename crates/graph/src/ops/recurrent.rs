@@ -1,7 +1,8 @@
 //! The recurrence of an LSTM or GRU layer: one direction of one layer run over time, on
 //! time-major tensors ([T, B, ·], so each step's rows are contiguous). The input projection of
-//! every step (x Wᵢₕᵀ + bᵢₕ) is one matmul before it (see `layers.rs`); each step here is one
-//! matmul (h Wₕₕᵀ + bₕₕ) and the fused cell kernel. The forward saves the gates and states; the
+//! every step (x Wᵢₕᵀ, with a GRU's bᵢₕ) is one matmul before it (see `layers.rs`); each step
+//! here is one matmul (h Wₕₕᵀ + the bias input: bₕₕ, or an LSTM's bᵢₕ + bₕₕ) and the fused
+//! cell kernel. The forward saves the gates and states; the
 //! backward runs back through time once, from them, and returns every gradient.
 
 use std::ops::Range;
@@ -225,12 +226,15 @@ impl Operation for Recurrence {
             return;
         }
         let (inputs, groups) = (&call.inputs, on_cpu::groups(d.batch));
+        // The gates are the last output; only a backward reads them.
+        let keep_gates = *call.wanted.last().expect("a recurrence has outputs");
         match &mut call.outputs[..] {
             [h, c, gates] => {
-                on_cpu::lstm(&d, &groups, [inputs[0], inputs[1], inputs[2], inputs[3], inputs[4]], h, c, gates)
+                let inputs = [inputs[0], inputs[1], inputs[2], inputs[3], inputs[4]];
+                on_cpu::lstm(&d, &groups, inputs, h, c, (gates, keep_gates))
             }
             [h, hidden_gates] => {
-                on_cpu::gru(&d, &groups, [inputs[0], inputs[1], inputs[2], inputs[3]], h, hidden_gates)
+                on_cpu::gru(&d, &groups, [inputs[0], inputs[1], inputs[2], inputs[3]], h, (hidden_gates, keep_gates))
             }
             _ => unreachable!("checked when built"),
         }

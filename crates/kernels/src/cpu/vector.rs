@@ -1,7 +1,9 @@
-//! f32 arithmetic that vectorises: eˣ and tanh without libm calls, polynomials by fused
-//! multiply-adds, sums and dot products over eight lanes, and [`wide`], which runs a loop
-//! compiled for AVX2 and FMA where the CPU has them. The elementwise kernels and the recurrent
-//! cells are written as plain loops over these.
+//! f32 arithmetic that vectorises: eˣ and tanh without libm calls (their polynomials by
+//! `activation::horner`'s fused multiply-adds), sums and dot products over eight lanes, and
+//! [`wide`], which runs a loop compiled for AVX2 and FMA where the CPU has them. The elementwise
+//! kernels and the recurrent cells are written as plain loops over these.
+
+use super::activation::horner;
 
 /// Runs `f` compiled for AVX2 and FMA where the CPU has them, so that the loops inlined into
 /// it work on eight lanes instead of SSE2's four and `mul_add` is one instruction; elsewhere as
@@ -24,13 +26,6 @@ pub fn wide<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     f()
-}
-
-/// Σ coefficients[i] xⁿ⁻¹⁻ⁱ by Horner's rule, highest power first, one fused multiply-add a
-/// term: half the instructions of a multiply and an add, and one rounding instead of two.
-#[inline(always)]
-pub fn horner(x: f32, coefficients: &[f32]) -> f32 {
-    coefficients.iter().fold(0.0, |p, &c| p.mul_add(x, c))
 }
 
 /// eˣ without a libm call, so that loops over it vectorise: 2ⁿ p(r) with x = n ln2 + r,

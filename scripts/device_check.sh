@@ -4,10 +4,9 @@
 # Here, once:   echo /.gl/ >> .git/info/exclude   and download the Vulkan loader .debs into .gl/
 #               (see the device tool's README), then build what travels:
 #                 cargo build --release -p kernels --example bench
-#                 cargo build --release -p graph --example train_bench
 #                 cargo build --release -p dlcli
 #                 cargo test --release -p kernels --no-run   (prints the test binary's path)
-#                 mkdir -p .bin && cp target/release/examples/{bench,train_bench} target/release/dlcli <that test binary> .bin/
+#                 mkdir -p .bin && cp target/release/examples/bench target/release/dlcli <that test binary> .bin/
 #               (echo /.bin/ >> .git/info/exclude)
 # There:        bash scripts/device_check.sh      with carry = [".gl", ".bin"]
 # It writes its logs under $OUT and prints a summary table last.
@@ -34,22 +33,8 @@ echo "== our kernels"
 echo "== torch.matmul, TF32 off"
 python3 scripts/torch_matmul.py 2>&1 | tee "$out/torch.txt"
 
-echo "== training throughput (batch 64; 32 windows of 128 characters for char-lstm, gpt-char): our GPU executor, then torch on cuda"
-for model in cnn lstm gru vit char-lstm gpt-char; do
-    .bin/train_bench --model "$model" --steps 50 2>&1 | tee -a "$out/train.txt" | grep -v '^{'
-    python3 scripts/torch_train_bench.py --model "$model" --device cuda --steps 50 2>&1 | tee -a "$out/train.txt" | grep -v '^{'
-done
-
-echo "== every benchmark config on the GPU executor (dlcli bench), then torch on cuda (same model, batch, optimizer, clipping)"
-for pair in "cnn cnn 1e-3 -" "lstm-mnist lstm 1e-3 1.0" "gru-mnist gru 1e-3 1.0" "vit-mnist vit 1e-3 -" \
-            "char-lstm char-lstm 2e-3 1.0" "gpt-char gpt-char 1e-3 1.0"; do
-    read -r config model lr clip <<<"$pair"
-    clip_arg=()
-    [ "$clip" != - ] && clip_arg=(--clip "$clip")
-    .bin/dlcli bench --config "configs/$config.toml" --device gpu --steps 50 2>&1 | tee -a "$out/configs.txt"
-    python3 scripts/torch_train_bench.py --model "$model" --device cuda --steps 50 --lr "$lr" "${clip_arg[@]}" 2>&1 \
-        | tee -a "$out/configs.txt" | grep -v '^{'
-done
+echo "== training and evaluation of every benchmark config on the GPU executor (dlcli bench) beside torch on cuda: scripts/bench_all.sh's pairs, one round"
+DLCLI=.bin/dlcli PYTHON=python3 STEPS=50 bash scripts/bench_all.sh 1 gpu 2>&1 | tee "$out/configs.txt"
 echo "== where the CNN's GPU step goes (dlcli bench --profile)"
 .bin/dlcli bench --config configs/cnn.toml --device gpu --steps 20 --profile 2>&1 | tee "$out/profile.txt" | head -n 40
 

@@ -245,13 +245,12 @@ fn recurrent(m: &mut Model, name: &str, x: TensorId, layer: &RecurrentLayer) -> 
         bidirectional: k.bidirectional,
         dropout: k.dropout,
     };
-    let y = m.recurrent(name, x, &spec)?;
+    let out = m.recurrent(name, x, &spec)?;
     Ok(match k.r#return {
-        SequenceOutput::Sequence => y,
+        SequenceOutput::Sequence => out.sequence,
         SequenceOutput::Last => {
-            let last = m.graph.step(y, shape[1] - 1)?;
-            m.graph.set_label(last, name);
-            last
+            m.graph.set_label(out.last, name);
+            out.last
         }
     })
 }

@@ -19,7 +19,7 @@ fn series_saliency_is_the_gradient_per_step_and_feature() {
     let (steps, features) = (5, 2);
     let mut m = Model::new(4);
     let x = m.graph.input("x", &[1, steps, features]);
-    let h = m.recurrent("gru", x, &GRU).unwrap();
+    let h = m.recurrent("gru", x, &GRU).unwrap().sequence;
     let last = m.graph.step(h, steps - 1).unwrap();
     let y = m.linear("head", last, 4, 1, true).unwrap();
     let params = m.init.values();
@@ -53,7 +53,7 @@ fn token_saliency_is_the_norm_of_the_embeddings_gradient() {
     let mut m = Model::new(5);
     let ids = m.graph.indices("x", &[1, steps], vocab);
     let e = m.embedding("embed", ids, (vocab, dim), None, 1.0).unwrap();
-    let h = m.recurrent("gru", e, &Recurrent { hidden: 4, ..GRU }).unwrap();
+    let h = m.recurrent("gru", e, &Recurrent { hidden: 4, ..GRU }).unwrap().sequence;
     let logits = m.linear("head", h, 4, vocab, true).unwrap();
     let logits = m.graph.reshape(logits, &[steps, vocab]).unwrap();
     let params = m.init.values();

@@ -292,14 +292,24 @@ pub struct Recurrent {
     pub dropout: f32,
 }
 
+/// What a recurrent layer gives: the outputs of every step, [B, T, D·H], and of the last
+/// alone, [B, D·H] (`out[:, -1]`). A run computes only what it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecurrentOutput {
+    pub sequence: TensorId,
+    pub last: TensorId,
+}
+
 impl Model {
     /// `nn.LSTM` / `nn.GRU(inputs, hidden, layers, batch_first=True, bidirectional)` named
     /// `name` on x [B, T, I]: the outputs of every step [B, T, D·H] (D = 2 if bidirectional,
     /// the backward direction's features second), from a zero initial state. Parameters
     /// `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}` (`_reverse` for the
     /// backward direction) in PyTorch's order and layout, all U(±1/√H) as PyTorch draws them.
-    /// The layers run time-major: one permute in and one out, each step's rows contiguous.
-    pub fn recurrent(&mut self, name: &str, x: TensorId, r: &Recurrent) -> Result<TensorId> {
+    /// The layers run time-major: one permute in and one out, each step's rows contiguous; the
+    /// last step is sliced from the time-major output, so a classifier reading it alone
+    /// (`out[:, -1]`) never transposes the other steps.
+    pub fn recurrent(&mut self, name: &str, x: TensorId, r: &Recurrent) -> Result<RecurrentOutput> {
         let [batch, steps, _] = self.sequence(name, x)?;
         let (hd, width) = (r.hidden, r.cell.gates() * r.hidden);
         let bound = 1.0 / (hd as f32).sqrt();
@@ -352,9 +362,11 @@ impl Model {
                 seq = self.dropout(seq, r.dropout)?;
             }
         }
-        let y = self.graph.permute(seq, &[1, 0, 2])?;
-        self.graph.set_label(y, name);
-        Ok(y)
+        let sequence = self.graph.permute(seq, &[1, 0, 2])?;
+        self.graph.set_label(sequence, name);
+        let last = self.graph.slice(seq, 0, steps - 1, 1)?;
+        let last = self.graph.reshape(last, &[batch, self.graph.shape(seq)[2]])?;
+        Ok(RecurrentOutput { sequence, last })
     }
 }
 

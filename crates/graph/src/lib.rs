@@ -41,7 +41,7 @@ pub use executor::{Executor, RunId};
 pub use feed::Feed;
 pub use gpu::{GpuExecutor, Memory};
 pub use ir::{DType, Graph, Mode, Node, NodeId, Op, TensorId, TensorType};
-pub use layers::{AttentionSite, EncoderLayer, Init, Initializers, Model, Recurrent};
+pub use layers::{AttentionSite, EncoderLayer, Init, Initializers, Model, Recurrent, RecurrentOutput};
 pub use ops::{CellKind, ConvGeometry, CpuCall, GpuCall, Operation, PoolGeometry};
 pub use optim::{Adam, Optimizer, Schedule, Sgd, Training, optimizer_slots, optimizer_state_name};
 pub use plan::Plan;

@@ -46,10 +46,9 @@ pub fn mnist_rnn(cell: CellKind, seed: u64, batch: usize) -> Result<Built> {
     let input = m.graph.input("x", &[batch, 1, 28, 28]);
     let rows = m.graph.reshape(input, &[batch, 28, 28])?;
     let layer = Recurrent { cell, hidden: 128, layers: 1, bidirectional: false, dropout: 0.0 };
-    let features = m.recurrent("rnn", rows, &layer)?;
-    let last = m.graph.step(features, 27)?;
-    let logits = m.linear("fc", last, 128, 10, true)?;
-    Ok(Built { model: m, input, logits, features })
+    let out = m.recurrent("rnn", rows, &layer)?;
+    let logits = m.linear("fc", out.last, 128, 10, true)?;
+    Ok(Built { model: m, input, logits, features: out.sequence })
 }
 
 /// The reference MNIST Vision Transformer (`configs/vit-mnist.toml`): 4×4 patches (a conv2d
@@ -80,7 +79,7 @@ pub fn char_lstm(seed: u64, batch: usize, context: usize, vocab: usize) -> Resul
     let input = m.graph.indices("x", &[batch, context], vocab);
     let h = m.embedding("embed", input, (vocab, 64), None, 1.0)?;
     let layer = Recurrent { cell: CellKind::Lstm, hidden: 256, layers: 2, bidirectional: false, dropout: 0.0 };
-    let features = m.recurrent("lstm", h, &layer)?;
+    let features = m.recurrent("lstm", h, &layer)?.sequence;
     let logits = m.linear("head", features, 256, vocab, true)?;
     Ok(Built { model: m, input, logits, features })
 }

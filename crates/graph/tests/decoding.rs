@@ -39,7 +39,7 @@ fn gpt(m: &mut Model, x: TensorId) -> TensorId {
 fn lstm(m: &mut Model, x: TensorId) -> TensorId {
     let h = m.embedding("embed", x, (VOCAB, 5), None, 1.0).unwrap();
     let spec = Recurrent { cell: CellKind::Lstm, hidden: 7, layers: 2, bidirectional: false, dropout: 0.0 };
-    let h = m.recurrent("lstm", h, &spec).unwrap();
+    let h = m.recurrent("lstm", h, &spec).unwrap().sequence;
     m.linear("head", h, 7, VOCAB, true).unwrap()
 }
 

@@ -21,7 +21,7 @@ fn case(cell: CellKind, (batch, steps, inputs): (usize, usize, usize), hidden: u
     let mut model = Model::new(0);
     let x = model.graph.input("x", &[batch, steps, inputs]);
     let layer = Recurrent { cell, hidden, layers, bidirectional: true, dropout: 0.0 };
-    let y = model.recurrent("rnn", x, &layer).unwrap();
+    let y = model.recurrent("rnn", x, &layer).unwrap().sequence;
     let (loss, reads) = weighted_sum(&mut model, y, &[("x", x)]);
     Case { model, loss, reads }
 }

@@ -316,7 +316,6 @@ impl Model {
         let mut seq = self.graph.permute(x, &[1, 0, 2])?; // [T, B, I]
         for layer in 0..r.layers {
             let inputs = self.graph.shape(seq)[2];
-            let flat = self.graph.reshape(seq, &[steps * batch, inputs])?;
             let mut directions = Vec::new();
             for reverse in [false, true].into_iter().take(if r.bidirectional { 2 } else { 1 }) {
                 let suffix = format!("_l{layer}{}", if reverse { "_reverse" } else { "" });
@@ -324,17 +323,18 @@ impl Model {
                 let w_hh = self.param(format!("{name}.weight_hh{suffix}"), &[width, hd], bound);
                 let b_ih = self.param(format!("{name}.bias_ih{suffix}"), &[width], bound);
                 let b_hh = self.param(format!("{name}.bias_hh{suffix}"), &[width], bound);
-                // Every step's input gates at once: one matmul. An LSTM adds both biases to
-                // every gate, so their sum goes in with the hidden product at each step (and its
-                // gradient, summed once, reaches both); a GRU's bₕₙ sits inside r ⊙ (·), so its
-                // bᵢₕ goes in the input product's epilogue.
-                let (xgates, b_hh) = match r.cell {
-                    CellKind::Lstm => {
-                        (self.graph.matmul(flat, w_ih, false, true)?, self.graph.binary(Binary::Add, b_ih, b_hh)?)
+                // An LSTM adds both biases to every gate, so their sum goes in once (and its
+                // gradient, summed once, reaches both), and its recurrence reads x itself; a
+                // GRU's bₕₙ sits inside r ⊙ (·), so every step's input gates, with bᵢₕ, are one
+                // matmul before its recurrence.
+                let (input, b) = match r.cell {
+                    CellKind::Lstm => (seq, self.graph.binary(Binary::Add, b_ih, b_hh)?),
+                    CellKind::Gru => {
+                        let flat = self.graph.reshape(seq, &[steps * batch, inputs])?;
+                        let xgates = self.graph.matmul_bias(flat, w_ih, (false, true), b_ih)?;
+                        (self.graph.reshape(xgates, &[steps, batch, width])?, b_hh)
                     }
-                    CellKind::Gru => (self.graph.matmul_bias(flat, w_ih, (false, true), b_ih)?, b_hh),
                 };
-                let xgates = self.graph.reshape(xgates, &[steps, batch, width])?;
                 let states: &[&str] = if r.cell == CellKind::Lstm { &["h", "c"] } else { &["h"] };
                 let carried = self.decoding.is_some();
                 if carried && reverse {
@@ -347,7 +347,9 @@ impl Model {
                         false => self.graph.fill(0.0, &[batch, hd]),
                     })
                     .collect();
-                let h = self.graph.recurrence(r.cell, reverse, xgates, w_hh, b_hh, &initial)?;
+                let weights: &[TensorId] = if r.cell == CellKind::Lstm { &[w_ih] } else { &[] };
+                let recurrence_inputs = [&[input, w_hh, b][..], &initial, weights].concat();
+                let h = self.graph.recurrence(r.cell, reverse, &recurrence_inputs)?;
                 if carried {
                     // One step: its h (and c) are the states the next token starts from.
                     for (slot, (s, &input)) in states.iter().zip(&initial).enumerate() {

@@ -1,6 +1,8 @@
 //! LSTM and GRU layers (2 layers, bidirectional) against PyTorch's nn.LSTM and nn.GRU on both
 //! executors (fixture from scripts/torch_recurrent.py: outputs and the gradients of the input
-//! and every parameter), and their gradients against finite differences.
+//! and every parameter), and their gradients against finite differences; each with an LSTM
+//! whose input is narrow beside its hidden state too, which the CPU executor runs with the
+//! input product inside each step.
 
 mod common;
 
@@ -29,7 +31,7 @@ fn case(cell: CellKind, (batch, steps, inputs): (usize, usize, usize), hidden: u
 #[test]
 fn lstm_and_gru_match_pytorch_on_both_executors() {
     let fixture = fixture("recurrent");
-    for (key, cell) in [("lstm", CellKind::Lstm), ("gru", CellKind::Gru)] {
+    for (key, cell) in [("lstm", CellKind::Lstm), ("gru", CellKind::Gru), ("lstm_narrow_input", CellKind::Lstm)] {
         let golden = &fixture[key];
         let dim = |k: &str| golden["shape"][k].as_u64().unwrap() as usize;
         let c = case(cell, (dim("batch"), dim("steps"), dim("inputs")), dim("hidden"), dim("layers"));
@@ -48,12 +50,15 @@ fn lstm_and_gru_match_pytorch_on_both_executors() {
 /// layers, for the input and every parameter.
 #[test]
 fn recurrent_gradients_match_finite_differences() {
-    for cell in [CellKind::Lstm, CellKind::Gru] {
-        let c = case(cell, (2, 4, 3), 3, 2);
+    // (cell, inputs, hidden, layers): the last LSTM's first layer fuses its input product.
+    for (cell, inputs, hidden, layers) in
+        [(CellKind::Lstm, 3, 3, 2), (CellKind::Gru, 3, 3, 2), (CellKind::Lstm, 1, 4, 2)]
+    {
+        let c = case(cell, (2, 4, inputs), hidden, layers);
         let mut params = c.model.init.values();
         let mut feed = Feed::default();
-        feed.inputs.insert("x".into(), values(1, 24, 1.0));
-        feed.inputs.insert("r".into(), values(2, 48, 1.0));
+        feed.inputs.insert("x".into(), values(1, 2 * 4 * inputs, 1.0));
+        feed.inputs.insert("r".into(), values(2, 2 * 4 * 2 * hidden, 1.0));
         let got = on_both(&c.model.graph, &c.reads, &params, &feed).remove(0).1;
         let loss = |params: &HashMap<String, Vec<f32>>, feed: &Feed| {
             graph::evaluate(&c.model.graph, Mode::Train, params, feed, &[c.loss]).unwrap().scalar(c.loss) as f64

@@ -15,7 +15,7 @@ fn main() {
         let reps = (1e9 / (2.0 * (m * n * k) as f64)) as usize;
         let t = Instant::now();
         for _ in 0..reps {
-            p.multiply_add(&a, k, m, &mut c, n);
+            p.multiply_add(&[kernels::cpu::packed::Columns::rows(&a, k)], m, &mut c, n);
         }
         let g = 2.0 * (m * n * k * reps) as f64 / t.elapsed().as_secs_f64() / 1e9;
         println!("{m}x{k}x{n}: {g:.1} GFLOP/s single thread");

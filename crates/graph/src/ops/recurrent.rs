@@ -1,15 +1,17 @@
 //! The recurrence of an LSTM or GRU layer: one direction of one layer run over time, on
-//! time-major tensors ([T, B, ·], so each step's rows are contiguous). The input projection of
-//! every step (x Wᵢₕᵀ, with a GRU's bᵢₕ) is one matmul before it (see `layers.rs`); each step
-//! here is one matmul (h Wₕₕᵀ + the bias input: bₕₕ, or an LSTM's bᵢₕ + bₕₕ) and the fused
-//! cell kernel. The forward saves the gates and states; the
-//! backward runs back through time once, from them, and returns every gradient.
+//! time-major tensors ([T, B, ·], so each step's rows are contiguous). An LSTM reads its input
+//! x and Wᵢₕ: each step's gates, x_t Wᵢₕᵀ + h_prev Wₕₕᵀ + (bᵢₕ + bₕₕ), are one product on the
+//! CPU and, on a GPU, one matmul of every step's x before the steps and one per step. A GRU's
+//! n gate keeps its input part apart (r ⊙ (h Wₕₙᵀ + bₕₙ) is between them), so a GRU reads the
+//! input projection of every step (x Wᵢₕᵀ + bᵢₕ), one matmul before it (see `layers.rs`), and
+//! each step here is one matmul (h Wₕₕᵀ + bₕₕ) and the fused cell kernel. The forward saves the
+//! gates and states; the backward runs back through time once, from them, and returns every
+//! gradient.
 
 use std::ops::Range;
 
 use kernels::{
-    Bias, Cell, Dispatch, Gpu, GpuTensor, Matmul, ReduceOp, Reduction, RowView, StridedCopy, cpu, layout, matmul,
-    recurrent, reduce,
+    Bias, Cell, Dispatch, Gpu, GpuTensor, Matmul, ReduceOp, Reduction, RowView, cpu, matmul, recurrent, reduce,
 };
 
 use super::{CpuCall, GpuCall, Operation, describe, no_second_derivative};
@@ -48,10 +50,10 @@ struct Dims {
 }
 
 impl Dims {
-    /// From xgates [T, B, G·H].
-    fn of(xgates: &[usize], cell: CellKind, reverse: bool) -> Dims {
-        let hidden = xgates[2] / cell.gates();
-        Dims { steps: xgates[0], batch: xgates[1], hidden, cell, reverse }
+    /// From gates [T, B, G·H].
+    fn of(gates: &[usize], cell: CellKind, reverse: bool) -> Dims {
+        let hidden = gates[2] / cell.gates();
+        Dims { steps: gates[0], batch: gates[1], hidden, cell, reverse }
     }
 
     /// The gate width G·H.
@@ -146,14 +148,27 @@ impl Dims {
     }
 }
 
-/// Inputs [xgates [T, B, G·H] (x Wᵢₕᵀ + bᵢₕ of every step), w_hh [G·H, H], b_hh [G·H],
-/// h0 [B, H]] and, for an LSTM, c0 [B, H]: the recurrence, backwards in time if `reverse`.
-/// Outputs: h [T, B, H] and what the backward reads: an LSTM's c [T, B, H] and gate
-/// pre-activations [T, B, 4H], a GRU's hidden gates h_prev Wₕₕᵀ + bₕₕ [T, B, 3H].
+/// The recurrence, backwards in time if `reverse`. An LSTM's inputs: [x [T, B, I], w_hh
+/// [4H, H], b [4H] (bᵢₕ + bₕₕ), h0 [B, H], c0 [B, H], w_ih [4H, I]]; a GRU's: [xgates
+/// [T, B, 3H] (x Wᵢₕᵀ + bᵢₕ of every step), w_hh [3H, H], b_hh [3H], h0 [B, H]]. Outputs: h
+/// [T, B, H] and what the backward reads: an LSTM's c [T, B, H] and gate pre-activations
+/// [T, B, 4H], a GRU's hidden gates h_prev Wₕₕᵀ + bₕₕ [T, B, 3H]; the gates last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recurrence {
     pub cell: CellKind,
     pub reverse: bool,
+}
+
+impl Recurrence {
+    /// The states a step carries: h, and an LSTM's c.
+    fn states(&self) -> usize {
+        if self.cell == CellKind::Lstm { 2 } else { 1 }
+    }
+
+    /// How many inputs the op takes.
+    fn inputs(&self) -> usize {
+        if self.cell == CellKind::Lstm { 6 } else { 4 }
+    }
 }
 
 impl Operation for Recurrence {
@@ -165,33 +180,37 @@ impl Operation for Recurrence {
     }
 
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
-        let states = if self.cell == CellKind::Lstm { 2 } else { 1 };
-        let fits = |xg: &TensorType, w: &TensorType, b: &TensorType, init: &[&TensorType]| {
-            let [t, batch, width] = xg.shape[..] else { return None };
-            let hidden = width / self.cell.gates();
-            let ok = width == hidden * self.cell.gates()
-                && w.shape == [width, hidden]
+        let gates = self.cell.gates();
+        let lstm = self.cell == CellKind::Lstm;
+        let fits = || {
+            if inputs.len() != self.inputs() {
+                return None;
+            }
+            let ([x, w_hh, b, ..], initial) = (inputs, &inputs[3..3 + self.states()]) else { return None };
+            let (&[t, batch, features], &[width, hidden]) = (&x.shape[..], &w_hh.shape[..]) else { return None };
+            let input_ok = match lstm {
+                true => inputs[5].shape == [width, features],
+                false => features == width,
+            };
+            let ok = width == hidden * gates
+                && input_ok
                 && b.shape == [width]
-                && init.iter().all(|s| s.shape == [batch, hidden]);
+                && initial.iter().all(|s| s.shape == [batch, hidden]);
             ok.then_some((t, batch, hidden, width))
         };
-        match inputs {
-            [xg, w, b, init @ ..] if init.len() == states => match fits(xg, w, b, init) {
-                Some((t, batch, hidden, width)) => {
-                    let state = TensorType::f32(&[t, batch, hidden]);
-                    let gates = TensorType::f32(&[t, batch, width]);
-                    Ok(match self.cell {
-                        CellKind::Lstm => vec![state.clone(), state, gates],
-                        CellKind::Gru => vec![state, gates],
-                    })
-                }
-                None => Err(format!(
-                    "needs xgates [T, B, G·H], w_hh [G·H, H], b_hh [G·H] and [B, H] states, got {}",
-                    describe(inputs)
-                )),
-            },
-            _ => Err(format!("takes xgates, w_hh, b_hh and {states} initial state(s), got {}", describe(inputs))),
-        }
+        let needs = match lstm {
+            true => "x [T, B, I], w_hh [4H, H], b [4H], h0 and c0 [B, H] and w_ih [4H, I]",
+            false => "xgates [T, B, 3H], w_hh [3H, H], b_hh [3H] and h0 [B, H]",
+        };
+        let Some((t, batch, hidden, width)) = fits() else {
+            return Err(format!("needs {needs}, got {}", describe(inputs)));
+        };
+        let state = TensorType::f32(&[t, batch, hidden]);
+        let gates = TensorType::f32(&[t, batch, width]);
+        Ok(match self.cell {
+            CellKind::Lstm => vec![state.clone(), state, gates],
+            CellKind::Gru => vec![state, gates],
+        })
     }
 
     fn backward(&self, g: &mut Graph, node: NodeId, grads: &[Option<TensorId>]) -> Result<Vec<Option<TensorId>>> {
@@ -204,24 +223,38 @@ impl Operation for Recurrence {
         let state = g.shape(inputs[3]).to_vec();
         let zeros = g.fill(0.0, &state);
         let back = RecurrenceBackward { cell: self.cell, reverse: self.reverse };
-        let (xgates, w_hh, h0) = (inputs[0], inputs[1], inputs[3]);
-        let back = match self.cell {
+        let (w_hh, h0) = (inputs[1], inputs[3]);
+        match self.cell {
             CellKind::Lstm => {
                 let saved = [node.out(2), node.out(1), node.out(0)];
-                g.apply(back, &[&saved[..], &[w_hh, h0, inputs[4], dh, zeros]].concat())?
+                let back = g.apply(back, &[&saved[..], &[w_hh, h0, inputs[4], dh, zeros]].concat())?;
+                // x and Wᵢₕ from the gate gradients, as the input product's matmul would give.
+                let (x, w_ih) = (inputs[0], inputs[5]);
+                let [t, b, features] = g.shape(x)[..] else { unreachable!("checked when built") };
+                let dgates = g.reshape(back.out(0), &[t * b, g.shape(w_ih)[0]])?;
+                let x_rows = g.reshape(x, &[t * b, features])?;
+                let dx = g.matmul(dgates, w_ih, false, false)?;
+                let dx = g.reshape(dx, &[t, b, features])?;
+                let dw_ih = g.matmul(dgates, x_rows, true, false)?;
+                let [dw_hh, db, dh0, dc0] = [1, 2, 3, 4].map(|slot| Some(back.out(slot)));
+                Ok(vec![Some(dx), dw_hh, db, dh0, dc0, Some(dw_ih)])
             }
-            CellKind::Gru => g.apply(back, &[xgates, node.out(1), node.out(0), w_hh, h0, dh, zeros])?,
-        };
-        Ok((0..inputs.len()).map(|slot| Some(back.out(slot))).collect())
+            CellKind::Gru => {
+                let back = g.apply(back, &[inputs[0], node.out(1), node.out(0), w_hh, h0, dh, zeros])?;
+                Ok((0..inputs.len()).map(|slot| Some(back.out(slot))).collect())
+            }
+        }
     }
 
-    fn flops(&self, inputs: &[&TensorType], _: &[TensorType], _: &[bool]) -> u64 {
-        let d = Dims::of(&inputs[0].shape, self.cell, self.reverse);
-        ((2 * d.hidden + 12) * d.width() * d.batch * d.steps) as u64
+    fn flops(&self, inputs: &[&TensorType], outputs: &[TensorType], _: &[bool]) -> u64 {
+        let d = Dims::of(&outputs[outputs.len() - 1].shape, self.cell, self.reverse);
+        // An LSTM's input product too: its x's features per gate.
+        let input_product = if self.cell == CellKind::Lstm { 2 * inputs[0].shape[2] } else { 0 };
+        ((2 * d.hidden + input_product + 12) * d.width() * d.batch * d.steps) as u64
     }
 
     fn cpu(&self, mut call: CpuCall) {
-        let d = Dims::of(call.shape(0), self.cell, self.reverse);
+        let d = Dims::of(&call.output_types[call.output_types.len() - 1].shape, self.cell, self.reverse);
         if d.batch * d.hidden == 0 {
             return;
         }
@@ -230,8 +263,9 @@ impl Operation for Recurrence {
         let keep_gates = *call.wanted.last().expect("a recurrence has outputs");
         match &mut call.outputs[..] {
             [h, c, gates] => {
-                let inputs = [inputs[0], inputs[1], inputs[2], inputs[3], inputs[4]];
-                on_cpu::lstm(&d, &groups, inputs, h, c, (gates, keep_gates))
+                let [x, w_hh, b, h0, c0, w_ih] = inputs[..] else { unreachable!("checked when built") };
+                let fused = on_cpu::fuses_input(call.input_types[0].shape[2], d.hidden);
+                on_cpu::lstm(&d, &groups, [x, w_ih, w_hh, b, h0, c0], h, c, (gates, keep_gates), fused)
             }
             [h, hidden_gates] => {
                 on_cpu::gru(&d, &groups, [inputs[0], inputs[1], inputs[2], inputs[3]], h, (hidden_gates, keep_gates))
@@ -241,17 +275,18 @@ impl Operation for Recurrence {
     }
 
     fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
-        let d = Dims::of(call.shape(0), self.cell, self.reverse);
+        let d = Dims::of(&call.output_types[call.output_types.len() - 1].shape, self.cell, self.reverse);
         let (cell, hd, w) = (d.cell(), d.hidden, d.width());
-        let [xgates, w_hh, b_hh, h0, ..] = &call.inputs[..] else { unreachable!("checked when built") };
+        let [x, w_hh, b_hh, h0, ..] = &call.inputs[..] else { unreachable!("checked when built") };
         let h = &call.outputs[0];
         let prev_h = |t: usize| d.prev(t).map_or((h0, 0), |p| (h, d.rows(p, hd).start));
         let mut out = Vec::new();
         match self.cell {
             CellKind::Lstm => {
-                let (c, gates, c0) = (&call.outputs[1], &call.outputs[2], &call.inputs[4]);
-                let copy = StridedCopy::permute(&[xgates.len()], &[0])?;
-                out.push(layout::strided_copy(gpu, &copy, xgates, gates)?);
+                let (c, gates, c0, w_ih) = (&call.outputs[1], &call.outputs[2], &call.inputs[4], &call.inputs[5]);
+                // Every step's x Wᵢₕᵀ at once; each step then adds h_prev Wₕₕᵀ + b.
+                let input_product = Matmul::new(d.steps * d.batch, w, call.shape(0)[2]).transpose_b();
+                out.extend(matmul::matmul(gpu, &input_product, x, w_ih, None, gates)?);
                 for t in d.order() {
                     let (a, offset) = prev_h(t);
                     out.extend(matmul::matmul(gpu, &d.recurrent_product(offset, t, 1.0), a, w_hh, Some(b_hh), gates)?);
@@ -266,7 +301,7 @@ impl Operation for Recurrence {
                     let (a, offset) = prev_h(t);
                     let product = d.recurrent_product(offset, t, 0.0);
                     out.extend(matmul::matmul(gpu, &product, a, w_hh, Some(b_hh), hidden_gates)?);
-                    let (xg, hg) = ((xgates, d.view(t, w)), (hidden_gates, d.view(t, w)));
+                    let (xg, hg) = ((x, d.view(t, w)), (hidden_gates, d.view(t, w)));
                     out.push(recurrent::gru_cell(gpu, &cell, xg, hg, d.before(t, h, h0), (h, d.view(t, hd)))?);
                 }
             }
@@ -276,7 +311,7 @@ impl Operation for Recurrence {
 }
 
 /// Every gradient of a [`Recurrence`] from what its forward saved, back through time once.
-/// LSTM inputs [gates, c, h, w_hh, h0, c0, dh, zeros [B, H]], outputs [dxgates, dw_hh, db_hh,
+/// LSTM inputs [gates, c, h, w_hh, h0, c0, dh, zeros [B, H]], outputs [dgates, dw_hh, db,
 /// dh0, dc0] and workspace [dh_next, dc_next] ([T, B, H]: what reaches each step from the
 /// next). GRU inputs [xgates, hidden_gates, h, w_hh, h0, dh, zeros], outputs [dxgates, dw_hh,
 /// db_hh, dh0] and workspace [dhidden_gates [T, B, 3H], dh_next].
@@ -418,18 +453,10 @@ fn gru_backward_gpu(gpu: &Gpu, d: &Dims, call: &GpuCall) -> kernels::Result<Vec<
 }
 
 impl Graph {
-    /// One direction of one recurrent layer over time-major xgates [T, B, G·H] (x Wᵢₕᵀ + bᵢₕ of
-    /// every step), from the initial state h0 (and c0 for an LSTM): h [T, B, H].
-    pub fn recurrence(
-        &mut self,
-        cell: CellKind,
-        reverse: bool,
-        xgates: TensorId,
-        w_hh: TensorId,
-        b_hh: TensorId,
-        initial: &[TensorId],
-    ) -> Result<TensorId> {
-        let node = self.apply(Recurrence { cell, reverse }, &[&[xgates, w_hh, b_hh][..], initial].concat())?;
+    /// One direction of one recurrent layer over time-major inputs, as [`Recurrence`] takes
+    /// them (an LSTM's x and weights, a GRU's input projection): h [T, B, H].
+    pub fn recurrence(&mut self, cell: CellKind, reverse: bool, inputs: &[TensorId]) -> Result<TensorId> {
+        let node = self.apply(Recurrence { cell, reverse }, inputs)?;
         Ok(node.out(0))
     }
 }

@@ -24,16 +24,42 @@ pub struct Packed {
     panels: Vec<f32>,
 }
 
+/// Some of A's columns: `width` values of each row, rows `stride` apart. A product's A is one
+/// or more of these side by side (an LSTM step's [x_t, h_prev]), never copied together.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
+    pub values: &'a [f32],
+    pub stride: usize,
+    pub width: usize,
+}
+
+impl<'a> Columns<'a> {
+    /// Rows of `width` values packed one after another.
+    pub fn rows(values: &'a [f32], width: usize) -> Columns<'a> {
+        Columns { values, stride: width, width }
+    }
+
+    /// Row i.
+    fn row(&self, i: usize) -> &'a [f32] {
+        &self.values[i * self.stride..][..self.width]
+    }
+}
+
 impl Packed {
     /// B [k, n] read from `b` at `b[i * row_stride + j * col_stride]`: a weight W [n, k] used
     /// as Wᵀ has strides (1, k); a row-major [k, n] matrix (n, 1).
     pub fn new(k: usize, n: usize, b: &[f32], row_stride: usize, col_stride: usize) -> Packed {
+        Packed::from_fn(k, n, |i, j| b[i * row_stride + j * col_stride])
+    }
+
+    /// B [k, n] with B[i, j] = `value(i, j)`.
+    pub fn from_fn(k: usize, n: usize, value: impl Fn(usize, usize) -> f32) -> Packed {
         let mut panels = vec![0.0; n.div_ceil(COLUMNS) * k * COLUMNS];
         if k > 0 {
             for (p, panel) in panels.chunks_mut(k * COLUMNS).enumerate() {
                 for (i, row) in panel.chunks_mut(COLUMNS).enumerate() {
                     for (j, v) in row.iter_mut().enumerate().take(n - p * COLUMNS) {
-                        *v = b[i * row_stride + (p * COLUMNS + j) * col_stride];
+                        *v = value(i, p * COLUMNS + j);
                     }
                 }
             }
@@ -41,20 +67,22 @@ impl Packed {
         Packed { k, n, panels }
     }
 
-    /// c [m, n] += a [m, k] · B, rows of a and c `lda` and `ldc` apart, on the calling thread.
-    /// The rows of a are packed too, in blocks of [`ROWS`] interleaved (so that a tile's
-    /// broadcasts read one stream), and the product runs panel by panel, so that a panel stays
-    /// in L1 while every row block reads it.
-    pub fn multiply_add(&self, a: &[f32], lda: usize, m: usize, c: &mut [f32], ldc: usize) {
-        self.multiply_add_with(Kernel::best(), a, lda, m, c, ldc)
+    /// c [m, n] += A [m, k] · B, A the blocks of columns `a` side by side, rows of c `ldc`
+    /// apart, on the calling thread. The rows of A are packed too, in blocks of [`ROWS`]
+    /// interleaved (so that a tile's broadcasts read one stream), and the product runs panel
+    /// by panel, so that a panel stays in L1 while every row block reads it.
+    pub fn multiply_add(&self, a: &[Columns], m: usize, c: &mut [f32], ldc: usize) {
+        self.multiply_add_with(Kernel::best(), a, m, c, ldc)
     }
 
-    fn multiply_add_with(&self, kernel: Kernel, a: &[f32], lda: usize, m: usize, c: &mut [f32], ldc: usize) {
+    fn multiply_add_with(&self, kernel: Kernel, a: &[Columns], m: usize, c: &mut [f32], ldc: usize) {
         let k = self.k;
+        assert_eq!(a.iter().map(|part| part.width).sum::<usize>(), k, "A's columns must add up to k");
         if m == 0 || self.n == 0 || k == 0 {
             return;
         }
-        assert!(a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + self.n, "operands too short");
+        let short = a.iter().any(|part| part.values.len() < (m - 1) * part.stride + part.width);
+        assert!(!short && c.len() >= (m - 1) * ldc + self.n, "operands too short");
         // The packed rows live in a buffer of the thread's, reused by every step of a recurrence.
         thread_local!(static ROWS_BUFFER: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) });
         ROWS_BUFFER.with_borrow_mut(|rows| {
@@ -62,7 +90,7 @@ impl Packed {
             rows.resize(m.div_ceil(ROWS) * k * ROWS, 0.0);
             for (block, packed) in rows.chunks_mut(k * ROWS).enumerate() {
                 for r in 0..ROWS.min(m - block * ROWS) {
-                    let row = &a[(block * ROWS + r) * lda..][..k];
+                    let row = a.iter().flat_map(|part| part.row(block * ROWS + r));
                     packed.iter_mut().skip(r).step_by(ROWS).zip(row).for_each(|(p, &v)| *p = v);
                 }
             }
@@ -237,14 +265,22 @@ mod tests {
 
     /// Every kernel this CPU has against a plain f64 triple loop, at sizes that are no multiple
     /// of a tile or panel (an odd number of panels too), with row strides wider than the rows,
-    /// for both strides of B.
+    /// for both strides of B, and with A as one block of columns or as two side by side.
     #[test]
     fn packed_products_match_a_plain_loop() {
         let value = |i: usize| ((i * 7919) % 23) as f32 / 11.0 - 1.0;
-        for (m, k, n) in [(1, 1, 1), (3, 5, 17), (6, 16, 16), (7, 33, 31), (13, 128, 50), (8, 9, 33), (2, 0, 3)] {
+        let shapes = [(1, 1, 1), (3, 5, 17), (6, 16, 16), (7, 33, 31), (13, 128, 50), (8, 9, 33), (2, 0, 3)];
+        for ((m, k, n), split) in shapes.into_iter().flat_map(|s| [(s, false), (s, true)]) {
             let (lda, ldc) = (k + 3, n + 2);
             let a: Vec<f32> = (0..m * lda).map(value).collect();
             let w: Vec<f32> = (0..n * k).map(|i| value(i + 5)).collect();
+            // A's first k/3 columns and the rest as two blocks, the second read from a copy.
+            let first = k / 3;
+            let rest: Vec<f32> = (0..m).flat_map(|i| a[i * lda + first..i * lda + k].to_vec()).collect();
+            let columns = match split {
+                false => vec![Columns { values: &a, stride: lda, width: k }],
+                true => vec![Columns { values: &a, stride: lda, width: first }, Columns::rows(&rest, k - first)],
+            };
             for transposed in [true, false] {
                 // B = wᵀ for w [n, k], or w read as a row-major [k, n].
                 let (rs, cs) = if transposed { (1, k) } else { (n, 1) };
@@ -254,7 +290,7 @@ mod tests {
                     .into_iter()
                     .map(|kernel| {
                         let mut c = before.clone();
-                        packed.multiply_add_with(kernel, &a, lda, m, &mut c, ldc);
+                        packed.multiply_add_with(kernel, &columns, m, &mut c, ldc);
                         c
                     })
                     .collect();

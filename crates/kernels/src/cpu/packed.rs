@@ -9,6 +9,8 @@
 //! elsewhere the same loop in plain Rust. The last rounds differently (a fused multiply-add
 //! rounds once); the vector kernels give the same bits as each other.
 
+use std::ops::Range;
+
 /// Columns per panel: two 8-lane vectors.
 const COLUMNS: usize = 16;
 /// Rows per tile: 6 × 2 accumulator vectors, the two of a panel row and a broadcast fill 15 of
@@ -86,13 +88,11 @@ impl Packed {
         // The packed rows live in a buffer of the thread's, reused by every step of a recurrence.
         thread_local!(static ROWS_BUFFER: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) });
         ROWS_BUFFER.with_borrow_mut(|rows| {
-            rows.clear();
-            rows.resize(m.div_ceil(ROWS) * k * ROWS, 0.0);
-            for (block, packed) in rows.chunks_mut(k * ROWS).enumerate() {
-                for r in 0..ROWS.min(m - block * ROWS) {
-                    let row = a.iter().flat_map(|part| part.row(block * ROWS + r));
-                    packed.iter_mut().skip(r).step_by(ROWS).zip(row).for_each(|(p, &v)| *p = v);
-                }
+            // Every value is written below, the padding of a last partial block included.
+            rows.resize(rows.len().max(m.div_ceil(ROWS) * k * ROWS), 0.0);
+            let rows = &mut rows[..m.div_ceil(ROWS) * k * ROWS];
+            for (block, packed) in rows.chunks_exact_mut(k * ROWS).enumerate() {
+                pack_block(a, block * ROWS..m.min((block + 1) * ROWS), packed);
             }
             self.tiles(kernel, rows, m, c, ldc)
         })
@@ -256,6 +256,24 @@ fn avx512(a: &[f32], p0: &[f32], p1: &[f32]) -> [Acc; 2] {
             _mm512_storeu_ps(out[1][r].as_mut_ptr(), acc[1]);
         }
         out
+    }
+}
+
+/// Rows `rows` (at most [`ROWS`]) of A, the blocks of columns `a` side by side, interleaved
+/// into `packed` [k][ROWS]: column p of every row together, zeros for rows past A's last.
+fn pack_block(a: &[Columns], rows: Range<usize>, packed: &mut [f32]) {
+    let mut columns = packed.chunks_exact_mut(ROWS);
+    for part in a {
+        let source: [&[f32]; ROWS] = std::array::from_fn(|r| match rows.start + r < rows.end {
+            true => part.row(rows.start + r),
+            false => &[],
+        });
+        for (p, column) in (0..part.width).zip(columns.by_ref()) {
+            match rows.len() {
+                ROWS => column.iter_mut().zip(&source).for_each(|(v, row)| *v = row[p]),
+                n => column.iter_mut().enumerate().for_each(|(r, v)| *v = if r < n { source[r][p] } else { 0.0 }),
+            }
+        }
     }
 }
 

@@ -49,9 +49,11 @@ fn probabilities(
     product(&q[rows.start * d..rows.end * d], &k[..keys * d], (rows.len(), keys, d), (false, true), p, false);
     let mask = mask.map(|m| &m[(bh / a.heads) * a.tk..][..keys]);
     for ((i, row), lse) in rows.zip(p.chunks_mut(keys)).zip(lse.iter_mut()) {
-        // Keys past a causal row's own position, and masked keys, are not seen: exp(-inf) is 0.
+        // Keys past a causal row's own position have probability 0 and take no eˣ; masked keys
+        // are not seen either: exp(-inf) is 0.
         let seen = if a.causal { (i + 1).min(keys) } else { keys };
-        row[seen..].fill(f32::NEG_INFINITY);
+        let (row, unseen) = row.split_at_mut(seen);
+        unseen.fill(0.0);
         if let Some(mask) = mask {
             row.iter_mut().zip(mask).filter(|(_, m)| **m == 0).for_each(|(s, _)| *s = f32::NEG_INFINITY);
         }

@@ -126,7 +126,11 @@ impl Packed {
         let (start, width) = (p * COLUMNS, COLUMNS.min(self.n - p * COLUMNS));
         for (r, acc) in acc.iter().enumerate().take(ROWS.min(m - block * ROWS)) {
             let out = &mut c[(block * ROWS + r) * ldc + start..][..width];
-            out.iter_mut().zip(acc).for_each(|(o, &v)| *o += v);
+            // A whole panel's row as an array: a loop of known length, one or two vector adds.
+            match <&mut [f32; COLUMNS]>::try_from(&mut *out) {
+                Ok(out) => out.iter_mut().zip(acc).for_each(|(o, &v)| *o += v),
+                Err(_) => out.iter_mut().zip(acc).for_each(|(o, &v)| *o += v),
+            }
         }
     }
 

@@ -169,6 +169,11 @@ impl Recurrence {
     fn inputs(&self) -> usize {
         if self.cell == CellKind::Lstm { 6 } else { 4 }
     }
+
+    /// The sizes of a run, from its outputs: the gates [T, B, G·H] are the last.
+    fn dims(&self, outputs: &[TensorType]) -> Dims {
+        Dims::of(&outputs.last().expect("a recurrence has outputs").shape, self.cell, self.reverse)
+    }
 }
 
 impl Operation for Recurrence {
@@ -247,14 +252,14 @@ impl Operation for Recurrence {
     }
 
     fn flops(&self, inputs: &[&TensorType], outputs: &[TensorType], _: &[bool]) -> u64 {
-        let d = Dims::of(&outputs[outputs.len() - 1].shape, self.cell, self.reverse);
+        let d = self.dims(outputs);
         // An LSTM's input product too: its x's features per gate.
         let input_product = if self.cell == CellKind::Lstm { 2 * inputs[0].shape[2] } else { 0 };
         ((2 * d.hidden + input_product + 12) * d.width() * d.batch * d.steps) as u64
     }
 
     fn cpu(&self, mut call: CpuCall) {
-        let d = Dims::of(&call.output_types[call.output_types.len() - 1].shape, self.cell, self.reverse);
+        let d = self.dims(call.output_types);
         if d.batch * d.hidden == 0 {
             return;
         }
@@ -275,7 +280,7 @@ impl Operation for Recurrence {
     }
 
     fn gpu(&self, gpu: &Gpu, call: &GpuCall) -> kernels::Result<Vec<Dispatch>> {
-        let d = Dims::of(&call.output_types[call.output_types.len() - 1].shape, self.cell, self.reverse);
+        let d = self.dims(call.output_types);
         let (cell, hd, w) = (d.cell(), d.hidden, d.width());
         let [x, w_hh, b_hh, h0, ..] = &call.inputs[..] else { unreachable!("checked when built") };
         let h = &call.outputs[0];

@@ -8,8 +8,8 @@ use std::fmt;
 
 use crate::error::Result;
 use crate::executor::{Executor, RunId};
-use crate::ir::{DType, Graph, Op, TensorId};
-use crate::trainer::Pass;
+use crate::ir::Graph;
+use crate::step::{Pass, reported_tensors};
 
 /// The first non-finite tensor of a training step.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,23 +49,6 @@ impl fmt::Display for Anomaly {
             self.node, self.op, self.slot, self.shape, self.count
         )
     }
-}
-
-/// Every tensor of `graph` that an anomaly report may name: fed data and the outputs of its
-/// ops, but not views and updated parameters (whose buffer is another tensor's) nor u32 data.
-/// An update that made a parameter non-finite shows in the next step, at the first node that
-/// reads the parameter.
-pub(crate) fn reported_tensors(graph: &Graph) -> Vec<TensorId> {
-    let mut tensors = Vec::new();
-    for (id, node) in graph.nodes() {
-        let slots = match &node.op {
-            Op::Input { .. } => 0..1,
-            Op::Compute(op) => (op.aliases_input() as usize)..node.outputs.len(),
-            _ => continue,
-        };
-        tensors.extend(slots.map(|slot| id.out(slot)).filter(|&t| graph.ty(t).dtype == DType::F32));
-    }
-    tensors
 }
 
 /// The first tensor of [`reported_tensors`] in graph order (the order the step computed them)

@@ -1,17 +1,16 @@
 //! Incremental decoding: a model built to take one token at a time, carrying what earlier
 //! tokens left instead of recomputing them. Its causal self-attention layers keep a cache of
 //! every earlier token's keys and values (the KV cache), its recurrent layers their last state,
-//! and its position layers read the token's position. A [`Model`] built with [`Decoding`] set
+//! and its position layers read the token's position. A [`crate::Model`] built with [`Decoding`] set
 //! declares the same parameters as the model trained on whole windows, so its checkpoint loads
 //! as it is; a [`Decoder`] runs it.
 
 use std::collections::HashMap;
 
-use crate::error::{GraphError, Result};
+use crate::error::Result;
 use crate::executor::{Executor, RunId};
 use crate::feed::Feed;
 use crate::ir::{Graph, Mode, TensorId};
-use crate::layers::Model;
 
 /// How a carried tensor changes from one token to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,38 +46,7 @@ pub struct Decoding {
     pub bounded: bool,
 }
 
-impl Model {
-    /// A model to be built one token at a time (batch 1) for windows of up to `context`.
-    pub fn for_decoding(seed: u64, context: usize) -> Model {
-        let mut m = Model::new(seed);
-        let position = m.graph.indices("position", &[1, 1], context);
-        let attended = m.graph.indices("attended", &[1, context], 2);
-        m.decoding = Some(Decoding { context, position, attended, carried: Vec::new(), bounded: false });
-        m
-    }
-
-    /// Records what the token leaves for the carried input `input` named `name`.
-    pub(crate) fn leave(&mut self, name: &str, input: TensorId, output: TensorId, carry: Carry) {
-        let decoding = self.decoding.as_mut().expect("decoding");
-        decoding.carried.push(Carried { name: name.to_string(), input, output, carry });
-    }
-
-    /// Fails, naming `layer` and `why`, when the model is being built for decoding: `layer`
-    /// cannot take one token at a time.
-    pub(crate) fn refuse_decoding(&self, layer: &str, why: &str) -> Result<()> {
-        match self.decoding {
-            Some(_) => Err(cannot_decode(layer, why)),
-            None => Ok(()),
-        }
-    }
-}
-
-/// The error of a layer that cannot take one token at a time.
-pub(crate) fn cannot_decode(layer: &str, why: &str) -> GraphError {
-    GraphError::Shape { node: layer.into(), detail: format!("cannot decode token by token: {why}") }
-}
-
-/// Runs a model built with [`Model::for_decoding`]: one token in, the next token's logits out.
+/// Runs a model built with [`crate::Model::for_decoding`]: one token in, the next token's logits out.
 pub struct Decoder<E: Executor> {
     exec: E,
     run: RunId,

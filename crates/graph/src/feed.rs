@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use crate::error::{GraphError, Result};
 use crate::ir::Node;
-use crate::supervised::PADDING_LABEL;
+
+/// Label of a row that pads a batch: it counts in neither the loss nor the correct count.
+pub const PADDING_LABEL: u32 = u32::MAX;
 
 /// What a run is fed: f32 inputs and u32 labels by name.
 #[derive(Debug, Clone, Default)]

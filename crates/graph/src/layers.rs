@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use kernels::cpu::dropout::philox4x32_10;
 use kernels::{Binary, Unary};
 
-use crate::decoding::{Carry, Decoding, cannot_decode};
+use crate::decoding::{Carried, Carry, Decoding};
 use crate::error::{GraphError, Result};
 use crate::ir::{Graph, TensorId};
 use crate::ops::{CellKind, ConvGeometry};
@@ -279,6 +279,38 @@ impl Model {
         let seed = self.init.seed ^ self.dropouts.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.graph.dropout(x, p, seed)
     }
+}
+
+/// Building a model to take one token at a time ([`crate::Decoder`] runs it).
+impl Model {
+    /// A model to be built one token at a time (batch 1) for windows of up to `context`.
+    pub fn for_decoding(seed: u64, context: usize) -> Model {
+        let mut m = Model::new(seed);
+        let position = m.graph.indices("position", &[1, 1], context);
+        let attended = m.graph.indices("attended", &[1, context], 2);
+        m.decoding = Some(Decoding { context, position, attended, carried: Vec::new(), bounded: false });
+        m
+    }
+
+    /// Records what the token leaves for the carried input `input` named `name`.
+    pub(crate) fn leave(&mut self, name: &str, input: TensorId, output: TensorId, carry: Carry) {
+        let decoding = self.decoding.as_mut().expect("decoding");
+        decoding.carried.push(Carried { name: name.to_string(), input, output, carry });
+    }
+
+    /// Fails, naming `layer` and `why`, when the model is being built for decoding: `layer`
+    /// cannot take one token at a time.
+    pub(crate) fn refuse_decoding(&self, layer: &str, why: &str) -> Result<()> {
+        match self.decoding {
+            Some(_) => Err(cannot_decode(layer, why)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The error of a layer that cannot take one token at a time.
+pub(crate) fn cannot_decode(layer: &str, why: &str) -> GraphError {
+    GraphError::Shape { node: layer.into(), detail: format!("cannot decode token by token: {why}") }
 }
 
 /// An `nn.LSTM` or `nn.GRU` (batch first): its cell, hidden units, stacked layers, whether

@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::ir::{Graph, NodeId};
-use crate::trainer::Pass;
+use crate::step::Pass;
 
 /// The time one node of a run has taken over the runs since profiling began.
 #[derive(Debug, Clone)]

@@ -9,23 +9,12 @@ use crate::autodiff::backward;
 use crate::error::Result;
 use crate::ir::{Graph, Op, TensorId};
 use crate::layers::{AttentionSite, Initializers, Model};
-
-/// Label of a row that pads a batch: it counts in neither the loss nor the correct count.
-pub const PADDING_LABEL: u32 = u32::MAX;
-
-/// A parameter and the node holding its gradient.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Parameter {
-    /// The PyTorch `state_dict` key.
-    pub name: String,
-    pub node: TensorId,
-    pub grad: TensorId,
-}
+use crate::step::{Parameter, Trainable};
 
 /// What the output is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Objective {
-    /// Logits against class labels "y" (u32, [`PADDING_LABEL`] for padding rows); metric
+    /// Logits against class labels "y" (u32, [`crate::PADDING_LABEL`] for padding rows); metric
     /// "correct": how many rows have their label as the top logit.
     Classification,
     /// Predictions against real targets "y" of the same shape; metric "squared_error": the
@@ -165,7 +154,7 @@ impl Supervised {
     }
 }
 
-impl crate::trainer::Trainable for Supervised {
+impl Trainable for Supervised {
     fn graph(&self) -> &Graph {
         &self.graph
     }

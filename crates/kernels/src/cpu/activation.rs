@@ -1,69 +1,9 @@
 //! The helpers of the unary table's formulas (`unary.rs`), each the twin of the WGSL helper of
 //! the same name in `shaders/activation.wgsl`. They are generic over [`Real`]: in f64 they are
 //! the table's reference, every test's ground truth; in f32 they are what the CPU executor
-//! runs, on the vectorising functions of `vector.rs`.
+//! runs, on the vectorising functions of `vector.rs` (where [`Real`] is declared).
 
-use std::ops::{Add, Div, Mul, Neg, Sub};
-
-use super::vector;
-
-/// The arithmetic the formulas use, in f64 (libm) or f32 (`vector.rs`).
-pub trait Real:
-    Copy
-    + PartialOrd
-    + Add<Output = Self>
-    + Sub<Output = Self>
-    + Mul<Output = Self>
-    + Div<Output = Self>
-    + Neg<Output = Self>
-{
-    /// The constant `c` in this precision.
-    fn of(c: f64) -> Self;
-    fn exp(self) -> Self;
-    fn tanh(self) -> Self;
-    /// self · a + b, rounded once.
-    fn mul_add(self, a: Self, b: Self) -> Self;
-    /// self within [lo, hi] (NaN stays NaN).
-    fn clamp(self, lo: Self, hi: Self) -> Self;
-}
-
-/// [`Real`] for a float type whose eˣ and tanh are the functions given.
-macro_rules! real {
-    ($t:ident, $exp:path, $tanh:path) => {
-        impl Real for $t {
-            #[inline(always)]
-            fn of(c: f64) -> Self {
-                c as $t
-            }
-            #[inline(always)]
-            fn exp(self) -> Self {
-                $exp(self)
-            }
-            #[inline(always)]
-            fn tanh(self) -> Self {
-                $tanh(self)
-            }
-            #[inline(always)]
-            fn mul_add(self, a: Self, b: Self) -> Self {
-                $t::mul_add(self, a, b)
-            }
-            #[inline(always)]
-            fn clamp(self, lo: Self, hi: Self) -> Self {
-                $t::clamp(self, lo, hi)
-            }
-        }
-    };
-}
-
-real!(f64, f64::exp, f64::tanh);
-real!(f32, vector::exp, vector::tanh);
-
-/// Σ coefficients[i] xⁿ⁻¹⁻ⁱ by Horner's rule, highest power first, one fused multiply-add a
-/// term: half the instructions of a multiply and an add, and one rounding instead of two.
-#[inline(always)]
-pub fn horner<T: Real>(x: T, coefficients: &[T]) -> T {
-    coefficients.iter().fold(T::of(0.0), |p, &c| p.mul_add(x, c))
-}
+use super::vector::{Real, horner};
 
 #[inline(always)]
 pub fn exp<T: Real>(x: T) -> T {

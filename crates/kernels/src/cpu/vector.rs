@@ -1,9 +1,70 @@
 //! f32 arithmetic that vectorises: eˣ and tanh without libm calls (their polynomials by
-//! `activation::horner`'s fused multiply-adds), sums and dot products over eight lanes, and
-//! [`wide`], which runs a loop compiled for AVX2 and FMA where the CPU has them. The elementwise
-//! kernels and the recurrent cells are written as plain loops over these.
+//! [`horner`]'s fused multiply-adds), sums and dot products over eight lanes, and [`wide`],
+//! which runs a loop compiled for AVX2 and FMA where the CPU has them. The elementwise kernels
+//! and the recurrent cells are written as plain loops over these. [`Real`] is the arithmetic
+//! the activation formulas are generic over, in f64 and in these f32 functions.
 
-use super::activation::horner;
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+/// The arithmetic the unary formulas (`activation.rs`) are written over: f64 (libm), their
+/// reference, or f32 (the functions below), what the CPU executor runs.
+pub trait Real:
+    Copy
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+{
+    /// The constant `c` in this precision.
+    fn of(c: f64) -> Self;
+    fn exp(self) -> Self;
+    fn tanh(self) -> Self;
+    /// self · a + b, rounded once.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// self within [lo, hi] (NaN stays NaN).
+    fn clamp(self, lo: Self, hi: Self) -> Self;
+}
+
+/// [`Real`] for a float type whose eˣ and tanh are the functions given.
+macro_rules! real {
+    ($t:ident, $exp:path, $tanh:path) => {
+        impl Real for $t {
+            #[inline(always)]
+            fn of(c: f64) -> Self {
+                c as $t
+            }
+            #[inline(always)]
+            fn exp(self) -> Self {
+                $exp(self)
+            }
+            #[inline(always)]
+            fn tanh(self) -> Self {
+                $tanh(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                $t::mul_add(self, a, b)
+            }
+            #[inline(always)]
+            fn clamp(self, lo: Self, hi: Self) -> Self {
+                $t::clamp(self, lo, hi)
+            }
+        }
+    };
+}
+
+real!(f64, f64::exp, f64::tanh);
+real!(f32, exp, tanh);
+
+/// Σ coefficients[i] xⁿ⁻¹⁻ⁱ by Horner's rule, highest power first, one fused multiply-add a
+/// term: half the instructions of a multiply and an add, and one rounding instead of two.
+#[inline(always)]
+pub fn horner<T: Real>(x: T, coefficients: &[T]) -> T {
+    coefficients.iter().fold(T::of(0.0), |p, &c| p.mul_add(x, c))
+}
+
 
 /// Runs `f` compiled for AVX2 and FMA where the CPU has them, so that the loops inlined into
 /// it work on eight lanes instead of SSE2's four and `mul_add` is one instruction; elsewhere as

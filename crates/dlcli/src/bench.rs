@@ -11,7 +11,8 @@ use data::{Batches, Dataset};
 use graph::{Feed, Mode, Trainer};
 
 use crate::config::{Config, Device};
-use crate::{dataset, memory, model, train};
+use crate::task::{self, Task};
+use crate::{context, memory, model};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,19 +63,19 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(device) = args.device {
         config.train.device = device;
     }
-    let data = dataset::load(&config.data, config.train.seed)?;
+    let (data, task) = task::load(&config.data, config.train.seed)?;
     let train_set = data.epoch(config.train.seed, 0);
     let batch = config.train.batch_size;
     if train_set.len() < batch {
         bail!("{}: the training set ({}) is smaller than a batch ({batch})", args.config.display(), train_set.len());
     }
-    let gpu = train::open_device(config.train.device)?;
-    let feeds = feeds(&train_set, batch, config.train.seed, args.steps + 1);
+    let gpu = context::open_device(config.train.device)?;
+    let feeds = feeds(task.as_ref(), &train_set, batch, config.train.seed, args.steps + 1);
     let built = Instant::now();
-    let model = model::build(&config, &data.test, batch)?;
-    let training = train::training(&config.train, (3 * args.steps + 1) as u64);
+    let model = model::build(&config, task.as_ref(), batch)?;
+    let training = context::training(&config.train, (3 * args.steps + 1) as u64);
     memory::Estimate::of(&model, &training, false)?.check(gpu.as_ref(), batch)?;
-    let exec = train::executor_profiled_if(gpu.as_ref(), args.profile);
+    let exec = context::executor(gpu.as_ref(), args.profile);
     let executor = match &gpu {
         Some(gpu) => format!("GPU executor on {}", gpu.summary().name),
         None => format!("CPU executor ({} threads)", rayon::current_num_threads()),
@@ -92,7 +93,7 @@ pub fn run(args: &Args) -> Result<()> {
         println!("{}", trainer.profile());
     }
     drop(trainer);
-    let eval = evaluation(&config, &data.test, gpu.as_ref(), args)?;
+    let eval = evaluation(&config, task.as_ref(), &data.test, gpu.as_ref(), args)?;
     let positions = match data.test.targets {
         data::Targets::Classes { per_sample, .. } => per_sample,
         data::Targets::Values { .. } => 1,
@@ -103,9 +104,9 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// `n` feeds of shuffled training batches, epoch after epoch (gathered before any timing).
-fn feeds(set: &Dataset, batch: usize, seed: u64, n: usize) -> Vec<Feed> {
+fn feeds(task: &dyn Task, set: &Dataset, batch: usize, seed: u64, n: usize) -> Vec<Feed> {
     let batches = (0..).flat_map(|epoch| Batches::shuffled(set, batch, seed, epoch));
-    batches.take(n).map(|b| train::feed(&b, set)).collect()
+    batches.take(n).map(|b| task.feed(&b, set)).collect()
 }
 
 /// Samples per second of each of `runs` runs of `work`, which returns the samples it did.
@@ -122,15 +123,21 @@ fn timed(runs: usize, mut work: impl FnMut() -> Result<f64>) -> Result<Vec<f64>>
 /// Evaluation throughput: the model at `--eval-batch`, forward only, over test batches (the
 /// test set over and over where it is shorter; a last partial batch is padded, and counts as
 /// the rows it computes).
-fn evaluation(config: &Config, test: &Dataset, gpu: Option<&kernels::Gpu>, args: &Args) -> Result<Vec<f64>> {
-    let model = model::build(config, test, args.eval_batch)?;
-    let mut exec = train::executor(gpu);
+fn evaluation(
+    config: &Config,
+    task: &dyn Task,
+    test: &Dataset,
+    gpu: Option<&kernels::Gpu>,
+    args: &Args,
+) -> Result<Vec<f64>> {
+    let model = model::build(config, task, args.eval_batch)?;
+    let mut exec = context::executor(gpu, false);
     for (name, value) in model.init.values() {
         exec.write_named(&name, &value)?;
     }
     let run = exec.prepare(&model.graph, Mode::Eval, &[model.loss, model.metric]).context("preparing evaluation")?;
     let batches = (0..).flat_map(|_| Batches::in_order(test, args.eval_batch));
-    let feeds: Vec<Feed> = batches.take(args.eval_batches + 1).map(|b| train::feed(&b, test)).collect();
+    let feeds: Vec<Feed> = batches.take(args.eval_batches + 1).map(|b| task.feed(&b, test)).collect();
     let mut pass = |feeds: &[Feed]| -> Result<f64> {
         for feed in feeds {
             exec.run(run, feed, 0)?;

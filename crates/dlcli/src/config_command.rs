@@ -30,10 +30,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         ConfigCommand::Check { file } => {
             let config = Config::load(file)?;
-            let data = crate::dataset::load(&config.data, config.train.seed)?;
+            let (_, task) = crate::task::load(&config.data, config.train.seed)?;
             let batch = config.train.batch_size;
-            let model = crate::model::build(&config, &data.test, batch)?;
-            let estimate = crate::memory::Estimate::of(&model, &crate::train::training(&config.train, 1), false)?;
+            let model = crate::model::build(&config, task.as_ref(), batch)?;
+            let estimate = crate::memory::Estimate::of(&model, &crate::context::training(&config.train, 1), false)?;
             estimate.check(None, batch)?;
             println!(
                 "{}: ok ({} layers, {} parameter tensors; a training step at batch {batch} holds about {:.1} MiB)",

@@ -12,7 +12,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as Runner, TestRunner};
 
 use crate::config::Config;
-use crate::{dataset, memory, model, train};
+use crate::task::{self, Task};
+use crate::{context, memory, model};
 
 /// Values that are wrong somewhere: types, ranges, sizes.
 const VALUES: &[&str] = &[
@@ -152,24 +153,18 @@ fn apply(text: &str, edits: &[Edit]) -> String {
     text
 }
 
-/// What `dlcli config check` does with `text` (a config at `path`), the data loaded once per
-/// distinct [data] table.
-fn check(path: &Path, text: &str, loaded: &mut HashMap<String, Option<data::Dataset>>) -> anyhow::Result<()> {
+/// What `dlcli config check` does with `text` (a config at `path`), the data (its task) read
+/// once per distinct [data] table.
+fn check(path: &Path, text: &str, loaded: &mut HashMap<String, Option<Box<dyn Task>>>) -> anyhow::Result<()> {
     let mut config = Config::parse(path, text)?;
     config.resolve_data_paths(path.parent().unwrap_or(Path::new("")));
     let key = format!("{:?}", config.data);
-    let test = match loaded.get(&key) {
-        Some(test) => test.clone(),
-        None => {
-            let test = dataset::load_test(&config.data, config.train.seed).ok().map(|(t, _)| t);
-            loaded.insert(key, test.clone());
-            test
-        }
-    };
-    let Some(test) = test else { return Ok(()) }; // the data refused: a typed error
+    let read = || task::load_test(&config.data, config.train.seed, None).ok().map(|(_, task)| task);
+    // The data refused: a typed error.
+    let Some(task) = loaded.entry(key).or_insert_with(read) else { return Ok(()) };
     let batch = config.train.batch_size;
-    let built = model::build(&config, &test, batch)?;
-    memory::Estimate::of(&built, &train::training(&config.train, 1), false)?.check(None, batch)?;
+    let built = model::build(&config, task.as_ref(), batch)?;
+    memory::Estimate::of(&built, &context::training(&config.train, 1), false)?.check(None, batch)?;
     Ok(())
 }
 

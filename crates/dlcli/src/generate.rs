@@ -8,14 +8,10 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use data::{Dataset, Inputs, SplitMix64, Targets, encode_with};
-use graph::{Checkpoint, Decoder, Executor};
-use kernels::Gpu;
+use data::SplitMix64;
 
-use crate::config::DataSource;
-use crate::dataset::Prepared;
-use crate::inference::ModelSource;
-use crate::{eval, model, train};
+use crate::context::{self, Located, ModelSource};
+use crate::task::encode;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,47 +35,6 @@ pub struct Args {
     seed: u64,
 }
 
-/// A decoder on whichever executor the device choice gave.
-pub type AnyDecoder<'g> = Decoder<Box<dyn Executor + 'g>>;
-
-/// A trained character model of `source` ready to take one character at a time on `gpu` (else
-/// the CPU), with its vocabulary (from the checkpoint, so the corpus is not needed).
-pub fn decoder<'g>(source: &ModelSource, gpu: Option<&'g Gpu>) -> Result<(AnyDecoder<'g>, Vec<char>)> {
-    let (config, file) = eval::locate(source)?;
-    let DataSource::Text { context, .. } = config.data.source else {
-        bail!("{}: this needs a model trained on text ([data] kind = \"text\")", file.display());
-    };
-    let kept = Checkpoint::metadata(&file)?;
-    let Prepared::Text { vocabulary } = Prepared::from_json(kept.get("data").map_or("", |d| d.as_str()))? else {
-        bail!("{}: the checkpoint holds no vocabulary; was it trained on text?", file.display());
-    };
-    let vocab = vocabulary.len();
-    // The model as trained (to read the checkpoint against) and as it decodes.
-    let shape = Dataset {
-        samples: Vec::new(),
-        sample_shape: vec![context],
-        inputs: Inputs::Tokens { vocab },
-        targets: Targets::Classes { labels: Vec::new(), per_sample: context, classes: vocab },
-    };
-    let trained = model::build(&config, &shape, 1)?;
-    let params = Checkpoint::load(&file, &trained, &train::training(&config.train, 1).optimizer)?.state.params;
-    let (mut decoding_model, logits) = model::build_decoder(&config, vocab, context)?;
-    let decoding = decoding_model.decoding.take().context("built for decoding")?;
-    Ok((Decoder::new(train::executor(gpu), &decoding_model.graph, logits, decoding, &params)?, vocabulary))
-}
-
-/// The ids of `text` in `vocabulary`, or an error naming the flag and the first character
-/// the model does not know.
-pub fn encode(vocabulary: &[char], text: &str, flag: &str) -> Result<Vec<u32>> {
-    let ids = encode_with(vocabulary, text).map_err(|c| {
-        anyhow::anyhow!("{flag}: {c:?} is not in the model's vocabulary of {} characters", vocabulary.len())
-    })?;
-    if ids.is_empty() {
-        bail!("{flag}: give at least one character");
-    }
-    Ok(ids)
-}
-
 pub fn run(args: &Args) -> Result<()> {
     if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
         bail!("--temperature {}: give a number >= 0 (0: always the most likely character)", args.temperature);
@@ -87,9 +42,14 @@ pub fn run(args: &Args) -> Result<()> {
     if args.top_k == Some(0) {
         bail!("--top-k 0: give at least 1");
     }
-    let gpu = train::open_device(args.model.device)?;
-    let (mut decoder, vocabulary) = decoder(&args.model, gpu.as_ref())?;
-    let prompt = encode(&vocabulary, &args.prompt, "--prompt")?;
+    let gpu = context::open_device(args.model.device)?;
+    let located = Located::of(&args.model)?;
+    let Some(task) = located.restore()? else {
+        bail!("{}: this needs a model trained on text ([data] kind = \"text\")", located.file.display());
+    };
+    let mut decoder = located.decoder(task.as_ref(), gpu.as_ref())?;
+    let vocabulary = task.decodes().context("a task restored from a checkpoint alone decodes")?;
+    let prompt = encode(vocabulary, &args.prompt, "--prompt")?;
     let mut out = std::io::stdout().lock();
     write!(out, "{}", args.prompt)?;
     let mut next = Vec::new();

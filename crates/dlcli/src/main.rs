@@ -1,9 +1,13 @@
-//! The `dlcli` binary. Each subcommand lives in its own module; `main` parses the command
-//! line, runs the command, and prints any error once, with a non-zero exit code.
+//! The `dlcli` binary. Each subcommand lives in its own module, over what they share: the
+//! config (`config.rs`, `schema.rs`), the tasks (`task/`), the model (`model.rs`), the device,
+//! executors and trained models (`context.rs`) and run directories (`run_dir.rs`). `main`
+//! parses the command line, runs the command, and sets the exit code: an error is printed
+//! once, with 1.
 
 mod bench;
 mod config;
 mod config_command;
+mod context;
 mod dataset;
 mod devices;
 mod eval;
@@ -11,16 +15,17 @@ mod explain;
 #[cfg(test)]
 mod fuzz;
 mod generate;
-mod inference;
 mod memory;
 mod model;
 mod npy;
 mod plots;
 mod predict;
 mod reference;
+mod run_dir;
 mod run_lock;
 mod schema;
 mod summary;
+mod task;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -86,19 +91,21 @@ fn main() {
     }
     signal_dispositions();
     let cli = Cli::parse();
+    let done = |result: anyhow::Result<()>| result.map(|()| 0);
     let result = match cli.command {
-        Command::Devices(args) => devices::run(&args),
-        Command::Train(args) => train::run(&args),
-        Command::Eval(args) => eval::run(&args),
-        Command::Predict(args) => predict::run(&args),
-        Command::Explain(args) => explain::run(&args),
-        Command::Generate(args) => generate::run(&args),
-        Command::Summary(args) => summary::run(&args),
-        Command::Config(args) => config_command::run(&args),
-        Command::Bench(args) => bench::run(&args),
+        Command::Devices(args) => done(devices::run(&args)),
+        Command::Train(args) => train::run(&args).map(|outcome| outcome.exit_code()),
+        Command::Eval(args) => done(eval::run(&args)),
+        Command::Predict(args) => done(predict::run(&args)),
+        Command::Explain(args) => done(explain::run(&args)),
+        Command::Generate(args) => done(generate::run(&args)),
+        Command::Summary(args) => done(summary::run(&args)),
+        Command::Config(args) => done(config_command::run(&args)),
+        Command::Bench(args) => done(bench::run(&args)),
     };
-    if let Err(e) = result {
+    let code = result.unwrap_or_else(|e| {
         eprintln!("dlcli: {e:#}");
-        std::process::exit(1);
-    }
+        1
+    });
+    std::process::exit(code);
 }

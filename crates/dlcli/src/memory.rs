@@ -115,7 +115,6 @@ fn gib(bytes: u64) -> String {
 mod tests {
     use std::path::Path;
 
-    use data::{Dataset, Inputs, Targets};
     use kernels::Gpu;
 
     use crate::config::Config;
@@ -137,10 +136,9 @@ mod tests {
              [train]\nbatch_size = 2\n"
         );
         let config = Config::parse(Path::new("wide.toml"), &text).unwrap();
-        let targets = Targets::Classes { labels: Vec::new(), per_sample: 1, classes: 10 };
-        let digits = Dataset { samples: Vec::new(), sample_shape: vec![1, 8, 8], inputs: Inputs::Values, targets };
+        let digits = crate::task::Classification::new(vec![1, 8, 8], 10, (0.0, 1.0));
         let model = crate::model::build(&config, &digits, 2).unwrap();
-        let estimate = super::Estimate::of(&model, &crate::train::training(&config.train, 1), false).unwrap();
+        let estimate = super::Estimate::of(&model, &crate::context::training(&config.train, 1), false).unwrap();
         assert_eq!(estimate.largest_buffer, rows * 64 * 4);
         let message = estimate.check(Some(&gpu), 2).unwrap_err().to_string();
         let named = format!("for parameter wide.weight of shape [{rows}, 64]");

@@ -3,66 +3,49 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use data::{Dataset, Inputs, Targets};
+use data::Inputs;
 use graph::{ConvGeometry, EncoderLayer, Model, PoolGeometry, Recurrent, Supervised, TensorId};
 use kernels::Binary;
 
 use crate::config::{
     Config, LayerKind, PositionEncoding, RecurrentLayer, SequenceOutput, TransformerKind, TransformerLayer,
 };
+use crate::task::Task;
 
-/// The model of `config` for data shaped as `data` (its samples' shape, inputs and targets),
-/// at batch size `batch`, its parameters initialised from the config's seed.
-pub fn build(config: &Config, data: &Dataset, batch: usize) -> Result<Supervised> {
-    Ok(build_layers(config, data, batch)?.0)
+/// The model of `config` for `task` at batch size `batch`, its parameters initialised from
+/// the config's seed.
+pub fn build(config: &Config, task: &dyn Task, batch: usize) -> Result<Supervised> {
+    Ok(build_layers(config, task, batch)?.0)
 }
 
 /// What a layer may need of the data.
 struct DataShape {
-    /// The size of each target: classes, or values per sample (a linear layer's default width).
+    /// A linear layer's default width: the classes, or the values each sample predicts.
     outputs: usize,
     /// The vocabulary of token inputs.
     vocab: Option<usize>,
 }
 
 /// As [`build`], with the output node of each layer, in config order.
-pub fn build_layers(config: &Config, data: &Dataset, batch: usize) -> Result<(Supervised, Vec<TensorId>)> {
+pub fn build_layers(config: &Config, task: &dyn Task, batch: usize) -> Result<(Supervised, Vec<TensorId>)> {
     let mut m = Model::new(config.train.seed);
-    let shape: Vec<usize> = std::iter::once(batch).chain(data.sample_shape.iter().copied()).collect();
-    let (x, vocab) = match data.inputs {
+    let shapes = task.shapes();
+    let shape: Vec<usize> = std::iter::once(batch).chain(shapes.sample.iter().copied()).collect();
+    let (x, vocab) = match shapes.inputs {
         Inputs::Tokens { vocab } => (m.graph.indices("x", &shape, vocab), Some(vocab)),
         Inputs::Values => (m.graph.input("x", &shape), None),
     };
-    // The output each objective needs, and what to tell a user whose model gives another.
-    let (outputs, want, advice) = match data.targets {
-        Targets::Classes { per_sample: 1, classes, .. } => {
-            (classes, vec![batch, classes], format!("a linear layer of out_features = {classes} (after a flatten)"))
-        }
-        Targets::Classes { per_sample, classes, .. } => (
-            classes,
-            vec![batch, per_sample, classes],
-            format!("a linear layer of out_features = {classes} on the sequence (one class per position)"),
-        ),
-        Targets::Values { per_sample, .. } => (
-            per_sample,
-            vec![batch, per_sample],
-            format!("a linear layer of out_features = {per_sample} (the values each sample predicts)"),
-        ),
-    };
-    let layer_outputs = stack(config, &mut m, x, &DataShape { outputs, vocab })?;
+    let layer_outputs = stack(config, &mut m, x, &DataShape { outputs: shapes.width(), vocab })?;
     let last = *layer_outputs.last().unwrap_or(&x);
-    let out = m.graph.shape(last).to_vec();
+    let (out, want) = (m.graph.shape(last).to_vec(), shapes.batch_output(batch));
     if out != want {
         bail!(
-            "the last layer ({:?}) gives {out:?} per batch, but the data needs {want:?}: end the model with {advice}",
+            "the last layer ({:?}) gives {out:?} per batch, but the data needs {want:?}: end the model with {}",
             config.layers.last().map_or("input", |l| l.name.as_str()),
+            task.advice()
         );
     }
-    let model = match data.targets {
-        Targets::Classes { .. } => Supervised::classifier(m, x, last, config.train.label_smoothing)?,
-        Targets::Values { .. } => Supervised::regressor(m, x, last)?,
-    };
-    Ok((model, layer_outputs))
+    Ok((task.head(m, x, last, &config.train)?, layer_outputs))
 }
 
 /// A language model of `config` built to take one token at a time (see
@@ -259,16 +242,11 @@ fn recurrent(m: &mut Model, name: &str, x: TensorId, layer: &RecurrentLayer) -> 
 mod tests {
     use std::path::Path;
 
-    use data::{Dataset, Inputs, Targets};
     use graph::Supervised;
     use graph::zoo::{self, Built};
 
     use crate::config::Config;
-
-    fn shaped(sample_shape: Vec<usize>, inputs: Inputs, per_sample: usize, classes: usize) -> Dataset {
-        let targets = Targets::Classes { labels: Vec::new(), per_sample, classes };
-        Dataset { samples: Vec::new(), sample_shape, inputs, targets }
-    }
+    use crate::task::{Classification, LanguageModel, Task};
 
     /// A decoder stack reads a sequence and the memory it attends to, named as
     /// `nn.TransformerDecoder`; without the memory it says what it needs.
@@ -285,7 +263,7 @@ mod tests {
             );
             Config::parse(Path::new("decoder.toml"), &text).unwrap()
         };
-        let digits = shaped(vec![1, 8, 8], Inputs::Values, 1, 10);
+        let digits = Classification::new(vec![1, 8, 8], 10, (0.0, 1.0));
         let model = super::build(&config("[\"tokens\", \"enc\"]"), &digits, 2).unwrap();
         let names: Vec<String> = model.state_dict_shapes().into_iter().map(|(n, _)| n).collect();
         for name in [
@@ -303,9 +281,9 @@ mod tests {
     /// the benchmarks and the PyTorch scripts use: the same `state_dict` names and shapes.
     #[test]
     fn shipped_configs_build_the_reference_models() {
-        let images = shaped(vec![1, 28, 28], Inputs::Values, 1, 10);
-        let text = shaped(vec![128], Inputs::Tokens { vocab: 78 }, 128, 78);
-        let cases: [(&str, &Dataset, Built); 3] = [
+        let images = Classification::new(vec![1, 28, 28], 10, (0.0, 1.0));
+        let text = LanguageModel::new(128, vec!['a'; 78]);
+        let cases: [(&str, &dyn Task, Built); 3] = [
             ("vit-mnist", &images, zoo::mnist_vit(0, 2).unwrap()),
             ("char-lstm", &text, zoo::char_lstm(0, 2, 128, 78).unwrap()),
             ("gpt-char", &text, zoo::char_gpt(0, 2, 128, 78).unwrap()),

@@ -8,7 +8,7 @@ use graph::{GpuExecutor, Op, Plan, Trainer, TrainingStep};
 
 use crate::config::Config;
 use crate::schema::Tagged;
-use crate::{dataset, model, train};
+use crate::{context, model, task};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,8 +19,8 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let config = Config::load(&args.config)?;
-    let (test, _) = dataset::load_test(&config.data, config.train.seed)?;
-    let (classifier, outputs) = model::build_layers(&config, &test, 1)?;
+    let (_, task) = task::load_test(&config.data, config.train.seed, None)?;
+    let (classifier, outputs) = model::build_layers(&config, task.as_ref(), 1)?;
     let g = &classifier.graph;
     println!("{:<18} {:<16} {:<18} {:>10} {:>14}", "layer", "type", "output", "params", "FLOPs/sample");
     let (mut total_params, mut total_flops) = (0usize, 0u64);
@@ -47,8 +47,8 @@ pub fn run(args: &Args) -> Result<()> {
         total_flops as f64 / 1e6
     );
     let batch = config.train.batch_size;
-    let at_batch = model::build(&config, &test, batch)?;
-    let training = train::training(&config.train, 1);
+    let at_batch = model::build(&config, task.as_ref(), batch)?;
+    let training = context::training(&config.train, 1);
     let step = TrainingStep::new(&at_batch, &training)?;
     let plan = Plan::new(&step.graph, &step.outputs);
     println!(

@@ -184,6 +184,17 @@ fn train_then_eval_on_the_digits() {
     fails_with(&again, &["already exists", "--force"]);
     assert_eq!(std::fs::read(run.join("best.safetensors")).unwrap(), before);
 
+    // --run means the same in every command: a plain name is under --runs-dir, a path is
+    // used as it is (train makes a new run at one).
+    let by_name = dlcli(&["eval", "--run", "first", "--runs-dir", runs_arg, "--json"]);
+    assert_eq!(text(&by_name).0, text(&dlcli(&["eval", "--run", run.to_str().unwrap(), "--json"])).0);
+    fails_with(&dlcli(&["eval", "--run", "no-such-run"]), &["runs/no-such-run/config.toml"]);
+    let at_path = runs.join("nested").join("second");
+    let out = dlcli(
+        &[&args[..3], &["--epochs", "1", "--quiet", "--device", "cpu", "--run", at_path.to_str().unwrap()]].concat(),
+    );
+    assert!(out.status.success() && at_path.join("best.safetensors").is_file(), "{}", text(&out).1);
+
     // [eval] metrics chooses what eval reports; top-k is at least the accuracy.
     let chosen = runs.join("chosen");
     std::fs::create_dir_all(&chosen).unwrap();
@@ -507,10 +518,9 @@ fn an_image_folder_trains_and_a_missing_cifar_file_is_named() {
 
     let cifar = dir.join("cifar.toml");
     std::fs::write(&cifar, "[data]\nkind = \"cifar10\"\ntrain_files = [\"datasets/cifar/none.bin\"]\ntest_files = [\"datasets/cifar/none.bin\"]\n\n[model]\nlayers = [{ type = \"flatten\" }, { type = \"linear\", out_features = 10 }]\n").unwrap();
-    fails_with(
-        &dlcli(&["train", "--config", cifar.to_str().unwrap(), "--device", "cpu", "--runs-dir", dir.to_str().unwrap()]),
-        &["datasets/cifar/none.bin", "[data] train_files"],
-    );
+    let missing =
+        dlcli(&["train", "--config", cifar.to_str().unwrap(), "--device", "cpu", "--runs-dir", dir.to_str().unwrap()]);
+    fails_with(&missing, &["datasets/cifar/none.bin", "[data] train_files"]);
 }
 
 /// Each of `got` within 1e-4 of `want`, relative to the larger of 1 and the largest `want`.

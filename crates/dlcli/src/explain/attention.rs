@@ -8,8 +8,9 @@ use graph::{Mode, TensorId};
 
 use super::Args;
 use super::render::{Picture, beside, highlighted_ansi, highlighted_html, picture};
-use crate::inference::{self, Loaded};
-use crate::{plots, train};
+use crate::context::{self, Loaded};
+use crate::plots;
+use crate::task::{self, Task};
 
 /// Every attention layer's probabilities for the sample, recomputed from its queries and keys,
 /// the maps of a padded text cropped to its `real` positions.
@@ -21,10 +22,10 @@ fn attention_maps(
 ) -> Result<Vec<(String, AttentionMap)>> {
     let model = &loaded.model;
     let outputs: Vec<TensorId> = model.attention.iter().flat_map(|s| [s.q, s.k]).collect();
-    let gpu = train::open_device(device)?;
-    let mut exec = inference::executor(gpu.as_ref(), &loaded.params)?;
+    let gpu = context::open_device(device)?;
+    let mut exec = context::executor_with(gpu.as_ref(), &loaded.params)?;
     let run = exec.prepare(&model.graph, Mode::Eval, &outputs)?;
-    exec.run(run, &inference::feed(&loaded.test, sample), 0)?;
+    exec.run(run, &task::inputs(loaded.test.inputs, sample), 0)?;
     let mut maps = Vec::new();
     for site in &model.attention {
         if site.key_mask.is_some() {
@@ -45,24 +46,21 @@ fn attention_maps(
 }
 
 /// `--method attention`: the grid of every head, the rollout over the input and the sidecar.
-pub fn run(args: &Args, loaded: &Loaded) -> Result<()> {
+pub fn run(args: &Args, loaded: &Loaded, task: &dyn Task) -> Result<()> {
     let out = args.out.as_deref().expect("clap requires --out without --report");
     if loaded.model.attention.is_empty() {
         bail!("this model has no attention layer; use --method gradcam or saliency");
     }
     let text = args.sample.text.as_deref();
-    let (sample, real) = match text {
-        Some(t) => {
-            if loaded.model.attention.iter().any(|s| !s.causal) && loaded.window(t)?.1 < loaded.test.sample_len() {
-                bail!(
-                    "--text: this model's attention is not causal, so give a full window of {} characters",
-                    loaded.test.sample_len()
-                );
-            }
-            loaded.window(t)?
-        }
-        None => (loaded.sample(&args.sample)?, usize::MAX),
-    };
+    let sample = task.sample(&args.sample, &loaded.test)?;
+    let real = if text.is_some() { sample.real } else { usize::MAX };
+    if text.is_some() && loaded.model.attention.iter().any(|s| !s.causal) && real < loaded.test.sample_len() {
+        bail!(
+            "--text: this model's attention is not causal, so give a full window of {} characters",
+            loaded.test.sample_len()
+        );
+    }
+    let sample = sample.values;
     let maps = attention_maps(loaded, sample.clone(), real, args.model.device)?;
     plots::attention_grid(out, &maps.iter().map(|(n, m)| (n.clone(), m)).collect::<Vec<_>>())?;
     let t = maps[0].1.queries;
@@ -79,12 +77,7 @@ pub fn run(args: &Args, loaded: &Loaded) -> Result<()> {
     let mut written = vec![out.display().to_string()];
     match (&flow, text) {
         (Some(flow), Some(_)) => {
-            let chars: Vec<char> = match &loaded.prepared {
-                crate::dataset::Prepared::Text { vocabulary } => {
-                    sample[..t].iter().map(|&id| vocabulary[id as usize]).collect()
-                }
-                _ => unreachable!("a text model"),
-            };
+            let chars = task.text(&sample[..t]).context("--text is for a model of text")?;
             // What flows into the last position, which predicts the next character.
             let weights = &flow[(t - 1) * t..];
             let html = beside(out, "", "html");

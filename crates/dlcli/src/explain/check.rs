@@ -8,8 +8,9 @@ use explain::{Baseline, Curves, Explainer, FAITHFUL_MARGIN, INSENSITIVE, Method,
 use graph::Executor;
 use serde_json::{Value, json};
 
-use crate::inference::Loaded;
+use crate::context::Loaded;
 use crate::model;
+use crate::task::Task;
 
 /// Deletion and insertion curves have this many points past the start (or one per position
 /// when there are fewer): 2% of an image at a time.
@@ -89,10 +90,10 @@ impl Checked {
 
 /// The cascade's stages for `loaded`: its layers with parameters from the last to the first,
 /// each re-initialised as a fresh model of another seed initialises it.
-pub fn stages(loaded: &Loaded, batch: usize) -> Result<Vec<Stage>> {
+pub fn stages(loaded: &Loaded, task: &dyn Task, batch: usize) -> Result<Vec<Stage>> {
     let mut config = loaded.config.clone();
     config.train.seed = config.train.seed.wrapping_add(0x5EED);
-    let fresh = model::build_layers(&config, &loaded.test, batch)?.0.init.values();
+    let fresh = model::build_layers(&config, task, batch)?.0.init.values();
     let of_layer = |layer: &str| -> HashMap<String, Vec<f32>> {
         let prefix = format!("{layer}.");
         let own = |name: &str| name.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('.'));

@@ -9,7 +9,7 @@ use explain::{Cam, Features, LIME_KERNEL, Occlusion, Rule, Smoothing, Target};
 use serde_json::Value;
 
 use crate::config::Device;
-use crate::inference::{self, ModelSource};
+use crate::context::{Located, ModelSource};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/explain").join(name)
@@ -41,9 +41,13 @@ fn agree(what: &str, got: &[f32], want: &[f32], tolerance: f64) -> f64 {
 fn holds_to_captum(name: &str, cam_layer: Option<&str>) {
     let all: Value = serde_json::from_str(&std::fs::read_to_string(fixture("captum.json")).unwrap()).unwrap();
     let f = &all[name];
-    let source =
-        ModelSource { run: None, checkpoint: Some(fixture(&format!("{name}.safetensors"))), device: Device::Cpu };
-    let loaded = inference::load(&source, Some(8)).unwrap();
+    let source = ModelSource {
+        run: None,
+        runs_dir: "runs".into(),
+        checkpoint: Some(fixture(&format!("{name}.safetensors"))),
+        device: Device::Cpu,
+    };
+    let (loaded, _) = Located::of(&source).unwrap().load(Some(8)).unwrap();
     let mut e = loaded.explainer(None).unwrap();
     let x = numbers(&f["input"]);
     let zeros = vec![0.0; x.len()];

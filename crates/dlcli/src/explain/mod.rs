@@ -20,9 +20,9 @@ use anyhow::{Context, Result, bail};
 use explain::{Attribution, Explainer, Features, Method};
 use serde_json::json;
 
-use crate::dataset::Prepared;
-use crate::inference::{self, Loaded, ModelSource, SampleSource};
-use crate::{plots, train};
+use crate::context::{self, Loaded, Located, ModelSource};
+use crate::plots;
+use crate::task::{self, SampleSource, Task};
 use render::{Layout, Picture, beside, highlighted_ansi, highlighted_html};
 use settings::{MethodArg, Settings};
 
@@ -84,26 +84,32 @@ struct Sample {
     row: usize,
 }
 
-/// What every path of the command shares: the model, its explainer and the samples.
+/// What every path of the command shares: the model, its task, its explainer and the samples.
 struct Session<'g> {
     loaded: Loaded,
+    task: Box<dyn Task>,
     explainer: Explainer<Box<dyn graph::Executor + 'g>>,
     samples: Vec<Sample>,
     executor: &'static str,
 }
 
 impl<'g> Session<'g> {
-    fn open(args: &Args, loaded: Loaded, gpu: Option<&'g kernels::Gpu>) -> Result<Self> {
+    fn open(args: &Args, (loaded, task): (Loaded, Box<dyn Task>), gpu: Option<&'g kernels::Gpu>) -> Result<Self> {
         let explainer = loaded.explainer(gpu)?;
         let (rows, classes) = (explainer.rows(), explainer.classes());
         if let Some(t) = args.target.filter(|&t| t >= classes) {
             bail!("--target {t} is not a class or output of this model (0..{classes})");
         }
-        let row = |real: usize| match args.position {
-            Some(p) if p >= rows => bail!("--position {p} is past the model's {rows} output positions (0..{rows})"),
-            Some(p) => Ok(p),
-            None if args.sample.text.is_some() => Ok(real - 1),
-            None => Ok(rows - 1),
+        let row = |sample: task::Sample| {
+            let row = match args.position {
+                Some(p) if p >= rows => {
+                    bail!("--position {p} is past the model's {rows} output positions (0..{rows})")
+                }
+                Some(p) => p,
+                None if args.sample.text.is_some() => sample.real - 1,
+                None => rows - 1,
+            };
+            Ok(Sample { label: sample.label, values: sample.values, real: sample.real, row })
         };
         let files = &args.sample.input;
         let samples = match args.samples {
@@ -111,13 +117,8 @@ impl<'g> Session<'g> {
                 if args.report.is_none() && !args.check {
                     bail!("several --input files are for --report or --check; explain one at a time otherwise");
                 }
-                let real = loaded.test.sample_len();
-                files
-                    .iter()
-                    .map(|f| {
-                        Ok(Sample { label: f.display().to_string(), values: loaded.image(f)?, real, row: row(real)? })
-                    })
-                    .collect::<Result<_>>()?
+                let one = |f: &PathBuf| SampleSource { input: vec![f.clone()], ..SampleSource::default() };
+                files.iter().map(|f| row(task.sample(&one(f), &loaded.test)?)).collect::<Result<_>>()?
             }
             Some(n) => {
                 if !files.is_empty() || args.sample.text.is_some() {
@@ -127,35 +128,18 @@ impl<'g> Session<'g> {
                 if n == 0 || start + n > len {
                     bail!("--samples {n} from --index {start}: the test set has {len} samples");
                 }
-                let real = loaded.test.sample_len();
-                (start..start + n)
-                    .map(|i| {
-                        let values = loaded.test.sample(i).to_vec();
-                        Ok(Sample { label: format!("test sample {i}"), values, real, row: row(real)? })
-                    })
-                    .collect::<Result<_>>()?
+                (start..start + n).map(|i| row(task::Sample::of_test(&loaded.test, i)?)).collect::<Result<_>>()?
             }
-            None => {
-                let (values, real) = match args.sample.text.as_deref() {
-                    Some(text) => loaded.window(text)?,
-                    None => (loaded.sample(&args.sample)?, loaded.test.sample_len()),
-                };
-                let label = match (files.first(), args.sample.index, &args.sample.text) {
-                    (Some(path), _, _) => path.display().to_string(),
-                    (_, Some(i), _) => format!("test sample {i}"),
-                    (_, _, Some(text)) => format!("{text:?}"),
-                    _ => String::new(),
-                };
-                vec![Sample { label, values, real, row: row(real)? }]
-            }
+            None => vec![row(task.sample(&args.sample, &loaded.test)?)?],
         };
         let executor = if gpu.is_some() { "gpu" } else { "cpu" };
-        Ok(Session { loaded, explainer, samples, executor })
+        Ok(Session { loaded, task, explainer, samples, executor })
     }
 
     /// `method` resolved for `sample` (LIME's and SHAP's groups depend on it).
     fn resolve(&self, method: MethodArg, settings: &Settings, sample: &Sample) -> Result<settings::Resolved> {
-        settings::resolve(method, settings, &self.loaded, self.explainer.layout(), &sample.values, sample.real)
+        let model = settings::Model { loaded: &self.loaded, task: self.task.as_ref(), layout: self.explainer.layout() };
+        settings::resolve(method, settings, &model, &sample.values, sample.real)
     }
 
     /// The checks of `method` over every sample.
@@ -165,8 +149,9 @@ impl<'g> Session<'g> {
             .iter()
             .map(|s| Ok(self.resolve(method, &args.settings, s)?.method))
             .collect::<Result<Vec<_>>>()?;
-        let stages = check::stages(&self.loaded, self.explainer.batch())?;
-        let baseline = settings::baseline(&args.settings, &self.loaded, self.explainer.layout())?;
+        let stages = check::stages(&self.loaded, self.task.as_ref(), self.explainer.batch())?;
+        let model = settings::Model { loaded: &self.loaded, task: self.task.as_ref(), layout: self.explainer.layout() };
+        let baseline = settings::baseline(&args.settings, &model)?;
         let items: Vec<(&[f32], usize, &Method)> =
             self.samples.iter().zip(&methods).map(|(s, m)| (s.values.as_slice(), s.row, m)).collect();
         check::run(&mut self.explainer, &stages, &items, &baseline, args.target, args.settings.seed)
@@ -174,12 +159,7 @@ impl<'g> Session<'g> {
 
     /// The characters of a text model's sample (None for other models).
     fn chars(&self, sample: &Sample) -> Option<Vec<char>> {
-        match &self.loaded.prepared {
-            Prepared::Text { vocabulary } => {
-                Some(sample.values[..sample.real].iter().map(|&id| vocabulary[id as usize]).collect())
-            }
-            _ => None,
-        }
+        self.task.text(&sample.values[..sample.real])
     }
 
     /// The attribution's map drawn as the command's PNG shows it: an image's picture, a
@@ -192,7 +172,7 @@ impl<'g> Session<'g> {
         titled: bool,
     ) -> Result<image::RgbImage> {
         let title = match titled {
-            true => format!("{} of {}", method.name(), explained(&self.loaded, attribution)),
+            true => format!("{} of {}", method.name(), self.task.explained(attribution)),
             false => String::new(),
         };
         match self.loaded.test.sample_shape[..] {
@@ -224,14 +204,14 @@ pub fn run(args: &Args) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let many = args.method.iter().any(|m| m.many_passes()) || args.check || args.report.is_some();
-    let loaded = inference::load(&args.model, Some(if many && !attention { EXPLAIN_BATCH } else { 1 }))?;
+    let loaded = Located::of(&args.model)?.load(Some(if many && !attention { EXPLAIN_BATCH } else { 1 }))?;
     if attention {
         if args.report.is_some() {
             bail!("--report shows attribution methods; run --method attention on its own");
         }
-        return attention::run(args, &loaded);
+        return attention::run(args, &loaded.0, loaded.1.as_ref());
     }
-    let gpu = train::open_device(args.model.device)?;
+    let gpu = context::open_device(args.model.device)?;
     let mut session = Session::open(args, loaded, gpu.as_ref())?;
     match &args.report {
         Some(path) => report::write(path, args, &mut session),
@@ -246,7 +226,6 @@ fn explain_one(args: &Args, method: MethodArg, out: &Path, session: &mut Session
     let started = Instant::now();
     let attribution = session.explainer.explain(&sample.values, &resolved.method, sample.row, args.target)?;
     let seconds = started.elapsed().as_secs_f64();
-    let loaded = &session.loaded;
     let mut sidecar = json!({
         "method": method.name(), "settings": resolved.settings, "layer": resolved.layer,
         "target": attribution.target.class, "position": attribution.target.row, "score": attribution.score,
@@ -289,7 +268,7 @@ fn explain_one(args: &Args, method: MethodArg, out: &Path, session: &mut Session
         crate::npy::write(&map, &[attribution.height, attribution.width], &attribution.map)?;
         written.extend([raw.display().to_string(), map.display().to_string()]);
     }
-    let explained = explained(loaded, &attribution);
+    let explained = session.task.explained(&attribution);
     let checked = if args.check { Some(session.check(method, args)?) } else { None };
     if let Some(checked) = &checked {
         sidecar["check"] = checked.to_json();
@@ -318,23 +297,6 @@ fn input(args: &Args) -> serde_json::Value {
         (_, Some(index), _) => json!({"index": index}),
         (_, _, Some(text)) => json!({"text": text}),
         _ => serde_json::Value::Null,
-    }
-}
-
-/// The prediction explained, in the data's own terms.
-fn explained(loaded: &Loaded, attribution: &Attribution) -> String {
-    match &loaded.prepared {
-        Prepared::Series { normalisation, .. } => format!("forecast {:.4}", normalisation.invert(attribution.score)),
-        Prepared::Text { vocabulary } => format!(
-            "next character {:?} (probability {:.2}%)",
-            vocabulary[attribution.target.class],
-            100.0 * attribution.probabilities[attribution.target.class]
-        ),
-        Prepared::Images => format!(
-            "class {} (probability {:.2}%)",
-            attribution.target.class,
-            100.0 * attribution.probabilities[attribution.target.class]
-        ),
     }
 }
 

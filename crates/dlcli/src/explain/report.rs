@@ -12,7 +12,7 @@ use explain::{Attribution, FAITHFUL_MARGIN, INSENSITIVE};
 use super::check::Checked;
 use super::render::{self, highlighted_spans};
 use super::settings::MethodArg;
-use super::{Args, Sample, Session, explained};
+use super::{Args, Sample, Session};
 use crate::plots;
 
 /// One method's row: its maps, one per sample, and its checks.
@@ -54,7 +54,7 @@ fn predicted(session: &Session, attribution: &Attribution) -> String {
         .fold(0, |b, c| if attribution.probabilities[c] > attribution.probabilities[b] { c } else { b });
     let mut shown = attribution.clone();
     shown.target.class = best;
-    explained(&session.loaded, &shown)
+    session.task.explained(&shown)
 }
 
 fn cell(

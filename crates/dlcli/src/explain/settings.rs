@@ -9,8 +9,8 @@ use explain::{Baseline, Cam, Features, Grouping, Layout, Method, Occlusion, Rule
 use serde_json::{Value, json};
 
 use crate::config::LayerKind;
-use crate::dataset::Prepared;
-use crate::inference::Loaded;
+use crate::context::Loaded;
+use crate::task::Task;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
@@ -173,16 +173,24 @@ pub struct Resolved {
     pub layer: Option<String>,
 }
 
-/// The method `arg` with `settings` for `loaded`, explaining samples laid out as `layout`
-/// (`real` of them real positions of a text, the rest padding).
-pub fn resolve(
-    arg: MethodArg,
-    s: &Settings,
-    loaded: &Loaded,
-    layout: Layout,
-    sample: &[f32],
-    real: usize,
-) -> Result<Resolved> {
+/// The model a method is resolved for: loaded, its task, and how its explained input lies.
+pub struct Model<'a> {
+    pub loaded: &'a Loaded,
+    pub task: &'a dyn Task,
+    pub layout: Layout,
+}
+
+impl Model<'_> {
+    /// Whether the inputs are text (token ids): what --features and the defaults go by.
+    fn is_text(&self) -> bool {
+        self.task.decodes().is_some()
+    }
+}
+
+/// The method `arg` with `settings` for `model`, explaining `sample` (`real` of its positions
+/// real, of a text: the rest padding).
+pub fn resolve(arg: MethodArg, s: &Settings, model: &Model, sample: &[f32], real: usize) -> Result<Resolved> {
+    let (loaded, layout) = (model.loaded, model.layout);
     let mut settings = json!({});
     let mut layer = None;
     let draws = |default: usize| -> Result<usize> {
@@ -208,7 +216,7 @@ pub fn resolve(
                 RuleArg::RiemannMiddle => Rule::RiemannMiddle,
             };
             settings = json!({"baseline": s.baseline, "steps": s.steps, "rule": format!("{:?}", s.rule)});
-            Method::IntegratedGradients { baseline: baseline(s, loaded, layout)?, steps: s.steps, rule }
+            Method::IntegratedGradients { baseline: baseline(s, model)?, steps: s.steps, rule }
         }
         MethodArg::Smoothgrad => {
             if !(s.noise.is_finite() && s.noise >= 0.0) {
@@ -247,13 +255,13 @@ pub fn resolve(
             Method::Cam { cam, layer: tensor }
         }
         MethodArg::Occlusion => {
-            let default = match (&loaded.prepared, layout.channels_first) {
+            let default = match (model.is_text(), layout.channels_first) {
                 (_, true) => {
                     let side = layout.height.max(layout.width).div_ceil(8).max(1);
                     (side.min(layout.height), side.min(layout.width))
                 }
-                (Prepared::Series { .. }, _) => (1, layout.width),
-                _ => (1, 1),
+                (false, _) => (1, layout.width),
+                (true, _) => (1, 1),
             };
             let window = match &s.window {
                 Some(text) => pair("--window", text, layout)?,
@@ -264,14 +272,14 @@ pub fn resolve(
                 None => ((window.0 / 2).max(1), (window.1 / 2).max(1)),
             };
             settings = json!({"window": [window.0, window.1], "stride": [stride.0, stride.1], "baseline": s.baseline});
-            Method::Occlusion { occlusion: Occlusion { window, stride }, baseline: baseline(s, loaded, layout)? }
+            Method::Occlusion { occlusion: Occlusion { window, stride }, baseline: baseline(s, model)? }
         }
         MethodArg::Lime | MethodArg::KernelShap => {
-            let (grouping, named) = grouping(s, loaded, layout, sample, real)?;
+            let (grouping, named) = grouping(s, model, sample, real)?;
             let features = grouping.features(sample, layout);
             let groups = features.count;
             let grouping = Grouping::Given(features);
-            let baseline = baseline(s, loaded, layout)?;
+            let baseline = baseline(s, model)?;
             if arg == MethodArg::Lime {
                 let draws = draws(1000)?;
                 settings = json!({"features": named, "groups": groups, "draws": draws, "baseline": s.baseline,
@@ -279,7 +287,7 @@ pub fn resolve(
                 Method::Lime { grouping, draws, baseline, seed: s.seed }
             } else {
                 let draws = draws(2 * groups + 2048)?;
-                let background = background_samples(loaded, s.background, s.seed)?;
+                let background = background_samples(model, s.background, s.seed)?;
                 settings = json!({"features": named, "groups": groups, "draws": draws, "baseline": s.baseline,
                     "seed": s.seed, "background": s.background});
                 Method::KernelShap { grouping, draws, baseline, background, seed: s.seed }
@@ -305,7 +313,8 @@ fn pair(flag: &str, text: &str, layout: Layout) -> Result<(usize, usize)> {
 }
 
 /// `--baseline`: a keyword or a file.
-pub fn baseline(s: &Settings, loaded: &Loaded, layout: Layout) -> Result<Baseline> {
+pub fn baseline(s: &Settings, model: &Model) -> Result<Baseline> {
+    let (loaded, layout) = (model.loaded, model.layout);
     let text = s.baseline.as_str();
     Ok(match text.split_once(':').map_or((text, None), |(k, v)| (k, Some(v))) {
         ("zeros", None) => Baseline::Zeros,
@@ -323,7 +332,7 @@ pub fn baseline(s: &Settings, loaded: &Loaded, layout: Layout) -> Result<Baselin
             if !path.exists() {
                 bail!("--baseline {text:?}: give zeros, blur[:SIGMA], uniform, or an existing image or .npy file");
             }
-            if matches!(loaded.prepared, Prepared::Text { .. }) {
+            if model.is_text() {
                 bail!("--baseline {text:?}: a text model's baseline is zeros, blur or uniform over its embeddings");
             }
             let values = match path.extension().and_then(|e| e.to_str()) {
@@ -334,7 +343,10 @@ pub fn baseline(s: &Settings, loaded: &Loaded, layout: Layout) -> Result<Baselin
                     }
                     values
                 }
-                _ => loaded.image(path)?,
+                _ => {
+                    let image = crate::task::SampleSource { input: vec![path.to_owned()], ..Default::default() };
+                    model.task.sample(&image, &loaded.test)?.values
+                }
             };
             Baseline::Given(values)
         }
@@ -342,13 +354,10 @@ pub fn baseline(s: &Settings, loaded: &Loaded, layout: Layout) -> Result<Baselin
 }
 
 /// The feature groups of `--features` and `--segments`, and their name for the sidecar.
-fn grouping(s: &Settings, loaded: &Loaded, layout: Layout, sample: &[f32], real: usize) -> Result<(Grouping, String)> {
-    let text = match &loaded.prepared {
-        Prepared::Text { vocabulary } => Some(vocabulary),
-        _ => None,
-    };
+fn grouping(s: &Settings, model: &Model, sample: &[f32], real: usize) -> Result<(Grouping, String)> {
+    let (text, layout) = (model.task.text(sample), model.layout);
     let image = layout.channels_first;
-    let kind = s.features.unwrap_or(match (image, text) {
+    let kind = s.features.unwrap_or(match (image, &text) {
         (true, _) => FeaturesArg::Superpixels,
         (false, Some(_)) => FeaturesArg::Chars,
         (false, None) => FeaturesArg::Segments,
@@ -377,8 +386,7 @@ fn grouping(s: &Settings, loaded: &Loaded, layout: Layout, sample: &[f32], real:
         }
         FeaturesArg::Segments => Grouping::Segments(s.segments.unwrap_or(12).min(layout.height)),
         FeaturesArg::Chars | FeaturesArg::Words => {
-            let vocabulary = text.expect("checked above");
-            let chars: Vec<char> = sample.iter().map(|&id| vocabulary[id as usize]).collect();
+            let chars = text.expect("checked above");
             Grouping::Given(Features::from_groups(&text_groups(&chars, real, kind == FeaturesArg::Words)))
         }
     };
@@ -402,11 +410,12 @@ fn text_groups(chars: &[char], real: usize, words: bool) -> Vec<usize> {
 }
 
 /// `count` training samples drawn with `seed` (none for 0).
-fn background_samples(loaded: &Loaded, count: usize, seed: u64) -> Result<Vec<Vec<f32>>> {
+fn background_samples(model: &Model, count: usize, seed: u64) -> Result<Vec<Vec<f32>>> {
     if count == 0 {
         return Ok(Vec::new());
     }
-    let data = crate::dataset::load(&loaded.config.data, loaded.config.train.seed)?;
+    let config = &model.loaded.config;
+    let (data, _) = crate::task::load(&config.data, config.train.seed)?;
     let train = data.epoch(seed, 0);
     let mut order: Vec<usize> = (0..train.len()).collect();
     data::shuffle(&mut order, seed);

@@ -65,7 +65,6 @@ pub fn horner<T: Real>(x: T, coefficients: &[T]) -> T {
     coefficients.iter().fold(T::of(0.0), |p, &c| p.mul_add(x, c))
 }
 
-
 /// Runs `f` compiled for AVX2 and FMA where the CPU has them, so that the loops inlined into
 /// it work on eight lanes instead of SSE2's four and `mul_add` is one instruction; elsewhere as
 /// compiled. The results are the same bits either way: the same IEEE operations, and a

@@ -1,0 +1,180 @@
+//! One-step forecasting of a series: each window of `window` values is a sample, the value
+//! after it the target. Reads one column of a CSV (`[data] kind = "series"`), split by time,
+//! normalised by the training part's mean and std. Trained by mean squared error; its figure
+//! is the RMSE in the data's units, beside the persistence baseline (the next value is the
+//! last one) that a forecaster must beat.
+
+use anyhow::{Context, Result, bail};
+use data::{Batch, Dataset, Inputs, Normalisation, Targets, load_series_csv, persistence_rmse};
+use explain::Attribution;
+use graph::{Feed, Model, Supervised, TensorId};
+
+use super::{Evaluation, Figure, Predictor, Registration, Report, Sample, SampleSource, Shapes, Sums, Task, inputs};
+use crate::config::{DataConfig, DataSource, TrainConfig};
+use crate::dataset::{Data, TrainSet};
+
+pub const REGISTRATION: Registration = Registration { load, load_test, restore: None };
+
+/// Windows of a normalised series, each predicting the value after it.
+pub struct Forecast {
+    shapes: Shapes,
+    /// The training part's mean and std, by which every value is normalised.
+    normalisation: Normalisation,
+    /// The RMSE of forecasting each test window's next value as its last, in the data's units.
+    persistence_rmse: f64,
+}
+
+impl Forecast {
+    fn new(window: usize, normalisation: Normalisation, persistence_rmse: f64) -> Self {
+        let shapes = Shapes { sample: vec![window, 1], inputs: Inputs::Values, output: vec![1] };
+        Forecast { shapes, normalisation, persistence_rmse }
+    }
+
+    fn window(&self) -> usize {
+        self.shapes.sample[0]
+    }
+
+    /// A window from `--values` (the last window of them, normalised), or test window
+    /// `--index` with its actual next value.
+    fn query<'t>(
+        &self,
+        source: &SampleSource,
+        test: impl FnOnce() -> Result<&'t Dataset>,
+    ) -> Result<(Sample, Option<f64>)> {
+        let window = self.window();
+        match (&source.values, source.index, &source.input[..], &source.text) {
+            (Some(values), None, [], None) => {
+                let parsed: Vec<f64> = values
+                    .split(',')
+                    .map(|v| v.trim().parse::<f64>().map_err(|_| anyhow::anyhow!("--values: {v:?} is not a number")))
+                    .collect::<Result<_>>()?;
+                if parsed.len() < window {
+                    bail!("--values: {} values given; this model reads windows of {window}", parsed.len());
+                }
+                let values = parsed[parsed.len() - window..].iter().map(|&v| self.normalisation.apply(v)).collect();
+                Ok((Sample { label: "--values".into(), values, real: window }, None))
+            }
+            (None, Some(i), [], None) => {
+                let test = test()?;
+                let sample = Sample::of_test(test, i)?;
+                let Targets::Values { values, .. } = &test.targets else { unreachable!("a series") };
+                Ok((sample, Some(self.normalisation.invert(values[i]))))
+            }
+            (None, None, [_], None) => bail!("this model takes {:?} samples, not images", self.shapes.sample),
+            _ => bail!("give --values V1,V2,... (the latest {window} values) or --index N (a test window)"),
+        }
+    }
+}
+
+impl Task for Forecast {
+    fn shapes(&self) -> &Shapes {
+        &self.shapes
+    }
+
+    fn advice(&self) -> String {
+        format!("a linear layer of out_features = {} (the values each sample predicts)", self.shapes.width())
+    }
+
+    fn head(&self, model: Model, x: TensorId, output: TensorId, _train: &TrainConfig) -> graph::Result<Supervised> {
+        Supervised::regressor(model, x, output)
+    }
+
+    /// The windows as "x", their next values as "y", and "w" weighing each row: 0 for the
+    /// rows that pad the batch, so that held-out figures are exact.
+    fn feed(&self, batch: &Batch, set: &Dataset) -> Feed {
+        let mut feed = inputs(set.inputs, batch.samples.clone());
+        let per_sample = set.targets.per_sample();
+        let rows = batch.values.len() / per_sample;
+        let weights = (0..rows).flat_map(|r| std::iter::repeat_n((r < batch.valid) as u8 as f32, per_sample));
+        feed.inputs.insert("y".into(), batch.values.clone());
+        feed.inputs.insert("w".into(), weights.collect());
+        feed
+    }
+
+    fn kept(&self) -> String {
+        let n = &self.normalisation;
+        serde_json::json!({ "mean": n.mean, "std": n.std, "persistence_rmse": self.persistence_rmse }).to_string()
+    }
+
+    fn figure(&self) -> Figure {
+        Figure { name: "rmse", higher_is_better: false }
+    }
+
+    /// The loss is the mean squared error of the normalised values; the figure its root in
+    /// the data's units. The summed squared error weighs out the padding rows that the batch
+    /// loss counts.
+    fn score(&self, sums: Sums) -> (f64, f64) {
+        let n = sums.samples.max(1) as f64;
+        let mse = sums.metric / (n * self.shapes.width() as f64);
+        (mse, mse.sqrt() * self.normalisation.std)
+    }
+
+    fn show(&self, figure: f64) -> String {
+        format!("rmse {figure:.4}")
+    }
+
+    fn baselines(&self) -> Vec<String> {
+        vec![format!("persistence baseline (next = last) on the test set: rmse {:.4}", self.persistence_rmse)]
+    }
+
+    fn report(&self, mut evaluation: Evaluation) -> Result<Report> {
+        let (loss, rmse) = self.score(evaluation.sums(self)?);
+        let (file, samples) = (evaluation.checkpoint.display().to_string(), evaluation.test.len());
+        let persistence = self.persistence_rmse;
+        let json = serde_json::json!({
+            "checkpoint": file, "samples": samples, "loss": loss, "rmse": rmse, "persistence_rmse": persistence,
+        });
+        let text = format!(
+            "{file}: {samples} test samples, loss {loss:.4} {} (persistence baseline: rmse {persistence:.4})",
+            self.show(rmse)
+        );
+        Ok(Report { json, text })
+    }
+
+    /// The next value after a window, in the data's units (and the actual one of a test
+    /// window).
+    fn predict(&self, source: &SampleSource, model: &mut dyn Predictor, _top_k: usize) -> Result<Report> {
+        let (sample, actual) = self.query(source, || model.test())?;
+        let predicted = self.normalisation.invert(model.output(sample.values)?[0]);
+        let text = match actual {
+            Some(actual) => format!("forecast {predicted:.4} (actual {actual:.4})"),
+            None => format!("forecast {predicted:.4}"),
+        };
+        Ok(Report { json: serde_json::json!({ "forecast": predicted, "actual": actual }), text })
+    }
+
+    fn sample(&self, source: &SampleSource, test: &Dataset) -> Result<Sample> {
+        Ok(self.query(source, || Ok(test))?.0)
+    }
+
+    fn explained(&self, attribution: &Attribution) -> String {
+        format!("forecast {:.4}", self.normalisation.invert(attribution.score))
+    }
+}
+
+/// The series' training and test windows.
+fn load(data: &DataConfig, _seed: u64) -> Result<(Data, Box<dyn Task>)> {
+    let DataSource::Series { path, column, window, test_fraction } = &data.source else {
+        unreachable!("{:?} is not registered for forecasting", data.source)
+    };
+    let values = load_series_csv(path, column.as_deref()).context("loading [data] path")?;
+    let forecast = data::Forecast::new(&values, *window, *test_fraction)
+        .map_err(|e| anyhow::anyhow!("{}: [data] window / test_fraction: {e}", path.display()))?;
+    let persistence = persistence_rmse(&forecast.test, &forecast.normalisation);
+    let task = Box::new(Forecast::new(*window, forecast.normalisation, persistence));
+    Ok((Data { train: TrainSet::Fixed(forecast.train), test: forecast.test }, task))
+}
+
+/// The test windows, with the normalisation and baseline the checkpoint kept.
+fn load_test(data: &DataConfig, seed: u64, kept: Option<&str>) -> Result<(Dataset, Box<dyn Task>)> {
+    let (read, task) = load(data, seed)?;
+    let Some(kept) = kept else { return Ok((read.test, task)) };
+    let DataSource::Series { window, .. } = data.source else { unreachable!("a series") };
+    let value: serde_json::Value = serde_json::from_str(kept).context("the checkpoint's data metadata")?;
+    let (Some(mean), Some(std), Some(persistence)) =
+        (value["mean"].as_f64(), value["std"].as_f64(), value["persistence_rmse"].as_f64())
+    else {
+        bail!("the checkpoint holds no normalisation; was it trained on a series? (its data metadata: {kept})");
+    };
+    Ok((read.test, Box::new(Forecast::new(window, Normalisation { mean, std }, persistence))))
+}

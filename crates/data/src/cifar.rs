@@ -13,7 +13,7 @@ pub fn load_cifar10(files: &[PathBuf]) -> Result<Dataset> {
     let (mut samples, mut labels) = (Vec::new(), Vec::new());
     for path in files {
         let bad = |detail: String| DataError::Format { path: path.clone(), line: 0, detail };
-        let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|error| DataError::Io { path: path.clone(), error })?;
         if bytes.is_empty() || bytes.len() % RECORD != 0 {
             return Err(bad(format!("{} bytes is not a whole number of {RECORD}-byte CIFAR-10 records", bytes.len())));
         }

@@ -14,7 +14,7 @@ const PIXELS: usize = PIXELS_SIDE * PIXELS_SIDE;
 
 /// Reads the digits as images [1, 8, 8] scaled to [0, 1].
 pub fn load_digits(path: &Path) -> Result<Dataset> {
-    let io = |source| DataError::Io { path: path.to_owned(), source };
+    let io = |error| DataError::Io { path: path.to_owned(), error };
     let file = std::fs::File::open(path).map_err(io)?;
     let (mut samples, mut labels) = (Vec::new(), Vec::new());
     for (i, line) in BufReader::new(GzDecoder::new(file)).lines().enumerate() {

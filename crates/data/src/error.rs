@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source} (the shipped datasets are under datasets/; see datasets/SOURCES.md)")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// The file's own error is part of the message, and not a source below it: a chain
+    /// printed whole says it once.
+    #[error("{path}: {error} (the shipped datasets are under datasets/; see datasets/SOURCES.md)")]
+    Io { path: PathBuf, error: std::io::Error },
 
     #[error("{path}:{line}: {detail}")]
     Format { path: PathBuf, line: usize, detail: String },

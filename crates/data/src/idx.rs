@@ -31,7 +31,7 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
 
 /// The dimensions and u8 payload of an IDX file with the given magic number and rank.
 fn read_idx(path: &Path, magic: u32, rank: usize) -> Result<(Vec<usize>, Vec<u8>)> {
-    let io = |source| DataError::Io { path: path.to_owned(), source };
+    let io = |error| DataError::Io { path: path.to_owned(), error };
     let bad = |detail: String| DataError::Format { path: path.to_owned(), line: 0, detail };
     let raw = std::fs::read(path).map_err(io)?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {

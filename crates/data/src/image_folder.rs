@@ -15,7 +15,7 @@ pub const MAX_PIXELS: u64 = 100_000_000;
 pub fn open_image(path: &Path) -> Result<image::DynamicImage> {
     let bad = |detail: String| DataError::Format { path: path.to_owned(), line: 0, detail };
     let unreadable = |e: &dyn std::fmt::Display| bad(format!("not a readable PNG or JPEG image ({e})"));
-    let reader = || image::ImageReader::open(path).map_err(|e| DataError::Io { path: path.to_owned(), source: e });
+    let reader = || image::ImageReader::open(path).map_err(|e| DataError::Io { path: path.to_owned(), error: e });
     let (w, h) =
         reader()?.with_guessed_format().map_err(|e| unreadable(&e))?.into_dimensions().map_err(|e| unreadable(&e))?;
     if w as u64 * h as u64 > MAX_PIXELS {
@@ -29,7 +29,7 @@ pub fn open_image(path: &Path) -> Result<image::DynamicImage> {
 pub fn load_image_folder(root: &Path, shape: [usize; 3]) -> Result<(Dataset, Vec<String>)> {
     let io = |path: &Path| {
         let path = path.to_owned();
-        move |source| DataError::Io { path, source }
+        move |error| DataError::Io { path, error }
     };
     let bad = |path: &Path, detail: String| DataError::Format { path: path.to_owned(), line: 0, detail };
     let [channels, height, width] = shape;

@@ -29,7 +29,7 @@ impl Normalisation {
 /// between their neighbours, as the series is sampled at a fixed interval.
 pub fn load_series_csv(path: &Path, column: Option<&str>) -> Result<Vec<f64>> {
     let bad = |line: usize, detail: String| DataError::Format { path: path.to_owned(), line, detail };
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| DataError::Io { path: path.to_owned(), error })?;
     let mut lines = text.lines();
     let header: Vec<String> =
         lines.next().unwrap_or_default().split(',').map(|h| h.trim().trim_matches('"').to_string()).collect();

@@ -20,7 +20,7 @@ impl CharCorpus {
     /// Reads a UTF-8 text file, holding out its last `held_out` fraction.
     pub fn load(path: &Path, held_out: f64) -> Result<Self> {
         let bad = |detail: String| DataError::Format { path: path.to_owned(), line: 0, detail };
-        let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|error| DataError::Io { path: path.to_owned(), error })?;
         let text = String::from_utf8(bytes).map_err(|e| bad(format!("not UTF-8 text ({e})")))?;
         Self::new(&text, held_out).map_err(bad)
     }

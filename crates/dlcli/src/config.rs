@@ -22,12 +22,15 @@ pub struct ConfigErrors {
     pub problems: Vec<Problem>,
 }
 
+/// One problem on one line; several under a line that counts them.
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.problems.len();
-        write!(f, "{}: {n} problem{} in the config", self.path.display(), if n == 1 { "" } else { "s" })?;
+        if let [one] = &self.problems[..] {
+            return write!(f, "{}", one.named(&self.path));
+        }
+        write!(f, "{}: {} problems in the config", self.path.display(), self.problems.len())?;
         for p in &self.problems {
-            write!(f, "\n  {}:{}:{}: {}: {}", self.path.display(), p.line, p.column, p.key, p.message)?;
+            write!(f, "\n  {}", p.named(&self.path))?;
         }
         Ok(())
     }
@@ -617,7 +620,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
             path: path.to_owned(),
-            problems: vec![Problem { line: 0, column: 0, key: "(file)".into(), message: e.to_string() }],
+            problems: vec![Problem { at: None, key: String::new(), message: format!("cannot read the config: {e}") }],
         })?;
         let mut config = Config::parse(path, &text)?;
         config.resolve_data_paths(path.parent().unwrap_or(Path::new("")));
@@ -633,8 +636,8 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         let fail = |problems| ConfigErrors { path: path.to_owned(), problems };
         let doc = toml_edit::Document::parse(text).map_err(|e| {
-            let (line, column) = e.span().map_or((0, 0), |s| line_column(text, s.start));
-            fail(vec![Problem { line, column, key: "(syntax)".into(), message: e.message().trim().to_string() }])
+            let at = e.span().map(|s| line_column(text, s.start));
+            fail(vec![Problem { at, key: "(syntax)".into(), message: e.message().trim().to_string() }])
         })?;
         let mut r = Reader::new(text);
         match read_config(&mut r, doc.as_table()) {
@@ -798,6 +801,6 @@ mod tests {
         let problems = Config::parse(Path::new("m.toml"), &bad).unwrap_err().problems;
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].message, "must be in [0, 1), got 1.5");
-        assert_eq!((problems[0].line, problems[0].column), (4, 35));
+        assert_eq!(problems[0].at, Some((4, 35)));
     }
 }

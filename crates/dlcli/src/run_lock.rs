@@ -12,8 +12,7 @@ use anyhow::{Context, Result, bail};
 /// The lock's file in a run directory.
 pub const LOCK: &str = "dlcli.lock";
 
-/// A held lock on a run directory, released when dropped (and by [`RunLock::release`] before
-/// `std::process::exit`, which runs no destructors).
+/// A held lock on a run directory, released when dropped.
 pub struct RunLock {
     path: PathBuf,
 }
@@ -100,7 +99,7 @@ impl RunLock {
         Ok(())
     }
 
-    pub fn release(&self) {
+    fn release(&self) {
         let _ = std::fs::remove_file(&self.path);
     }
 }

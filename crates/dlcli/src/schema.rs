@@ -12,10 +12,21 @@ use toml_edit::{Item, TableLike, Value};
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
-    pub line: usize,
-    pub column: usize,
+    /// Line and column (from 1) where it is; None for the whole file.
+    pub at: Option<(usize, usize)>,
+    /// The key path ("model.layers[0].kernel"); empty for the whole file.
     pub key: String,
     pub message: String,
+}
+
+impl Problem {
+    /// The problem as an error names it: "PATH:LINE:COLUMN: KEY: MESSAGE", without the
+    /// parts it has not.
+    pub fn named(&self, path: &std::path::Path) -> String {
+        let at = self.at.map_or(String::new(), |(line, column)| format!(":{line}:{column}"));
+        let key = if self.key.is_empty() { String::new() } else { format!(" {}:", self.key) };
+        format!("{}{at}:{key} {}", path.display(), self.message)
+    }
 }
 
 /// Where a number must lie, stated as the error states it.
@@ -579,8 +590,8 @@ impl<'t> Reader<'t> {
     }
 
     pub fn problem(&mut self, span: Option<std::ops::Range<usize>>, key: &str, message: String) {
-        let (line, column) = span.map_or((0, 0), |s| line_column(self.text, s.start));
-        self.problems.push(Problem { line, column, key: key.to_string(), message });
+        let at = span.map(|s| line_column(self.text, s.start));
+        self.problems.push(Problem { at, key: key.to_string(), message });
     }
 
     /// Unknown keys of `table` (at `path`) are problems, with the nearest known key.

@@ -248,6 +248,11 @@ fn bad_configs_name_every_problem_with_its_position() {
     );
     let syntax = write("syntax.toml", "[data\nkind = 1\n");
     fails_with(&dlcli(&["config", "check", &syntax]), &["syntax.toml:1:6: (syntax)"]);
+    // A file that cannot be read is one line, with no position.
+    std::fs::write(dir.join("bad-utf8.toml"), b"[data]\nkind = \"\xff\"\n").unwrap();
+    let unreadable = dlcli(&["config", "check", dir.join("bad-utf8.toml").to_str().unwrap()]);
+    fails_with(&unreadable, &["bad-utf8.toml: cannot read the config: stream did not contain valid UTF-8"]);
+    assert!(!text(&unreadable).1.contains(":0:0") && text(&unreadable).1.trim_end().lines().count() == 1);
     fails_with(&dlcli(&["train", "--config", &typos, "--runs-dir", dir.to_str().unwrap()]), &["4 problems"]);
     assert!(!dir.join("typos-1").exists(), "a bad config leaves no run directory");
 
@@ -521,6 +526,10 @@ fn an_image_folder_trains_and_a_missing_cifar_file_is_named() {
     let missing =
         dlcli(&["train", "--config", cifar.to_str().unwrap(), "--device", "cpu", "--runs-dir", dir.to_str().unwrap()]);
     fails_with(&missing, &["datasets/cifar/none.bin", "[data] train_files"]);
+    // The cause once, on one line.
+    let stderr = text(&missing).1;
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
 /// Each of `got` within 1e-4 of `want`, relative to the larger of 1 and the largest `want`.

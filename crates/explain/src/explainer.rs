@@ -110,7 +110,7 @@ impl<E: Executor> Explainer<E> {
                     .nodes()
                     .find(|(_, n)| n.op.name() == "embedding" && n.inputs.first() == Some(&input))
                     .map(|(id, _)| id.out(0))
-                    .ok_or_else(|| GraphError::Shape {
+                    .ok_or_else(|| GraphError::Unsupported {
                         node: graph.label(input).to_string(),
                         detail: "token ids that no embedding looks up cannot be explained".into(),
                     })?;
@@ -125,7 +125,7 @@ impl<E: Executor> Explainer<E> {
         let picked = cut.binary(Binary::Mul, logits, mask)?;
         let score = cut.sum(picked)?;
         let grads = backward(&mut cut, score)?;
-        let explained_grad = grads.of(explained).ok_or_else(|| GraphError::Shape {
+        let explained_grad = grads.of(explained).ok_or_else(|| GraphError::NotDifferentiable {
             node: cut.label(explained).to_string(),
             detail: "the score does not depend on the input".into(),
         })?;
@@ -148,7 +148,7 @@ impl<E: Executor> Explainer<E> {
     /// Replaces parameter (or state tensor) `name` of the model with `values`.
     pub fn write_param(&mut self, name: &str, values: &[f32]) -> Result<()> {
         if !self.params.contains_key(name) {
-            return Err(GraphError::Shape { node: name.into(), detail: "not a parameter of this model".into() });
+            return Err(GraphError::UnknownName { name: name.into(), what: "parameter of this model" });
         }
         self.exec.write_named(name, values)
     }
@@ -157,7 +157,7 @@ impl<E: Executor> Explainer<E> {
     pub fn restore_param(&mut self, name: &str) -> Result<()> {
         match self.params.get(name) {
             Some(values) => self.exec.write_named(name, values),
-            None => Err(GraphError::Shape { node: name.into(), detail: "not a parameter of this model".into() }),
+            None => Err(GraphError::UnknownName { name: name.into(), what: "parameter of this model" }),
         }
     }
 
@@ -272,7 +272,7 @@ impl<E: Executor> Explainer<E> {
         target: Target,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let Some(&layer_grad) = self.feature_grads.get(&layer) else {
-            return Err(GraphError::Shape {
+            return Err(GraphError::NotDifferentiable {
                 node: self.graph.label(layer).to_string(),
                 detail: "the score does not depend on this layer".into(),
             });

@@ -68,7 +68,7 @@ impl Contributions {
 /// Appends the gradient of the scalar `loss` with respect to every tensor it depends on.
 pub fn backward(g: &mut Graph, loss: TensorId) -> Result<Gradients> {
     if !g.shape(loss).is_empty() {
-        return Err(GraphError::Shape {
+        return Err(GraphError::Usage {
             node: g.label(loss).to_string(),
             detail: format!("backward needs a scalar loss, not shape {:?}", g.shape(loss)),
         });

@@ -120,13 +120,13 @@ impl Executor for CpuExecutor {
 }
 
 pub(crate) fn unknown(name: &str) -> GraphError {
-    GraphError::Shape { node: name.into(), detail: "no tensor of this name".into() }
+    GraphError::UnknownName { name: name.into(), what: "tensor" }
 }
 
 /// A read of a tensor the run was not prepared for: its buffer may hold another tensor by now.
 pub(crate) fn not_an_output(node: &str, t: TensorId) -> GraphError {
     let detail = format!("output {} is not one the run was prepared for; prepare a run that asks for it", t.slot);
-    GraphError::Shape { node: node.to_string(), detail }
+    GraphError::Usage { node: node.to_string(), detail }
 }
 
 /// One prepared run of a graph on the CPU.

@@ -47,7 +47,7 @@ impl<A: Executor, B: Executor> CrossCheck<A, B> {
         };
         match got.iter().zip(&want).position(differs) {
             None => Ok(()),
-            Some(i) => Err(GraphError::Shape {
+            Some(i) => Err(GraphError::ExecutorMismatch {
                 node: label.to_string(),
                 detail: format!(
                     "output {} element {i}: {} gives {}, {} gives {} (cross-check tolerance {})",

@@ -321,10 +321,9 @@ impl GpuRun {
 /// A buffer beyond the adapter's limits, named by the tensor `t` that needs it, with advice.
 fn name_too_large(e: GraphError, graph: &Graph, t: Option<TensorId>) -> GraphError {
     match (e, t) {
-        (GraphError::Kernel(e @ kernels::KernelError::TooLarge { .. }), Some(t)) => GraphError::Shape {
-            node: graph.describe(t),
-            detail: format!("{e}; lower the batch size or the layer sizes, or run on the CPU with --device cpu"),
-        },
+        (GraphError::Kernel(limit @ kernels::KernelError::TooLarge { .. }), Some(t)) => {
+            GraphError::TooLarge { tensor: graph.describe(t), limit }
+        }
         (e, _) => e,
     }
 }

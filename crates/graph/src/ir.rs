@@ -274,7 +274,7 @@ impl Graph {
     pub fn cut(&mut self, t: TensorId, name: &str) -> Result<()> {
         let node = &mut self.nodes[t.node.0];
         if node.outputs.len() != 1 || node.outputs[0].dtype != DType::F32 {
-            return Err(GraphError::Shape {
+            return Err(GraphError::Usage {
                 node: node.label.clone(),
                 detail: "only a node with one f32 output can become an input".into(),
             });

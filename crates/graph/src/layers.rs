@@ -199,7 +199,7 @@ impl Model {
     pub fn tied_linear(&mut self, name: &str, x: TensorId, weight: &str, bias: bool) -> Result<TensorId> {
         let inputs = self.graph.shape(x).last().copied().unwrap_or(0);
         let shared = self.graph.find_param(weight).filter(|&w| self.graph.shape(w)[1..] == [inputs]);
-        let shared = shared.ok_or_else(|| GraphError::Shape {
+        let shared = shared.ok_or_else(|| GraphError::Usage {
             node: name.into(),
             detail: format!(
                 "ties its weight to {weight:?}, which is no [outputs, {inputs}] parameter declared before it"
@@ -310,7 +310,7 @@ impl Model {
 
 /// The error of a layer that cannot take one token at a time.
 pub(crate) fn cannot_decode(layer: &str, why: &str) -> GraphError {
-    GraphError::Shape { node: layer.into(), detail: format!("cannot decode token by token: {why}") }
+    GraphError::Unsupported { node: layer.into(), detail: format!("cannot decode token by token: {why}") }
 }
 
 /// An `nn.LSTM` or `nn.GRU` (batch first): its cell, hidden units, stacked layers, whether

@@ -133,7 +133,7 @@ impl<E: Executor> Trainer<E> {
     pub fn first_non_finite(&self) -> Result<Option<Anomaly>> {
         if !self.detects_anomalies {
             let detail = "this trainer keeps no step's tensors: build it with Trainer::detecting_anomalies".into();
-            return Err(GraphError::Shape { node: "training step".into(), detail });
+            return Err(GraphError::Usage { node: "training step".into(), detail });
         }
         anomaly::first_non_finite(&self.exec, self.train, &self.step.graph, &self.step.passes)
     }
@@ -205,7 +205,7 @@ impl<E: Executor> Trainer<E> {
             match state.params.get(name) {
                 Some(v) if v.len() == *want => {}
                 Some(v) => return Err(mismatch(name, format!("{} values for {want}", v.len()))),
-                None => return Err(mismatch(name, "no value to restore".into())),
+                None => return Err(GraphError::UnknownName { name: name.clone(), what: "value to restore" }),
             }
         }
         for name in &self.trained {
@@ -230,4 +230,3 @@ fn state_dict(graph: &Graph) -> Vec<String> {
         })
         .collect()
 }
-

@@ -13,8 +13,8 @@ pub enum KernelError {
     #[error("DLCLI_ADAPTER={wanted:?} matches no adapter; available: {available}")]
     AdapterNotFound { wanted: String, available: String },
 
-    #[error("could not open a device on {adapter}: {source}")]
-    RequestDevice { adapter: String, source: wgpu::RequestDeviceError },
+    #[error("could not open a device on {adapter}: {error}")]
+    RequestDevice { adapter: String, error: wgpu::RequestDeviceError },
 
     #[error(
         "GPU out of memory in {op}: {detail}; lower [train] batch_size (or --batch-size) or the layer sizes, \

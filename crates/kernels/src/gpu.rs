@@ -283,7 +283,7 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|source| KernelError::RequestDevice { adapter: summary.to_string(), source })?;
+        .map_err(|error| KernelError::RequestDevice { adapter: summary.to_string(), error })?;
         // The default handler panics; keep the message and report it from the next call.
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();

@@ -106,7 +106,8 @@ pub trait Operation: fmt::Debug + Send + Sync {
 
 /// The refusal of a backward op's own gradient.
 pub(crate) fn no_second_derivative(g: &Graph, node: NodeId) -> GraphError {
-    GraphError::Shape { node: g.node(node).label.clone(), detail: "second derivatives are not supported".into() }
+    let node = g.node(node).label.clone();
+    GraphError::NotDifferentiable { node, detail: "second derivatives are not supported".into() }
 }
 
 /// One CPU run of a node: its inputs' data and its outputs' buffers (each of the op's

@@ -10,7 +10,7 @@ use crate::optim::Training;
 
 /// What an optimizer's op answers when asked for its gradient.
 fn not_differentiable(g: &Graph, node: NodeId) -> GraphError {
-    GraphError::Shape { node: g.node(node).label.clone(), detail: "an update has no gradient".into() }
+    GraphError::NotDifferentiable { node: g.node(node).label.clone(), detail: "an update has no gradient".into() }
 }
 
 /// Inputs: every gradient. Output: [their global L2 norm, the clipping factor] and the

@@ -222,7 +222,7 @@ impl Operation for Recurrence {
         let inputs = g.node(node).inputs.clone();
         if grads[1..].iter().any(Option::is_some) {
             let detail = "only h takes a gradient, not the cell state or the saved gates".into();
-            return Err(GraphError::Shape { node: g.node(node).label.clone(), detail });
+            return Err(GraphError::NotDifferentiable { node: g.node(node).label.clone(), detail });
         }
         let Some(dh) = grads[0] else { return Ok(vec![None; inputs.len()]) };
         let state = g.shape(inputs[3]).to_vec();

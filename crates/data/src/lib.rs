@@ -20,5 +20,5 @@ pub use digits::load_digits;
 pub use error::{DataError, Result};
 pub use idx::load_idx;
 pub use image_folder::{MAX_PIXELS, load_image_folder, open_image};
-pub use series::{Forecast, Normalisation, load_series_csv, persistence_rmse};
+pub use series::{Forecast, Normalisation, load_series_csv, naive_mae, persistence_rmse, season, seasonal_naive_rmse};
 pub use text::{CharCorpus, encode_with};

@@ -82,6 +82,8 @@ pub struct Forecast {
     pub test: Dataset,
     /// The training part's statistics, which normalise both.
     pub normalisation: Normalisation,
+    /// The index of the first value held out: `series[..split]` is the training part.
+    pub split: usize,
 }
 
 impl Forecast {
@@ -105,7 +107,7 @@ impl Forecast {
             inputs: Inputs::Values,
             targets: Targets::Values { values: targets.map(|t| scaled[t]).collect(), per_sample: 1 },
         };
-        Ok(Forecast { train: windows(window..split), test: windows(split..series.len()), normalisation })
+        Ok(Forecast { train: windows(window..split), test: windows(split..series.len()), normalisation, split })
     }
 }
 
@@ -118,4 +120,64 @@ pub fn persistence_rmse(set: &Dataset, normalisation: &Normalisation) -> f64 {
         .map(|i| ((set.samples[i * steps + steps - 1] - values[i]) as f64 * normalisation.std).powi(2))
         .sum();
     (squares / set.len() as f64).sqrt()
+}
+
+/// The season of a series: the lag of the most prominent peak of its autocorrelation once its
+/// linear trend is removed (a peak's prominence is its height above the lowest correlation at
+/// a shorter lag), where that peak is a real one (a correlation above 0.2, 0.3 above that
+/// lowest point); None for a series with no such peak. Monthly data with a yearly pattern
+/// gives 12, weekly data 52, the sunspots their 11-year cycle. Lags up to half the series
+/// (at most 2,000) are looked at.
+pub fn season(values: &[f64]) -> Option<usize> {
+    const LEAST_CORRELATION: f64 = 0.2;
+    const LEAST_PROMINENCE: f64 = 0.3;
+    let residual = detrended(values);
+    let lags = (values.len() / 2).min(2000);
+    let variance: f64 = residual.iter().map(|r| r * r).sum();
+    // A series that is its line but for rounding has no season to find in what is left.
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let spread: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+    if lags < 3 || variance <= 1e-12 * spread {
+        return None;
+    }
+    let acf: Vec<f64> =
+        (0..=lags).map(|k| residual.iter().zip(&residual[k..]).map(|(a, b)| a * b).sum::<f64>() / variance).collect();
+    let mut lowest = acf[1];
+    let mut best: Option<(usize, f64)> = None;
+    for k in 2..lags {
+        lowest = lowest.min(acf[k]);
+        let peak = acf[k] > acf[k - 1] && acf[k] >= acf[k + 1];
+        let prominence = acf[k] - lowest;
+        if peak && acf[k] > LEAST_CORRELATION && prominence > LEAST_PROMINENCE && best.is_none_or(|b| prominence > b.1)
+        {
+            best = Some((k, prominence));
+        }
+    }
+    best.map(|(k, _)| k)
+}
+
+/// `values` less their least-squares line.
+fn detrended(values: &[f64]) -> Vec<f64> {
+    let n = values.len() as f64;
+    let (t_mean, mean) = ((n - 1.0) / 2.0, values.iter().sum::<f64>() / n);
+    let spread: f64 = (0..values.len()).map(|t| (t as f64 - t_mean).powi(2)).sum();
+    let covariance: f64 = values.iter().enumerate().map(|(t, v)| (t as f64 - t_mean) * (v - mean)).sum();
+    let slope = if spread > 0.0 { covariance / spread } else { 0.0 };
+    values.iter().enumerate().map(|(t, v)| v - mean - slope * (t as f64 - t_mean)).collect()
+}
+
+/// The RMSE of the seasonal naive forecast of each value from `split` on: the value one
+/// `season` before it (the persistence forecast for a season of 1).
+pub fn seasonal_naive_rmse(series: &[f64], split: usize, season: usize) -> f64 {
+    let targets = split.max(season)..series.len();
+    let n = targets.len().max(1) as f64;
+    (targets.map(|t| (series[t] - series[t - season]).powi(2)).sum::<f64>() / n).sqrt()
+}
+
+/// The mean absolute error of the seasonal naive forecast over `train` itself: the scale of
+/// the mean absolute scaled error (MASE, Hyndman and Koehler 2006), by which a forecaster's
+/// test error is divided (below 1: better than that naive forecast was in sample).
+pub fn naive_mae(train: &[f64], season: usize) -> f64 {
+    let n = train.len().saturating_sub(season).max(1) as f64;
+    train.windows(season + 1).map(|w| (w[season] - w[0]).abs()).sum::<f64>() / n
 }

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use data::{Batches, CharCorpus, Forecast, Inputs, Targets, encode_with, load_series_csv, persistence_rmse};
+use data::{
+    Batches, CharCorpus, Forecast, Inputs, SplitMix64, Targets, encode_with, load_series_csv, naive_mae,
+    persistence_rmse, season, seasonal_naive_rmse,
+};
 
 fn shipped(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets").join(path)
@@ -77,6 +80,43 @@ fn a_series_is_windowed_split_by_time_and_normalised_by_its_training_part() {
     std::fs::write(&csv, "t,v\n1,1\n2,x\n").unwrap();
     assert!(load_series_csv(&csv, None).unwrap_err().to_string().contains(":3: \"x\" is not a number"));
     assert!(Forecast::new(&values, 9, 0.2).is_err());
+}
+
+/// The seasonal naive forecast and MASE's scale by hand: a pattern of 4 on a rising line is
+/// off by the line's rise over a season, 4 × 0.5, at every step.
+#[test]
+fn the_seasonal_naive_forecast_is_off_by_what_changed_in_a_season() {
+    let pattern = [1.0, 3.0, 2.0, 5.0];
+    let series: Vec<f64> = (0..40).map(|t| pattern[t % 4] + 0.5 * t as f64).collect();
+    assert!((seasonal_naive_rmse(&series, 32, 4) - 2.0).abs() < 1e-12);
+    assert!((naive_mae(&series[..32], 4) - 2.0).abs() < 1e-12);
+    // One step back: |3-1+.5|, |2-3+.5|, |5-2+.5|, |1-5+.5| = 2.5, 0.5, 3.5, 3.5 in turn.
+    let persistence = ((2.5f64.powi(2) + 0.5f64.powi(2) + 2.0 * 3.5f64.powi(2)) / 4.0).sqrt();
+    assert!((seasonal_naive_rmse(&series, 32, 1) - persistence).abs() < 1e-12);
+    assert!((naive_mae(&series[..32], 1) - 2.5).abs() < 0.1);
+}
+
+/// The season is read off the autocorrelation of each shipped series' training part (its
+/// first 80%, as the forecasting task splits it): a year of months and of weeks, the solar
+/// cycle in years and in months; noise and a bare trend have none.
+#[test]
+fn the_season_is_the_autocorrelations_most_prominent_peak() {
+    let cases = [
+        ("airline-passengers.csv", None, Some(12)),
+        ("co2_weekly.csv", None, Some(52)),
+        ("sunspots_yearly.csv", None, Some(11)),
+        ("monthly-sunspots.csv", Some("Sunspots"), Some(127)),
+    ];
+    for (file, column, want) in cases {
+        let values = load_series_csv(&shipped(&format!("timeseries/{file}")), column).unwrap();
+        let split = Forecast::new(&values, 2, 0.2).unwrap().split;
+        assert_eq!(season(&values[..split]), want, "{file}");
+    }
+    let mut rng = SplitMix64(7);
+    let noise: Vec<f64> = (0..600).map(|_| rng.next_normal()).collect();
+    assert_eq!(season(&noise), None);
+    let line: Vec<f64> = (0..600).map(|t| 3.0 + 0.1 * t as f64).collect();
+    assert_eq!(season(&line), None);
 }
 
 #[test]

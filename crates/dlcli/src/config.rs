@@ -93,6 +93,8 @@ variants! {
             window: usize = 12, Bound::AtLeastOne;
             /// Share of the series, at its end, whose values are forecast for the test set.
             test_fraction: f64 = 0.2, Bound::OpenFraction;
+            /// Values per season (12 for monthly data with a yearly pattern), for the seasonal naive baseline (the value one season back) and MASE's scale; default: the lag of the most prominent peak of the training part's autocorrelation, if it has one.
+            season: Option<usize>, Bound::AtLeastOne;
         }
     }
 }

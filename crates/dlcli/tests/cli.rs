@@ -942,6 +942,30 @@ fn the_sunspot_forecaster_beats_persistence() {
     let values: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
     let train_part = &values[..2256];
     let mean = train_part.iter().sum::<f64>() / 2256.0;
+    // The seasonal naive forecast, one solar cycle back (127 months: the autocorrelation's
+    // peak, said at the start of training), and MASE against its in-sample error, by hand.
+    assert!(text(&out).0.contains("season 127, from the autocorrelation"), "{}", text(&out).0);
+    assert_eq!((eval["season"].as_u64(), eval["season_inferred"].as_bool()), (Some(127), Some(true)));
+    let squares: f64 = (2256..values.len()).map(|t| (values[t] - values[t - 127]).powi(2)).sum();
+    let seasonal = (squares / (values.len() - 2256) as f64).sqrt();
+    assert!((eval["seasonal_naive_rmse"].as_f64().unwrap() - seasonal).abs() < 1e-9, "{eval} {seasonal}");
+    assert!(rmse < seasonal, "rmse {rmse} against the seasonal naive forecast's {seasonal}");
+    let scale = (127..2256).map(|t| (values[t] - values[t - 127]).abs()).sum::<f64>() / (2256 - 127) as f64;
+    let (mae, mase) = (eval["mae"].as_f64().unwrap(), eval["mase"].as_f64().unwrap());
+    assert!((mase - mae / scale).abs() < 1e-9 && mae < rmse && mase < 1.0, "{eval}");
+    // A season given in [data] is the one used, and said to be given.
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        resolved.replace("test_fraction = 0.2", "test_fraction = 0.2\nseason = 12"),
+    )
+    .unwrap();
+    let yearly = stdout_json(&dlcli(&["eval", "--run", run.to_str().unwrap(), "--device", "cpu", "--json"]));
+    assert_eq!((yearly["season"].as_u64(), yearly["season_inferred"].as_bool()), (Some(12), Some(false)));
+    let squares: f64 = (2256..values.len()).map(|t| (values[t] - values[t - 12]).powi(2)).sum();
+    let by_hand = (squares / (values.len() - 2256) as f64).sqrt();
+    assert!((yearly["seasonal_naive_rmse"].as_f64().unwrap() - by_hand).abs() < 1e-9, "{yearly}");
+    std::fs::write(run.join("config.toml"), resolved).unwrap();
     let (header, _) = safetensors_parts(&run.join("best.safetensors"));
     let data: serde_json::Value = serde_json::from_str(header["__metadata__"]["data"].as_str().unwrap()).unwrap();
     assert!((data["mean"].as_f64().unwrap() - mean).abs() < 1e-9, "{data}");

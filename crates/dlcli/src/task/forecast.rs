@@ -1,11 +1,13 @@
 //! One-step forecasting of a series: each window of `window` values is a sample, the value
 //! after it the target. Reads one column of a CSV (`[data] kind = "series"`), split by time,
 //! normalised by the training part's mean and std. Trained by mean squared error; its figure
-//! is the RMSE in the data's units, beside the persistence baseline (the next value is the
-//! last one) that a forecaster must beat.
+//! is the RMSE in the data's units, beside the baselines a forecaster must beat: persistence
+//! (the next value is the last one) and the seasonal naive forecast (the value one season
+//! back; the season from `[data] season`, or the autocorrelation's). `eval` adds the MAE and
+//! MASE, the MAE over the training part's own seasonal naive MAE (Hyndman and Koehler).
 
 use anyhow::{Context, Result, bail};
-use data::{Batch, Dataset, Inputs, Normalisation, Targets, load_series_csv, persistence_rmse};
+use data::{Batch, Dataset, Inputs, Normalisation, Targets, load_series_csv, naive_mae, persistence_rmse};
 use explain::Attribution;
 use graph::{Feed, Model, Supervised, TensorId};
 
@@ -22,12 +24,48 @@ pub struct Forecast {
     normalisation: Normalisation,
     /// The RMSE of forecasting each test window's next value as its last, in the data's units.
     persistence_rmse: f64,
+    seasons: Seasons,
+}
+
+/// What the series' season gives: the seasonal naive baseline and MASE's scale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seasons {
+    /// Values per season, and whether the autocorrelation gave it (else the config); None
+    /// for a series without one.
+    season: Option<(usize, bool)>,
+    /// The RMSE of forecasting each test value as the one a season before it.
+    seasonal_rmse: Option<f64>,
+    /// The training part's own mean absolute error of that forecast (one step back without a
+    /// season): MASE's divisor, in the data's units.
+    naive_mae: f64,
+}
+
+impl Seasons {
+    /// Of `series`, whose first `split` values are the training part; `season` as configured.
+    fn of(series: &[f64], split: usize, season: Option<usize>) -> Seasons {
+        let season = match season {
+            Some(m) => Some((m, false)),
+            None => data::season(&series[..split]).map(|m| (m, true)),
+        };
+        let m = season.map_or(1, |(m, _)| m);
+        Seasons {
+            season,
+            seasonal_rmse: season.map(|(m, _)| data::seasonal_naive_rmse(series, split, m)),
+            naive_mae: naive_mae(&series[..split], m),
+        }
+    }
+
+    /// "season 12 (set)" or "season 127, inferred from the autocorrelation".
+    fn describe(&self) -> Option<String> {
+        let (m, inferred) = self.season?;
+        Some(format!("season {m}{}", if inferred { ", from the autocorrelation" } else { " ([data] season)" }))
+    }
 }
 
 impl Forecast {
-    fn new(window: usize, normalisation: Normalisation, persistence_rmse: f64) -> Self {
+    fn new(window: usize, normalisation: Normalisation, persistence_rmse: f64, seasons: Seasons) -> Self {
         let shapes = Shapes { sample: vec![window, 1], inputs: Inputs::Values, output: vec![1] };
-        Forecast { shapes, normalisation, persistence_rmse }
+        Forecast { shapes, normalisation, persistence_rmse, seasons }
     }
 
     fn window(&self) -> usize {
@@ -114,18 +152,41 @@ impl Task for Forecast {
     }
 
     fn baselines(&self) -> Vec<String> {
-        vec![format!("persistence baseline (next = last) on the test set: rmse {:.4}", self.persistence_rmse)]
+        let persistence =
+            format!("persistence baseline (next = last) on the test set: rmse {:.4}", self.persistence_rmse);
+        let seasonal = match (self.seasons.describe(), self.seasons.seasonal_rmse) {
+            (Some(season), Some(rmse)) => {
+                format!("seasonal naive baseline (next = one season back; {season}) on the test set: rmse {rmse:.4}")
+            }
+            _ => "no seasonal naive baseline: the training part's autocorrelation has no season ([data] season \
+                  gives one)"
+                .into(),
+        };
+        vec![persistence, seasonal]
     }
 
+    /// The RMSE, MAE and MASE in the data's units beside the baselines.
     fn report(&self, mut evaluation: Evaluation) -> Result<Report> {
         let (loss, rmse) = self.score(evaluation.sums(self)?);
+        let predicted = evaluation.outputs(self)?;
+        let Targets::Values { values: targets, .. } = &evaluation.test.targets else { unreachable!("a series") };
+        let errors = predicted.iter().zip(targets).map(|(p, t)| ((p - t) as f64 * self.normalisation.std).abs());
+        let mae = errors.sum::<f64>() / targets.len().max(1) as f64;
+        let mase = mae / self.seasons.naive_mae;
         let (file, samples) = (evaluation.checkpoint.display().to_string(), evaluation.test.len());
-        let persistence = self.persistence_rmse;
+        let (persistence, seasons) = (self.persistence_rmse, &self.seasons);
         let json = serde_json::json!({
-            "checkpoint": file, "samples": samples, "loss": loss, "rmse": rmse, "persistence_rmse": persistence,
+            "checkpoint": file, "samples": samples, "loss": loss, "rmse": rmse, "mae": mae, "mase": mase,
+            "persistence_rmse": persistence, "seasonal_naive_rmse": seasons.seasonal_rmse,
+            "season": seasons.season.map(|(m, _)| m), "season_inferred": seasons.season.is_some_and(|(_, i)| i),
         });
+        let seasonal = match (seasons.describe(), seasons.seasonal_rmse) {
+            (Some(season), Some(rmse)) => format!("; seasonal naive, {season}: rmse {rmse:.4}"),
+            _ => "; no season".into(),
+        };
         let text = format!(
-            "{file}: {samples} test samples, loss {loss:.4} {} (persistence baseline: rmse {persistence:.4})",
+            "{file}: {samples} test samples, loss {loss:.4} {}, mae {mae:.4}, mase {mase:.3} (persistence baseline: \
+             rmse {persistence:.4}{seasonal})",
             self.show(rmse)
         );
         Ok(Report { json, text })
@@ -152,29 +213,36 @@ impl Task for Forecast {
     }
 }
 
-/// The series' training and test windows.
 fn load(data: &DataConfig, _seed: u64) -> Result<(Data, Box<dyn Task>)> {
-    let DataSource::Series { path, column, window, test_fraction } = &data.source else {
+    let (data, task) = prepare(data)?;
+    Ok((data, Box::new(task)))
+}
+
+/// The series' training and test windows, and the task they make.
+fn prepare(data: &DataConfig) -> Result<(Data, Forecast)> {
+    let DataSource::Series { path, column, window, test_fraction, season } = &data.source else {
         unreachable!("{:?} is not registered for forecasting", data.source)
     };
     let values = load_series_csv(path, column.as_deref()).context("loading [data] path")?;
     let forecast = data::Forecast::new(&values, *window, *test_fraction)
         .map_err(|e| anyhow::anyhow!("{}: [data] window / test_fraction: {e}", path.display()))?;
     let persistence = persistence_rmse(&forecast.test, &forecast.normalisation);
-    let task = Box::new(Forecast::new(*window, forecast.normalisation, persistence));
+    let seasons = Seasons::of(&values, forecast.split, *season);
+    let task = Forecast::new(*window, forecast.normalisation, persistence, seasons);
     Ok((Data { train: TrainSet::Fixed(forecast.train), test: forecast.test }, task))
 }
 
 /// The test windows, with the normalisation and baseline the checkpoint kept.
-fn load_test(data: &DataConfig, seed: u64, kept: Option<&str>) -> Result<(Dataset, Box<dyn Task>)> {
-    let (read, task) = load(data, seed)?;
-    let Some(kept) = kept else { return Ok((read.test, task)) };
-    let DataSource::Series { window, .. } = data.source else { unreachable!("a series") };
-    let value: serde_json::Value = serde_json::from_str(kept).context("the checkpoint's data metadata")?;
-    let (Some(mean), Some(std), Some(persistence)) =
-        (value["mean"].as_f64(), value["std"].as_f64(), value["persistence_rmse"].as_f64())
-    else {
-        bail!("the checkpoint holds no normalisation; was it trained on a series? (its data metadata: {kept})");
-    };
-    Ok((read.test, Box::new(Forecast::new(window, Normalisation { mean, std }, persistence))))
+fn load_test(data: &DataConfig, _seed: u64, kept: Option<&str>) -> Result<(Dataset, Box<dyn Task>)> {
+    let (read, mut task) = prepare(data)?;
+    if let Some(kept) = kept {
+        let value: serde_json::Value = serde_json::from_str(kept).context("the checkpoint's data metadata")?;
+        let (Some(mean), Some(std), Some(persistence)) =
+            (value["mean"].as_f64(), value["std"].as_f64(), value["persistence_rmse"].as_f64())
+        else {
+            bail!("the checkpoint holds no normalisation; was it trained on a series? (its data metadata: {kept})");
+        };
+        (task.normalisation, task.persistence_rmse) = (Normalisation { mean, std }, persistence);
+    }
+    Ok((read.test, Box::new(task)))
 }

@@ -151,6 +151,19 @@ pub struct Evaluation<'a> {
 }
 
 impl Evaluation<'_> {
+    /// The model's output for every test sample, in order (each sample's `width` values).
+    pub fn outputs(&mut self, task: &dyn Task) -> Result<Vec<f32>> {
+        let model = self.model;
+        let run = self.exec.prepare(&model.graph, graph::Mode::Eval, &[model.output])?;
+        let width = task.shapes().output.iter().product::<usize>();
+        let mut outputs = Vec::with_capacity(self.test.len() * width);
+        for b in data::Batches::in_order(self.test, self.batch) {
+            self.exec.run(run, &task.feed(&b, self.test), 0)?;
+            outputs.extend_from_slice(&self.exec.read(run, model.output)?[..b.valid * width]);
+        }
+        Ok(outputs)
+    }
+
     /// What a pass over the test set sums, each batch fed as `task` feeds it.
     pub fn sums(&mut self, task: &dyn Task) -> Result<Sums> {
         let model = self.model;

@@ -2,6 +2,8 @@
 //! and random horizontal flip, each drawn per sample from (seed, step, row), so a run is
 //! reproducible and a resumed run draws what the uninterrupted one would have.
 
+use crate::dataset::SplitMix64;
+
 /// What to apply; the default applies nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Augment {
@@ -26,15 +28,15 @@ impl Augment {
         let len = channels * height * width;
         let p = self.crop_padding as i64;
         for (row, sample) in samples.chunks_mut(len).enumerate() {
-            let mut r = splitmix(
+            let mut r = SplitMix64(
                 seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (row as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
             );
             let (dy, dx) = if p > 0 {
-                ((r.next() % (2 * p as u64 + 1)) as i64 - p, (r.next() % (2 * p as u64 + 1)) as i64 - p)
+                ((r.next_u64() % (2 * p as u64 + 1)) as i64 - p, (r.next_u64() % (2 * p as u64 + 1)) as i64 - p)
             } else {
                 (0, 0)
             };
-            let flip = self.horizontal_flip && r.next() & 1 == 1;
+            let flip = self.horizontal_flip && r.next_u64() & 1 == 1;
             let original = sample.to_vec();
             for c in 0..channels {
                 for y in 0..height {
@@ -50,22 +52,6 @@ impl Augment {
                 }
             }
         }
-    }
-}
-
-struct SplitMix(u64);
-
-fn splitmix(seed: u64) -> SplitMix {
-    SplitMix(seed)
-}
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }
 

@@ -13,7 +13,7 @@ use graph::{
     Adam, Checkpoint, CpuExecutor, CrossCheck, Decoder, Executor, GpuExecutor, Mode, Optimizer, Schedule, Sgd,
     Supervised, TensorId, Training,
 };
-use kernels::{AdapterClass, Gpu};
+use kernels::{AdapterClass, Gpu, Tolerance};
 
 use crate::config::{Config, Device, OptimizerKind, ScheduleKind, TrainConfig};
 use crate::model;
@@ -28,9 +28,9 @@ pub fn open_device(device: Device) -> Result<Option<Gpu>> {
     }
 }
 
-/// How far `DLCLI_CROSSCHECK=1` lets the GPU's values stray from the CPU's, relative: float
-/// sums in another order differ by about 1e-6 per op and grow through a network.
-const CROSSCHECK_TOLERANCE: f32 = 1e-3;
+/// How far `DLCLI_CROSSCHECK=1` lets the GPU's values stray from the CPU's: float sums in
+/// another order differ by about 1e-6 per op and grow through a network.
+const CROSSCHECK_TOLERANCE: Tolerance = Tolerance { relative: 1e-3 };
 
 /// The GPU executor on `gpu`, else the CPU one; `profiled`, it times every node it runs.
 /// With `DLCLI_CROSSCHECK=1` the GPU executor runs beside the CPU one and the first node

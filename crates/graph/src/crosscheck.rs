@@ -2,6 +2,8 @@
 //! differ beyond a tolerance: how the GPU executor is held to the CPU one in tests, and what
 //! `DLCLI_CROSSCHECK=1` gives a user who suspects a driver.
 
+use kernels::Tolerance;
+
 use crate::error::{GraphError, Result};
 use crate::executor::{Executor, RunId};
 use crate::feed::Feed;
@@ -13,9 +15,8 @@ use crate::profile::NodeTime;
 pub struct CrossCheck<A: Executor, B: Executor> {
     checked: A,
     reference: B,
-    /// |checked - reference| may reach `tolerance` · (|reference| + 1% of the tensor's
-    /// largest magnitude).
-    tolerance: f32,
+    /// How far `checked` may stray from `reference`.
+    tolerance: Tolerance,
     runs: Vec<Compared>,
 }
 
@@ -28,7 +29,7 @@ struct Compared {
 }
 
 impl<A: Executor, B: Executor> CrossCheck<A, B> {
-    pub fn new(checked: A, reference: B, tolerance: f32) -> Self {
+    pub fn new(checked: A, reference: B, tolerance: Tolerance) -> Self {
         CrossCheck { checked, reference, tolerance, runs: Vec::new() }
     }
 
@@ -40,12 +41,7 @@ impl<A: Executor, B: Executor> CrossCheck<A, B> {
     /// The first element of `t` beyond the tolerance, as an error naming the node.
     fn compare(&self, c: &Compared, t: TensorId, label: &str) -> Result<()> {
         let (got, want) = (self.checked.read(c.checked, t)?, self.reference.read(c.reference, t)?);
-        let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let differs = |(g, w): (&f32, &f32)| {
-            let bound = self.tolerance * (w.abs() + 0.01 * largest);
-            !((g - w).abs() <= bound || (g.is_nan() && w.is_nan()))
-        };
-        match got.iter().zip(&want).position(differs) {
+        match self.tolerance.outside(&got, &want).first().copied() {
             None => Ok(()),
             Some(i) => Err(GraphError::ExecutorMismatch {
                 node: label.to_string(),
@@ -56,7 +52,7 @@ impl<A: Executor, B: Executor> CrossCheck<A, B> {
                     got[i],
                     self.reference.name(),
                     want[i],
-                    self.tolerance
+                    self.tolerance.relative
                 ),
             }),
         }

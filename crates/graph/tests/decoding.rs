@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use common::assert_close;
 use graph::{
     CellKind, CpuExecutor, Decoder, EncoderLayer, Executor, Feed, GpuExecutor, Mode, Model, Recurrent, TensorId,
     evaluate,
@@ -68,13 +69,6 @@ fn decoded(
     let decoding = m.decoding.take().unwrap();
     let mut decoder = Decoder::new(exec, &m.graph, logits, decoding, params).unwrap();
     tokens.iter().map(|&t| decoder.push(t).unwrap()).collect()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{what}[{i}]: {g} vs {w}");
-    }
 }
 
 /// Runs `check` with a maker of each executor: the CPU one, and the GPU one where there is an

@@ -11,7 +11,7 @@ use graph::{
     ConvGeometry, CpuExecutor, CrossCheck, Executor, Feed, GpuExecutor, Graph, Mode, Model, PoolGeometry, Supervised,
     TensorId, Trainer, Training, backward,
 };
-use kernels::{Binary, Unary};
+use kernels::{Binary, Tolerance, Unary};
 
 /// Runs `graph` in `mode` on both executors and compares every node in `outputs`.
 fn compare(graph: &Graph, mode: Mode, outputs: &[(TensorId, &str)], params: &HashMap<String, Vec<f32>>, feed: &Feed) {
@@ -29,7 +29,7 @@ fn compare(graph: &Graph, mode: Mode, outputs: &[(TensorId, &str)], params: &Has
     }
     let memory = exec.memory(run);
     // Node by node too: every tensor the run reads, on both executors.
-    let mut both = CrossCheck::new(GpuExecutor::new(gpu), CpuExecutor::new(), 1e-4);
+    let mut both = CrossCheck::new(GpuExecutor::new(gpu), CpuExecutor::new(), Tolerance::KERNEL);
     for (name, value) in params {
         both.write_named(name, value).unwrap();
     }
@@ -257,12 +257,12 @@ fn the_cross_check_names_the_first_node_that_differs() {
     let y = g.unary(Unary::Tanh, h).unwrap();
     let mut feed = Feed::default();
     feed.inputs.insert("x".into(), values(1, 6, 1.0));
-    let mut both = CrossCheck::new(CpuExecutor::new(), CpuExecutor::new(), 1e-4);
+    let mut both = CrossCheck::new(CpuExecutor::new(), CpuExecutor::new(), Tolerance::KERNEL);
     both.write_named("w", &values(2, 12, 1.0)).unwrap();
     let run = both.prepare(&g, Mode::Eval, &[y]).unwrap();
     both.run(run, &feed, 0).unwrap();
     // The same executor twice agrees; a weight changed on one side shows at the product.
-    let mut skewed = CrossCheck::new(CpuExecutor::new(), CpuExecutor::new(), 1e-4);
+    let mut skewed = CrossCheck::new(CpuExecutor::new(), CpuExecutor::new(), Tolerance::KERNEL);
     skewed.write_named("w", &values(2, 12, 1.0)).unwrap();
     let run = skewed.prepare(&g, Mode::Eval, &[y]).unwrap();
     skewed.reference_mut().write_named("w", &values(3, 12, 1.0)).unwrap();

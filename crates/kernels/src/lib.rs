@@ -27,6 +27,7 @@ pub mod shape;
 pub mod softmax;
 mod tensor;
 pub mod timing;
+mod tolerance;
 mod unary;
 
 pub use attention::Attention;
@@ -48,4 +49,5 @@ pub use recurrent::{Cell, RowView};
 pub use reduce::{ReduceOp, Reduction};
 pub use softmax::CrossEntropy;
 pub use tensor::{GpuTensor, PoolStats};
+pub use tolerance::Tolerance;
 pub use unary::{Unary, UnaryRow};

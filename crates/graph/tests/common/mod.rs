@@ -46,14 +46,11 @@ pub fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-/// |got - want| <= 1e-4 (|want| + 0.01 max|want|): relative, with a floor at 1% of the
-/// largest magnitude so that values that cancel to near zero are compared on the tensor's scale.
+/// Every value within the kernels' [`kernels::Tolerance`] of its reference.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let bound = 1e-4 * (w.abs() + 0.01 * scale);
-        assert!((g - w).abs() <= bound, "{what}[{i}]: got {g}, want {w} (bound {bound})");
+    if let Some(&i) = kernels::Tolerance::KERNEL.outside(got, want).first() {
+        panic!("{what}[{i}]: got {}, want {} ({:?})", got[i], want[i], kernels::Tolerance::KERNEL);
     }
 }
 

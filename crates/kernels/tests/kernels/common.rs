@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use kernels::{Dispatch, Gpu, GpuTensor};
+use kernels::{Dispatch, Gpu, GpuTensor, Tolerance};
 
 /// The GPU every test uses. With no adapter a test fails saying how to get one, unless
 /// `DLCLI_SKIP_GPU=1`, which skips it, counted (`kernels::no_adapter`).
@@ -38,20 +38,16 @@ macro_rules! gpu_test {
 }
 pub(crate) use gpu_test;
 
-/// SplitMix64: small, seeded, good enough for test inputs.
-pub struct Rng(u64);
+/// Test inputs from the data crate's seeded SplitMix64.
+pub struct Rng(data::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(data::SplitMix64(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [lo, hi).
@@ -91,20 +87,15 @@ pub fn read(gpu: &Gpu, t: &GpuTensor) -> Vec<f32> {
     gpu.read(t).unwrap()
 }
 
-/// The default tolerance: elementwise |got - want| <= RTOL * (|want| + scale), where scale is
-/// 1e-2 of the largest |want|, so values that cancel to near zero are judged against the size
-/// of the data rather than against themselves.
-pub const RTOL: f32 = 1e-4;
-
+/// The kernels' tolerance against their references ([`Tolerance::KERNEL`]).
 pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_close_tol(what, got, want, RTOL);
+    assert_close_tol(what, got, want, Tolerance::KERNEL.relative);
 }
 
+/// Every value within [`Tolerance`] `rtol` of its reference, else the first few that are not.
 pub fn assert_close_tol(what: &str, got: &[f32], want: &[f32], rtol: f32) {
     assert!(got.len() >= want.len(), "{what}: got {} values, want {}", got.len(), want.len());
-    let scale = 1e-2 * want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let bad: Vec<usize> =
-        (0..want.len()).filter(|&i| !within(got[i], want[i], rtol * (want[i].abs() + scale))).collect();
+    let bad = Tolerance { relative: rtol }.outside(got, want);
     if !bad.is_empty() {
         let first: Vec<String> =
             bad.iter().take(8).map(|&i| format!("[{i}] got {} want {}", got[i], want[i])).collect();
@@ -120,11 +111,6 @@ pub fn assert_close_to_max(what: &str, got: &[f32], want: &[f32], tol: f32) {
         .map(|i| (got[i] - want[i]).abs())
         .fold(0f32, |m, e| if e.is_nan() || m.is_nan() { f32::NAN } else { m.max(e) });
     assert!(worst <= tol * max, "{what}: max error {worst} exceeds {tol} x max|want| = {}", tol * max);
-}
-
-/// |got - want| <= tol, false for NaN.
-fn within(got: f32, want: f32, tol: f32) -> bool {
-    (got - want).abs() <= tol
 }
 
 /// Sizes that are not multiples of any tile or workgroup.

@@ -49,7 +49,9 @@ enum Command {
     Predict(predict::Args),
     /// Text from a trained character-level language model, streamed as it is sampled.
     Generate(generate::Args),
-    /// What the model looks at: a Grad-CAM or saliency map as a PNG overlay plus JSON.
+    /// What the model looks at: an attribution (saliency, input × gradient, Integrated Gradients,
+    /// SmoothGrad, Grad-CAM, Grad-CAM++, occlusion, LIME, KernelSHAP) or attention maps, as
+    /// pictures with a JSON sidecar, faithfulness checks and an HTML report.
     Explain(Box<explain::Args>),
     /// A table of a config's layers: output shapes, parameters, FLOPs, planned memory.
     Summary(summary::Args),

@@ -216,4 +216,16 @@ fn the_report_renders_in_chromium_with_every_image_and_the_check_figures() {
         &dlcli(&[&args[..], &inputs[..], &["--out", dir.join("one.png").to_str().unwrap()]].concat()),
         &["several --input files are for --report or --check"],
     );
+
+    // Without --method, the report has every attribution method that applies: all nine for
+    // the CNN, all but the class activation maps for the LSTM, which has no feature map.
+    for (model, methods) in [("digits", 9), ("sunspots", 7)] {
+        let every = dir.join(format!("every-{model}.html"));
+        let args = ["explain", "--checkpoint", &checkpoint(model), "--index", "0", "--device", "cpu", "--draws", "64"];
+        let out = dlcli(&[&args[..], &["--report", every.to_str().unwrap()]].concat());
+        assert!(out.status.success(), "{:?}", text(&out));
+        let html = std::fs::read_to_string(&every).unwrap();
+        assert_eq!(html.matches("<tr data-order=").count(), methods, "{model}");
+        assert_eq!(html.contains("<th>gradcam++</th>"), methods == 9, "{model}");
+    }
 }

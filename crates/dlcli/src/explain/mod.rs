@@ -32,8 +32,9 @@ const EXPLAIN_BATCH: usize = 32;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The method, or for --report several, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    /// The method, or for --report several, comma-separated (--report without it: every
+    /// attribution method that applies to the model).
+    #[arg(long, value_enum, value_delimiter = ',', required_unless_present = "report")]
     method: Vec<MethodArg>,
     #[command(flatten)]
     model: ModelSource,
@@ -189,6 +190,7 @@ impl<'g> Session<'g> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    args.settings.check()?;
     let attention = args.method.contains(&MethodArg::Attention);
     if args.check && attention {
         bail!("--check is for attribution methods; attention maps have no target to check against");
@@ -214,7 +216,13 @@ pub fn run(args: &Args) -> Result<()> {
     let gpu = context::open_device(args.model.device)?;
     let mut session = Session::open(args, loaded, gpu.as_ref())?;
     match &args.report {
-        Some(path) => report::write(path, args, &mut session),
+        Some(path) => {
+            let methods = match &args.method[..] {
+                [] => settings::applicable(&session.loaded),
+                given => given.to_vec(),
+            };
+            report::write(path, &methods, args, &mut session)
+        }
         None => explain_one(args, args.method[0], args.out.as_deref().expect("clap requires --out"), &mut session),
     }
 }
@@ -285,7 +293,7 @@ fn explain_one(args: &Args, method: MethodArg, out: &Path, session: &mut Session
         print_top_groups(features, weights, chars.as_deref(), attribution.width);
     }
     if let Some(checked) = checked {
-        print!("{}", checked.table(method.name()));
+        print!("{}", checked.table(&method.name()));
     }
     Ok(())
 }

@@ -58,6 +58,9 @@ impl Picture<'_> {
     }
 }
 
+/// The title's font size, in pixels.
+const TITLE_SIZE: u32 = 17;
+
 /// `picture` drawn: a title, the panels scaled up by a whole factor to at least 224 pixels a
 /// side, and a colour bar with the map's values.
 pub fn picture(picture: &Picture, layout: Layout) -> Result<image::RgbImage> {
@@ -71,7 +74,9 @@ pub fn picture(picture: &Picture, layout: Layout) -> Result<image::RgbImage> {
     };
     let title = if picture.title.is_empty() { 8 } else { 36 };
     let (gap, label, bar) = (12, if kinds.len() > 1 { 20 } else { 0 }, 86);
-    let width = gap + kinds.len() * (pw + gap) + bar;
+    // Wide enough for the title, whose text may run past the panels.
+    let title_width = ("sans-serif", TITLE_SIZE).into_font().box_size(&picture.title).map_or(0, |(w, _)| w as usize);
+    let width = (gap + kinds.len() * (pw + gap) + bar).max(gap + title_width + gap);
     let height = title + label + ph + gap;
     let scaled = normalise(picture.input);
     let mut buffer = vec![255u8; width * height * 3];
@@ -106,7 +111,7 @@ pub fn picture(picture: &Picture, layout: Layout) -> Result<image::RgbImage> {
         let font = |size: i32| ("sans-serif", size).into_font().color(&BLACK);
         let text =
             |t: String, at: (usize, usize), size| root.draw(&Text::new(t, (at.0 as i32, at.1 as i32), font(size)));
-        text(picture.title.clone(), (gap, 9), 17).map_err(crate::plots::err)?;
+        text(picture.title.clone(), (gap, 9), TITLE_SIZE as i32).map_err(crate::plots::err)?;
         if kinds.len() > 1 {
             for (k, kind) in kinds.iter().enumerate() {
                 text(kind.to_string(), (gap + k * (pw + gap), title), 13).map_err(crate::plots::err)?;
@@ -194,4 +199,24 @@ pub fn highlighted_ansi(chars: &[char], weights: &[f64]) -> String {
             format!("\x1b[48;2;{};{};{}m\x1b[30m{c}\x1b[0m", blend(s, r), blend(s, g), blend(s, b))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A picture is wide enough for its title: the text ends before the right edge, where a
+    /// title longer than the panels was cut off.
+    #[test]
+    fn a_long_title_fits_the_picture() {
+        let (input, map) = (vec![0.5f32; 64], (0..64).map(|i| i as f32).collect::<Vec<_>>());
+        let title = "integrated_gradients of class 0 (probability 100.00%) and then some more words".to_string();
+        let picture = Picture { input: &input, channels: 1, height: 8, width: 8, map: &map, signed: true, title };
+        let image = super::picture(&picture, Layout::Overlay).unwrap();
+        let inked = |x: u32| (0..36).any(|y| image.get_pixel(x, y).0 != [255, 255, 255]);
+        let last = (0..image.width()).rev().find(|&x| inked(x)).unwrap();
+        assert!(image.width() > 224 + 12 + 86 + 12, "{} pixels wide", image.width());
+        assert!(last + 8 < image.width(), "the title reaches column {last} of {}", image.width());
+        assert!(last > 224 + 12 + 86, "the title's end is drawn (column {last})");
+    }
 }

@@ -22,10 +22,11 @@ struct Row {
     checked: Option<Checked>,
 }
 
-pub fn write(path: &Path, args: &Args, session: &mut Session) -> Result<()> {
+/// The page of `methods` on the session's samples, at `path`.
+pub fn write(path: &Path, methods: &[MethodArg], args: &Args, session: &mut Session) -> Result<()> {
     let mut rows = Vec::new();
     let mut predictions: Vec<Option<String>> = vec![None; session.samples.len()];
-    for &method in &args.method {
+    for &method in methods {
         let mut cells = Vec::new();
         for (i, sample) in session.samples.iter().enumerate() {
             let resolved = session.resolve(method, &args.settings, sample)?;
@@ -69,7 +70,7 @@ fn cell(
             let weights: Vec<f64> = attribution.map[..sample.real].iter().map(|&w| w as f64).collect();
             format!("<pre class=\"text\">{}</pre>", highlighted_spans(&chars, &weights))
         }
-        None => img(&session.image((method, sample, attribution), args.layout, false)?, method.name())?,
+        None => img(&session.image((method, sample, attribution), args.layout, false)?, &method.name())?,
     })
 }
 

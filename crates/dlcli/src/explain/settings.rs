@@ -1,10 +1,14 @@
-//! The command line's method settings turned into an [`explain::Method`]: each option's
-//! default is the anchor library's (Captum, pytorch-grad-cam, lime, shap) unless a comment
-//! says why not, and every setting the method used goes into the sidecar.
+//! The command line's method settings turned into an [`explain::Method`]. Each option is
+//! declared once, here: its flag, its help, its default (for the defaults that depend on the
+//! method or the input, the constants below, which `--help` quotes) and its check. Each default
+//! is the anchor library's (Captum, pytorch-grad-cam, lime, shap) unless its help says why
+//! not, and every setting a method used goes into the sidecar under its flag's name.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use explain::{Baseline, Cam, Features, Grouping, Layout, Method, Occlusion, Rule, Smoothing};
 use serde_json::{Value, json};
 
@@ -19,7 +23,7 @@ pub enum MethodArg {
     /// input × ∂score/∂input (Captum's InputXGradient).
     #[value(name = "input_x_gradient", alias = "input-x-gradient")]
     InputXGradient,
-    /// Integrated Gradients from a baseline (Sundararajan et al.).
+    /// Integrated Gradients from a baseline (Sundararajan et al.; Captum's IntegratedGradients).
     #[value(name = "integrated_gradients", alias = "integrated-gradients", alias = "ig")]
     IntegratedGradients,
     /// Saliency averaged over noisy copies (Smilkov et al.; Captum's NoiseTunnel).
@@ -41,20 +45,9 @@ pub enum MethodArg {
 }
 
 impl MethodArg {
-    /// The name the command line, the sidecar and the report give it.
-    pub fn name(self) -> &'static str {
-        match self {
-            MethodArg::Saliency => "saliency",
-            MethodArg::InputXGradient => "input_x_gradient",
-            MethodArg::IntegratedGradients => "integrated_gradients",
-            MethodArg::Smoothgrad => "smoothgrad",
-            MethodArg::Gradcam => "gradcam",
-            MethodArg::GradcamPlusPlus => "gradcam++",
-            MethodArg::Occlusion => "occlusion",
-            MethodArg::Lime => "lime",
-            MethodArg::KernelShap => "kernel_shap",
-            MethodArg::Attention => "attention",
-        }
+    /// The name the command line, the sidecar and the report give it (its flag value).
+    pub fn name(self) -> String {
+        self.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
     }
 
     /// Whether its map has a sign (for the class, against it) rather than a magnitude.
@@ -75,25 +68,49 @@ impl MethodArg {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RuleArg {
-    #[value(name = "gauss-legendre")]
-    GaussLegendre,
-    #[value(name = "riemann-trapezoid")]
-    RiemannTrapezoid,
-    #[value(name = "riemann-left")]
-    RiemannLeft,
-    #[value(name = "riemann-right")]
-    RiemannRight,
-    #[value(name = "riemann-middle")]
-    RiemannMiddle,
+/// A flag whose value names one of a few values of a type (of the explain crate's, which
+/// knows no command line): the names and their help declared once here, read straight into
+/// the type.
+pub trait Choice: Copy + Send + Sync + 'static {
+    /// Each value's name on the command line, the value, and its help.
+    const CHOICES: &'static [(&'static str, Self, &'static str)];
+
+    fn name(self) -> &'static str
+    where
+        Self: PartialEq,
+    {
+        Self::CHOICES.iter().find(|(_, v, _)| *v == self).map_or("", |(n, ..)| n)
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SmoothingArg {
-    Mean,
-    Squared,
-    Variance,
+/// The parser of a [`Choice`] flag: its names, each with its help in `--help`.
+fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
+    let values = T::CHOICES.iter().map(|&(name, _, help)| PossibleValue::new(name).help(help));
+    let pick = |name: String| T::CHOICES.iter().find(|(n, ..)| *n == name).map(|&(_, v, _)| v);
+    PossibleValuesParser::new(values).map(move |name| pick(name).expect("clap let through one of the names"))
+}
+
+impl Choice for Rule {
+    const CHOICES: &'static [(&'static str, Rule, &'static str)] = &[
+        ("gauss-legendre", Rule::GaussLegendre, "Gauss-Legendre nodes and weights (Captum's default)"),
+        (
+            "riemann-trapezoid",
+            Rule::RiemannTrapezoid,
+            "the textbook trapezoid, whose weights sum to 1; Captum's riemann_trapezoid weights sum to (n-1)/n, so \
+             these attributions are n/(n-1) of Captum's (50/49 at 50 steps) and add up to the score's change",
+        ),
+        ("riemann-left", Rule::RiemannLeft, "left Riemann sums, as Captum's"),
+        ("riemann-right", Rule::RiemannRight, "right Riemann sums, as Captum's"),
+        ("riemann-middle", Rule::RiemannMiddle, "midpoint Riemann sums, as Captum's"),
+    ];
+}
+
+impl Choice for Smoothing {
+    const CHOICES: &'static [(&'static str, Smoothing, &'static str)] = &[
+        ("mean", Smoothing::Mean, "the mean of the saliency maps (Captum's smoothgrad)"),
+        ("squared", Smoothing::Squared, "the mean of their squares (Captum's smoothgrad_sq)"),
+        ("variance", Smoothing::Variance, "their variance (Captum's vargrad)"),
+    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -110,40 +127,88 @@ pub enum FeaturesArg {
     Words,
 }
 
+/// The defaults that depend on the method or the input, which `--help` quotes.
+mod default {
+    /// SmoothGrad's noisy copies (Smilkov et al.).
+    pub const SMOOTHGRAD_DRAWS: usize = 50;
+    /// LIME's perturbations (the lime package's `num_samples`).
+    pub const LIME_DRAWS: usize = 1000;
+    /// KernelSHAP's coalitions beyond twice the groups (shap's "auto": 2 × groups + 2048).
+    pub const SHAP_DRAWS_BEYOND_GROUPS: usize = 2048;
+    /// SLIC superpixels of an image (the lime package's quickshift gives about as many).
+    pub const SUPERPIXELS: usize = 50;
+    /// Grid cells.
+    pub const GRID_CELLS: usize = 49;
+    /// Segments of a series.
+    pub const SEGMENTS: usize = 12;
+    /// An occlusion window's side, as a share of an image's longer side.
+    pub const WINDOW_SHARE: usize = 8;
+    /// A blurred baseline's deviation, in pixels or steps.
+    pub const BLUR_SIGMA: f32 = 5.0;
+}
+
+fn draws_help() -> String {
+    format!(
+        "Samples drawn: SmoothGrad's noisy copies (default {}, Smilkov et al.), LIME's perturbations (default {}, \
+         the lime package's), KernelSHAP's coalitions (default 2 × groups + {}, shap's \"auto\")",
+        default::SMOOTHGRAD_DRAWS,
+        default::LIME_DRAWS,
+        default::SHAP_DRAWS_BEYOND_GROUPS
+    )
+}
+
+fn segments_help() -> String {
+    format!(
+        "How many groups: superpixels (default {}), grid cells (default {}) or series segments (default {})",
+        default::SUPERPIXELS,
+        default::GRID_CELLS,
+        default::SEGMENTS
+    )
+}
+
+fn window_help() -> String {
+    format!(
+        "Occlusion's window in positions, HxW (default: 1/{} of an image's side; 1 step of every feature of a \
+         series; 1 character)",
+        default::WINDOW_SHARE
+    )
+}
+
+fn baseline_help() -> String {
+    format!(
+        "What \"absent\" is, for integrated_gradients, occlusion, lime, kernel_shap and --check: zeros (for \
+         normalised images, the dataset's mean), blur[:SIGMA] (a Gaussian blur of the input, SIGMA in pixels or \
+         steps, default {}), uniform (noise over the input's range), or a file: an image, or a .npy array of the \
+         model's input shape",
+        default::BLUR_SIGMA
+    )
+}
+
 /// The method options of `dlcli explain`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Settings {
     /// The layer Grad-CAM looks at (default: the last activation with a feature map, the last
-    /// convolutional block's rectified output).
+    /// convolutional block's rectified output, as pytorch-grad-cam's users pick it).
     #[arg(long)]
     pub layer: Option<String>,
-    /// What "absent" is, for integrated_gradients, occlusion, lime, kernel_shap and --check:
-    /// zeros (for normalised images, the dataset's mean), blur[:SIGMA] (a Gaussian blur of
-    /// the input, SIGMA in pixels or steps, default 5), uniform (noise over the input's
-    /// range), or a file: an image, or a .npy array of the model's input shape.
-    #[arg(long, default_value = "zeros")]
+    #[arg(long, default_value = "zeros", help = baseline_help())]
     pub baseline: String,
     /// Integrated Gradients' points on the path (Captum's default).
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
-    /// Integrated Gradients' quadrature (Captum's default: Gauss-Legendre).
-    #[arg(long, value_enum, default_value_t = RuleArg::GaussLegendre)]
-    pub rule: RuleArg,
+    /// Integrated Gradients' quadrature.
+    #[arg(long, value_parser = choice::<Rule>(), default_value = Rule::GaussLegendre.name())]
+    pub rule: Rule,
     /// SmoothGrad's noise deviation as a fraction of the input's range (Smilkov et al.
-    /// recommend 0.1 to 0.2).
+    /// recommend 0.1 to 0.2; Captum takes a deviation in the input's units).
     #[arg(long, default_value_t = 0.15)]
     pub noise: f32,
-    /// SmoothGrad's form: the mean of the saliency maps, of their squares, or their variance.
-    #[arg(long, value_enum, default_value_t = SmoothingArg::Mean)]
-    pub smoothing: SmoothingArg,
-    /// Samples drawn: SmoothGrad's noisy copies (default 50, Smilkov et al.), LIME's
-    /// perturbations (default 1000, the lime package's), KernelSHAP's coalitions (default
-    /// 2 × groups + 2048, shap's "auto").
-    #[arg(long)]
+    /// SmoothGrad's form.
+    #[arg(long, value_parser = choice::<Smoothing>(), default_value = Smoothing::Mean.name())]
+    pub smoothing: Smoothing,
+    #[arg(long, help = draws_help())]
     pub draws: Option<usize>,
-    /// Occlusion's window in positions, HxW (default: an eighth of an image's side; 1 step
-    /// of every feature of a series; 1 character).
-    #[arg(long)]
+    #[arg(long, help = window_help())]
     pub window: Option<String>,
     /// Occlusion's stride, HxW or one number (default: half the window).
     #[arg(long)]
@@ -151,9 +216,7 @@ pub struct Settings {
     /// How lime and kernel_shap group the input.
     #[arg(long, value_enum)]
     pub features: Option<FeaturesArg>,
-    /// How many groups: superpixels (default 50), grid cells (default 49) or series
-    /// segments (default 12).
-    #[arg(long)]
+    #[arg(long, help = segments_help())]
     pub segments: Option<usize>,
     /// kernel_shap switches groups off to N samples of the training set in turn (its
     /// expected value over them), instead of to --baseline.
@@ -163,6 +226,25 @@ pub struct Settings {
     /// baselines, the background, --check's random orders).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+impl Settings {
+    /// The ranges the options must lie in, whichever method reads them.
+    pub fn check(&self) -> Result<()> {
+        if self.steps == 0 {
+            bail!("--steps 0: Integrated Gradients needs at least 1 point on the path");
+        }
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            bail!("--noise {}: give a fraction of the input's range, such as 0.15", self.noise);
+        }
+        if self.draws == Some(0) {
+            bail!("--draws 0: give at least 1 sample");
+        }
+        if self.segments == Some(0) {
+            bail!("--segments 0: give at least 1 group");
+        }
+        Ok(())
+    }
 }
 
 /// A method resolved for one model: what the explainer runs and what the sidecar says.
@@ -187,114 +269,96 @@ impl Model<'_> {
     }
 }
 
-/// The method `arg` with `settings` for `model`, explaining `sample` (`real` of its positions
-/// real, of a text: the rest padding).
+/// The method `arg` with `settings` (checked) for `model`, explaining `sample` (`real` of its
+/// positions real, of a text: the rest padding).
 pub fn resolve(arg: MethodArg, s: &Settings, model: &Model, sample: &[f32], real: usize) -> Result<Resolved> {
-    let (loaded, layout) = (model.loaded, model.layout);
-    let mut settings = json!({});
-    let mut layer = None;
-    let draws = |default: usize| -> Result<usize> {
-        match s.draws {
-            Some(0) => bail!("--draws 0: give at least 1 sample"),
-            Some(n) => Ok(n),
-            None => Ok(default),
-        }
-    };
-    let method = match arg {
+    let (method, settings) = match arg {
         MethodArg::Attention => unreachable!("attention has its own command path"),
-        MethodArg::Saliency => Method::Saliency,
-        MethodArg::InputXGradient => Method::InputXGradient,
+        MethodArg::Saliency => (Method::Saliency, json!({})),
+        MethodArg::InputXGradient => (Method::InputXGradient, json!({})),
         MethodArg::IntegratedGradients => {
-            if s.steps == 0 {
-                bail!("--steps 0: Integrated Gradients needs at least 1 point on the path");
-            }
-            let rule = match s.rule {
-                RuleArg::GaussLegendre => Rule::GaussLegendre,
-                RuleArg::RiemannTrapezoid => Rule::RiemannTrapezoid,
-                RuleArg::RiemannLeft => Rule::RiemannLeft,
-                RuleArg::RiemannRight => Rule::RiemannRight,
-                RuleArg::RiemannMiddle => Rule::RiemannMiddle,
-            };
-            settings = json!({"baseline": s.baseline, "steps": s.steps, "rule": format!("{:?}", s.rule)});
-            Method::IntegratedGradients { baseline: baseline(s, model)?, steps: s.steps, rule }
+            let settings = json!({"baseline": s.baseline, "steps": s.steps, "rule": s.rule.name()});
+            (Method::IntegratedGradients { baseline: baseline(s, model)?, steps: s.steps, rule: s.rule }, settings)
         }
         MethodArg::Smoothgrad => {
-            if !(s.noise.is_finite() && s.noise >= 0.0) {
-                bail!("--noise {}: give a fraction of the input's range, such as 0.15", s.noise);
-            }
-            let draws = draws(50)?;
-            let smoothing = match s.smoothing {
-                SmoothingArg::Mean => Smoothing::Mean,
-                SmoothingArg::Squared => Smoothing::Squared,
-                SmoothingArg::Variance => Smoothing::Variance,
-            };
-            settings = json!({"noise": s.noise, "draws": draws, "smoothing": format!("{:?}", s.smoothing).to_lowercase(), "seed": s.seed});
-            Method::SmoothGrad { noise: s.noise, draws, smoothing, seed: s.seed }
+            let draws = s.draws.unwrap_or(default::SMOOTHGRAD_DRAWS);
+            let (noise, smoothing, seed) = (s.noise, s.smoothing, s.seed);
+            let settings = json!({"noise": noise, "draws": draws, "smoothing": smoothing.name(), "seed": seed});
+            (Method::SmoothGrad { noise, draws, smoothing, seed }, settings)
         }
         MethodArg::Gradcam | MethodArg::GradcamPlusPlus => {
-            let layers = &loaded.config.layers;
-            let index = match &s.layer {
-                Some(name) => layers.iter().position(|l| &l.name == name).with_context(|| {
-                    let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
-                    format!("--layer {name:?} is not a layer of this model; layers: {names:?}")
-                })?,
-                None => default_cam_layer(loaded)?,
-            };
-            let name = layers[index].name.clone();
-            let tensor = loaded.layers[index];
-            if loaded.model.graph.shape(tensor).len() != 4 {
-                bail!(
-                    "--layer {name:?} gives {:?}, not a [batch, channels, height, width] feature map for a class \
-                     activation map; pick a convolutional layer",
-                    loaded.model.graph.shape(tensor)
-                );
-            }
             let cam = if arg == MethodArg::Gradcam { Cam::GradCam } else { Cam::GradCamPlusPlus };
-            settings = json!({"layer": name});
-            layer = Some(name);
-            Method::Cam { cam, layer: tensor }
+            let (name, layer) = cam_layer(s, model.loaded)?;
+            let method = Method::Cam { cam, layer };
+            return Ok(Resolved { method, settings: json!({"layer": name}), layer: Some(name) });
         }
-        MethodArg::Occlusion => {
-            let default = match (model.is_text(), layout.channels_first) {
-                (_, true) => {
-                    let side = layout.height.max(layout.width).div_ceil(8).max(1);
-                    (side.min(layout.height), side.min(layout.width))
-                }
-                (false, _) => (1, layout.width),
-                (true, _) => (1, 1),
-            };
-            let window = match &s.window {
-                Some(text) => pair("--window", text, layout)?,
-                None => default,
-            };
-            let stride = match &s.stride {
-                Some(text) => pair("--stride", text, layout)?,
-                None => ((window.0 / 2).max(1), (window.1 / 2).max(1)),
-            };
-            settings = json!({"window": [window.0, window.1], "stride": [stride.0, stride.1], "baseline": s.baseline});
-            Method::Occlusion { occlusion: Occlusion { window, stride }, baseline: baseline(s, model)? }
-        }
-        MethodArg::Lime | MethodArg::KernelShap => {
-            let (grouping, named) = grouping(s, model, sample, real)?;
-            let features = grouping.features(sample, layout);
-            let groups = features.count;
-            let grouping = Grouping::Given(features);
-            let baseline = baseline(s, model)?;
-            if arg == MethodArg::Lime {
-                let draws = draws(1000)?;
-                settings = json!({"features": named, "groups": groups, "draws": draws, "baseline": s.baseline,
-                    "seed": s.seed, "kernel_width": explain::LIME_KERNEL.0, "ridge_alpha": explain::LIME_KERNEL.1});
-                Method::Lime { grouping, draws, baseline, seed: s.seed }
-            } else {
-                let draws = draws(2 * groups + 2048)?;
-                let background = background_samples(model, s.background, s.seed)?;
-                settings = json!({"features": named, "groups": groups, "draws": draws, "baseline": s.baseline,
-                    "seed": s.seed, "background": s.background});
-                Method::KernelShap { grouping, draws, baseline, background, seed: s.seed }
-            }
-        }
+        MethodArg::Occlusion => occlusion(s, model)?,
+        MethodArg::Lime | MethodArg::KernelShap => perturbation(arg, s, model, sample, real)?,
     };
-    Ok(Resolved { method, settings, layer })
+    Ok(Resolved { method, settings, layer: None })
+}
+
+/// Grad-CAM's layer, `--layer` or the default, by its config name and its tensor: a feature map.
+fn cam_layer(s: &Settings, loaded: &Loaded) -> Result<(String, graph::TensorId)> {
+    let layers = &loaded.config.layers;
+    let index = match &s.layer {
+        Some(name) => layers.iter().position(|l| &l.name == name).with_context(|| {
+            let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+            format!("--layer {name:?} is not a layer of this model; layers: {names:?}")
+        })?,
+        None => default_cam_layer(loaded)?,
+    };
+    let (name, tensor) = (layers[index].name.clone(), loaded.layers[index]);
+    if loaded.model.graph.shape(tensor).len() != 4 {
+        bail!(
+            "--layer {name:?} gives {:?}, not a [batch, channels, height, width] feature map for a class \
+             activation map; pick a convolutional layer",
+            loaded.model.graph.shape(tensor)
+        );
+    }
+    Ok((name, tensor))
+}
+
+/// Occlusion's window and stride, from the flags or the input's defaults.
+fn occlusion(s: &Settings, model: &Model) -> Result<(Method, Value)> {
+    let layout = model.layout;
+    let default = match (model.is_text(), layout.channels_first) {
+        (_, true) => {
+            let side = layout.height.max(layout.width).div_ceil(default::WINDOW_SHARE).max(1);
+            (side.min(layout.height), side.min(layout.width))
+        }
+        (false, _) => (1, layout.width),
+        (true, _) => (1, 1),
+    };
+    let window = s.window.as_ref().map_or(Ok(default), |text| pair("--window", text, layout))?;
+    let half = ((window.0 / 2).max(1), (window.1 / 2).max(1));
+    let stride = s.stride.as_ref().map_or(Ok(half), |text| pair("--stride", text, layout))?;
+    let settings = json!({"window": [window.0, window.1], "stride": [stride.0, stride.1], "baseline": s.baseline});
+    Ok((Method::Occlusion { occlusion: Occlusion { window, stride }, baseline: baseline(s, model)? }, settings))
+}
+
+/// LIME or KernelSHAP over the sample's feature groups.
+fn perturbation(arg: MethodArg, s: &Settings, model: &Model, sample: &[f32], real: usize) -> Result<(Method, Value)> {
+    let (grouping, named) = grouping(s, model, sample, real)?;
+    let features = grouping.features(sample, model.layout);
+    let groups = features.count;
+    let (grouping, baseline, seed) = (Grouping::Given(features), baseline(s, model)?, s.seed);
+    let mut settings = json!({"features": named, "groups": groups, "baseline": s.baseline, "seed": seed});
+    let method = if arg == MethodArg::Lime {
+        let draws = s.draws.unwrap_or(default::LIME_DRAWS);
+        let (kernel_width, ridge_alpha) = explain::LIME_KERNEL;
+        settings["kernel_width"] = kernel_width.into();
+        settings["ridge_alpha"] = ridge_alpha.into();
+        settings["draws"] = draws.into();
+        Method::Lime { grouping, draws, baseline, seed }
+    } else {
+        let draws = s.draws.unwrap_or(2 * groups + default::SHAP_DRAWS_BEYOND_GROUPS);
+        let background = background_samples(model, s.background, seed)?;
+        settings["background"] = s.background.into();
+        settings["draws"] = draws.into();
+        Method::KernelShap { grouping, draws, baseline, background, seed }
+    };
+    Ok((method, settings))
 }
 
 /// `--window`/`--stride` as (height, width): "HxW", or one number for both (a text's or a
@@ -321,7 +385,7 @@ pub fn baseline(s: &Settings, model: &Model) -> Result<Baseline> {
         ("uniform", None) => Baseline::Uniform { seed: s.seed },
         ("blur", sigma) => {
             let sigma = match sigma.map(str::parse::<f32>) {
-                None => 5.0,
+                None => default::BLUR_SIGMA,
                 Some(Ok(v)) if v.is_finite() && v > 0.0 => v,
                 Some(_) => bail!("--baseline {text:?}: blur's deviation must be a positive number, as in blur:3"),
             };
@@ -368,23 +432,20 @@ fn grouping(s: &Settings, model: &Model, sample: &[f32], real: usize) -> Result<
         FeaturesArg::Segments => !image,
         FeaturesArg::Chars | FeaturesArg::Words => text.is_some(),
     };
-    let named = format!("{kind:?}").to_lowercase();
+    let named = kind.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string());
     if !fits {
         bail!(
             "--features {named} does not fit this model's input; images take superpixels or grid, series segments or grid, text chars or words"
         );
     }
-    if s.segments == Some(0) {
-        bail!("--segments 0: give at least 1 group");
-    }
     let grouping = match kind {
-        FeaturesArg::Superpixels => Grouping::Superpixels(s.segments.unwrap_or(50)),
+        FeaturesArg::Superpixels => Grouping::Superpixels(s.segments.unwrap_or(default::SUPERPIXELS)),
         FeaturesArg::Grid => {
-            let cells = s.segments.unwrap_or(49) as f64;
+            let cells = s.segments.unwrap_or(default::GRID_CELLS) as f64;
             let side = ((layout.positions() as f64 / cells).sqrt().ceil() as usize).max(1);
             Grouping::Grid(side.min(layout.height), if image { side.min(layout.width) } else { layout.width })
         }
-        FeaturesArg::Segments => Grouping::Segments(s.segments.unwrap_or(12).min(layout.height)),
+        FeaturesArg::Segments => Grouping::Segments(s.segments.unwrap_or(default::SEGMENTS).min(layout.height)),
         FeaturesArg::Chars | FeaturesArg::Words => {
             let chars = text.expect("checked above");
             Grouping::Given(Features::from_groups(&text_groups(&chars, real, kind == FeaturesArg::Words)))
@@ -420,6 +481,18 @@ fn background_samples(model: &Model, count: usize, seed: u64) -> Result<Vec<Vec<
     let mut order: Vec<usize> = (0..train.len()).collect();
     data::shuffle(&mut order, seed);
     Ok(order.iter().take(count).map(|&i| train.sample(i).to_vec()).collect())
+}
+
+/// Every attribution method that applies to `loaded`: all of them but the class activation
+/// maps, which need a feature map [B, K, h, w] (attention maps are not attributions).
+pub fn applicable(loaded: &Loaded) -> Vec<MethodArg> {
+    let cam = default_cam_layer(loaded).is_ok();
+    let applies = |m: &&MethodArg| match m {
+        MethodArg::Attention => false,
+        MethodArg::Gradcam | MethodArg::GradcamPlusPlus => cam,
+        _ => true,
+    };
+    MethodArg::value_variants().iter().filter(applies).copied().collect()
 }
 
 /// Grad-CAM's default layer: the last rectified feature map (an activation whose output is

@@ -48,11 +48,21 @@ fn training_steps_after_the_first_allocate_no_tensor() {
     feed.labels.insert("y".into(), (0..16).map(|i| i % 10).collect());
     // The gemm crate keeps a packing slab the size of L2 (1 MiB on Zen 4, 2 MiB on Sapphire
     // Rapids) per thread, made the first time that thread packs; which threads pack in a
-    // step is rayon's choice, and after the first step not every one may have.
-    for _ in 0..3 {
+    // step is rayon's choice (a loaded machine can leave a thread idle for several steps). So
+    // warm up until the live bytes hold for three steps in a row, which a step that kept a
+    // tensor would never let them do.
+    let (mut live, mut held) = (LIVE.load(Ordering::SeqCst), 0);
+    for _ in 0..20 {
         trainer.train_step(&feed).unwrap();
+        let now = LIVE.load(Ordering::SeqCst);
+        held = if now == live { held + 1 } else { 0 };
+        live = now;
+        if held == 3 {
+            break;
+        }
     }
-    let (live, mut counts) = (LIVE.load(Ordering::SeqCst), Vec::new());
+    assert_eq!(held, 3, "the live bytes grew through 20 steps: a step keeps memory it allocated");
+    let mut counts = Vec::new();
     for _ in 0..3 {
         let before = LARGE.load(Ordering::SeqCst);
         trainer.train_step(&feed).unwrap();

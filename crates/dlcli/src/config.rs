@@ -6,14 +6,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use graph::CellKind;
-use kernels::Unary;
-use toml_edit::{Item, TableLike, Value};
+use graph::settings::{Bound, Named, Section, Setting, Tagged, Value, did_you_mean, join};
+pub use graph::spec::LayerKind;
+use graph::{settings, variants};
+use toml_edit::{Item, TableLike};
 
-use crate::schema::{
-    Bound, Key, Named, Problem, Reader, Section, Setting, Tagged, Variant, did_you_mean, join, line_column, settings,
-    variants,
-};
+use crate::schema::{Problem, Reader, Table, line_column, to_toml};
 
 /// Every problem found in one file.
 #[derive(Debug)]
@@ -147,279 +145,6 @@ impl DataConfig {
 }
 
 // ----- [model] -------------------------------------------------------------------------------
-
-variants! {
-    /// A layer's type (`type = "conv2d"`) and its own keys.
-    pub enum LayerKind {
-        /// 2-D convolution of [N, C, H, W] (torch.nn.Conv2d).
-        Conv2d = "conv2d" {
-            out_channels: usize, Bound::AtLeastOne;
-            kernel: usize, Bound::AtLeastOne;
-            stride: usize = 1, Bound::AtLeastOne;
-            /// Zero pixels added on each side.
-            padding: usize = 0;
-            dilation: usize = 1, Bound::AtLeastOne;
-            bias: bool = true;
-        }
-        /// x W^T + b over the last axis of [batch, ..., features] (torch.nn.Linear).
-        Linear = "linear" {
-            /// Default: the data's classes (or values per target), for the output layer.
-            out_features: Option<usize>, Bound::AtLeastOne;
-            bias: bool = true;
-            /// The name of an earlier embedding layer whose weight this one shares (weight tying: out_features is its vocabulary).
-            tie: Option<String>;
-        }
-        /// Token ids [N, T] to vectors [N, T, dim], one row per token of the data's vocabulary (torch.nn.Embedding).
-        Embedding = "embedding" {
-            dim: usize, Bound::AtLeastOne;
-            /// A token id whose row stays zero and gets no gradient (padding_idx).
-            padding: Option<usize>;
-            /// Of the initial weights, N(0, std²): 1 is torch's default, 0.02 GPT-2's (for an output head tied to it).
-            std: f32 = 1.0, Bound::Positive;
-        }
-        /// The largest value of each window.
-        MaxPool2d = "max_pool2d" {
-            kernel: usize, Bound::AtLeastOne;
-            /// Default: the kernel.
-            stride: Option<usize>, Bound::AtLeastOne;
-            padding: usize = 0;
-        }
-        /// The mean of each window, padding counted (torch's count_include_pad).
-        AvgPool2d = "avg_pool2d" {
-            kernel: usize, Bound::AtLeastOne;
-            /// Default: the kernel.
-            stride: Option<usize>, Bound::AtLeastOne;
-            padding: usize = 0;
-        }
-        /// [N, C, H, W] to [N, C], the mean of each plane.
-        GlobalAvgPool = "global_avg_pool" {}
-        /// Batch statistics in training, running ones in eval (BatchNorm1d/2d).
-        BatchNorm = "batch_norm" {
-            eps: f32 = 1e-5, Bound::Positive;
-            /// Weight of the batch in the running statistics.
-            momentum: f32 = 0.1, Bound::Probability;
-        }
-        /// Over the last axis.
-        LayerNorm = "layer_norm" {
-            eps: f32 = 1e-5, Bound::Positive;
-        }
-        /// Zeroes each element with probability p in training, scaling the rest by 1/(1 - p).
-        Dropout = "dropout" {
-            p: f32 = 0.5, Bound::Fraction;
-        }
-        /// Every axis after the batch into one.
-        Flatten = "flatten" {}
-        /// The element-wise sum of its inputs (inputs = ["a", "b"]).
-        Add = "add" {}
-        /// Its inputs joined along the channels (inputs = ["a", "b"]).
-        Concat = "concat" {}
-        /// [N, C, H, W] as a sequence [N, H, C·W]: each image row one step (for lstm and gru).
-        ImageRows = "image_rows" {}
-        /// [N, C, H, W] as the sequence of its positions [N, H·W, C]: after a conv2d with kernel = stride, ViT's patch embedding.
-        Tokens = "tokens" {}
-        /// One learned token put before the sequence (ViT's class token): [N, T, C] to [N, T + 1, C].
-        ClassToken = "class_token" {}
-        /// An embedding of each position, added: [N, T, C].
-        Position = "position" {
-            /// "learned" (N(0, 0.02²) at first) or "sinusoidal" (fixed, as in Vaswani et al.).
-            encoding: PositionEncoding = PositionEncoding::Learned;
-        }
-        /// One step of a sequence: [N, T, C] to [N, C] (0: the class token's).
-        Step = "step" {
-            index: usize = 0;
-        }
-    }
-    else Recurrent(RecurrentLayer)
-    else Transformer(TransformerLayer)
-    else Activation(Unary)
-}
-
-/// A layer activation of the unary table by its name (no parameter: leaky_relu's is its
-/// default).
-impl Setting for Unary {
-    fn kind() -> String {
-        Unary::layers().map(|r| format!("{:?}", r.name)).collect::<Vec<_>>().join(" | ")
-    }
-
-    fn read(value: &Value) -> Result<Self, String> {
-        let name = String::read(value)?;
-        match Unary::layer(&name) {
-            Some(row) => Ok(row.op),
-            None => {
-                let names: Vec<&str> = Unary::layers().map(|r| r.name).collect();
-                Err(format!("{name:?} is not one of {names:?}{}", did_you_mean(&name, &names)))
-            }
-        }
-    }
-
-    fn write(&self) -> Option<Value> {
-        Some(self.name().into())
-    }
-}
-
-/// How a `position` layer encodes positions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PositionEncoding {
-    Learned,
-    Sinusoidal,
-}
-
-impl Named for PositionEncoding {
-    const ALL: &'static [(&'static str, Self)] =
-        &[("learned", PositionEncoding::Learned), ("sinusoidal", PositionEncoding::Sinusoidal)];
-}
-
-/// What a recurrent layer gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SequenceOutput {
-    /// Every step's output, [batch, steps, features].
-    Sequence,
-    /// The last step's, [batch, features] (`output[:, -1]` in PyTorch).
-    Last,
-}
-
-impl Named for SequenceOutput {
-    const ALL: &'static [(&'static str, Self)] =
-        &[("sequence", SequenceOutput::Sequence), ("last", SequenceOutput::Last)];
-}
-
-settings! {
-    /// The keys of an `lstm` or a `gru` layer.
-    pub struct RecurrentKeys {
-        /// Hidden units (per direction).
-        hidden: usize, Bound::AtLeastOne;
-        /// Stacked layers.
-        layers: usize = 1, Bound::Depth;
-        /// Also run each layer backwards in time; the features are then the forward's, then the backward's.
-        bidirectional: bool = false;
-        /// Between stacked layers, in training.
-        dropout: f32 = 0.0, Bound::Fraction;
-        /// "sequence": every step's output; "last": the last step's, [batch, features].
-        r#return: SequenceOutput = SequenceOutput::Sequence;
-    }
-}
-
-/// An `lstm` or `gru` layer over [batch, steps, features] (torch.nn.LSTM / GRU, batch_first).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecurrentLayer {
-    pub cell: CellKind,
-    pub keys: RecurrentKeys,
-}
-
-const CELLS: [(&str, CellKind, &str); 2] = [
-    ("lstm", CellKind::Lstm, "Long short-term memory (torch.nn.LSTM, batch_first), from a zero state."),
-    ("gru", CellKind::Gru, "Gated recurrent unit (torch.nn.GRU, batch_first), from a zero state."),
-];
-
-impl Tagged for RecurrentLayer {
-    fn variants() -> Vec<Variant> {
-        CELLS.iter().map(|(name, _, doc)| Variant { name, doc: doc.to_string(), keys: RecurrentKeys::keys() }).collect()
-    }
-
-    fn read(name: &str, r: &mut Reader, t: &dyn TableLike, path: &str) -> Option<RecurrentLayer> {
-        let &(_, cell, _) = CELLS.iter().find(|(n, ..)| *n == name)?;
-        Some(RecurrentLayer { cell, keys: RecurrentKeys::read_known(r, t, path, &mut Vec::new())? })
-    }
-
-    fn write(&self) -> (&'static str, Vec<(&'static str, Value)>) {
-        let name = CELLS.iter().find(|(_, c, _)| *c == self.cell).map_or("lstm", |(n, ..)| n);
-        (name, self.keys.write())
-    }
-}
-
-settings! {
-    /// The keys of a `transformer_encoder` or `transformer_decoder` layer.
-    pub struct TransformerKeys {
-        /// Stacked layers.
-        layers: usize = 1, Bound::Depth;
-        /// Attention heads; they split C.
-        heads: usize, Bound::AtLeastOne;
-        /// Width of the feed-forward block.
-        feedforward: usize, Bound::AtLeastOne;
-        /// Of the feed-forward block: a layer activation ("gelu", "relu", ...).
-        activation: Unary = Unary::GeluErf;
-        dropout: f32 = 0.1, Bound::Fraction;
-        /// Normalise each block's input (pre-norm), not its output.
-        norm_first: bool = true;
-        /// Step t attends to steps up to t only (a decoder's self-attention, a language model).
-        causal: bool = false;
-        eps: f32 = 1e-5, Bound::Positive;
-    }
-}
-
-/// Which stack of Transformer layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransformerKind {
-    Encoder,
-    /// Self-attention, then attention to a memory (the layer's second input).
-    Decoder,
-}
-
-/// A `transformer_encoder` or `transformer_decoder` layer on [batch, steps, features].
-#[derive(Debug, Clone, PartialEq)]
-pub struct TransformerLayer {
-    pub kind: TransformerKind,
-    pub keys: TransformerKeys,
-}
-
-const TRANSFORMERS: [(&str, TransformerKind, &str); 2] = [
-    (
-        "transformer_encoder",
-        TransformerKind::Encoder,
-        "Stacked torch.nn.TransformerEncoderLayer (batch_first) on [N, T, C].",
-    ),
-    (
-        "transformer_decoder",
-        TransformerKind::Decoder,
-        "Stacked torch.nn.TransformerDecoderLayer (batch_first) on [N, T, C], attending to a memory [N, S, C]: inputs = [\"x\", \"memory\"].",
-    ),
-];
-
-impl Tagged for TransformerLayer {
-    fn variants() -> Vec<Variant> {
-        let keys = TransformerKeys::keys();
-        TRANSFORMERS.iter().map(|(name, _, doc)| Variant { name, doc: doc.to_string(), keys: keys.clone() }).collect()
-    }
-
-    fn read(name: &str, r: &mut Reader, t: &dyn TableLike, path: &str) -> Option<TransformerLayer> {
-        let &(_, kind, _) = TRANSFORMERS.iter().find(|(n, ..)| *n == name)?;
-        Some(TransformerLayer { kind, keys: TransformerKeys::read_known(r, t, path, &mut Vec::new())? })
-    }
-
-    fn write(&self) -> (&'static str, Vec<(&'static str, Value)>) {
-        let name = TRANSFORMERS.iter().find(|(_, k, _)| *k == self.kind).map_or("transformer_encoder", |(n, ..)| n);
-        (name, self.keys.write())
-    }
-}
-
-/// The unary table's layer rows (`kernels/src/unary.rs`) are layer types: `{ type = "relu" }`,
-/// their parameter a key (`{ type = "leaky_relu", slope = 0.01 }`).
-impl Tagged for Unary {
-    fn variants() -> Vec<Variant> {
-        let key = |name, op: Unary| Key::new::<f32>(name, "", Some(op.parameter()), Some(Bound::Finite));
-        let variant = |row: &kernels::UnaryRow| Variant {
-            name: row.name,
-            doc: format!("Activation: {}.", row.doc.trim().trim_end_matches('.')),
-            keys: row.parameter.map(|p| key(p, row.op)).into_iter().collect(),
-        };
-        Unary::layers().map(variant).collect()
-    }
-
-    fn read(name: &str, r: &mut Reader, t: &dyn TableLike, path: &str) -> Option<Unary> {
-        let row = Unary::layer(name)?;
-        match row.parameter {
-            Some(key) => {
-                Some(row.op.with_parameter(r.setting(t, path, key, Some(row.op.parameter()), Some(Bound::Finite))?))
-            }
-            None => Some(row.op),
-        }
-    }
-
-    fn write(&self) -> (&'static str, Vec<(&'static str, Value)>) {
-        let row = self.row();
-        (row.name, row.parameter.map(|key| (key, self.parameter().write().unwrap())).into_iter().collect())
-    }
-}
 
 settings! {
     /// One `[[model.layers]]` table as written.
@@ -576,27 +301,36 @@ impl EvalMetric {
     }
 }
 
-impl Setting for Vec<EvalMetric> {
+/// The metrics `dlcli eval` reports, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalMetrics(pub Vec<EvalMetric>);
+
+impl std::ops::Deref for EvalMetrics {
+    type Target = [EvalMetric];
+
+    fn deref(&self) -> &[EvalMetric] {
+        &self.0
+    }
+}
+
+impl Setting for EvalMetrics {
     fn kind() -> String {
         let names: Vec<String> = EvalMetric::NAMED.iter().map(|(n, _)| format!("{n:?}")).collect();
         format!("list of {}, \"top<k>\"", names.join(", "))
     }
 
     fn read(value: &Value) -> Result<Self, String> {
-        let names: Vec<&str> = value.as_array().map_or(Vec::new(), |a| a.iter().filter_map(|m| m.as_str()).collect());
+        let names = Vec::<String>::read(value).unwrap_or_default();
         let metrics: Vec<EvalMetric> = names.iter().filter_map(|m| EvalMetric::parse(m)).collect();
-        if names.is_empty() || metrics.len() != value.as_array().map_or(0, |a| a.len()) {
+        if names.is_empty() || metrics.len() != names.len() {
             let known: Vec<&str> = EvalMetric::NAMED.iter().map(|(n, _)| *n).collect();
-            return Err(format!(
-                "expected a list of {known:?} or \"top<k>\" (e.g. \"top3\"), got {}",
-                value.to_string().trim()
-            ));
+            return Err(format!("expected a list of {known:?} or \"top<k>\" (e.g. \"top3\"), got {value}"));
         }
-        Ok(metrics)
+        Ok(EvalMetrics(metrics))
     }
 
     fn write(&self) -> Option<Value> {
-        Some(Value::Array(self.iter().map(|m| m.name()).collect()))
+        Some(Value::Array(self.iter().map(|m| Value::String(m.name())).collect()))
     }
 }
 
@@ -604,7 +338,7 @@ settings! {
     /// `[eval]`: what `dlcli eval` reports.
     pub struct EvalConfig {
         /// "top5": the label among the 5 largest logits; "per_class": precision, recall, F1; "confusion": matrix and confusion.png.
-        metrics: Vec<EvalMetric> = vec![EvalMetric::Loss, EvalMetric::Accuracy, EvalMetric::PerClass, EvalMetric::Confusion];
+        metrics: EvalMetrics = EvalMetrics(vec![EvalMetric::Loss, EvalMetric::Accuracy, EvalMetric::PerClass, EvalMetric::Confusion]);
     }
 }
 
@@ -669,7 +403,7 @@ fn read_layers(r: &mut Reader, t: &dyn TableLike) -> Vec<LayerConfig> {
     type Spanned<'d> = (&'d dyn TableLike, Option<std::ops::Range<usize>>);
     let tables: Vec<Spanned> = match t.get("layers") {
         Some(Item::ArrayOfTables(a)) => a.iter().map(|t| (t as &dyn TableLike, t.span())).collect(),
-        Some(Item::Value(Value::Array(a))) => a
+        Some(Item::Value(toml_edit::Value::Array(a))) => a
             .iter()
             .filter_map(|v| match v.as_inline_table() {
                 Some(t) => Some((t as &dyn TableLike, t.span())),
@@ -689,8 +423,8 @@ fn read_layers(r: &mut Reader, t: &dyn TableLike) -> Vec<LayerConfig> {
     for (i, (table, span)) in tables.into_iter().enumerate() {
         let path = format!("model.layers[{i}]");
         r.here = span;
-        if let Some(layer) = LayerTable::read(r, table, &path).and_then(|l| resolve_layer(r, l, table, &path, &layers))
-        {
+        let read = LayerTable::read(&mut Table { reader: r, table }, &path);
+        if let Some(layer) = read.and_then(|l| resolve_layer(r, l, table, &path, &layers)) {
             layers.push(layer);
         }
     }
@@ -731,7 +465,7 @@ impl Config {
     pub fn resolved(&self) -> String {
         let table = |keys: Vec<(&str, Value)>| {
             let mut t = toml_edit::Table::new();
-            keys.into_iter().for_each(|(k, v)| t[k] = Item::Value(v));
+            keys.into_iter().for_each(|(k, v)| t[k] = Item::Value(to_toml(&v)));
             Item::Table(t)
         };
         let mut doc = toml_edit::DocumentMut::new();
@@ -752,9 +486,9 @@ impl Config {
             let mut t = toml_edit::InlineTable::new();
             t.insert("type", kind.into());
             t.insert("name", layer.name.as_str().into());
-            t.insert("inputs", Value::Array(layer.inputs.iter().map(String::as_str).collect()));
-            fields.into_iter().for_each(|(key, v)| _ = t.insert(key, v));
-            layers.push(Value::InlineTable(t));
+            t.insert("inputs", toml_edit::Value::Array(layer.inputs.iter().map(String::as_str).collect()));
+            fields.into_iter().for_each(|(key, v)| _ = t.insert(key, to_toml(&v)));
+            layers.push(toml_edit::Value::InlineTable(t));
         }
         layers.iter_mut().for_each(|l| l.decor_mut().set_prefix("\n    "));
         layers.set_trailing("\n");
@@ -767,6 +501,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use kernels::Unary;
+
     use super::*;
 
     /// Reading what `resolved()` writes gives the same config, for every shipped config and the

@@ -25,7 +25,7 @@ pub fn run(args: &Args) -> Result<()> {
         model: &loaded.model,
         test: &loaded.test,
         batch: loaded.config.train.batch_size,
-        metrics: &loaded.config.eval.metrics,
+        metrics: &loaded.config.eval.metrics[..],
         checkpoint: loaded.file.clone(),
     };
     task.report(evaluation)?.print(args.json);

@@ -4,8 +4,10 @@
 
 use std::fmt::Write;
 
+use graph::settings::{Key, Section, Tagged, Variant};
+
 use crate::config::{DataConfig, DataSource, EvalConfig, LayerKind, LayerTable, TrainConfig};
-use crate::schema::{Key, Section, Tagged, Variant};
+use crate::schema::to_toml;
 
 /// The model the defaults file trains: an example, not a list of keys.
 const EXAMPLE_LAYERS: &str = r#"layers = [
@@ -23,7 +25,7 @@ const EXAMPLE_KIND: &str = "digits";
 /// How a key's value reads in the reference: its default, or what to write.
 fn value(key: &Key) -> String {
     match (&key.default, key.optional) {
-        (Some(v), _) => v.to_string().trim().to_string(),
+        (Some(v), _) => to_toml(v).to_string().trim().to_string(),
         (None, true) => format!("<{}, optional>", key.kind),
         (None, false) => format!("<{}>", key.kind),
     }
@@ -98,10 +100,9 @@ fn cell(text: &str) -> String {
 fn key_table(keys: &[Key], out: &mut String) {
     out.push_str("| key | type | default | |\n|---|---|---|---|\n");
     for k in keys {
-        let default = k
-            .default
-            .as_ref()
-            .map_or(if k.optional { "optional" } else { "required" }.into(), |v| format!("`{}`", v.to_string().trim()));
+        let default = k.default.as_ref().map_or(if k.optional { "optional" } else { "required" }.into(), |v| {
+            format!("`{}`", to_toml(v).to_string().trim())
+        });
         let _ = writeln!(out, "| `{}` | {} | {default} | {} |", k.name, cell(&k.kind_and_bound()), cell(&k.doc));
     }
 }

@@ -7,8 +7,8 @@ use anyhow::Result;
 use graph::{GpuExecutor, Op, Plan, Trainer, TrainingStep};
 
 use crate::config::Config;
-use crate::schema::Tagged;
 use crate::{context, model, task};
+use graph::settings::Tagged;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -18,8 +18,8 @@ use crate::context;
 use crate::dataset::Data;
 use crate::run_dir::{self, Kept, Monitor, Progress, Run};
 use crate::run_lock::RunLock;
-use crate::schema::Named;
 use crate::task::{self, Sums, Task};
+use graph::settings::Named;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 
 use explain::{Explainer, Method};
-use graph::{CellKind, CpuExecutor, Feed, Mode, Model, Recurrent, TensorId, evaluate};
+use graph::{CellKind, CpuExecutor, Feed, Mode, Model, Recurrent, SequenceOutput, TensorId, evaluate};
 
-const GRU: Recurrent = Recurrent { cell: CellKind::Gru, hidden: 4, layers: 1, bidirectional: false, dropout: 0.0 };
+const GRU: Recurrent =
+    Recurrent { hidden: 4, layers: 1, bidirectional: false, dropout: 0.0, r#return: SequenceOutput::Sequence };
 
 /// `build`'s output at `at` for `params` with `feed`.
 fn output(graph: &graph::Graph, out: TensorId, params: &HashMap<String, Vec<f32>>, feed: &Feed, at: usize) -> f64 {
@@ -19,7 +20,7 @@ fn series_saliency_is_the_gradient_per_step_and_feature() {
     let (steps, features) = (5, 2);
     let mut m = Model::new(4);
     let x = m.graph.input("x", &[1, steps, features]);
-    let h = m.recurrent("gru", x, &GRU).unwrap().sequence;
+    let h = m.recurrent("gru", x, CellKind::Gru, &GRU).unwrap().sequence;
     let last = m.graph.step(h, steps - 1).unwrap();
     let y = m.linear("head", last, 4, 1, true).unwrap();
     let params = m.init.values();
@@ -53,7 +54,7 @@ fn token_saliency_is_the_norm_of_the_embeddings_gradient() {
     let mut m = Model::new(5);
     let ids = m.graph.indices("x", &[1, steps], vocab);
     let e = m.embedding("embed", ids, (vocab, dim), None, 1.0).unwrap();
-    let h = m.recurrent("gru", e, &Recurrent { hidden: 4, ..GRU }).unwrap().sequence;
+    let h = m.recurrent("gru", e, CellKind::Gru, &Recurrent { hidden: 4, ..GRU }).unwrap().sequence;
     let logits = m.linear("head", h, 4, vocab, true).unwrap();
     let logits = m.graph.reshape(logits, &[steps, vocab]).unwrap();
     let params = m.init.values();

@@ -4,33 +4,41 @@
 
 use std::collections::HashMap;
 
+use kernels::Binary;
 use kernels::cpu::dropout::philox4x32_10;
-use kernels::{Binary, Unary};
 
 use crate::decoding::{Carried, Carry, Decoding};
 use crate::error::{GraphError, Result};
 use crate::ir::{Graph, TensorId};
 use crate::ops::{CellKind, ConvGeometry};
+use crate::spec::{Recurrent, Transformer};
 
 /// How a parameter or state tensor starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Init {
     /// Uniform in [-bound, bound), from the model's Philox stream at this offset.
     Uniform {
+        /// Values lie in ±bound.
         bound: f32,
+        /// Where in the stream the tensor's draws start.
         offset: u64,
     },
+    /// Every element the same value.
     Constant(f32),
     /// The sinusoidal encoding of "Attention is all you need" for a [steps, dim] table:
     /// row t is sin(t / 10000^(2i/dim)) at 2i and cos(...) at 2i + 1.
     Sinusoidal {
+        /// Features of a row.
         dim: usize,
     },
     /// N(0, std²) by Box–Muller from two draws of the stream per element (from `offset`), the
     /// elements `zeroed.0 .. zeroed.0 + zeroed.1` zero (an embedding's padding row).
     Normal {
+        /// The deviation.
         std: f32,
+        /// Where in the stream the tensor's draws start.
         offset: u64,
+        /// (first, count) of the elements kept zero.
         zeroed: (usize, usize),
     },
 }
@@ -99,7 +107,9 @@ impl Initializers {
 /// A model under construction: its graph and how each parameter and state tensor starts,
 /// from the seeded stream.
 pub struct Model {
+    /// The layers' nodes so far.
     pub graph: Graph,
+    /// How each parameter and state tensor starts.
     pub init: Initializers,
     /// `state_dict` keys that name another key's parameter (tied weights), with that key.
     pub tied: Vec<(String, String)>,
@@ -112,6 +122,7 @@ pub struct Model {
 }
 
 impl Model {
+    /// An empty model whose parameters are drawn from `seed`'s stream.
     pub fn new(seed: u64) -> Self {
         Model {
             graph: Graph::new(),
@@ -313,37 +324,29 @@ pub(crate) fn cannot_decode(layer: &str, why: &str) -> GraphError {
     GraphError::Unsupported { node: layer.into(), detail: format!("cannot decode token by token: {why}") }
 }
 
-/// An `nn.LSTM` or `nn.GRU` (batch first): its cell, hidden units, stacked layers, whether
-/// each layer also runs backwards in time, and the dropout between layers.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Recurrent {
-    pub cell: CellKind,
-    pub hidden: usize,
-    pub layers: usize,
-    pub bidirectional: bool,
-    pub dropout: f32,
-}
-
 /// What a recurrent layer gives: the outputs of every step, [B, T, D·H], and of the last
 /// alone, [B, D·H] (`out[:, -1]`). A run computes only what it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecurrentOutput {
+    /// [B, T, D·H]
     pub sequence: TensorId,
+    /// [B, D·H]
     pub last: TensorId,
 }
 
 impl Model {
-    /// `nn.LSTM` / `nn.GRU(inputs, hidden, layers, batch_first=True, bidirectional)` named
-    /// `name` on x [B, T, I]: the outputs of every step [B, T, D·H] (D = 2 if bidirectional,
+    /// `nn.LSTM` / `nn.GRU(inputs, hidden, layers, batch_first=True, bidirectional)` (the
+    /// `cell`'s, with `r`'s settings: hidden units, stacked layers, both directions or one, the
+    /// dropout between layers) named `name` on x [B, T, I]: the outputs of every step [B, T, D·H] (D = 2 if bidirectional,
     /// the backward direction's features second), from a zero initial state. Parameters
     /// `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}` (`_reverse` for the
     /// backward direction) in PyTorch's order and layout, all U(±1/√H) as PyTorch draws them.
     /// The layers run time-major: one permute in and one out, each step's rows contiguous; the
     /// last step is sliced from the time-major output, so a classifier reading it alone
     /// (`out[:, -1]`) never transposes the other steps.
-    pub fn recurrent(&mut self, name: &str, x: TensorId, r: &Recurrent) -> Result<RecurrentOutput> {
+    pub fn recurrent(&mut self, name: &str, x: TensorId, cell: CellKind, r: &Recurrent) -> Result<RecurrentOutput> {
         let [batch, steps, _] = self.sequence(name, x)?;
-        let (hd, width) = (r.hidden, r.cell.gates() * r.hidden);
+        let (hd, width) = (r.hidden, cell.gates() * r.hidden);
         let bound = 1.0 / (hd as f32).sqrt();
         let mut seq = self.graph.permute(x, &[1, 0, 2])?; // [T, B, I]
         for layer in 0..r.layers {
@@ -359,7 +362,7 @@ impl Model {
                 // gradient, summed once, reaches both), and its recurrence reads x itself; a
                 // GRU's bₕₙ sits inside r ⊙ (·), so every step's input gates, with bᵢₕ, are one
                 // matmul before its recurrence.
-                let (input, b) = match r.cell {
+                let (input, b) = match cell {
                     CellKind::Lstm => (seq, self.graph.binary(Binary::Add, b_ih, b_hh)?),
                     CellKind::Gru => {
                         let flat = self.graph.reshape(seq, &[steps * batch, inputs])?;
@@ -367,7 +370,7 @@ impl Model {
                         (self.graph.reshape(xgates, &[steps, batch, width])?, b_hh)
                     }
                 };
-                let states: &[&str] = if r.cell == CellKind::Lstm { &["h", "c"] } else { &["h"] };
+                let states: &[&str] = if cell == CellKind::Lstm { &["h", "c"] } else { &["h"] };
                 let carried = self.decoding.is_some();
                 if carried && reverse {
                     self.refuse_decoding(name, "a bidirectional layer reads later tokens")?;
@@ -379,9 +382,9 @@ impl Model {
                         false => self.graph.fill(0.0, &[batch, hd]),
                     })
                     .collect();
-                let weights: &[TensorId] = if r.cell == CellKind::Lstm { &[w_ih] } else { &[] };
+                let weights: &[TensorId] = if cell == CellKind::Lstm { &[w_ih] } else { &[] };
                 let recurrence_inputs = [&[input, w_hh, b][..], &initial, weights].concat();
-                let h = self.graph.recurrence(r.cell, reverse, &recurrence_inputs)?;
+                let h = self.graph.recurrence(cell, reverse, &recurrence_inputs)?;
                 if carried {
                     // One step: its h (and c) are the states the next token starts from.
                     for (slot, (s, &input)) in states.iter().zip(&initial).enumerate() {
@@ -521,25 +524,16 @@ impl Model {
 pub struct AttentionSite {
     /// The layer's name (`encoder.layers.0.self_attn`).
     pub name: String,
+    /// The queries [B·H, Tq, D].
     pub q: TensorId,
+    /// The keys [B·H, Tk, D].
     pub k: TensorId,
+    /// Heads.
     pub heads: usize,
+    /// Whether query i sees only keys up to i.
     pub causal: bool,
     /// [B, Tk] u32, 0 = hidden.
     pub key_mask: Option<TensorId>,
-}
-
-/// A Transformer encoder or decoder layer (batch first): model width from its input, heads,
-/// the feed-forward width and activation, dropout, and whether each block normalises its
-/// input (pre-norm, `norm_first=True`) or its output.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EncoderLayer {
-    pub heads: usize,
-    pub feedforward: usize,
-    pub activation: Unary,
-    pub dropout: f32,
-    pub norm_first: bool,
-    pub eps: f32,
 }
 
 /// One sub-block of a Transformer layer: what it computes from its (normalised) input.
@@ -547,7 +541,7 @@ type Block<'a> = dyn Fn(&mut Model, TensorId) -> Result<TensorId> + 'a;
 
 impl Model {
     /// x + block(norm(x)) (pre-norm) or norm(x + block(x)), the norm named `norm`.
-    fn residual(&mut self, x: TensorId, block: &Block, norm: &str, layer: &EncoderLayer) -> Result<TensorId> {
+    fn residual(&mut self, x: TensorId, block: &Block, norm: &str, layer: &Transformer) -> Result<TensorId> {
         if layer.norm_first {
             let h = self.layer_norm(norm, x, layer.eps)?;
             let h = block(self, h)?;
@@ -564,7 +558,7 @@ impl Model {
     }
 
     /// linear2(dropout(activation(linear1(x)))), then dropout, named `name.linear1`, `.linear2`.
-    fn feedforward(&mut self, name: &str, x: TensorId, layer: &EncoderLayer) -> Result<TensorId> {
+    fn feedforward(&mut self, name: &str, x: TensorId, layer: &Transformer) -> Result<TensorId> {
         let [batch, steps, d] = self.sequence(name, x)?;
         let rows = self.graph.reshape(x, &[batch * steps, d])?;
         let h = self.linear(&format!("{name}.linear1"), rows, d, layer.feedforward, true)?;
@@ -576,19 +570,19 @@ impl Model {
     }
 
     /// `nn.TransformerEncoderLayer(d, heads, feedforward, dropout, activation, eps,
-    /// batch_first=True, norm_first)` named `name` on x [B, T, d], optionally causal and with a
-    /// key-padding mask: its parameters are `self_attn.*`, `linear1.*`, `linear2.*`, `norm1.*`,
+    /// batch_first=True, norm_first)` named `name` on x [B, T, d] (the width from x, the rest
+    /// `layer`'s settings; its `layers` are the caller's to stack), causal if `layer` says, with
+    /// an optional key-padding mask: its parameters are `self_attn.*`, `linear1.*`, `linear2.*`, `norm1.*`,
     /// `norm2.*`, as PyTorch names and initialises them.
     pub fn encoder_layer(
         &mut self,
         name: &str,
         x: TensorId,
-        layer: &EncoderLayer,
-        causal: bool,
+        layer: &Transformer,
         key_mask: Option<TensorId>,
     ) -> Result<TensorId> {
         let attention = |m: &mut Model, h: TensorId| -> Result<TensorId> {
-            let h = m.self_attention(&format!("{name}.self_attn"), h, layer.heads, causal, key_mask)?;
+            let h = m.self_attention(&format!("{name}.self_attn"), h, layer.heads, layer.causal, key_mask)?;
             m.dropped(h, layer.dropout)
         };
         let h = self.residual(x, &attention, &format!("{name}.norm1"), layer)?;
@@ -598,7 +592,7 @@ impl Model {
     }
 
     /// `nn.TransformerDecoderLayer(...)` named `name` on x [B, T, d] attending to `memory`
-    /// [B, Tm, d]: causal self-attention when `causal`, cross-attention to the memory (with its
+    /// [B, Tm, d]: self-attention (causal when `layer` says), cross-attention to the memory (with its
     /// optional key-padding mask), the feed-forward block; parameters `self_attn.*`,
     /// `multihead_attn.*`, `linear1.*`, `linear2.*`, `norm1.*` to `norm3.*`, as PyTorch's.
     pub fn decoder_layer(
@@ -606,12 +600,11 @@ impl Model {
         name: &str,
         x: TensorId,
         memory: TensorId,
-        layer: &EncoderLayer,
-        causal: bool,
+        layer: &Transformer,
         memory_mask: Option<TensorId>,
     ) -> Result<TensorId> {
         let attention = |m: &mut Model, h: TensorId| -> Result<TensorId> {
-            let h = m.self_attention(&format!("{name}.self_attn"), h, layer.heads, causal, None)?;
+            let h = m.self_attention(&format!("{name}.self_attn"), h, layer.heads, layer.causal, None)?;
             m.dropped(h, layer.dropout)
         };
         let cross = |m: &mut Model, h: TensorId| -> Result<TensorId> {

@@ -10,8 +10,12 @@
 //! run over buffers planned by liveness ([`Plan`]). A [`Supervised`] is a model's complete training graph;
 //! a [`Trainer`] trains any [`Trainable`] model on any executor.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+#![warn(missing_docs)]
+
 mod anomaly;
 mod autodiff;
+mod build;
 mod checkpoint;
 mod cpu;
 mod crosscheck;
@@ -26,6 +30,8 @@ pub mod ops;
 mod optim;
 mod plan;
 mod profile;
+pub mod settings;
+pub mod spec;
 mod step;
 mod supervised;
 mod trainer;
@@ -33,6 +39,7 @@ pub mod zoo;
 
 pub use anomaly::Anomaly;
 pub use autodiff::{Gradients, backward};
+pub use build::DataShape;
 pub use checkpoint::{Checkpoint, Meta, remove_abandoned_writes, write_atomically};
 pub use cpu::{CpuExecutor, Values, evaluate};
 pub use crosscheck::CrossCheck;
@@ -42,11 +49,12 @@ pub use executor::{Executor, RunId};
 pub use feed::{Feed, PADDING_LABEL};
 pub use gpu::{GpuExecutor, Memory};
 pub use ir::{DType, Graph, Mode, Node, NodeId, Op, TensorId, TensorType};
-pub use layers::{AttentionSite, EncoderLayer, Init, Initializers, Model, Recurrent, RecurrentOutput};
+pub use layers::{AttentionSite, Init, Initializers, Model, RecurrentOutput};
 pub use ops::{CellKind, ConvGeometry, CpuCall, GpuCall, Operation, PoolGeometry};
 pub use optim::{Adam, Optimizer, Schedule, Sgd, Training, optimizer_slots, optimizer_state_name};
 pub use plan::Plan;
 pub use profile::{NodeTime, Profile};
+pub use spec::{LayerKind, PositionEncoding, Recurrent, SequenceOutput, Transformer};
 pub use step::{Parameter, Pass, Trainable, TrainingStep};
 pub use supervised::{Objective, Supervised};
 pub use trainer::{StepStats, Trainer, TrainerState};

@@ -4,13 +4,17 @@ use kernels::Unary;
 
 use crate::error::Result;
 use crate::ir::TensorId;
-use crate::layers::{EncoderLayer, Model, Recurrent};
+use crate::layers::Model;
 use crate::ops::{CellKind, ConvGeometry, PoolGeometry};
+use crate::spec::{Recurrent, SequenceOutput, Transformer};
 
 /// The nodes of a built reference model.
 pub struct Built {
+    /// The model.
     pub model: Model,
+    /// Its input "x".
     pub input: TensorId,
+    /// Its output.
     pub logits: TensorId,
     /// The last convolution's activation, where Grad-CAM looks.
     pub features: TensorId,
@@ -45,8 +49,9 @@ pub fn mnist_rnn(cell: CellKind, seed: u64, batch: usize) -> Result<Built> {
     let mut m = Model::new(seed);
     let input = m.graph.input("x", &[batch, 1, 28, 28]);
     let rows = m.graph.reshape(input, &[batch, 28, 28])?;
-    let layer = Recurrent { cell, hidden: 128, layers: 1, bidirectional: false, dropout: 0.0 };
-    let out = m.recurrent("rnn", rows, &layer)?;
+    let layer =
+        Recurrent { hidden: 128, layers: 1, bidirectional: false, dropout: 0.0, r#return: SequenceOutput::Last };
+    let out = m.recurrent("rnn", rows, cell, &layer)?;
     let logits = m.linear("fc", out.last, 128, 10, true)?;
     Ok(Built { model: m, input, logits, features: out.sequence })
 }
@@ -78,8 +83,9 @@ pub fn char_lstm(seed: u64, batch: usize, context: usize, vocab: usize) -> Resul
     let mut m = Model::new(seed);
     let input = m.graph.indices("x", &[batch, context], vocab);
     let h = m.embedding("embed", input, (vocab, 64), None, 1.0)?;
-    let layer = Recurrent { cell: CellKind::Lstm, hidden: 256, layers: 2, bidirectional: false, dropout: 0.0 };
-    let features = m.recurrent("lstm", h, &layer)?.sequence;
+    let layer =
+        Recurrent { hidden: 256, layers: 2, bidirectional: false, dropout: 0.0, r#return: SequenceOutput::Sequence };
+    let features = m.recurrent("lstm", h, CellKind::Lstm, &layer)?.sequence;
     let logits = m.linear("head", features, 256, vocab, true)?;
     Ok(Built { model: m, input, logits, features })
 }
@@ -109,11 +115,12 @@ fn encoder_stack(
     causal: bool,
 ) -> Result<TensorId> {
     let (layers, heads, feedforward) = shape;
+    let activation = Unary::GeluErf;
     let layer =
-        EncoderLayer { heads, feedforward, activation: Unary::GeluErf, dropout: 0.0, norm_first: true, eps: 1e-5 };
+        Transformer { layers, heads, feedforward, activation, dropout: 0.0, norm_first: true, causal, eps: 1e-5 };
     let mut h = x;
     for i in 0..layers {
-        h = m.encoder_layer(&format!("{name}.layers.{i}"), h, &layer, causal, None)?;
+        h = m.encoder_layer(&format!("{name}.layers.{i}"), h, &layer, None)?;
     }
     Ok(h)
 }

@@ -1,13 +1,13 @@
 //! The self-attention layer against torch.nn.MultiheadAttention (causal, and with a
 //! key-padding mask) on both executors: output and the gradients of the input and every
-//! parameter (fixture from scripts/torch_attention.py); nn.TransformerEncoderLayer likewise
+//! parameter (fixture from scripts/torch_attention.py); nn.TransformerTransformer likewise
 //! (scripts/torch_encoder.py) and nn.TransformerDecoderLayer (scripts/torch_decoder.py); and
 //! causality on both executors.
 
 mod common;
 
 use common::{assert_golden, fixture, golden_params, numbers, on_both, values, weighted_sum};
-use graph::{EncoderLayer, Feed, Model, TensorId};
+use graph::{Feed, Model, TensorId, Transformer};
 use kernels::Unary;
 
 /// Self-attention on x [B, T, E] with loss = sum(y * r): the model, y, and what a test reads.
@@ -40,9 +40,11 @@ fn golden_feed(golden: &serde_json::Value, inputs: &[&str], mask: &str) -> Feed 
 }
 
 /// The layer spec of an encoder or decoder fixture case.
-fn golden_layer(fixture: &serde_json::Value, golden: &serde_json::Value) -> EncoderLayer {
+fn golden_layer(fixture: &serde_json::Value, golden: &serde_json::Value) -> Transformer {
     let n = |k: &str| fixture[k].as_u64().unwrap() as usize;
-    EncoderLayer {
+    Transformer {
+        layers: 1,
+        causal: golden["causal"].as_bool().unwrap_or(true),
         heads: n("heads"),
         feedforward: n("feedforward"),
         activation: if golden["activation"] == "gelu" { Unary::GeluErf } else { Unary::Relu },
@@ -107,7 +109,7 @@ fn causal_attention_does_not_look_ahead_on_either_executor() {
     }
 }
 
-/// nn.TransformerEncoderLayer, pre-norm with GELU (causal) and post-norm with ReLU, on both
+/// nn.TransformerTransformer, pre-norm with GELU (causal) and post-norm with ReLU, on both
 /// executors (fixture from scripts/torch_encoder.py).
 #[test]
 fn encoder_layers_match_pytorch_on_both_executors() {
@@ -117,7 +119,7 @@ fn encoder_layers_match_pytorch_on_both_executors() {
         let spec = golden_layer(&fixture, golden);
         let mut m = Model::new(0);
         let x = m.graph.input("x", &[n("batch"), n("steps"), n("d")]);
-        let y = m.encoder_layer("enc", x, &spec, golden["causal"].as_bool().unwrap(), None).unwrap();
+        let y = m.encoder_layer("enc", x, &spec, None).unwrap();
         let (_, reads) = weighted_sum(&mut m, y, &[("x", x)]);
         let params = golden_params(&m, golden, "enc");
         let feed = golden_feed(golden, &["x"], "key_mask");
@@ -142,7 +144,7 @@ fn decoder_layers_match_pytorch_on_both_executors() {
         let x = m.graph.input("x", &[n("batch"), n("steps"), n("d")]);
         let memory = m.graph.input("memory", &[n("batch"), n("memory"), n("d")]);
         let mask = masked.then(|| m.graph.indices("memory_mask", &[n("batch"), n("memory")], 2));
-        let y = m.decoder_layer("dec", x, memory, &spec, true, mask).unwrap();
+        let y = m.decoder_layer("dec", x, memory, &spec, mask).unwrap();
         let (_, reads) = weighted_sum(&mut m, y, &[("x", x), ("memory", memory)]);
         let params = golden_params(&m, golden, "dec");
         let feed = golden_feed(golden, &["x", "memory"], "memory_mask");

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use common::assert_close;
 use graph::{
-    CellKind, CpuExecutor, Decoder, EncoderLayer, Executor, Feed, GpuExecutor, Mode, Model, Recurrent, TensorId,
-    evaluate,
+    CellKind, CpuExecutor, Decoder, Executor, Feed, GpuExecutor, Mode, Model, Recurrent, SequenceOutput, TensorId,
+    Transformer, evaluate,
 };
 use kernels::Unary;
 
@@ -19,7 +19,9 @@ const CONTEXT: usize = 6;
 
 /// A small causal Transformer language model with its head tied to the embedding.
 fn gpt(m: &mut Model, x: TensorId) -> TensorId {
-    let spec = EncoderLayer {
+    let spec = Transformer {
+        layers: 2,
+        causal: true,
         heads: 2,
         feedforward: 24,
         activation: Unary::GeluErf,
@@ -30,7 +32,7 @@ fn gpt(m: &mut Model, x: TensorId) -> TensorId {
     let h = m.embedding("embed", x, (VOCAB, 8), None, 0.5).unwrap();
     let mut h = m.position("pos", h, true).unwrap();
     for i in 0..2 {
-        h = m.encoder_layer(&format!("blocks.{i}"), h, &spec, true, None).unwrap();
+        h = m.encoder_layer(&format!("blocks.{i}"), h, &spec, None).unwrap();
     }
     let h = m.layer_norm("norm", h, 1e-5).unwrap();
     m.tied_linear("head", h, "embed.weight", true).unwrap()
@@ -39,8 +41,9 @@ fn gpt(m: &mut Model, x: TensorId) -> TensorId {
 /// A two-layer LSTM language model.
 fn lstm(m: &mut Model, x: TensorId) -> TensorId {
     let h = m.embedding("embed", x, (VOCAB, 5), None, 1.0).unwrap();
-    let spec = Recurrent { cell: CellKind::Lstm, hidden: 7, layers: 2, bidirectional: false, dropout: 0.0 };
-    let h = m.recurrent("lstm", h, &spec).unwrap().sequence;
+    let spec =
+        Recurrent { hidden: 7, layers: 2, bidirectional: false, dropout: 0.0, r#return: SequenceOutput::Sequence };
+    let h = m.recurrent("lstm", h, CellKind::Lstm, &spec).unwrap().sequence;
     m.linear("head", h, 7, VOCAB, true).unwrap()
 }
 
@@ -113,8 +116,9 @@ fn carried_lstm_state_gives_the_whole_sequences_logits() {
 fn what_cannot_decode_token_by_token_is_named() {
     let mut m = Model::for_decoding(0, CONTEXT);
     let x = m.graph.input("x", &[1, 1, 4]);
-    let spec = Recurrent { cell: CellKind::Gru, hidden: 3, layers: 1, bidirectional: true, dropout: 0.0 };
-    let err = m.recurrent("rnn", x, &spec).unwrap_err().to_string();
+    let spec =
+        Recurrent { hidden: 3, layers: 1, bidirectional: true, dropout: 0.0, r#return: SequenceOutput::Sequence };
+    let err = m.recurrent("rnn", x, CellKind::Gru, &spec).unwrap_err().to_string();
     assert!(err.contains("rnn") && err.contains("bidirectional"), "{err}");
     let err = m.self_attention("attn", x, 2, false, None).unwrap_err().to_string();
     assert!(err.contains("only causal self-attention"), "{err}");

@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{assert_golden, fixture, golden_params, numbers, on_both, values, weighted_sum};
-use graph::{CellKind, Feed, Mode, Model, Recurrent, TensorId};
+use graph::{CellKind, Feed, Mode, Model, Recurrent, SequenceOutput, TensorId};
 
 /// A recurrent layer on x [B, T, I] with loss = sum(y * r), and the tensors a test reads: y,
 /// dx and each parameter's gradient by its name.
@@ -22,8 +22,8 @@ struct Case {
 fn case(cell: CellKind, (batch, steps, inputs): (usize, usize, usize), hidden: usize, layers: usize) -> Case {
     let mut model = Model::new(0);
     let x = model.graph.input("x", &[batch, steps, inputs]);
-    let layer = Recurrent { cell, hidden, layers, bidirectional: true, dropout: 0.0 };
-    let y = model.recurrent("rnn", x, &layer).unwrap().sequence;
+    let layer = Recurrent { hidden, layers, bidirectional: true, dropout: 0.0, r#return: SequenceOutput::Sequence };
+    let y = model.recurrent("rnn", x, cell, &layer).unwrap().sequence;
     let (loss, reads) = weighted_sum(&mut model, y, &[("x", x)]);
     Case { model, loss, reads }
 }

@@ -78,7 +78,7 @@ for config in "${configs[@]}"; do
         echo "$name: the same ($(wc -l < "$work/before/$name/printed.txt") lines printed, metrics, config, best.safetensors)"
     else
         echo "$name: DIFFERS"
-        head -40 "$work/$name.diff"
+        cut -c1-300 "$work/$name.diff" | head -40
         differ=1
     fi
 done

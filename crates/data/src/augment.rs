@@ -15,6 +15,7 @@ pub struct Augment {
 }
 
 impl Augment {
+    /// Whether it applies nothing.
     pub fn is_off(&self) -> bool {
         self.crop_padding == 0 && !self.horizontal_flip
     }

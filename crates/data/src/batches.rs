@@ -10,11 +10,13 @@ pub const PADDING_LABEL: u32 = u32::MAX;
 /// many rows are real.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
+    /// The batch's samples, row after row (padding rows repeat the first).
     pub samples: Vec<f32>,
     /// Class labels (of a classification set), `per_sample` per row.
     pub labels: Vec<u32>,
     /// Real targets (of a regression set), `per_sample` per row.
     pub values: Vec<f32>,
+    /// How many rows are real; the rest pad the batch.
     pub valid: usize,
 }
 

@@ -5,21 +5,37 @@
 pub enum Inputs {
     /// Real values (pixels, a series' window).
     Values,
-    /// Token ids below `vocab`, held exactly in the f32 samples (every id below 2²⁴ is).
-    Tokens { vocab: usize },
+    /// Token ids, held exactly in the f32 samples (every id below 2²⁴ is).
+    Tokens {
+        /// The ids lie below it.
+        vocab: usize,
+    },
 }
 
 /// What each sample should give.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
-    /// A class below `classes` for each of `per_sample` positions (one for an image, one per
-    /// position of a language model's window).
-    Classes { labels: Vec<u32>, per_sample: usize, classes: usize },
-    /// `per_sample` real values (regression).
-    Values { values: Vec<f32>, per_sample: usize },
+    /// A class for each position of a sample (one for an image, one per position of a
+    /// language model's window).
+    Classes {
+        /// Sample after sample, `per_sample` each.
+        labels: Vec<u32>,
+        /// Labels per sample.
+        per_sample: usize,
+        /// The labels lie below it.
+        classes: usize,
+    },
+    /// Real values (regression).
+    Values {
+        /// Sample after sample, `per_sample` each.
+        values: Vec<f32>,
+        /// Values per sample.
+        per_sample: usize,
+    },
 }
 
 impl Targets {
+    /// Targets per sample: its labels or values.
     pub fn per_sample(&self) -> usize {
         match self {
             Targets::Classes { per_sample, .. } | Targets::Values { per_sample, .. } => *per_sample,
@@ -47,8 +63,11 @@ impl Targets {
 pub struct Dataset {
     /// Sample after sample, each `sample_shape` in row-major order.
     pub samples: Vec<f32>,
+    /// The shape of one sample ([C, H, W], [T], [T, 1]).
     pub sample_shape: Vec<usize>,
+    /// What the model reads of each sample.
     pub inputs: Inputs,
+    /// What each sample should give.
     pub targets: Targets,
 }
 
@@ -63,18 +82,22 @@ impl Dataset {
         }
     }
 
+    /// Samples held.
     pub fn len(&self) -> usize {
         self.samples.len() / self.sample_len().max(1)
     }
 
+    /// Whether it holds no sample.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
 
+    /// Values per sample.
     pub fn sample_len(&self) -> usize {
         self.sample_shape.iter().product()
     }
 
+    /// Sample `i`'s values.
     pub fn sample(&self, i: usize) -> &[f32] {
         let n = self.sample_len();
         &self.samples[i * n..(i + 1) * n]
@@ -147,6 +170,7 @@ impl SplitMix64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// The next 64 bits of the stream.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

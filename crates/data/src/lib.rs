@@ -1,6 +1,9 @@
 //! Datasets as plain Rust values: readers for the formats dlcli ships or accepts (images,
 //! character-level text, time series), a seeded split, and seeded batching. No device types here; the graph crate uploads batches itself.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+#![warn(missing_docs)]
+
 mod augment;
 mod batches;
 mod cifar;

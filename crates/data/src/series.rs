@@ -9,11 +9,14 @@ use crate::error::{DataError, Result};
 /// The mean and standard deviation a series is normalised by: x' = (x - mean) / std.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalisation {
+    /// Of the training part.
     pub mean: f64,
+    /// Of the training part, never 0.
     pub std: f64,
 }
 
 impl Normalisation {
+    /// `x` normalised.
     pub fn apply(&self, x: f64) -> f32 {
         ((x - self.mean) / self.std) as f32
     }

@@ -4,6 +4,8 @@
 //! parses the command line, runs the command, and sets the exit code: an error is printed
 //! once, with 1.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 mod bench;
 mod config;
 mod config_command;

@@ -5,8 +5,11 @@
 /// One attention layer's probabilities for one sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttentionMap {
+    /// Heads of the layer.
     pub heads: usize,
+    /// Query positions.
     pub queries: usize,
+    /// Key positions.
     pub keys: usize,
     /// [heads, queries, keys], each row summing to 1.
     pub probabilities: Vec<f32>,

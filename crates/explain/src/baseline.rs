@@ -6,15 +6,20 @@ use data::SplitMix64;
 
 use crate::Layout;
 
+/// What an input's absence is, for the methods that compare an input with one (Integrated
+/// Gradients, occlusion, LIME, KernelSHAP, the deletion and insertion checks).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Baseline {
+    /// Every value zero (for normalised images, the dataset's mean).
     Zeros,
     /// A Gaussian blur of the input over its positions with this deviation, in positions.
     Blur {
+        /// The blur's deviation.
         sigma: f32,
     },
     /// Uniform noise between the input's smallest and largest value.
     Uniform {
+        /// Seeds the noise.
         seed: u64,
     },
     /// A whole explained input.

@@ -7,17 +7,23 @@ use graph::{Executor, GraphError, Result, TensorId};
 
 use crate::{Explainer, Target};
 
+/// Which class activation map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cam {
+    /// Grad-CAM: each channel weighed by its mean gradient (Selvaraju et al.).
     GradCam,
+    /// Grad-CAM++: each channel weighed by its positive gradients' higher-order weights (Chattopadhay et al.).
     GradCamPlusPlus,
 }
 
 /// A map at the feature map's resolution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CamMap {
+    /// [height, width], row-major.
     pub map: Vec<f32>,
+    /// The feature map's height.
     pub height: usize,
+    /// The feature map's width.
     pub width: usize,
 }
 

@@ -31,7 +31,9 @@ pub type Stage = (String, HashMap<String, Vec<f32>>);
 /// one-output model's value, against the fraction of positions removed or revealed).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Curves {
+    /// Under the deletion curve: lower is more faithful.
     pub deletion: f64,
+    /// Under the insertion curve: higher is more faithful.
     pub insertion: f64,
 }
 

@@ -13,7 +13,9 @@ use kernels::Binary;
 /// position; 0 for models with one output row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
+    /// The output row.
     pub row: usize,
+    /// The class (or output) of the row.
     pub class: usize,
 }
 
@@ -22,21 +24,28 @@ pub struct Target {
 /// image's channels, stored channel-major; a token's embedding, stored position-major).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
+    /// Position rows.
     pub height: usize,
+    /// Positions of a row.
     pub width: usize,
+    /// Values per position.
     pub depth: usize,
+    /// Whether the values are stored channel-major (an image's), else position-major.
     pub channels_first: bool,
 }
 
 impl Layout {
+    /// Positions: height × width.
     pub fn positions(&self) -> usize {
         self.height * self.width
     }
 
+    /// Values: positions × depth.
     pub fn len(&self) -> usize {
         self.positions() * self.depth
     }
 
+    /// Whether it holds no value.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

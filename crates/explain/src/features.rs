@@ -8,7 +8,9 @@ use crate::Layout;
 /// Which group each position belongs to, groups numbered from 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Features {
+    /// Each position's group.
     pub group: Vec<usize>,
+    /// Groups.
     pub count: usize,
 }
 

@@ -11,9 +11,13 @@ use crate::{Explainer, Target};
 /// How the path integral is approximated: Captum's `method` names and points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
+    /// Left Riemann sums.
     RiemannLeft,
+    /// Right Riemann sums.
     RiemannRight,
+    /// Midpoint Riemann sums.
     RiemannMiddle,
+    /// The trapezoid rule, its weights summing to 1 (Captum's to (n-1)/n).
     RiemannTrapezoid,
     /// Captum's default: Gauss-Legendre nodes and weights moved to [0, 1].
     GaussLegendre,
@@ -74,6 +78,7 @@ pub struct Integrated {
     pub attributions: Vec<f32>,
     /// f(x) and f(baseline): the explained score at the sample and at the baseline.
     pub score: f32,
+    /// f(baseline).
     pub baseline_score: f32,
     /// |Σ attributions - (f(x) - f(baseline))|.
     pub completeness_gap: f32,

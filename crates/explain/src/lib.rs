@@ -6,6 +6,9 @@
 //! recomputed from a Transformer's queries and keys. The checks says whether a map is faithful:
 //! cascading randomisation of the model, deletion and insertion curves.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+#![warn(missing_docs)]
+
 mod attention;
 mod baseline;
 mod cam;

@@ -45,43 +45,68 @@ const SLIC_COMPACTNESS: f32 = 0.2;
 /// A method and its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Method {
+    /// |∂score/∂input|.
     Saliency,
+    /// input × ∂score/∂input.
     InputXGradient,
+    /// The path integral of the gradient from `baseline` to the input, by `rule` at `steps` points.
     IntegratedGradients {
+        /// Where the path starts.
         baseline: Baseline,
+        /// Gradients taken on the path.
         steps: usize,
+        /// The quadrature.
         rule: Rule,
     },
     /// Saliency over `draws` noisy copies, the noise's deviation `noise` times the input's
     /// range (Smilkov et al.'s noise level).
     SmoothGrad {
+        /// The noise's deviation, as a fraction of the input's range.
         noise: f32,
+        /// Noisy copies.
         draws: usize,
+        /// How their maps combine.
         smoothing: Smoothing,
+        /// Seeds the noise.
         seed: u64,
     },
     /// Grad-CAM or Grad-CAM++ on feature map `layer`.
     Cam {
+        /// Which map.
         cam: Cam,
+        /// The feature map [B, K, h, w].
         layer: TensorId,
     },
+    /// The score's drop as a window of the input is set to the baseline.
     Occlusion {
+        /// The window and its stride.
         occlusion: Occlusion,
+        /// What the window is set to.
         baseline: Baseline,
     },
+    /// A weighted ridge surrogate of the score over feature groups switched on and off.
     Lime {
+        /// The groups.
         grouping: Grouping,
+        /// Perturbations drawn.
         draws: usize,
+        /// What a group switched off is.
         baseline: Baseline,
+        /// Seeds the draws.
         seed: u64,
     },
     /// KernelSHAP, groups switched off to each of `background` (samples of the model's
     /// input) in turn, or to `baseline` when there is no background.
     KernelShap {
+        /// The groups.
         grouping: Grouping,
+        /// Coalitions drawn.
         draws: usize,
+        /// What a group switched off is, without a background.
         baseline: Baseline,
+        /// Samples a group switched off takes in turn.
         background: Vec<Vec<f32>>,
+        /// Seeds the draws.
         seed: u64,
     },
 }
@@ -117,14 +142,19 @@ pub struct Attribution {
     /// The method's own output, row-major in `shape`: the explained input's shape (a
     /// class activation map's is the feature map's [h, w]).
     pub values: Vec<f32>,
+    /// `values`' shape.
     pub shape: Vec<usize>,
     /// [height, width] over the input's positions, signed where the method is.
     pub map: Vec<f32>,
+    /// The map's height, in positions.
     pub height: usize,
+    /// The map's width, in positions.
     pub width: usize,
+    /// What was explained.
     pub target: Target,
     /// The target's logit (or output) for the sample, and the softmax of its row.
     pub score: f32,
+    /// The softmax of the explained row.
     pub probabilities: Vec<f32>,
     /// What says how far to trust it: a completeness gap, a surrogate's R², ...
     pub figures: Vec<(&'static str, f64)>,

@@ -11,7 +11,9 @@ use crate::{Explainer, Layout, Target};
 /// A window of `window` (height, width) positions moved by `stride`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Occlusion {
+    /// (height, width)
     pub window: (usize, usize),
+    /// (vertical, horizontal)
     pub stride: (usize, usize),
 }
 

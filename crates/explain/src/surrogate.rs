@@ -7,7 +7,9 @@
 /// A linear model of the score: `intercept + Σ weights · z`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Surrogate {
+    /// One per feature.
     pub weights: Vec<f64>,
+    /// The score with every feature off.
     pub intercept: f64,
     /// The weighted R² of the fit on the samples it was fitted to.
     pub r2: f64,

@@ -20,12 +20,15 @@ pub struct Anomaly {
     pub node: String,
     /// The op's kind (`matmul`, `binary Add`, `conv2d_backward`).
     pub op: String,
+    /// Which part of the step the node is.
     pub pass: Pass,
     /// The output of the node, and its shape.
     pub slot: usize,
+    /// The output's shape.
     pub shape: Vec<usize>,
     /// How many of its values are not finite, the first of them and where.
     pub count: usize,
+    /// The first non-finite value's index in the output, and the value.
     pub first: (usize, f32),
 }
 

@@ -26,7 +26,9 @@ use crate::trainer::TrainerState;
 /// What a checkpoint records besides tensors.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Meta {
+    /// Epochs trained (a mid-epoch checkpoint's: those finished).
     pub epoch: u64,
+    /// The run's seed (parameters, data order, dropout masks).
     pub seed: u64,
     /// The config the model was built from, verbatim.
     pub config: String,
@@ -41,7 +43,9 @@ pub struct Meta {
 /// A checkpoint in memory: the trainer's state and its metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
+    /// Parameters, state, optimizer state and the updates done.
     pub state: TrainerState,
+    /// What the checkpoint records besides tensors.
     pub meta: Meta,
 }
 

@@ -34,6 +34,7 @@ pub struct CpuExecutor {
 }
 
 impl CpuExecutor {
+    /// An executor holding nothing yet.
     pub fn new() -> Self {
         Self::default()
     }

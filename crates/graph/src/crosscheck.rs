@@ -29,6 +29,7 @@ struct Compared {
 }
 
 impl<A: Executor, B: Executor> CrossCheck<A, B> {
+    /// Runs `checked` beside `reference`; a value beyond `tolerance` of the reference's stops the run.
     pub fn new(checked: A, reference: B, tolerance: Tolerance) -> Self {
         CrossCheck { checked, reference, tolerance, runs: Vec::new() }
     }

@@ -16,7 +16,12 @@ use crate::ir::{Graph, Mode, TensorId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carry {
     /// A cache [rows, context - 1, width] gets the token's [rows, 1, width] at its position.
-    Append { rows: usize, width: usize },
+    Append {
+        /// Rows of the cache: batch × heads.
+        rows: usize,
+        /// Features of a row.
+        width: usize,
+    },
     /// A state (a recurrent layer's h or c) becomes the token's output.
     Replace,
 }
@@ -24,9 +29,13 @@ pub enum Carry {
 /// A tensor one token leaves for the next: fed as input `name`, computed as `output`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Carried {
+    /// The carried input's feed name.
     pub name: String,
+    /// The input the next token reads it from.
     pub input: TensorId,
+    /// What the token computes of it.
     pub output: TensorId,
+    /// How the one becomes the other.
     pub carry: Carry,
 }
 
@@ -40,6 +49,7 @@ pub struct Decoding {
     /// "attended" [1, context] u32: 1 for the cache slots that hold a token and for the last
     /// key (the token itself), 0 for empty slots.
     pub attended: TensorId,
+    /// Every tensor a token leaves for the next.
     pub carried: Vec<Carried>,
     /// Whether anything in the model depends on the position (attention caches, position
     /// tables), so a window longer than `context` must start again.

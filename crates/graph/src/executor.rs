@@ -12,6 +12,8 @@ use crate::profile::NodeTime;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RunId(pub(crate) usize);
 
+/// What runs a graph: the CPU executor, the GPU one, or a cross-check of two. A run is
+/// prepared once (its buffers planned and allocated) and then run as many times as asked.
 pub trait Executor {
     /// Names the executor in logs and errors: its device, or the executors it wraps.
     fn name(&self) -> String;

@@ -12,7 +12,9 @@ pub const PADDING_LABEL: u32 = u32::MAX;
 /// What a run is fed: f32 inputs and u32 labels by name.
 #[derive(Debug, Clone, Default)]
 pub struct Feed {
+    /// f32 inputs by name.
     pub inputs: HashMap<String, Vec<f32>>,
+    /// u32 inputs (labels, token ids) by name.
     pub labels: HashMap<String, Vec<u32>>,
 }
 

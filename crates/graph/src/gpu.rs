@@ -78,6 +78,7 @@ pub struct GpuExecutor<'g> {
 }
 
 impl<'g> GpuExecutor<'g> {
+    /// An executor on `gpu`, holding nothing yet.
     pub fn new(gpu: &'g Gpu) -> Self {
         GpuExecutor { gpu, named: HashMap::new(), shared: SharedBuffers::default(), runs: Vec::new(), profiling: false }
     }

@@ -29,13 +29,16 @@ impl NodeId {
 /// One output of a node: what ops read, gradients are taken of, and runs return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TensorId {
+    /// The node computing it.
     pub node: NodeId,
+    /// Which of the node's outputs it is.
     pub slot: usize,
 }
 
 /// The element type of a tensor. Both are 32 bits, so either lives in the same buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DType {
+    /// Real values.
     F32,
     /// Class labels and indices (a max pool's winners).
     U32,
@@ -44,15 +47,19 @@ pub enum DType {
 /// The element type and shape of a tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorType {
+    /// Its axes' lengths.
     pub shape: Vec<usize>,
+    /// Its elements' type.
     pub dtype: DType,
 }
 
 impl TensorType {
+    /// An f32 tensor of `shape`.
     pub fn f32(shape: &[usize]) -> Self {
         TensorType { shape: shape.to_vec(), dtype: DType::F32 }
     }
 
+    /// A u32 tensor of `shape`.
     pub fn u32(shape: &[usize]) -> Self {
         TensorType { shape: shape.to_vec(), dtype: DType::U32 }
     }
@@ -63,6 +70,7 @@ impl TensorType {
         self.shape.iter().fold(1, |n, &d| n.saturating_mul(d))
     }
 
+    /// Whether it holds no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -73,28 +81,35 @@ impl TensorType {
 pub enum Op {
     /// f32 data fed per run.
     Input {
+        /// The feed's name for it.
         name: String,
     },
     /// u32 class indices fed per run, below `classes`.
     Labels {
+        /// The feed's name for it.
         name: String,
+        /// The labels lie below it.
         classes: usize,
     },
     /// A trainable tensor, named as the PyTorch `state_dict` key.
     Param {
+        /// The `state_dict` key.
         name: String,
     },
     /// Model state that is not trained but kept (batch norm's running statistics), named as
     /// the `state_dict` key. Training-mode batch norm updates it.
     State {
+        /// The `state_dict` key.
         name: String,
     },
     /// Every element equal to the value.
     Fill(f32),
+    /// An op on input tensors.
     Compute(Arc<dyn Operation>),
 }
 
 impl Op {
+    /// The leaf's kind, or the op's name.
     pub fn name(&self) -> &'static str {
         match self {
             Op::Input { .. } => "input",
@@ -119,14 +134,20 @@ impl Op {
 /// dropout), as PyTorch's `module.train()` / `module.eval()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Training.
     Train,
+    /// Evaluation.
     Eval,
 }
 
+/// One node of a graph: what it applies to which tensors, and the types of what it gives.
 #[derive(Debug, Clone)]
 pub struct Node {
+    /// What it computes.
     pub op: Op,
+    /// The tensors it reads.
     pub inputs: Vec<TensorId>,
+    /// The type of each output.
     pub outputs: Vec<TensorType>,
     /// How errors name this node: the op and its index, or the layer that built it.
     pub label: String,
@@ -142,26 +163,32 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// An empty graph.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Node `id`.
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.0]
     }
 
+    /// Every node with its id, in topological order.
     pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
         self.nodes.iter().enumerate().map(|(i, n)| (NodeId(i), n))
     }
 
+    /// Nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    /// Whether it has no node.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
 
+    /// Tensor `t`'s type.
     pub fn ty(&self, t: TensorId) -> &TensorType {
         &self.nodes[t.node.0].outputs[t.slot]
     }
@@ -174,6 +201,7 @@ impl Graph {
         node.op.compute().map_or(0, |op| op.flops(&inputs, &node.outputs, wanted))
     }
 
+    /// Tensor `t`'s shape.
     pub fn shape(&self, t: TensorId) -> &[usize] {
         &self.ty(t).shape
     }
@@ -243,10 +271,12 @@ impl Graph {
         self.push(op, vec![], vec![ty]).out(0)
     }
 
+    /// f32 data of `shape` fed per run as `name`.
     pub fn input(&mut self, name: &str, shape: &[usize]) -> TensorId {
         self.leaf(Op::Input { name: name.into() }, TensorType::f32(shape))
     }
 
+    /// u32 class labels [rows] fed per run as `name`, each below `classes`.
     pub fn labels(&mut self, name: &str, rows: usize, classes: usize) -> TensorId {
         self.indices(name, &[rows], classes)
     }
@@ -256,14 +286,17 @@ impl Graph {
         self.leaf(Op::Labels { name: name.into(), classes: below }, TensorType::u32(shape))
     }
 
+    /// The trainable tensor `name` (a `state_dict` key) of `shape`.
     pub fn param(&mut self, name: &str, shape: &[usize]) -> TensorId {
         self.leaf(Op::Param { name: name.into() }, TensorType::f32(shape))
     }
 
+    /// The untrained but kept tensor `name` of `shape` (batch norm's running statistics).
     pub fn state(&mut self, name: &str, shape: &[usize]) -> TensorId {
         self.leaf(Op::State { name: name.into() }, TensorType::f32(shape))
     }
 
+    /// A tensor of `shape`, every element `value`.
     pub fn fill(&mut self, value: f32, shape: &[usize]) -> TensorId {
         self.leaf(Op::Fill(value), TensorType::f32(shape))
     }

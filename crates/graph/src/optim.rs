@@ -6,25 +6,35 @@ pub use kernels::{Adam, Optimizer, Sgd};
 /// A learning-rate schedule: the factor applied to the optimizer's base rate at each update.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Schedule {
+    /// The base rate throughout.
     Constant,
     /// `StepLR`: times `gamma` every `every` updates.
     Step {
+        /// Updates between two steps down.
         every: u64,
+        /// Each step's factor.
         gamma: f32,
     },
     /// Linear warm-up from 1/warmup to 1 over `warmup` updates, then a cosine from 1 down to
     /// `floor` at update `total`.
     WarmupCosine {
+        /// Updates of warm-up.
         warmup: u64,
+        /// Updates of the whole run.
         total: u64,
+        /// The factor at the end.
         floor: f32,
     },
     /// `OneCycleLR` (cosine annealing): from 1/div_factor up to 1 over `pct_start` of `total`,
     /// then down to 1/(div_factor · final_div_factor).
     OneCycle {
+        /// Updates of the whole run.
         total: u64,
+        /// The share of the run spent rising.
         pct_start: f32,
+        /// The base rate over the starting one.
         div_factor: f32,
+        /// The starting rate over the final one.
         final_div_factor: f32,
     },
 }
@@ -66,6 +76,7 @@ impl Schedule {
 pub struct Training {
     /// The optimizer with its base learning rate.
     pub optimizer: Optimizer,
+    /// How the rate changes over the run.
     pub schedule: Schedule,
     /// Scale all gradients so their global L2 norm is at most this (`clip_grad_norm_`).
     pub clip_grad_norm: Option<f32>,

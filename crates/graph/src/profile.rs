@@ -13,11 +13,13 @@ use crate::step::Pass;
 /// The time one node of a run has taken over the runs since profiling began.
 #[derive(Debug, Clone)]
 pub struct NodeTime {
+    /// The node.
     pub node: NodeId,
     /// The node's label (the layer that built it, or the op and its index).
     pub label: String,
     /// The op's name, with its kind for elementwise ops (`binary Add`).
     pub op: String,
+    /// Its time over every run timed.
     pub time: Duration,
     /// Runs timed.
     pub calls: u32,
@@ -75,6 +77,7 @@ impl Profile {
         Profile { nodes: times.into_iter().filter(|t| t.calls > 0).map(place).collect() }
     }
 
+    /// Whether nothing was timed.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

@@ -17,7 +17,9 @@ use crate::optim::{Training, optimizer_state_name};
 pub struct Parameter {
     /// The PyTorch `state_dict` key.
     pub name: String,
+    /// The parameter.
     pub node: TensorId,
+    /// Its gradient.
     pub grad: TensorId,
 }
 
@@ -25,9 +27,13 @@ pub struct Parameter {
 /// trained parameters with their gradients, and the initial value of every parameter and
 /// state tensor by `state_dict` name.
 pub trait Trainable {
+    /// The model's graph.
     fn graph(&self) -> &Graph;
+    /// The scalar loss.
     fn loss(&self) -> TensorId;
+    /// Scalar metrics by name, summed over the batch's rows.
     fn metrics(&self) -> Vec<(&'static str, TensorId)>;
+    /// The trained parameters with their gradients.
     fn parameters(&self) -> &[Parameter];
     /// Drawn when called: a model's memory can be weighed before this allocates it.
     fn initial(&self) -> HashMap<String, Vec<f32>>;
@@ -51,6 +57,7 @@ pub enum Pass {
 /// gathered into one tensor. Evaluation runs the same graph for `stats` alone, which neither
 /// the norm nor the updates feed.
 pub struct TrainingStep {
+    /// The model's graph and everything the step adds.
     pub graph: Graph,
     /// [loss, metrics...].
     pub stats: TensorId,
@@ -64,6 +71,7 @@ pub struct TrainingStep {
 }
 
 impl TrainingStep {
+    /// The step of `model` trained as `training` says.
     pub fn new(model: &impl Trainable, training: &Training) -> Result<Self> {
         let mut graph = model.graph().clone();
         let stats = gather(&mut graph, model.loss(), &model.metrics())?;

@@ -25,6 +25,7 @@ pub enum Objective {
 /// The graph of a model with its loss, metric and parameter gradients.
 #[derive(Debug, Clone)]
 pub struct Supervised {
+    /// The model and its loss, metric and gradients.
     pub graph: Graph,
     /// The samples fed as input "x".
     pub input: TensorId,
@@ -34,6 +35,7 @@ pub struct Supervised {
     pub output: TensorId,
     /// Mean cross-entropy over the rows that are not padding, or mean squared error.
     pub loss: TensorId,
+    /// What the output is held to.
     pub objective: Objective,
     /// The objective's metric (see [`Objective`]).
     pub metric: TensorId,
@@ -141,6 +143,7 @@ impl Supervised {
         self.state_dict.iter().map(|name| (name.clone(), shapes[name.as_str()].to_vec())).collect()
     }
 
+    /// Samples per batch, as the model was built.
     pub fn batch_size(&self) -> usize {
         self.graph.shape(self.input)[0]
     }

@@ -34,6 +34,7 @@ impl StepStats {
         self.loss.is_finite() && self.grad_norm.is_none_or(f32::is_finite)
     }
 
+    /// The metric `name`, if the model has it.
     pub fn metric(&self, name: &str) -> Option<f32> {
         self.metrics.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
     }
@@ -44,8 +45,11 @@ impl StepStats {
 /// the updates done.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerState {
+    /// Parameters and state by `state_dict` name.
     pub params: HashMap<String, Vec<f32>>,
+    /// Each trained parameter's optimizer state tensors, by its name.
     pub optimizer: HashMap<String, Vec<Vec<f32>>>,
+    /// Updates done.
     pub steps: u64,
 }
 
@@ -160,6 +164,7 @@ impl<E: Executor> Trainer<E> {
         &self.training
     }
 
+    /// The executor it trains on.
     pub fn executor(&self) -> &E {
         &self.exec
     }

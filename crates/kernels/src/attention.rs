@@ -16,10 +16,15 @@ pub const MAX_HEAD_DIM: usize = 256;
 /// mask [batch, tk] of u32 (0 = hidden).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Attention {
+    /// Samples.
     pub batch: usize,
+    /// Attention heads of each sample.
     pub heads: usize,
+    /// Query positions.
     pub tq: usize,
+    /// Key (and value) positions.
     pub tk: usize,
+    /// Features of one head.
     pub head_dim: usize,
     /// Usually 1 / sqrt(head_dim).
     pub scale: f32,
@@ -28,14 +33,17 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// Slices of Q, K and V: batch × heads.
     pub fn bh(&self) -> usize {
         self.batch * self.heads
     }
 
+    /// Elements of Q (and O).
     pub fn q_len(&self) -> usize {
         self.bh() * self.tq * self.head_dim
     }
 
+    /// Elements of K, and of V.
     pub fn kv_len(&self) -> usize {
         self.bh() * self.tk * self.head_dim
     }

@@ -15,22 +15,33 @@ pub(crate) static SHADER: Shader = crate::shader!("conv", "conv.wgsl");
 /// [out_channels, in_channels, kh, kw], output [batch, out_channels, out_height, out_width].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2d {
+    /// Images.
     pub batch: usize,
+    /// Input channels.
     pub in_channels: usize,
+    /// Input height.
     pub height: usize,
+    /// Input width.
     pub width: usize,
+    /// Output channels (filters).
     pub out_channels: usize,
+    /// (kh, kw)
     pub kernel: (usize, usize),
+    /// (vertical, horizontal)
     pub stride: (usize, usize),
+    /// Zero rows and columns added on each side: (vertical, horizontal).
     pub padding: (usize, usize),
+    /// Spacing of the kernel's taps: (vertical, horizontal).
     pub dilation: (usize, usize),
 }
 
 impl Conv2d {
+    /// Output height.
     pub fn out_height(&self) -> usize {
         out_size(self.height, self.kernel.0, self.stride.0, self.padding.0, self.dilation.0)
     }
 
+    /// Output width.
     pub fn out_width(&self) -> usize {
         out_size(self.width, self.kernel.1, self.stride.1, self.padding.1, self.dilation.1)
     }
@@ -45,18 +56,22 @@ impl Conv2d {
         self.batch * self.out_height() * self.out_width()
     }
 
+    /// Elements of the input.
     pub fn input_len(&self) -> usize {
         self.batch * self.in_channels * self.height * self.width
     }
 
+    /// Elements of the weight.
     pub fn weight_len(&self) -> usize {
         self.out_channels * self.col_rows()
     }
 
+    /// Elements of the output.
     pub fn output_len(&self) -> usize {
         self.out_channels * self.col_cols()
     }
 
+    /// Multiply-adds of the forward, counted twice.
     pub fn flops_forward(&self) -> f64 {
         2.0 * (self.out_channels * self.col_rows() * self.col_cols()) as f64
     }

@@ -11,9 +11,13 @@ pub(crate) static SHADER: Shader = crate::shader!("dropout", "dropout.wgsl");
 /// layer, and the same one for the backward pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dropout {
+    /// Elements.
     pub n: usize,
+    /// The probability of zeroing an element.
     pub p: f32,
+    /// The model's seed.
     pub seed: u64,
+    /// Which mask of the seed's: one per step and layer.
     pub stream: u64,
 }
 

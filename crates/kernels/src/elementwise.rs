@@ -12,9 +12,13 @@ pub(crate) static SHADER: Shader = crate::shader!("elementwise", unary, "element
 /// A binary operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binary {
+    /// a + b
     Add,
+    /// a - b
     Sub,
+    /// a · b
     Mul,
+    /// a / b
     Div,
 }
 
@@ -28,12 +32,16 @@ impl Binary {
 /// with which each input is read (0 on broadcast axes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broadcast {
+    /// The output's shape.
     pub out: Vec<usize>,
+    /// A's stride along each output axis.
     pub a_strides: Vec<usize>,
+    /// B's stride along each output axis.
     pub b_strides: Vec<usize>,
 }
 
 impl Broadcast {
+    /// The broadcast of shapes `a` and `b`, or what keeps them from broadcasting.
     pub fn new(a: &[usize], b: &[usize]) -> Result<Broadcast> {
         let rank = a.len().max(b.len());
         if rank > 8 {
@@ -56,10 +64,12 @@ impl Broadcast {
         Ok(Broadcast { a_strides: strides(&a_pad), b_strides: strides(&b_pad), out })
     }
 
+    /// Elements of the output.
     pub fn len(&self) -> usize {
         self.out.iter().product()
     }
 
+    /// Whether the output has no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -12,8 +12,11 @@ use Access::{Read, ReadWrite};
 /// `tokens` ids (u32) into a [vocab, dim] table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Embedding {
+    /// Ids looked up.
     pub tokens: usize,
+    /// Rows of the table.
     pub vocab: usize,
+    /// Features of a row.
     pub dim: usize,
 }
 

@@ -29,10 +29,15 @@ pub enum AdapterClass {
 /// The adapter in use, as reported to the user.
 #[derive(Debug, Clone)]
 pub struct AdapterSummary {
+    /// The adapter's name.
     pub name: String,
+    /// Vulkan, Metal, DX12 or GL.
     pub backend: wgpu::Backend,
+    /// A discrete or integrated GPU, a virtual one, or a CPU rasteriser.
     pub device_type: wgpu::DeviceType,
+    /// The driver's name.
     pub driver: String,
+    /// The driver's version, as it says it.
     pub driver_info: String,
 }
 
@@ -48,6 +53,7 @@ impl AdapterSummary {
         }
     }
 
+    /// A hardware GPU or a CPU rasteriser.
     pub fn class(&self) -> AdapterClass {
         match self.device_type {
             wgpu::DeviceType::Cpu => AdapterClass::Cpu,
@@ -69,7 +75,9 @@ impl fmt::Display for AdapterSummary {
 /// Whether a kernel only reads a storage binding or also writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
+    /// The kernel only reads it.
     Read,
+    /// The kernel writes it (and may read it).
     ReadWrite,
 }
 
@@ -105,7 +113,9 @@ macro_rules! shader {
 /// One WGSL source file (a kernel family), with the shared helpers prepended.
 #[derive(Debug)]
 pub struct Shader {
+    /// The family's name, for errors and timings.
     pub name: &'static str,
+    /// The WGSL, with the shared helpers before it.
     pub source: &'static str,
     /// WGSL generated from a Rust table, appended to `source` (module-scope declarations may
     /// come in any order).
@@ -113,6 +123,7 @@ pub struct Shader {
 }
 
 impl Shader {
+    /// The WGSL the device compiles: the source and what is generated after it.
     pub fn full_source(&self) -> std::borrow::Cow<'static, str> {
         match self.generated {
             Some(generate) => format!("{}\n{}", self.source, generate()).into(),
@@ -125,8 +136,11 @@ impl Shader {
 /// uniform parameter block; bindings 1.. are the storage buffers listed in `bindings`.
 #[derive(Debug)]
 pub struct Kernel {
+    /// The shader it is in.
     pub shader: &'static Shader,
+    /// The entry point's name.
     pub entry: &'static str,
+    /// Its storage bindings, from binding 1.
     pub bindings: &'static [Access],
 }
 
@@ -142,6 +156,7 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    /// "shader/entry", for errors and timings.
     pub fn label(&self) -> &'static str {
         self.label
     }
@@ -249,6 +264,7 @@ impl Gpu {
         Self::open_matching(wanted.as_deref())
     }
 
+    /// The adapter whose description contains `wanted` (any adapter's when None), the best first, opened.
     pub fn open_matching(wanted: Option<&str>) -> Result<Gpu> {
         let (tried, adapters) = enumerate_adapters();
         if adapters.is_empty() {
@@ -312,26 +328,32 @@ impl Gpu {
         })
     }
 
+    /// The adapter in use.
     pub fn summary(&self) -> &AdapterSummary {
         &self.summary
     }
 
+    /// A hardware GPU or a CPU rasteriser.
     pub fn class(&self) -> AdapterClass {
         self.summary.class()
     }
 
+    /// The optional features the device was opened with.
     pub fn features(&self) -> wgpu::Features {
         self.features
     }
 
+    /// The device's limits (the adapter's own, not wgpu's defaults).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }
 
+    /// The wgpu device, for code that prepares its own pipelines.
     pub fn device(&self) -> &wgpu::Device {
         &self.device
     }
 
+    /// The device's queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
     }
@@ -363,6 +385,7 @@ impl Gpu {
         }
     }
 
+    /// How the buffer pool has served allocations so far.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
     }

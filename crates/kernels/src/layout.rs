@@ -12,10 +12,15 @@ pub(crate) static SHADER: Shader = crate::shader!("layout", "layout.wgsl");
 /// `dst_offset + idx . dst_strides`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StridedCopy {
+    /// The copied region's shape.
     pub shape: Vec<usize>,
+    /// Where the source's region starts.
     pub src_offset: usize,
+    /// The source's stride along each axis of `shape`.
     pub src_strides: Vec<usize>,
+    /// Where the destination's region starts.
     pub dst_offset: usize,
+    /// The destination's stride along each axis of `shape`.
     pub dst_strides: Vec<usize>,
 }
 
@@ -76,10 +81,12 @@ impl StridedCopy {
         })
     }
 
+    /// Elements copied.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether nothing is copied.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -106,6 +113,7 @@ struct Params {
 
 static COPY: Kernel = Kernel { shader: &SHADER, entry: "strided_copy", bindings: &[Access::Read, Access::ReadWrite] };
 
+/// Copies `copy`'s region of `src` into `dst`.
 pub fn strided_copy(gpu: &Gpu, copy: &StridedCopy, src: &GpuTensor, dst: &GpuTensor) -> Result<Dispatch> {
     if copy.shape.len() > 8 || copy.src_strides.len() != copy.shape.len() || copy.dst_strides.len() != copy.shape.len()
     {

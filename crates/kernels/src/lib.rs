@@ -7,6 +7,9 @@
 //! are built once, so an executor records a whole training step as a list of dispatches into
 //! one command encoder and reads back only what it needs.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+#![warn(missing_docs)]
+
 pub mod attention;
 pub mod conv;
 pub mod cpu;

@@ -12,9 +12,13 @@ pub(crate) static SHADER: Shader = crate::shader!("matmul", unary, "matmul.wgsl"
 /// `offset + z * batch_stride + row * row_stride + col * col_stride`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatrixView {
+    /// Where matrix 0 starts.
     pub offset: usize,
+    /// Between the starts of two matrices of a batch.
     pub batch_stride: usize,
+    /// Between two rows.
     pub row_stride: usize,
+    /// Between two columns.
     pub col_stride: usize,
 }
 
@@ -41,6 +45,7 @@ impl MatrixView {
 /// Where the bias is added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bias {
+    /// No bias.
     None,
     /// bias[col], length n (Linear layers).
     PerColumn,
@@ -51,17 +56,27 @@ pub enum Bias {
 /// C[z] = act(alpha * A[z] . B[z] + bias) + beta * C[z], with A: m x k, B: k x n, C: m x n.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Matmul {
+    /// Products done at once.
     pub batch: usize,
+    /// Rows of A and C.
     pub m: usize,
+    /// Columns of B and C.
     pub n: usize,
+    /// Columns of A, rows of B.
     pub k: usize,
+    /// A's layout.
     pub a: MatrixView,
+    /// B's layout.
     pub b: MatrixView,
     /// C's column stride is 1.
     pub c: MatrixView,
+    /// Where a bias is added.
     pub bias: Bias,
+    /// Applied to each element of the result (`Unary::Identity`: none).
     pub activation: Unary,
+    /// Scales A·B.
     pub alpha: f32,
+    /// Scales what C held (0: overwritten).
     pub beta: f32,
 }
 
@@ -101,6 +116,7 @@ impl Matmul {
         self
     }
 
+    /// Multiply-adds, counted twice.
     pub fn flops(&self) -> f64 {
         2.0 * (self.batch * self.m * self.n * self.k) as f64
     }
@@ -149,11 +165,17 @@ fn view(v: &MatrixView) -> [u32; 4] {
 /// blocks per invocation (its accumulators are named matrices); its workgroup size varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tiling {
+    /// Whether the workgroup tiles A and B through shared memory (else registers only).
     pub shared: bool,
+    /// Workgroup width, in invocations.
     pub wg_x: u32,
+    /// Workgroup height, in invocations.
     pub wg_y: u32,
+    /// Rows of C an invocation computes.
     pub tm: u32,
+    /// Columns of C an invocation computes.
     pub tn: u32,
+    /// The k-tile loaded into shared memory at a time.
     pub bk: u32,
 }
 

@@ -12,20 +12,27 @@ use Access::{Read, ReadWrite};
 /// Batch norm over x [batch, channels, spatial] (spatial = H*W, or 1 for BatchNorm1d).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchNorm {
+    /// Samples.
     pub batch: usize,
+    /// Channels, each normalised on its own.
     pub channels: usize,
+    /// Positions of a channel: H·W, or 1.
     pub spatial: usize,
+    /// Added to the variance.
     pub eps: f32,
+    /// The batch's weight in the running statistics.
     pub momentum: f32,
     /// Batch statistics (and running-stat updates) when true, running statistics when false.
     pub train: bool,
 }
 
 impl BatchNorm {
+    /// Elements of x.
     pub fn len(&self) -> usize {
         self.batch * self.channels * self.spatial
     }
 
+    /// Whether x has no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -46,8 +53,11 @@ impl BatchNorm {
 /// Layer norm over the last axis of x [rows, features].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LayerNorm {
+    /// Rows, each normalised on its own.
     pub rows: usize,
+    /// Features of a row.
     pub features: usize,
+    /// Added to the variance.
     pub eps: f32,
 }
 

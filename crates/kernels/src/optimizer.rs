@@ -11,27 +11,41 @@ use Access::{Read, ReadWrite};
 /// `torch.optim.SGD`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sgd {
+    /// The learning rate (the schedule's peak).
     pub lr: f32,
+    /// The velocity's decay (0: plain SGD).
     pub momentum: f32,
+    /// How little of the gradient enters the velocity.
     pub dampening: f32,
+    /// L2 added to the gradient.
     pub weight_decay: f32,
+    /// Nesterov momentum.
     pub nesterov: bool,
 }
 
 /// `torch.optim.Adam`, or `AdamW` with `decoupled`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Adam {
+    /// The learning rate (the schedule's peak).
     pub lr: f32,
+    /// The first moment's decay.
     pub beta1: f32,
+    /// The second moment's decay.
     pub beta2: f32,
+    /// Added to the second moment's root.
     pub eps: f32,
+    /// L2 added to the gradient, or with `decoupled` the weights' own decay.
     pub weight_decay: f32,
+    /// AdamW: the decay applies to the weights, not through the gradient.
     pub decoupled: bool,
 }
 
+/// What updates the parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {
+    /// Stochastic gradient descent, with momentum.
     Sgd(Sgd),
+    /// Adam or AdamW.
     Adam(Adam),
 }
 

@@ -11,11 +11,17 @@ use Access::{Read, ReadWrite};
 /// A pooling window over `planes` = N * C planes of `height` x `width`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool2d {
+    /// Planes pooled: N · C.
     pub planes: usize,
+    /// A plane's height.
     pub height: usize,
+    /// A plane's width.
     pub width: usize,
+    /// The window: (height, width).
     pub kernel: (usize, usize),
+    /// (vertical, horizontal)
     pub stride: (usize, usize),
+    /// Padding added on each side: (vertical, horizontal).
     pub padding: (usize, usize),
     /// Average pooling divides by the whole window, padding included (PyTorch's default).
     pub count_include_pad: bool,
@@ -35,22 +41,27 @@ impl Pool2d {
         }
     }
 
+    /// Output height.
     pub fn out_height(&self) -> usize {
         (self.height + 2 * self.padding.0 - self.kernel.0) / self.stride.0 + 1
     }
 
+    /// Output width.
     pub fn out_width(&self) -> usize {
         (self.width + 2 * self.padding.1 - self.kernel.1) / self.stride.1 + 1
     }
 
+    /// Elements of the input.
     pub fn input_len(&self) -> usize {
         self.planes * self.height * self.width
     }
 
+    /// Elements of the output.
     pub fn output_len(&self) -> usize {
         self.planes * self.out_height() * self.out_width()
     }
 
+    /// Fails unless the window and stride are positive, the padding at most half the window, and the padded plane holds a window.
     pub fn validate(&self) -> Result<()> {
         let (kh, kw) = self.kernel;
         if kh == 0 || kw == 0 || self.stride.0 == 0 || self.stride.1 == 0 {
@@ -119,6 +130,7 @@ pub fn max_pool(gpu: &Gpu, p: &Pool2d, x: &GpuTensor, y: &GpuTensor, argmax: &Gp
     gpu.dispatch_linear(&MAX_FORWARD, &[], &params(p), &[x, y, argmax], p.output_len())
 }
 
+/// The gradient of max pooling: each output's gradient to its window's winner (`argmax`).
 pub fn max_pool_backward(
     gpu: &Gpu,
     p: &Pool2d,
@@ -131,11 +143,13 @@ pub fn max_pool_backward(
     gpu.dispatch_linear(&MAX_BACKWARD, &[], &params(p), &[dy, argmax, dx], p.input_len())
 }
 
+/// Average pooling: each window's mean.
 pub fn avg_pool(gpu: &Gpu, p: &Pool2d, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
     check(gpu, "avg_pool", p, x, y)?;
     gpu.dispatch_linear(&AVG_FORWARD, &[], &params(p), &[x, y], p.output_len())
 }
 
+/// The gradient of [`avg_pool`].
 pub fn avg_pool_backward(gpu: &Gpu, p: &Pool2d, dy: &GpuTensor, dx: &GpuTensor) -> Result<Dispatch> {
     check(gpu, "avg_pool_backward", p, dx, dy)?;
     gpu.dispatch_linear(&AVG_BACKWARD, &[], &params(p), &[dy, dx], p.input_len())

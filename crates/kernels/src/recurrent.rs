@@ -12,7 +12,9 @@ pub(crate) static SHADER: Shader = crate::shader!("recurrent", "recurrent.wgsl")
 /// step t of a [B, T, width] one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowView {
+    /// Where row 0 starts.
     pub offset: usize,
+    /// Between the starts of two rows.
     pub stride: usize,
 }
 
@@ -38,15 +40,19 @@ pub type Viewed<'a> = (&'a GpuTensor, RowView);
 /// `batch` rows of `hidden` units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cell {
+    /// Rows: the batch.
     pub batch: usize,
+    /// Hidden units of a row.
     pub hidden: usize,
 }
 
 impl Cell {
+    /// Elements of a [batch, hidden] state.
     pub fn len(&self) -> usize {
         self.batch * self.hidden
     }
 
+    /// Whether the state has no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -9,8 +9,11 @@ pub(crate) static SHADER: Shader = crate::shader!("reduce", "reduce.wgsl");
 /// A tensor seen as [outer, axis, inner], reduced along the middle axis to [outer, inner].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reduction {
+    /// Product of the axes before the reduced one.
     pub outer: usize,
+    /// The reduced axis's length.
     pub axis: usize,
+    /// Product of the axes after it.
     pub inner: usize,
 }
 
@@ -24,19 +27,25 @@ impl Reduction {
         }
     }
 
+    /// Elements of the input.
     pub fn input_len(&self) -> usize {
         self.outer * self.axis * self.inner
     }
 
+    /// Elements of the output.
     pub fn output_len(&self) -> usize {
         self.outer * self.inner
     }
 }
 
+/// How a reduction combines its axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReduceOp {
+    /// The sum.
     Sum,
+    /// The mean.
     Mean,
+    /// The largest.
     Max,
 }
 

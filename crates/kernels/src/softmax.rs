@@ -12,8 +12,11 @@ use Access::{Read, ReadWrite};
 /// Cross-entropy options, as in `torch.nn.CrossEntropyLoss` (mean reduction).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CrossEntropy {
+    /// Rows of logits.
     pub rows: usize,
+    /// Logits of a row.
     pub classes: usize,
+    /// The share of the target's probability spread over every class.
     pub label_smoothing: f32,
     /// Rows with this target count for nothing, in the loss or in the mean.
     pub ignore_index: Option<u32>,
@@ -48,6 +51,7 @@ fn row_loops(gpu: &Gpu, op: &'static str, cols: usize) -> Result<()> {
     gpu.check_loop_budget(op, 4 * cols as u64, || format!("rows of {cols}"))
 }
 
+/// Softmax (or log-softmax with `log`) of each row of x [rows, cols].
 pub fn softmax(gpu: &Gpu, log: bool, rows: usize, cols: usize, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
     row_loops(gpu, "softmax", cols)?;
     check_len("softmax", "x", x.len(), rows * cols)?;

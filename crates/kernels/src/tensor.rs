@@ -25,10 +25,12 @@ impl GpuTensor {
         self.len
     }
 
+    /// Whether it holds no element.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The wgpu buffer behind it.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.pooled.buffer
     }

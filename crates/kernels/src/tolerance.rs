@@ -7,6 +7,7 @@
 /// of the data rather than against themselves. A NaN matches only a NaN.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tolerance {
+    /// The allowed error, relative.
     pub relative: f32,
 }
 

@@ -15,6 +15,7 @@ use crate::cpu::activation::{exp, gelu_erf, gelu_erf_derivative, gelu_tanh, gelu
 /// What one row declares, for code that lists the functions (config layer types, tests).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UnaryRow {
+    /// The function's name (a config's layer type, where it is one).
     pub name: &'static str,
     /// The row's doc comment: what the function is.
     pub doc: &'static str,
@@ -78,6 +79,7 @@ macro_rules! unary_functions {
             }
 
             // Inlined so that a loop over elements branches on `self` once, not per element.
+            /// The function at x, in f64: the reference.
             #[inline(always)]
             pub fn apply(self, x: f64) -> f64 {
                 match self {
@@ -218,6 +220,7 @@ impl Unary {
         &Unary::ALL[self.code() as usize]
     }
 
+    /// Its name, as the table declares it.
     pub fn name(self) -> &'static str {
         self.row().name
     }

@@ -13,8 +13,11 @@ use crate::ir::{DType, Graph, NodeId, TensorId, TensorType};
 /// `causal` hides key j from query i when j > i.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Attention {
+    /// Heads (B·H slices).
     pub heads: usize,
+    /// Hides key j from query i when j > i.
     pub causal: bool,
+    /// Multiplies the scores (1/√D).
     pub scale: f32,
 }
 
@@ -88,7 +91,9 @@ impl Operation for Attention {
 /// workspace.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttentionBackward {
+    /// The forward's settings.
     pub forward: Attention,
+    /// Whether a key-padding mask is an input.
     pub masked: bool,
 }
 

@@ -11,8 +11,11 @@ use crate::ir::{DType, Graph, NodeId, TensorId, TensorType};
 /// Stride, padding and dilation of a convolution, (height, width) each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// (vertical, horizontal)
     pub stride: (usize, usize),
+    /// Zero rows and columns added on each side.
     pub padding: (usize, usize),
+    /// Spacing of the kernel's taps.
     pub dilation: (usize, usize),
 }
 
@@ -114,7 +117,9 @@ impl Operation for Conv2d {
 /// backward would hold that memory all step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dBackward {
+    /// The forward's geometry.
     pub geo: ConvGeometry,
+    /// Whether the forward had a bias (its gradient is an output).
     pub bias: bool,
 }
 

@@ -11,7 +11,9 @@ use crate::ir::{Graph, Mode, NodeId, TensorId, TensorType};
 /// Its gradient is the same mask applied to dy.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dropout {
+    /// The probability of zeroing an element.
     pub p: f32,
+    /// The model's seed, with the layer's stream mixed in.
     pub seed: u64,
 }
 

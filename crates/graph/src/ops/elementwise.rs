@@ -137,10 +137,12 @@ impl Operation for UnaryBackward {
 }
 
 impl Graph {
+    /// `op` of a and b, broadcast.
     pub fn binary(&mut self, op: Binary, a: TensorId, b: TensorId) -> Result<TensorId> {
         self.apply1(BinaryOp(op), &[a, b])
     }
 
+    /// `op` of each element of x.
     pub fn unary(&mut self, op: Unary, x: TensorId) -> Result<TensorId> {
         self.apply1(UnaryOp(op), &[x])
     }

@@ -16,6 +16,7 @@ fn shape(ids: &TensorType, weight: &TensorType) -> Shape {
 /// (an id past the table reads zeros).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Embedding {
+    /// A token id whose row reads zero and gets no gradient.
     pub padding: Option<usize>,
 }
 
@@ -66,7 +67,9 @@ impl Operation for Embedding {
 /// the sort's workspace (keys and positions, u32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmbeddingBackward {
+    /// Rows of the table.
     pub vocab: usize,
+    /// The row that gets no gradient.
     pub padding: Option<usize>,
 }
 

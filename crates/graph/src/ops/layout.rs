@@ -10,6 +10,7 @@ use crate::ir::{Graph, NodeId, TensorId, TensorType};
 /// Input [x]: the same values under another shape of the same size; the same buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reshape {
+    /// The output's shape.
     pub shape: Vec<usize>,
 }
 
@@ -51,6 +52,7 @@ impl Operation for Reshape {
 /// Inputs joined along `axis`; every other axis must agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Concat {
+    /// The joined axis.
     pub axis: usize,
 }
 
@@ -124,8 +126,11 @@ impl Operation for Concat {
 /// Input [x]: the entries `start..start + len` of `axis`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slice {
+    /// The sliced axis.
     pub axis: usize,
+    /// The first entry taken.
     pub start: usize,
+    /// Entries taken.
     pub len: usize,
 }
 
@@ -175,6 +180,7 @@ impl Operation for Slice {
 /// Input [x]: its axes reordered, output axis a being input axis perm[a].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permute {
+    /// Output axis a is input axis perm[a].
     pub perm: Vec<usize>,
 }
 

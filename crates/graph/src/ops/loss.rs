@@ -35,6 +35,7 @@ fn cross_entropy_shape(logits: &[usize], label_smoothing: f32) -> CrossEntropySh
 /// log-sum-exp) [rows, 2], which the backward reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CrossEntropy {
+    /// The share of the target's probability spread over every class.
     pub label_smoothing: f32,
 }
 
@@ -84,6 +85,7 @@ impl Operation for CrossEntropy {
 /// Inputs [logits, labels, row statistics, loss, dloss]: d(loss)/d(logits) · dloss.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CrossEntropyBackward {
+    /// The forward's.
     pub label_smoothing: f32,
 }
 
@@ -180,6 +182,7 @@ impl Operation for BceWithLogits {
 /// workspace of each row's hit. A metric: no gradient flows through it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Correct {
+    /// A row counts when its label ranks within this many.
     pub top_k: usize,
 }
 

@@ -11,7 +11,9 @@ use crate::ir::{Graph, NodeId, TensorId, TensorType};
 /// transpose where asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatMul {
+    /// Reads a as its transpose.
     pub transpose_a: bool,
+    /// Reads b as its transpose.
     pub transpose_b: bool,
 }
 

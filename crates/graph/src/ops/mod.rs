@@ -114,20 +114,27 @@ pub(crate) fn no_second_derivative(g: &Graph, node: NodeId) -> GraphError {
 /// [`Operation::storage_len`]; an aliased output 0 is empty, its data is input 0's). Inputs
 /// the op updates in place are in `updated`, in input order, and empty in `inputs`.
 pub struct CpuCall<'a> {
+    /// Training or evaluation.
     pub mode: Mode,
     /// The run's step, which picks dropout masks.
     pub step: u64,
+    /// The inputs' types.
     pub input_types: Vec<&'a TensorType>,
+    /// The outputs' types.
     pub output_types: &'a [TensorType],
     /// Per output, whether the run reads it. An op may skip work whose only result is an
     /// output nobody reads (the input gradient of a network's first convolution).
     pub wanted: &'a [bool],
+    /// The inputs' data.
     pub inputs: Vec<&'a [f32]>,
+    /// The outputs' buffers.
     pub outputs: Vec<&'a mut [f32]>,
+    /// The inputs the op updates in place.
     pub updated: Vec<&'a mut [f32]>,
 }
 
 impl CpuCall<'_> {
+    /// Input `input`'s shape.
     pub fn shape(&self, input: usize) -> &[usize] {
         &self.input_types[input].shape
     }
@@ -140,16 +147,22 @@ pub fn indices(data: &[f32]) -> &[u32] {
 
 /// One node lowered onto a device: its inputs' and outputs' tensors.
 pub struct GpuCall<'a> {
+    /// Training or evaluation.
     pub mode: Mode,
+    /// The inputs' types.
     pub input_types: Vec<&'a TensorType>,
+    /// The outputs' types.
     pub output_types: &'a [TensorType],
     /// As [`CpuCall::wanted`].
     pub wanted: &'a [bool],
+    /// The inputs' tensors.
     pub inputs: Vec<GpuTensor>,
+    /// The outputs' tensors.
     pub outputs: Vec<GpuTensor>,
 }
 
 impl GpuCall<'_> {
+    /// Input `input`'s shape.
     pub fn shape(&self, input: usize) -> &[usize] {
         &self.input_types[input].shape
     }

@@ -26,6 +26,7 @@ fn layer_norm_shape(x: &[usize], eps: f32) -> LayerNormShape {
 /// the statistics [2, rows] (each row's mean, then each row's 1/std).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LayerNorm {
+    /// Added to the variance.
     pub eps: f32,
 }
 
@@ -91,7 +92,9 @@ fn batch_norm_shape(x: &[usize], eps: f32, momentum: f32, mode: Mode) -> BatchNo
 /// statistics used [2, C] (each channel's mean, then its 1/std).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchNorm {
+    /// Added to the variance.
     pub eps: f32,
+    /// The batch's weight in the running statistics.
     pub momentum: f32,
 }
 
@@ -152,7 +155,9 @@ impl Operation for BatchNorm {
 /// Which normalisation a backward belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Norm {
+    /// Layer norm.
     Layer,
+    /// Batch norm.
     Batch,
 }
 
@@ -161,7 +166,9 @@ pub enum Norm {
 /// normalised with constants, so its dx is dy scaled per channel.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NormBackward {
+    /// Which norm's.
     pub norm: Norm,
+    /// The forward's.
     pub eps: f32,
 }
 

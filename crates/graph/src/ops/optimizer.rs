@@ -19,6 +19,7 @@ fn not_differentiable(g: &Graph, node: NodeId) -> GraphError {
 /// measured (a training step reads the norm to stop on a non-finite gradient).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GradNorm {
+    /// Scale the gradients to at most this global norm; None: only measure it.
     pub clip_to: Option<f32>,
 }
 
@@ -71,6 +72,7 @@ impl Operation for GradNorm {
 /// step + 1 of the run. Output: the parameter, in its own buffer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Update {
+    /// The optimizer, schedule and clipping.
     pub training: Training,
 }
 

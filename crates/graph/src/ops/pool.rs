@@ -9,8 +9,11 @@ use crate::ir::{DType, Graph, NodeId, TensorId, TensorType};
 /// Window, stride and padding of a pooling, (height, width) each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolGeometry {
+    /// The window: (height, width).
     pub kernel: (usize, usize),
+    /// (vertical, horizontal)
     pub stride: (usize, usize),
+    /// Padding added on each side.
     pub padding: (usize, usize),
     /// Average pooling divides by the whole window, padding included (PyTorch's default).
     pub count_include_pad: bool,
@@ -92,7 +95,9 @@ impl Operation for MaxPool2d {
 /// gradient to its winner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaxPool2dBackward {
+    /// The forward's geometry.
     pub geo: PoolGeometry,
+    /// The forward input's shape.
     pub input: Vec<usize>,
 }
 
@@ -166,7 +171,9 @@ impl Operation for AvgPool2d {
 /// Input [dy]: the gradient of an average pool of an `input`-shaped x.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvgPool2dBackward {
+    /// The forward's geometry.
     pub geo: PoolGeometry,
+    /// The forward input's shape.
     pub input: Vec<usize>,
 }
 
@@ -201,10 +208,12 @@ impl Operation for AvgPool2dBackward {
 }
 
 impl Graph {
+    /// Max pooling of x [N, C, H, W]: the largest of each window.
     pub fn max_pool2d(&mut self, x: TensorId, geo: PoolGeometry) -> Result<TensorId> {
         self.apply1(MaxPool2d(geo), &[x])
     }
 
+    /// Average pooling of x [N, C, H, W]: the mean of each window.
     pub fn avg_pool2d(&mut self, x: TensorId, geo: PoolGeometry) -> Result<TensorId> {
         self.apply1(AvgPool2d(geo), &[x])
     }

@@ -155,7 +155,9 @@ impl Dims {
 /// [T, B, 4H], a GRU's hidden gates h_prev Wₕₕᵀ + bₕₕ [T, B, 3H]; the gates last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recurrence {
+    /// LSTM or GRU.
     pub cell: CellKind,
+    /// Runs from the last step back to the first.
     pub reverse: bool,
 }
 
@@ -322,7 +324,9 @@ impl Operation for Recurrence {
 /// db_hh, dh0] and workspace [dhidden_gates [T, B, 3H], dh_next].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecurrenceBackward {
+    /// The forward's.
     pub cell: CellKind,
+    /// The forward's.
     pub reverse: bool,
 }
 

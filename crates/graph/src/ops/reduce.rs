@@ -10,6 +10,7 @@ use crate::ir::{Graph, NodeId, TensorId, TensorType};
 /// the workspace of each intermediate single-axis sum.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SumTo {
+    /// The shape summed down to.
     pub to: Vec<usize>,
 }
 

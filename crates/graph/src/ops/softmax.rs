@@ -15,6 +15,7 @@ fn rows_cols(t: &TensorType) -> (usize, usize) {
 /// Input [x]: softmax, or log-softmax with `log`, over the last axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Softmax {
+    /// Log-softmax.
     pub log: bool,
 }
 
@@ -55,6 +56,7 @@ impl Operation for Softmax {
 /// Inputs [y, dy], y the softmax's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SoftmaxBackward {
+    /// The forward's.
     pub log: bool,
 }
 

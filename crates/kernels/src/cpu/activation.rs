@@ -5,11 +5,13 @@
 
 use super::vector::{Real, horner};
 
+/// eˣ, in the precision of `T`.
 #[inline(always)]
 pub fn exp<T: Real>(x: T) -> T {
     x.exp()
 }
 
+/// tanh, in the precision of `T`.
 #[inline(always)]
 pub fn tanh<T: Real>(x: T) -> T {
     x.tanh()
@@ -46,6 +48,7 @@ pub fn erf<T: Real>(x: T) -> T {
     x * horner(x2, &ALPHA.map(T::of)) / horner(x2, &BETA.map(T::of))
 }
 
+/// 1 / (1 + e⁻ˣ).
 #[inline(always)]
 pub fn sigmoid<T: Real>(x: T) -> T {
     T::of(1.0) / (T::of(1.0) + (-x).exp())
@@ -65,11 +68,13 @@ fn gelu_tanh_arg<T: Real>(x: T) -> T {
     T::of(SQRT_2_OVER_PI) * (x + T::of(GELU_C) * x * x * x)
 }
 
+/// GELU by tanh's approximation (PyTorch's `approximate="tanh"`).
 #[inline(always)]
 pub fn gelu_tanh<T: Real>(x: T) -> T {
     x * sigmoid(T::of(2.0) * gelu_tanh_arg(x))
 }
 
+/// The derivative of [`gelu_tanh`].
 #[inline(always)]
 pub fn gelu_tanh_derivative<T: Real>(x: T) -> T {
     let c = T::of;
@@ -77,11 +82,13 @@ pub fn gelu_tanh_derivative<T: Real>(x: T) -> T {
     s + x * c(2.0) * s * sigmoid(c(-2.0) * gelu_tanh_arg(x)) * c(SQRT_2_OVER_PI) * (c(1.0) + c(3.0 * GELU_C) * x * x)
 }
 
+/// GELU, x Φ(x), through erf (PyTorch's default).
 #[inline(always)]
 pub fn gelu_erf<T: Real>(x: T) -> T {
     x * phi_cdf(x)
 }
 
+/// The derivative of [`gelu_erf`]: Φ(x) + x φ(x).
 #[inline(always)]
 pub fn gelu_erf_derivative<T: Real>(x: T) -> T {
     let c = T::of;

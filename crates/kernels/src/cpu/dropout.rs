@@ -21,6 +21,7 @@ pub fn keeps(d: &Dropout, i: usize) -> bool {
     u >= d.p
 }
 
+/// y = x / (1 - p) where the mask keeps an element, else 0.
 pub fn dropout(d: &Dropout, x: &[f32], y: &mut [f32]) {
     let scale = d.scale();
     for i in 0..d.n {

@@ -2,6 +2,7 @@
 
 use crate::embedding::Embedding;
 
+/// Each id's row of `weight` [vocab, dim], into `out` [tokens, dim].
 pub fn embedding(e: &Embedding, ids: &[u32], weight: &[f32], out: &mut [f32]) {
     for (t, &id) in ids[..e.tokens].iter().enumerate() {
         for d in 0..e.dim {

@@ -95,6 +95,7 @@ pub fn reduce(op: ReduceOp, r: &Reduction, x: &[f32], y: &mut [f32]) {
     });
 }
 
+/// The index of each reduced row's largest value (its first, on ties).
 pub fn argmax(r: &Reduction, x: &[f32], y: &mut [u32]) {
     for o in 0..r.outer {
         for i in 0..r.inner {

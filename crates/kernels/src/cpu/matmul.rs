@@ -11,6 +11,7 @@ use crate::matmul::{Bias, Matmul};
 /// Elements of C from which its bias is filled in on every core.
 const PARALLEL_FILL: usize = 1 << 16;
 
+/// C = act(α A·B + bias) + β C, as [`Matmul`] describes: the CPU reference of the GPU's matmul.
 pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
     let (m, n, k) = (mm.m, mm.n, mm.k);
     if m * n == 0 {

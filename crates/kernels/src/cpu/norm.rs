@@ -44,6 +44,7 @@ pub fn batch_norm(
     }
 }
 
+/// Batch norm's gradient: dx, dgamma, dbeta from x, dy and the mean and 1/std the forward saved.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     bn: &BatchNorm,

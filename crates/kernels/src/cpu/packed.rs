@@ -30,8 +30,11 @@ pub struct Packed {
 /// or more of these side by side (an LSTM step's [x_t, h_prev]), never copied together.
 #[derive(Debug, Clone, Copy)]
 pub struct Columns<'a> {
+    /// The matrix's values.
     pub values: &'a [f32],
+    /// Between the starts of two rows.
     pub stride: usize,
+    /// Columns taken of each row.
     pub width: usize,
 }
 

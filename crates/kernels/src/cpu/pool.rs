@@ -38,6 +38,7 @@ fn planes<'a, T: Send>(
         .zip(x[..p.planes * in_plane].par_chunks(in_plane.max(1)))
 }
 
+/// Max pooling: each window's largest value, and the index of its first in `argmax` (for the backward).
 pub fn max_pool(p: &Pool2d, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     let out_plane = (p.out_height() * p.out_width()).max(1);
     let winners = argmax[..p.output_len()].par_chunks_mut(out_plane);
@@ -109,6 +110,7 @@ fn divisor(p: &Pool2d, rows: &Range<usize>, cols: &Range<usize>) -> f64 {
     if p.count_include_pad { (p.kernel.0 * p.kernel.1) as f64 } else { (rows.len() * cols.len()) as f64 }
 }
 
+/// Average pooling: each window's mean.
 pub fn avg_pool(p: &Pool2d, x: &[f32], y: &mut [f32]) {
     planes(p, y, x).for_each(|(out, plane)| {
         for_each_window(p, |o, rows, cols| {
@@ -120,6 +122,7 @@ pub fn avg_pool(p: &Pool2d, x: &[f32], y: &mut [f32]) {
     });
 }
 
+/// The gradient of [`avg_pool`]: each output's gradient spread evenly over its window.
 pub fn avg_pool_backward(p: &Pool2d, dy: &[f32], dx: &mut [f32]) {
     let (out_plane, in_plane) = (p.out_height() * p.out_width(), p.height * p.width);
     // As max pooling's: at most KH·KW terms a pixel, summed in f32 in place.

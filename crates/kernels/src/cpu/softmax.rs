@@ -7,6 +7,7 @@ fn logsumexp(row: &[f32]) -> f64 {
     m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
 }
 
+/// Softmax (or log-softmax with `log`) of each row of x [rows, cols].
 pub fn softmax(log: bool, rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
     for r in 0..rows {
         let row = &x[r * cols..][..cols];
@@ -18,6 +19,7 @@ pub fn softmax(log: bool, rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// The gradient of [`softmax`] (or log-softmax) from its output y and the output's gradient dy.
 pub fn softmax_backward(log: bool, rows: usize, cols: usize, y: &[f32], dy: &[f32], dx: &mut [f32]) {
     for r in 0..rows {
         let (y, dy) = (&y[r * cols..][..cols], &dy[r * cols..][..cols]);

@@ -19,7 +19,9 @@ pub trait Real:
 {
     /// The constant `c` in this precision.
     fn of(c: f64) -> Self;
+    /// eˣ in this precision.
     fn exp(self) -> Self;
+    /// tanh in this precision.
     fn tanh(self) -> Self;
     /// self · a + b, rounded once.
     fn mul_add(self, a: Self, b: Self) -> Self;

@@ -201,44 +201,35 @@ pub trait Setting: Sized {
     }
 }
 
-impl Setting for usize {
-    fn kind() -> String {
-        "integer".into()
-    }
-    fn read(value: &Value) -> Result<Self, String> {
-        match *value {
-            Value::Integer(i) if (0..=MAX_SIZE).contains(&i) => Ok(i as usize),
-            Value::Integer(i) if i > MAX_SIZE => {
-                Err(format!("{i} is larger than any size a model can hold (at most {MAX_SIZE})"))
+/// [`Setting`] for a non-negative integer type whose values may reach `most`.
+macro_rules! integer {
+    ($t:ty, $most:expr) => {
+        impl Setting for $t {
+            fn kind() -> String {
+                "integer".into()
             }
-            _ => Err(format!("expected a non-negative integer, got {value}")),
+            fn read(value: &Value) -> Result<Self, String> {
+                match *value {
+                    Value::Integer(i) if (0..=$most).contains(&i) => Ok(i as $t),
+                    Value::Integer(i) if i > $most => {
+                        Err(format!("{i} is larger than any size a model can hold (at most {})", $most))
+                    }
+                    _ => Err(format!("expected a non-negative integer, got {value}")),
+                }
+            }
+            fn write(&self) -> Option<Value> {
+                Some(Value::Integer(*self as i64))
+            }
+            fn number(&self) -> Option<f64> {
+                Some(*self as f64)
+            }
         }
-    }
-    fn write(&self) -> Option<Value> {
-        Some(Value::Integer(*self as i64))
-    }
-    fn number(&self) -> Option<f64> {
-        Some(*self as f64)
-    }
+    };
 }
 
-impl Setting for u64 {
-    fn kind() -> String {
-        usize::kind()
-    }
-    fn read(value: &Value) -> Result<Self, String> {
-        match *value {
-            Value::Integer(i) if i >= 0 => Ok(i as u64),
-            _ => Err(format!("expected a non-negative integer, got {value}")),
-        }
-    }
-    fn write(&self) -> Option<Value> {
-        Some(Value::Integer(*self as i64))
-    }
-    fn number(&self) -> Option<f64> {
-        Some(*self as f64)
-    }
-}
+// Sizes and counts: at most MAX_SIZE. Steps, epochs and seeds: any i64 a TOML file holds.
+integer!(usize, MAX_SIZE);
+integer!(u64, i64::MAX);
 
 impl Setting for f64 {
     fn kind() -> String {

@@ -517,7 +517,7 @@ macro_rules! settings {
         $(#[doc = $sdoc])*
         #[derive(Debug, Clone, PartialEq)]
         pub struct $name {
-            $(#[allow(missing_docs)] pub $tfield: $tty,)?
+            $(#[doc = concat!("What `", $tag, "` names, with its own keys.")] pub $tfield: $tty,)?
             $($(#[doc = $doc])* pub $field: $ty,)*
         }
 
@@ -588,10 +588,9 @@ macro_rules! variants {
     ) => {
         $(#[doc = $edoc])*
         #[derive(Debug, Clone, PartialEq)]
-        #[allow(missing_docs)]
         pub enum $name {
             $($(#[doc = $vdoc])* $variant { $($(#[doc = $doc])* $field: $ty,)* },)*
-            $($other($oty),)*
+            $(#[doc = concat!("A tag value of `", stringify!($oty), "`'s family, with its keys.")] $other($oty),)*
         }
 
         impl $crate::settings::Tagged for $name {

@@ -15,24 +15,31 @@ variants! {
     pub enum LayerKind {
         /// 2-D convolution of [N, C, H, W] (torch.nn.Conv2d).
         Conv2d = "conv2d" {
+            /// Filters: the output's channels.
             out_channels: usize, Bound::AtLeastOne;
+            /// The window's side.
             kernel: usize, Bound::AtLeastOne;
+            /// The window's step.
             stride: usize = 1, Bound::AtLeastOne;
             /// Zero pixels added on each side.
             padding: usize = 0;
+            /// Spacing of the window's taps.
             dilation: usize = 1, Bound::AtLeastOne;
+            /// Add a learned bias per output channel.
             bias: bool = true;
         }
         /// x W^T + b over the last axis of [batch, ..., features] (torch.nn.Linear).
         Linear = "linear" {
             /// Default: the data's classes (or values per target), for the output layer.
             out_features: Option<usize>, Bound::AtLeastOne;
+            /// Add a learned bias per output feature.
             bias: bool = true;
             /// The name of an earlier embedding layer whose weight this one shares (weight tying: out_features is its vocabulary).
             tie: Option<String>;
         }
         /// Token ids [N, T] to vectors [N, T, dim], one row per token of the data's vocabulary (torch.nn.Embedding).
         Embedding = "embedding" {
+            /// Features of each token's vector.
             dim: usize, Bound::AtLeastOne;
             /// A token id whose row stays zero and gets no gradient (padding_idx).
             padding: Option<usize>;
@@ -41,32 +48,39 @@ variants! {
         }
         /// The largest value of each window.
         MaxPool2d = "max_pool2d" {
+            /// The window's side.
             kernel: usize, Bound::AtLeastOne;
             /// Default: the kernel.
             stride: Option<usize>, Bound::AtLeastOne;
+            /// Padding added on each side (at most half the window).
             padding: usize = 0;
         }
         /// The mean of each window, padding counted (torch's count_include_pad).
         AvgPool2d = "avg_pool2d" {
+            /// The window's side.
             kernel: usize, Bound::AtLeastOne;
             /// Default: the kernel.
             stride: Option<usize>, Bound::AtLeastOne;
+            /// Zero padding added on each side (at most half the window).
             padding: usize = 0;
         }
         /// [N, C, H, W] to [N, C], the mean of each plane.
         GlobalAvgPool = "global_avg_pool" {}
         /// Batch statistics in training, running ones in eval (BatchNorm1d/2d).
         BatchNorm = "batch_norm" {
+            /// Added to the variance.
             eps: f32 = 1e-5, Bound::Positive;
             /// Weight of the batch in the running statistics.
             momentum: f32 = 0.1, Bound::Probability;
         }
         /// Over the last axis.
         LayerNorm = "layer_norm" {
+            /// Added to the variance.
             eps: f32 = 1e-5, Bound::Positive;
         }
         /// Zeroes each element with probability p in training, scaling the rest by 1/(1 - p).
         Dropout = "dropout" {
+            /// The probability of zeroing an element.
             p: f32 = 0.5, Bound::Fraction;
         }
         /// Every axis after the batch into one.
@@ -88,6 +102,7 @@ variants! {
         }
         /// One step of a sequence: [N, T, C] to [N, C] (0: the class token's).
         Step = "step" {
+            /// Which step.
             index: usize = 0;
         }
     }

@@ -187,19 +187,25 @@ impl Located {
         Ok((Loaded { config, file, model, layers, params, test }, task))
     }
 
-    /// The model taking one token at a time on `gpu` (else the CPU), for a task that decodes.
-    pub fn decoder<'g>(&self, task: &dyn Task, gpu: Option<&'g Gpu>) -> Result<Decoder<Box<dyn Executor + 'g>>> {
-        let Some(vocabulary) = task.decodes() else {
+    /// The model taking one token at a time on `gpu` (else the CPU), with the vocabulary it
+    /// decodes, from the checkpoint alone (the data is not read).
+    pub fn decoder<'g>(&self, gpu: Option<&'g Gpu>) -> Result<(AnyDecoder<'g>, Vec<char>)> {
+        let task = self.restore()?;
+        let Some((task, vocabulary)) = task.as_ref().and_then(|t| Some((t, t.decodes()?))) else {
             bail!("{}: this needs a model trained on text ([data] kind = \"text\")", self.file.display());
         };
         let context = task.shapes().sample[0];
-        let trained = model::build(&self.config, task, 1)?;
+        let trained = model::build(&self.config, task.as_ref(), 1)?;
         let params = self.params(&trained)?;
         let (mut decoding_model, logits) = model::build_decoder(&self.config, vocabulary.len(), context)?;
         let decoding = decoding_model.decoding.take().context("built for decoding")?;
-        Ok(Decoder::new(executor(gpu, false), &decoding_model.graph, logits, decoding, &params)?)
+        let decoder = Decoder::new(executor(gpu, false), &decoding_model.graph, logits, decoding, &params)?;
+        Ok((decoder, vocabulary.to_vec()))
     }
 }
+
+/// A decoder on whichever executor the device choice gave.
+pub type AnyDecoder<'g> = Decoder<Box<dyn Executor + 'g>>;
 
 /// A trained model with its checkpoint's parameters and its config's test set.
 pub struct Loaded {
@@ -264,8 +270,7 @@ impl Predictor for Predicting<'_> {
     }
 
     fn next_logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        let task = self.located.restore()?.context("this model does not take one token at a time")?;
-        let mut decoder = self.located.decoder(task.as_ref(), self.gpu)?;
+        let (mut decoder, _) = self.located.decoder(self.gpu)?;
         let mut logits = Vec::new();
         for &id in ids {
             logits = decoder.push(id)?;

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use data::SplitMix64;
 
 use crate::context::{self, Located, ModelSource};
@@ -43,13 +43,8 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--top-k 0: give at least 1");
     }
     let gpu = context::open_device(args.model.device)?;
-    let located = Located::of(&args.model)?;
-    let Some(task) = located.restore()? else {
-        bail!("{}: this needs a model trained on text ([data] kind = \"text\")", located.file.display());
-    };
-    let mut decoder = located.decoder(task.as_ref(), gpu.as_ref())?;
-    let vocabulary = task.decodes().context("a task restored from a checkpoint alone decodes")?;
-    let prompt = encode(vocabulary, &args.prompt, "--prompt")?;
+    let (mut decoder, vocabulary) = Located::of(&args.model)?.decoder(gpu.as_ref())?;
+    let prompt = encode(&vocabulary, &args.prompt, "--prompt")?;
     let mut out = std::io::stdout().lock();
     write!(out, "{}", args.prompt)?;
     let mut next = Vec::new();

@@ -137,10 +137,14 @@ impl<'g> Session<'g> {
         Ok(Session { loaded, task, explainer, samples, executor })
     }
 
+    /// The model as the methods' settings are resolved for it.
+    fn model(&self) -> settings::Model<'_> {
+        settings::Model { loaded: &self.loaded, task: self.task.as_ref(), layout: self.explainer.layout() }
+    }
+
     /// `method` resolved for `sample` (LIME's and SHAP's groups depend on it).
     fn resolve(&self, method: MethodArg, settings: &Settings, sample: &Sample) -> Result<settings::Resolved> {
-        let model = settings::Model { loaded: &self.loaded, task: self.task.as_ref(), layout: self.explainer.layout() };
-        settings::resolve(method, settings, &model, &sample.values, sample.real)
+        settings::resolve(method, settings, &self.model(), &sample.values, sample.real)
     }
 
     /// The checks of `method` over every sample.
@@ -151,8 +155,7 @@ impl<'g> Session<'g> {
             .map(|s| Ok(self.resolve(method, &args.settings, s)?.method))
             .collect::<Result<Vec<_>>>()?;
         let stages = check::stages(&self.loaded, self.task.as_ref(), self.explainer.batch())?;
-        let model = settings::Model { loaded: &self.loaded, task: self.task.as_ref(), layout: self.explainer.layout() };
-        let baseline = settings::baseline(&args.settings, &model)?;
+        let baseline = settings::baseline(&args.settings, &self.model())?;
         let items: Vec<(&[f32], usize, &Method)> =
             self.samples.iter().zip(&methods).map(|(s, m)| (s.values.as_slice(), s.row, m)).collect();
         check::run(&mut self.explainer, &stages, &items, &baseline, args.target, args.settings.seed)

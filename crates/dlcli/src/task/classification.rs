@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use data::{Batch, Batches, Dataset, Inputs, load_cifar10, load_digits, load_idx, load_image_folder};
+use data::{Batch, Dataset, Inputs, load_cifar10, load_digits, load_idx, load_image_folder};
 use explain::Attribution;
 use graph::{Feed, Model, Supervised, TensorId};
 
@@ -113,7 +113,7 @@ impl Task for Classification {
     }
 
     fn report(&self, mut evaluation: Evaluation) -> Result<Report> {
-        let tally = tally(&mut evaluation, self.classes())?;
+        let tally = tally(&mut evaluation, self, self.classes())?;
         let wants = |m: EvalMetric| evaluation.metrics.contains(&m);
         let picture = evaluation.checkpoint.parent().unwrap_or(Path::new(".")).join("confusion.png");
         if wants(EvalMetric::Confusion) {
@@ -199,9 +199,8 @@ impl Tally {
     }
 }
 
-/// One pass over the test set: each batch's logits and mean loss (padding rows count in
-/// neither).
-fn tally(e: &mut Evaluation, k: usize) -> Result<Tally> {
+/// What the test set's logits and mean loss count (padding rows count in neither).
+fn tally(e: &mut Evaluation, task: &dyn Task, k: usize) -> Result<Tally> {
     let top_ks: Vec<usize> = e
         .metrics
         .iter()
@@ -211,29 +210,24 @@ fn tally(e: &mut Evaluation, k: usize) -> Result<Tally> {
         })
         .collect();
     let mut confusion = vec![vec![0usize; k]; k];
-    let (mut loss_sum, mut top1) = (0.0, 0usize);
+    let mut top1 = 0usize;
     let mut top_hits = vec![0usize; top_ks.len()];
-    let model = e.model;
-    let run = e.exec.prepare(&model.graph, graph::Mode::Eval, &[model.output, model.loss])?;
-    for b in Batches::in_order(e.test, e.batch) {
-        e.exec.run(run, &labelled(&b, e.test), 0)?;
-        loss_sum += e.exec.read(run, model.loss)?[0] as f64 * b.valid as f64;
-        for (row, logits) in e.exec.read(run, model.output)?.chunks(k).take(b.valid).enumerate() {
-            let label = b.labels[row] as usize;
-            let predicted = (0..k).max_by(|&a, &c| logits[a].total_cmp(&logits[c]).then(c.cmp(&a))).unwrap_or(0);
-            confusion[label][predicted] += 1;
-            // The label's rank: how many other classes score at least as high (ties count
-            // against it, as in training's correct count).
-            let above = (0..k).filter(|&c| c != label && logits[c] >= logits[label]).count();
-            top1 += (above == 0) as usize;
-            for (hits, &top) in top_hits.iter_mut().zip(&top_ks) {
-                *hits += (above < top) as usize;
-            }
+    let (sums, outputs) = e.pass(task, true)?;
+    for (logits, &label) in outputs.chunks(k).zip(e.test.labels()) {
+        let label = label as usize;
+        let predicted = (0..k).max_by(|&a, &c| logits[a].total_cmp(&logits[c]).then(c.cmp(&a))).unwrap_or(0);
+        confusion[label][predicted] += 1;
+        // The label's rank: how many other classes score at least as high (ties count
+        // against it, as in training's correct count).
+        let above = (0..k).filter(|&c| c != label && logits[c] >= logits[label]).count();
+        top1 += (above == 0) as usize;
+        for (hits, &top) in top_hits.iter_mut().zip(&top_ks) {
+            *hits += (above < top) as usize;
         }
     }
     let n = e.test.len() as f64;
     let top = top_ks.iter().zip(&top_hits).map(|(&k, &h)| (EvalMetric::TopK(k).name(), h as f64 / n)).collect();
-    Ok(Tally { loss: loss_sum / n, accuracy: top1 as f64 / n, confusion, top })
+    Ok(Tally { loss: sums.loss / n, accuracy: top1 as f64 / n, confusion, top })
 }
 
 /// The confusion matrix as `eval` prints it, after a blank line.

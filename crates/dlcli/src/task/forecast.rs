@@ -167,8 +167,8 @@ impl Task for Forecast {
 
     /// The RMSE, MAE and MASE in the data's units beside the baselines.
     fn report(&self, mut evaluation: Evaluation) -> Result<Report> {
-        let (loss, rmse) = self.score(evaluation.sums(self)?);
-        let predicted = evaluation.outputs(self)?;
+        let (sums, predicted) = evaluation.pass(self, true)?;
+        let (loss, rmse) = self.score(sums);
         let Targets::Values { values: targets, .. } = &evaluation.test.targets else { unreachable!("a series") };
         let errors = predicted.iter().zip(targets).map(|(p, t)| ((p - t) as f64 * self.normalisation.std).abs());
         let mae = errors.sum::<f64>() / targets.len().max(1) as f64;

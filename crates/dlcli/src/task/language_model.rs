@@ -101,7 +101,7 @@ impl Task for LanguageModel {
     }
 
     fn report(&self, mut evaluation: Evaluation) -> Result<Report> {
-        let (loss, figure) = self.score(evaluation.sums(self)?);
+        let (loss, figure) = self.score(evaluation.pass(self, false)?.0);
         let (file, samples) = (evaluation.checkpoint.display().to_string(), evaluation.test.len());
         let mut json = serde_json::json!({ "checkpoint": file, "samples": samples, "loss": loss, "accuracy": figure });
         let mut text = format!("{file}: {samples} test samples, loss {loss:.4} {}", self.show(figure));

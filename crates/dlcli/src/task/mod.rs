@@ -151,30 +151,24 @@ pub struct Evaluation<'a> {
 }
 
 impl Evaluation<'_> {
-    /// The model's output for every test sample, in order (each sample's `width` values).
-    pub fn outputs(&mut self, task: &dyn Task) -> Result<Vec<f32>> {
+    /// One pass over the test set, each batch fed as `task` feeds it: what it sums, and with
+    /// `outputs` the model's output for every test sample, in order (none read back without).
+    pub fn pass(&mut self, task: &dyn Task, outputs: bool) -> Result<(Sums, Vec<f32>)> {
         let model = self.model;
-        let run = self.exec.prepare(&model.graph, graph::Mode::Eval, &[model.output])?;
+        let mut wanted = vec![model.loss, model.metric];
+        wanted.extend(outputs.then_some(model.output));
+        let run = self.exec.prepare(&model.graph, graph::Mode::Eval, &wanted)?;
         let width = task.shapes().output.iter().product::<usize>();
-        let mut outputs = Vec::with_capacity(self.test.len() * width);
-        for b in data::Batches::in_order(self.test, self.batch) {
-            self.exec.run(run, &task.feed(&b, self.test), 0)?;
-            outputs.extend_from_slice(&self.exec.read(run, model.output)?[..b.valid * width]);
-        }
-        Ok(outputs)
-    }
-
-    /// What a pass over the test set sums, each batch fed as `task` feeds it.
-    pub fn sums(&mut self, task: &dyn Task) -> Result<Sums> {
-        let model = self.model;
-        let run = self.exec.prepare(&model.graph, graph::Mode::Eval, &[model.loss, model.metric])?;
-        let mut sums = Sums::default();
+        let (mut sums, mut all) = (Sums::default(), Vec::new());
         for b in data::Batches::in_order(self.test, self.batch) {
             self.exec.run(run, &task.feed(&b, self.test), 0)?;
             let loss = self.exec.read(run, model.loss)?[0];
             sums.add(loss, self.exec.read(run, model.metric)?[0] as f64, b.valid);
+            if outputs {
+                all.extend_from_slice(&self.exec.read(run, model.output)?[..b.valid * width]);
+            }
         }
-        Ok(sums)
+        Ok((sums, all))
     }
 }
 
